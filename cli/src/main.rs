@@ -1,0 +1,58 @@
+//! `gridledger`: the one binary of GridLedger.
+//!
+//! A thin shell: it parses the command line into one of a closed set of commands and hands
+//! each to the library crate that does the work. Errors are reported once, here, with the
+//! chain of what was being done.
+
+mod bench;
+mod channel;
+mod crypto;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// GridLedger — a Fabric-compatible permissioned ledger for electricity systems.
+#[derive(Debug, Parser)]
+#[command(name = "gridledger", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Crypto material: CAs, node and user identities, TLS certificates.
+    #[command(subcommand)]
+    Crypto(crypto::CryptoCommand),
+    /// Channel configuration: genesis blocks and config updates.
+    #[command(subcommand)]
+    Channel(channel::ChannelCommand),
+    /// Micro-benchmarks (results go to BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crypto(cmd) => crypto::run(cmd),
+        Command::Channel(cmd) => channel::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Seconds since the Unix epoch: the one place the binary reads the wall clock for
+/// validation times and certificate windows.
+pub(crate) fn now_unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
