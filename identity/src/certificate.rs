@@ -5,7 +5,7 @@
 //! accepted, as in a default Fabric network.
 
 use crate::error::IdentityError;
-use crate::signature::verify_p256;
+use crate::signature::verify_p256_certificate_signature;
 use std::collections::BTreeMap;
 use x509_parser::prelude::*;
 
@@ -123,7 +123,7 @@ impl Certificate {
     /// True when `issuer` signed this certificate (names match and the signature verifies).
     pub fn is_issued_by(&self, issuer: &Certificate) -> bool {
         self.issuer_raw == issuer.subject_raw
-            && verify_p256(&issuer.public_key, &self.tbs, &self.signature).is_ok()
+            && verify_p256_certificate_signature(&issuer.public_key, &self.tbs, &self.signature).is_ok()
     }
 
     /// True when `at_unix_secs` is inside the validity window.
@@ -162,7 +162,7 @@ impl RevocationList {
         let issuer_raw = crl.issuer().as_raw().to_vec();
         let signed = issuers.iter().any(|ca| {
             ca.subject_raw == issuer_raw
-                && verify_p256(&ca.public_key, crl.tbs_cert_list.as_ref(), &crl.signature_value.data).is_ok()
+                && verify_p256_certificate_signature(&ca.public_key, crl.tbs_cert_list.as_ref(), &crl.signature_value.data).is_ok()
         });
         if !signed {
             return Err(IdentityError::Der {

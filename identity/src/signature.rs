@@ -98,6 +98,17 @@ pub fn verify_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Resul
         .map_err(|_| SignatureError::Invalid)
 }
 
+/// Verifies a certificate's or CRL's signature. Unlike transaction signatures these may carry
+/// a high S: CAs (Go's crypto/x509 among them) do not normalise, and Fabric accepts them.
+pub(crate) fn verify_p256_certificate_signature(public_key: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+    if public_key.len() != 65 || public_key[0] != 0x04 {
+        return Err(SignatureError::BadPublicKey);
+    }
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key)
+        .verify(signed, signature)
+        .map_err(|_| SignatureError::Invalid)
+}
+
 /// a - b for 256-bit big-endian numbers with a >= b.
 fn sub_mod_order(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
     let mut out = [0u8; 32];

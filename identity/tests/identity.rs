@@ -356,3 +356,32 @@ fn real_fabric_creator_and_endorser_signatures_verify() {
     }
     assert_eq!((creators, endorsements), (451, 451), "the manifest counts 451 of each");
 }
+
+#[test]
+fn real_fabric_orderer_identity_and_block_signatures_verify() {
+    // Fabric's CAs do not normalise S in certificate signatures: this CA's self-signature is
+    // high-S, which certificate validation must accept (transaction signatures must not).
+    let ca_pem = fixture("msp/orderer-ca.pem");
+    let cfg = msp_config("OrdererMSP", &[std::str::from_utf8(&ca_pem).expect("utf8")], &[], &[]);
+    let msps = manager(&cfg);
+    let orderer_cert = Certificate::from_pem(&fixture("msp/orderer0.pem")).expect("orderer cert");
+    let at = (orderer_cert.not_before + 3600) as u64;
+    let mut verified = 0;
+    for n in 1..=80 {
+        let block = gridledger_proto::common::Block::decode(fixture(&format!("block{n:03}.pb")).as_slice()).expect("block");
+        let header_bytes = gridledger_proto::block_header_bytes(block.header.as_ref().expect("header"));
+        let slot = &block.metadata.as_ref().expect("metadata").metadata[0];
+        let metadata = gridledger_proto::common::Metadata::decode(slot.as_slice()).expect("signatures metadata");
+        for sig in &metadata.signatures {
+            let sig_header = SignatureHeader::decode(sig.signature_header.as_slice()).expect("signature header");
+            let orderer = msps.deserialize_identity(&sig_header.creator, at).expect("orderer validates");
+            assert_eq!(orderer.role(), Some(Role::Orderer));
+            let mut signed = metadata.value.clone();
+            signed.extend_from_slice(&sig.signature_header);
+            signed.extend_from_slice(&header_bytes);
+            assert_eq!(orderer.verify(&signed, &sig.signature), Ok(()), "block {n} orderer signature");
+            verified += 1;
+        }
+    }
+    assert_eq!(verified, 80);
+}
