@@ -25,12 +25,22 @@ pub enum CryptoCommand {
 pub fn run(cmd: CryptoCommand) -> anyhow::Result<()> {
     match cmd {
         CryptoCommand::Generate { config, out } => {
-            let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
-            let parsed: CryptoConfig = toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let parsed: CryptoConfig =
+                toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
             material::generate(&parsed, &out, crate::now_unix_secs())
                 .with_context(|| format!("generating crypto material into {}", out.display()))?;
-            let orgs: Vec<&str> = parsed.organizations.iter().map(|o| o.msp_id.as_str()).collect();
-            println!("wrote crypto material for {} to {}", orgs.join(", "), out.join("organizations").display());
+            let orgs: Vec<&str> = parsed
+                .organizations
+                .iter()
+                .map(|o| o.msp_id.as_str())
+                .collect();
+            println!(
+                "wrote crypto material for {} to {}",
+                orgs.join(", "),
+                out.join("organizations").display()
+            );
             Ok(())
         }
     }

@@ -6,8 +6,8 @@
 //! machine. Timing lives here and in the CLI only; tests never assert on it.
 
 use crate::material::{CertificateAuthority, LeafSpec, SEEDED_NOT_BEFORE, Seed};
-use crate::signer::SigningIdentity;
 use crate::signature::verify_p256;
+use crate::signer::SigningIdentity;
 use p256::ecdsa::signature::Verifier as _;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,13 @@ impl Corpus {
     /// `count` distinct ~300-byte messages signed by one P-256 key.
     pub fn new(count: usize) -> Result<Corpus, crate::IdentityError> {
         let seed = Seed::from_text("bench");
-        let ca = CertificateAuthority::new_root(&seed, "BenchMSP", "ca.bench", SEEDED_NOT_BEFORE, SEEDED_NOT_BEFORE + 86_400)?;
+        let ca = CertificateAuthority::new_root(
+            &seed,
+            "BenchMSP",
+            "ca.bench",
+            SEEDED_NOT_BEFORE,
+            SEEDED_NOT_BEFORE + 86_400,
+        )?;
         let spec = LeafSpec {
             common_name: "signer".into(),
             role: Some(crate::Role::Client),
@@ -51,7 +57,11 @@ impl Corpus {
             not_after: SEEDED_NOT_BEFORE + 86_400,
         };
         let issued = ca.issue("BenchMSP", &spec)?;
-        let signer = SigningIdentity::from_pem("BenchMSP", issued.cert_pem.as_bytes(), issued.key_pem.as_bytes())?;
+        let signer = SigningIdentity::from_pem(
+            "BenchMSP",
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )?;
         let items = (0..count.max(1))
             .map(|i| {
                 let message: Vec<u8> = (0..300u32).map(|b| (b as usize ^ i) as u8).collect();
@@ -59,10 +69,18 @@ impl Corpus {
                 (message, signature)
             })
             .collect();
-        Ok(Corpus { public_key: signer.certificate().public_key.clone(), items })
+        Ok(Corpus {
+            public_key: signer.certificate().public_key.clone(),
+            items,
+        })
     }
 
-    fn verify_one(&self, verifier: Verifier, index: usize, p256_key: &p256::ecdsa::VerifyingKey) -> bool {
+    fn verify_one(
+        &self,
+        verifier: Verifier,
+        index: usize,
+        p256_key: &p256::ecdsa::VerifyingKey,
+    ) -> bool {
         let (message, signature) = &self.items[index % self.items.len()];
         match verifier {
             Verifier::Ring => verify_p256(&self.public_key, message, signature).is_ok(),
@@ -99,6 +117,12 @@ impl Corpus {
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         let seconds = start.elapsed().as_secs_f64();
-        Measurement { verifier, threads, verifies, seconds, verifies_per_sec: verifies as f64 / seconds }
+        Measurement {
+            verifier,
+            threads,
+            verifies,
+            seconds,
+            verifies_per_sec: verifies as f64 / seconds,
+        }
     }
 }

@@ -62,7 +62,10 @@ impl Certificate {
         if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID {
             return Err(IdentityError::UnsupportedAlgorithm {
                 what: format!("certificate '{subject}'"),
-                detail: format!("public key algorithm {}", spki.algorithm.algorithm.to_id_string()),
+                detail: format!(
+                    "public key algorithm {}",
+                    spki.algorithm.algorithm.to_id_string()
+                ),
             });
         }
         let curve = spki
@@ -74,23 +77,29 @@ impl Certificate {
         if curve.as_deref() != Some(P256_CURVE_OID) {
             return Err(IdentityError::UnsupportedAlgorithm {
                 what: format!("certificate '{subject}'"),
-                detail: format!("curve {} (only P-256 is supported)", curve.unwrap_or_else(|| "missing".into())),
+                detail: format!(
+                    "curve {} (only P-256 is supported)",
+                    curve.unwrap_or_else(|| "missing".into())
+                ),
             });
         }
         let sig_alg = cert.signature_algorithm.algorithm.to_id_string();
         if sig_alg != ECDSA_WITH_SHA256_OID {
             return Err(IdentityError::UnsupportedAlgorithm {
                 what: format!("certificate '{subject}'"),
-                detail: format!("signature algorithm {sig_alg} (only ecdsa-with-SHA256 is supported)"),
+                detail: format!(
+                    "signature algorithm {sig_alg} (only ecdsa-with-SHA256 is supported)"
+                ),
             });
         }
         let mut attributes = BTreeMap::new();
         for ext in cert.extensions() {
             if ext.oid.to_id_string() == ATTRIBUTE_EXTENSION_OID {
-                attributes = parse_attributes(ext.value).map_err(|reason| IdentityError::Attributes {
-                    subject: subject.clone(),
-                    reason,
-                })?;
+                attributes =
+                    parse_attributes(ext.value).map_err(|reason| IdentityError::Attributes {
+                        subject: subject.clone(),
+                        reason,
+                    })?;
             }
         }
         Ok(Certificate {
@@ -123,7 +132,8 @@ impl Certificate {
     /// True when `issuer` signed this certificate (names match and the signature verifies).
     pub fn is_issued_by(&self, issuer: &Certificate) -> bool {
         self.issuer_raw == issuer.subject_raw
-            && verify_p256_certificate_signature(&issuer.public_key, &self.tbs, &self.signature).is_ok()
+            && verify_p256_certificate_signature(&issuer.public_key, &self.tbs, &self.signature)
+                .is_ok()
     }
 
     /// True when `at_unix_secs` is inside the validity window.
@@ -155,30 +165,46 @@ impl RevocationList {
         } else {
             bytes.to_vec()
         };
-        let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| IdentityError::Der {
-            what: "certificate revocation list".into(),
-            reason: e.to_string(),
-        })?;
+        let (_, crl) =
+            CertificateRevocationList::from_der(&der).map_err(|e| IdentityError::Der {
+                what: "certificate revocation list".into(),
+                reason: e.to_string(),
+            })?;
         let issuer_raw = crl.issuer().as_raw().to_vec();
         let signed = issuers.iter().any(|ca| {
             ca.subject_raw == issuer_raw
-                && verify_p256_certificate_signature(&ca.public_key, crl.tbs_cert_list.as_ref(), &crl.signature_value.data).is_ok()
+                && verify_p256_certificate_signature(
+                    &ca.public_key,
+                    crl.tbs_cert_list.as_ref(),
+                    &crl.signature_value.data,
+                )
+                .is_ok()
         });
         if !signed {
             return Err(IdentityError::Der {
                 what: "certificate revocation list".into(),
-                reason: format!("issuer '{}' is not a CA of this MSP or the signature is wrong", crl.issuer()),
+                reason: format!(
+                    "issuer '{}' is not a CA of this MSP or the signature is wrong",
+                    crl.issuer()
+                ),
             });
         }
         Ok(RevocationList {
             issuer_raw,
-            revoked_serials: crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect(),
+            revoked_serials: crl
+                .iter_revoked_certificates()
+                .map(|r| r.raw_serial().to_vec())
+                .collect(),
         })
     }
 
     /// True when this list, issued by `cert`'s issuer, names `cert`'s serial.
     pub fn revokes(&self, cert: &Certificate) -> bool {
-        self.issuer_raw == cert.issuer_raw && self.revoked_serials.iter().any(|s| strip_zeros(s) == strip_zeros(&cert.serial))
+        self.issuer_raw == cert.issuer_raw
+            && self
+                .revoked_serials
+                .iter()
+                .any(|s| strip_zeros(s) == strip_zeros(&cert.serial))
     }
 }
 
@@ -189,24 +215,42 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
 
 /// Decodes the first PEM block with the given tag.
 pub(crate) fn pem_block(bytes: &[u8], tag: &str, what: &str) -> Result<Vec<u8>, IdentityError> {
-    let blocks = ::pem::parse_many(bytes).map_err(|e| IdentityError::Pem { what: what.into(), reason: e.to_string() })?;
+    let blocks = ::pem::parse_many(bytes).map_err(|e| IdentityError::Pem {
+        what: what.into(),
+        reason: e.to_string(),
+    })?;
     blocks
         .into_iter()
         .find(|b| b.tag() == tag)
         .map(|b| b.into_contents())
-        .ok_or_else(|| IdentityError::Pem { what: what.into(), reason: format!("no '{tag}' block found") })
+        .ok_or_else(|| IdentityError::Pem {
+            what: what.into(),
+            reason: format!("no '{tag}' block found"),
+        })
 }
 
 /// Decodes every PEM block with the given tag (for files holding several certificates).
-pub(crate) fn pem_blocks(bytes: &[u8], tag: &str, what: &str) -> Result<Vec<Vec<u8>>, IdentityError> {
-    let blocks = ::pem::parse_many(bytes).map_err(|e| IdentityError::Pem { what: what.into(), reason: e.to_string() })?;
-    Ok(blocks.into_iter().filter(|b| b.tag() == tag).map(|b| b.into_contents()).collect())
+pub(crate) fn pem_blocks(
+    bytes: &[u8],
+    tag: &str,
+    what: &str,
+) -> Result<Vec<Vec<u8>>, IdentityError> {
+    let blocks = ::pem::parse_many(bytes).map_err(|e| IdentityError::Pem {
+        what: what.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(blocks
+        .into_iter()
+        .filter(|b| b.tag() == tag)
+        .map(|b| b.into_contents())
+        .collect())
 }
 
 /// Reads `{"attrs": {...}}` from the attribute extension's value. Non-string values are kept
 /// as their JSON text.
 fn parse_attributes(value: &[u8]) -> Result<BTreeMap<String, String>, String> {
-    let json: serde_json::Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
     let attrs = match json.get("attrs") {
         None => return Ok(BTreeMap::new()),
         Some(serde_json::Value::Object(map)) => map,

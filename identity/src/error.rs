@@ -43,15 +43,32 @@ pub enum IdentityError {
     CaAsLeaf { subject: String },
     /// No chain from the certificate to one of the MSP's root CAs.
     #[error("certificate '{subject}' does not chain to a root CA of MSP '{msp_id}': {reason}")]
-    UntrustedChain { subject: String, msp_id: String, reason: String },
+    UntrustedChain {
+        subject: String,
+        msp_id: String,
+        reason: String,
+    },
     /// The certificate (or one in its chain) is outside its validity period at the given time.
-    #[error("certificate '{subject}' is not valid at {at_unix_secs} (valid from {not_before} to {not_after}, unix seconds)")]
-    OutsideValidity { subject: String, at_unix_secs: u64, not_before: i64, not_after: i64 },
+    #[error(
+        "certificate '{subject}' is not valid at {at_unix_secs} (valid from {not_before} to {not_after}, unix seconds)"
+    )]
+    OutsideValidity {
+        subject: String,
+        at_unix_secs: u64,
+        not_before: i64,
+        not_after: i64,
+    },
     /// The certificate (or one in its chain) is on its issuer's revocation list.
     #[error("certificate '{subject}' (serial {serial}) is revoked by MSP '{msp_id}'")]
-    Revoked { subject: String, serial: String, msp_id: String },
+    Revoked {
+        subject: String,
+        serial: String,
+        msp_id: String,
+    },
     /// NodeOUs are enabled and the certificate carries none of the role OUs.
-    #[error("certificate '{subject}' carries no role OU (client, peer, admin or orderer) required by MSP '{msp_id}'")]
+    #[error(
+        "certificate '{subject}' carries no role OU (client, peer, admin or orderer) required by MSP '{msp_id}'"
+    )]
     NoRole { subject: String, msp_id: String },
     /// An MSP configuration is unusable (no root CA, a CRL signed by nobody known, …).
     #[error("invalid MSP configuration for '{msp_id}': {reason}")]
@@ -64,7 +81,11 @@ pub enum IdentityError {
     Key(String),
     /// Reading or writing crypto material failed.
     #[error("{action} {path}: {reason}")]
-    Io { action: &'static str, path: String, reason: String },
+    Io {
+        action: &'static str,
+        path: String,
+        reason: String,
+    },
     /// Crypto material configuration is invalid.
     #[error("invalid crypto configuration: {0}")]
     Config(String),
@@ -75,6 +96,10 @@ pub enum IdentityError {
 
 impl IdentityError {
     pub(crate) fn io(action: &'static str, path: &std::path::Path, err: std::io::Error) -> Self {
-        IdentityError::Io { action, path: path.display().to_string(), reason: err.to_string() }
+        IdentityError::Io {
+            action,
+            path: path.display().to_string(),
+            reason: err.to_string(),
+        }
     }
 }

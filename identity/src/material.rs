@@ -26,9 +26,9 @@ use crate::msp::Role;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePrivateKey;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType,
-    SerialNumber, SignatureAlgorithm, SigningKey,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+    PublicKeyData, RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 use ring::digest::SHA256;
 use std::collections::BTreeMap;
@@ -172,12 +172,22 @@ struct P256Key {
 impl P256Key {
     fn new(secret: p256::SecretKey) -> P256Key {
         let public_point = secret.public_key().to_sec1_bytes().to_vec();
-        P256Key { signing: p256::ecdsa::SigningKey::from(&secret), secret, public_point }
+        P256Key {
+            signing: p256::ecdsa::SigningKey::from(&secret),
+            secret,
+            public_point,
+        }
     }
 
     fn pkcs8_pem(&self) -> Result<String, IdentityError> {
-        let doc = self.secret.to_pkcs8_der().map_err(|e| IdentityError::Key(format!("PKCS#8 encoding failed: {e}")))?;
-        Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", doc.as_bytes().to_vec())))
+        let doc = self
+            .secret
+            .to_pkcs8_der()
+            .map_err(|e| IdentityError::Key(format!("PKCS#8 encoding failed: {e}")))?;
+        Ok(pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            doc.as_bytes().to_vec(),
+        )))
     }
 }
 
@@ -209,22 +219,57 @@ pub struct CertificateAuthority {
 
 impl CertificateAuthority {
     /// A self-signed root CA named `common_name` for organization `msp_id`.
-    pub fn new_root(seed: &Seed, msp_id: &str, common_name: &str, not_before: i64, not_after: i64) -> Result<Self, IdentityError> {
+    pub fn new_root(
+        seed: &Seed,
+        msp_id: &str,
+        common_name: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<Self, IdentityError> {
         let label = format!("{msp_id}/{common_name}");
         let key = seed.key(&label);
         let params = ca_params(seed, &label, msp_id, common_name, not_before, not_after)?;
-        let cert = params.self_signed(&key).map_err(|e| issue_err(common_name, e))?;
-        Ok(CertificateAuthority { cert_pem: cert.pem(), params, key, seed: seed.clone(), label })
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| issue_err(common_name, e))?;
+        Ok(CertificateAuthority {
+            cert_pem: cert.pem(),
+            params,
+            key,
+            seed: seed.clone(),
+            label,
+        })
     }
 
     /// An intermediate CA issued by this CA.
-    pub fn new_intermediate(&self, msp_id: &str, common_name: &str, not_before: i64, not_after: i64) -> Result<Self, IdentityError> {
+    pub fn new_intermediate(
+        &self,
+        msp_id: &str,
+        common_name: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<Self, IdentityError> {
         let label = format!("{}/{msp_id}/{common_name}", self.label);
         let key = self.seed.key(&label);
-        let params = ca_params(&self.seed, &label, msp_id, common_name, not_before, not_after)?;
+        let params = ca_params(
+            &self.seed,
+            &label,
+            msp_id,
+            common_name,
+            not_before,
+            not_after,
+        )?;
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).map_err(|e| issue_err(common_name, e))?;
-        Ok(CertificateAuthority { cert_pem: cert.pem(), params, key, seed: self.seed.clone(), label })
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| issue_err(common_name, e))?;
+        Ok(CertificateAuthority {
+            cert_pem: cert.pem(),
+            params,
+            key,
+            seed: self.seed.clone(),
+            label,
+        })
     }
 
     /// The CA's certificate, PEM.
@@ -239,26 +284,39 @@ impl CertificateAuthority {
 
     /// Issues a leaf certificate for `msp_id` with a fresh key derived from the seed.
     pub fn issue(&self, msp_id: &str, spec: &LeafSpec) -> Result<IssuedIdentity, IdentityError> {
-        let kind = if spec.tls_hosts.is_empty() { "sign" } else { "tls" };
+        let kind = if spec.tls_hosts.is_empty() {
+            "sign"
+        } else {
+            "tls"
+        };
         let label = format!("{}/{kind}/{}", self.label, spec.common_name);
         let key = self.seed.key(&label);
         let serial = self.seed.serial(&label);
         let mut params = CertificateParams::default();
-        params.distinguished_name = distinguished_name(msp_id, spec.role.map(Role::default_ou), &spec.common_name)?;
+        params.distinguished_name =
+            distinguished_name(msp_id, spec.role.map(Role::default_ou), &spec.common_name)?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.not_before = timestamp(spec.not_before)?;
         params.not_after = timestamp(spec.not_after)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
-        params.key_identifier_method = KeyIdMethod::PreSpecified(self.seed.serial(&format!("{label}/ski")));
+        params.key_identifier_method =
+            KeyIdMethod::PreSpecified(self.seed.serial(&format!("{label}/ski")));
         if !spec.tls_hosts.is_empty() {
             params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
             for host in &spec.tls_hosts {
                 let san = match host.parse::<std::net::IpAddr>() {
                     Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName(host.clone().try_into().map_err(|e| issue_err(&spec.common_name, e))?),
+                    Err(_) => SanType::DnsName(
+                        host.clone()
+                            .try_into()
+                            .map_err(|e| issue_err(&spec.common_name, e))?,
+                    ),
                 };
                 params.subject_alt_names.push(san);
             }
@@ -266,15 +324,30 @@ impl CertificateAuthority {
         if !spec.attributes.is_empty() {
             let json = serde_json::json!({ "attrs": spec.attributes });
             let oid: Vec<u64> = vec![1, 2, 3, 4, 5, 6, 7, 8, 1];
-            params.custom_extensions.push(CustomExtension::from_oid_content(&oid, json.to_string().into_bytes()));
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(
+                    &oid,
+                    json.to_string().into_bytes(),
+                ));
         }
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).map_err(|e| issue_err(&spec.common_name, e))?;
-        Ok(IssuedIdentity { cert_pem: cert.pem(), key_pem: key.pkcs8_pem()?, serial })
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| issue_err(&spec.common_name, e))?;
+        Ok(IssuedIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.pkcs8_pem()?,
+            serial,
+        })
     }
 
     /// A CRL revoking the given serial numbers, signed by this CA, PEM.
-    pub fn revocation_list(&self, serials: &[Vec<u8>], this_update: i64) -> Result<String, IdentityError> {
+    pub fn revocation_list(
+        &self,
+        serials: &[Vec<u8>],
+        this_update: i64,
+    ) -> Result<String, IdentityError> {
         let params = CertificateRevocationListParams {
             this_update: timestamp(this_update)?,
             next_update: timestamp(this_update + 30 * 86_400)?,
@@ -294,24 +367,41 @@ impl CertificateAuthority {
             key_identifier_method: self.params.key_identifier_method.clone(),
         };
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let crl = params.signed_by(&issuer).map_err(|e| issue_err("revocation list", e))?;
+        let crl = params
+            .signed_by(&issuer)
+            .map_err(|e| issue_err("revocation list", e))?;
         crl.pem().map_err(|e| issue_err("revocation list", e))
     }
 }
 
-fn ca_params(seed: &Seed, label: &str, msp_id: &str, common_name: &str, not_before: i64, not_after: i64) -> Result<CertificateParams, IdentityError> {
+fn ca_params(
+    seed: &Seed,
+    label: &str,
+    msp_id: &str,
+    common_name: &str,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, IdentityError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = distinguished_name(msp_id, None, common_name)?;
     params.serial_number = Some(SerialNumber::from_slice(&seed.serial(label)));
     params.not_before = timestamp(not_before)?;
     params.not_after = timestamp(not_after)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.key_identifier_method = KeyIdMethod::PreSpecified(seed.serial(&format!("{label}/ski")));
     Ok(params)
 }
 
-fn distinguished_name(msp_id: &str, ou: Option<&str>, common_name: &str) -> Result<DistinguishedName, IdentityError> {
+fn distinguished_name(
+    msp_id: &str,
+    ou: Option<&str>,
+    common_name: &str,
+) -> Result<DistinguishedName, IdentityError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, msp_id);
     if let Some(ou) = ou {
@@ -327,7 +417,10 @@ fn timestamp(unix_secs: i64) -> Result<OffsetDateTime, IdentityError> {
 }
 
 fn issue_err(name: &str, e: impl std::fmt::Display) -> IdentityError {
-    IdentityError::Issue { name: name.into(), reason: e.to_string() }
+    IdentityError::Issue {
+        name: name.into(),
+        reason: e.to_string(),
+    }
 }
 
 /// Start of validity for seeded (deterministic) material: 2025-01-01T00:00:00Z.
@@ -340,13 +433,18 @@ impl CryptoConfig {
             return Err(IdentityError::Config("no organizations".into()));
         }
         if self.validity_days == 0 {
-            return Err(IdentityError::Config("validity_days must be at least 1".into()));
+            return Err(IdentityError::Config(
+                "validity_days must be at least 1".into(),
+            ));
         }
         let mut msp_ids = std::collections::BTreeSet::new();
         for org in &self.organizations {
             check_name("msp_id", &org.msp_id)?;
             if !msp_ids.insert(&org.msp_id) {
-                return Err(IdentityError::Config(format!("duplicate msp_id '{}'", org.msp_id)));
+                return Err(IdentityError::Config(format!(
+                    "duplicate msp_id '{}'",
+                    org.msp_id
+                )));
             }
             let mut names = std::collections::BTreeSet::new();
             let all = org
@@ -359,7 +457,10 @@ impl CryptoConfig {
             for name in all {
                 check_name("identity name", name)?;
                 if !names.insert(name) {
-                    return Err(IdentityError::Config(format!("duplicate identity '{name}' in {}", org.msp_id)));
+                    return Err(IdentityError::Config(format!(
+                        "duplicate identity '{name}' in {}",
+                        org.msp_id
+                    )));
                 }
             }
         }
@@ -372,7 +473,9 @@ fn check_name(what: &str, name: &str) -> Result<(), IdentityError> {
         && name.len() <= 64
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if ok {
         Ok(())
     } else {
@@ -384,7 +487,11 @@ fn check_name(what: &str, name: &str) -> Result<(), IdentityError> {
 
 /// Generates all material of `config` under `out` (see the module docs for the layout).
 /// `now_unix_secs` starts the validity window of unseeded material.
-pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result<(), IdentityError> {
+pub fn generate(
+    config: &CryptoConfig,
+    out: &Path,
+    now_unix_secs: i64,
+) -> Result<(), IdentityError> {
     config.validate()?;
     let (seed, not_before) = match &config.seed {
         Some(text) => (Seed::from_text(text), SEEDED_NOT_BEFORE),
@@ -393,8 +500,20 @@ pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result
     let not_after = not_before + i64::from(config.validity_days) * 86_400;
     for org in &config.organizations {
         let dir = out.join("organizations").join(&org.msp_id);
-        let ca = CertificateAuthority::new_root(&seed, &org.msp_id, &format!("ca.{}", org.msp_id), not_before, not_after)?;
-        let tlsca = CertificateAuthority::new_root(&seed, &org.msp_id, &format!("tlsca.{}", org.msp_id), not_before, not_after)?;
+        let ca = CertificateAuthority::new_root(
+            &seed,
+            &org.msp_id,
+            &format!("ca.{}", org.msp_id),
+            not_before,
+            not_after,
+        )?;
+        let tlsca = CertificateAuthority::new_root(
+            &seed,
+            &org.msp_id,
+            &format!("tlsca.{}", org.msp_id),
+            not_before,
+            not_after,
+        )?;
         write(&dir.join("ca/ca.pem"), ca.cert_pem())?;
         write_secret(&dir.join("ca/ca.key"), &ca.key_pem()?)?;
         write(&dir.join("tlsca/tlsca.pem"), tlsca.cert_pem())?;
@@ -404,7 +523,10 @@ pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result
         let crls = dir.join("msp/crls");
         std::fs::create_dir_all(&crls).map_err(|e| IdentityError::io("create folder", &crls, e))?;
 
-        let leaf = |name: &str, role: Role, attributes: &BTreeMap<String, String>, tls_hosts: Vec<String>| LeafSpec {
+        let leaf = |name: &str,
+                    role: Role,
+                    attributes: &BTreeMap<String, String>,
+                    tls_hosts: Vec<String>| LeafSpec {
             common_name: name.to_owned(),
             role: Some(role),
             attributes: attributes.clone(),
@@ -413,7 +535,11 @@ pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result
             not_after,
         };
         let none = BTreeMap::new();
-        let nodes = org.peers.iter().map(|n| (n, Role::Peer, "peers")).chain(org.orderers.iter().map(|n| (n, Role::Orderer, "orderers")));
+        let nodes = org
+            .peers
+            .iter()
+            .map(|n| (n, Role::Peer, "peers"))
+            .chain(org.orderers.iter().map(|n| (n, Role::Orderer, "orderers")));
         for (node, role, folder) in nodes {
             let base = dir.join(folder).join(&node.name);
             let sign = ca.issue(&org.msp_id, &leaf(&node.name, role, &none, Vec::new()))?;
@@ -429,13 +555,23 @@ pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result
             .admins
             .iter()
             .map(|name| (name, Role::Admin, &none))
-            .chain(org.users.iter().map(|u| (&u.name, Role::Client, &u.attributes)));
+            .chain(
+                org.users
+                    .iter()
+                    .map(|u| (&u.name, Role::Client, &u.attributes)),
+            );
         for (name, role, attributes) in users {
             let base = dir.join("users").join(name);
             let common_name = format!("{name}@{}", org.msp_id);
-            let sign = ca.issue(&org.msp_id, &leaf(&common_name, role, attributes, Vec::new()))?;
+            let sign = ca.issue(
+                &org.msp_id,
+                &leaf(&common_name, role, attributes, Vec::new()),
+            )?;
             write_msp_identity(&base, &ca, &sign)?;
-            let tls = tlsca.issue(&org.msp_id, &leaf(&common_name, role, &none, vec![common_name.clone()]))?;
+            let tls = tlsca.issue(
+                &org.msp_id,
+                &leaf(&common_name, role, &none, vec![common_name.clone()]),
+            )?;
             write(&base.join("tls/client.crt"), &tls.cert_pem)?;
             write_secret(&base.join("tls/client.key"), &tls.key_pem)?;
             write(&base.join("tls/ca.crt"), tlsca.cert_pem())?;
@@ -444,7 +580,11 @@ pub fn generate(config: &CryptoConfig, out: &Path, now_unix_secs: i64) -> Result
     Ok(())
 }
 
-fn write_msp_identity(base: &Path, ca: &CertificateAuthority, id: &IssuedIdentity) -> Result<(), IdentityError> {
+fn write_msp_identity(
+    base: &Path,
+    ca: &CertificateAuthority,
+    id: &IssuedIdentity,
+) -> Result<(), IdentityError> {
     write(&base.join("msp/signcerts/cert.pem"), &id.cert_pem)?;
     write_secret(&base.join("msp/keystore/key.pem"), &id.key_pem)?;
     write(&base.join("msp/cacerts/ca.pem"), ca.cert_pem())
@@ -452,7 +592,8 @@ fn write_msp_identity(base: &Path, ca: &CertificateAuthority, id: &IssuedIdentit
 
 fn write(path: &Path, contents: &str) -> Result<(), IdentityError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| IdentityError::io("create folder", parent, e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| IdentityError::io("create folder", parent, e))?;
     }
     std::fs::write(path, contents).map_err(|e| IdentityError::io("write", path, e))
 }
@@ -468,4 +609,3 @@ fn write_secret(path: &Path, contents: &str) -> Result<(), IdentityError> {
     }
     Ok(())
 }
-

@@ -142,9 +142,15 @@ impl Msp {
     pub fn from_fabric_config(cfg: &pb::FabricMspConfig) -> Result<Msp, IdentityError> {
         let msp_id = cfg.name.clone();
         if msp_id.is_empty() {
-            return Err(IdentityError::MspConfig { msp_id, reason: "empty MSP name".into() });
+            return Err(IdentityError::MspConfig {
+                msp_id,
+                reason: "empty MSP name".into(),
+            });
         }
-        let bad = |reason: String| IdentityError::MspConfig { msp_id: msp_id.clone(), reason };
+        let bad = |reason: String| IdentityError::MspConfig {
+            msp_id: msp_id.clone(),
+            reason,
+        };
         let parse_all = |pems: &[Vec<u8>], what: &str| -> Result<Vec<Certificate>, IdentityError> {
             let mut out = Vec::new();
             for pem in pems {
@@ -159,7 +165,10 @@ impl Msp {
             return Err(bad("no root CA certificate".into()));
         }
         if let Some(root) = roots.iter().find(|r| !r.is_ca || !r.is_issued_by(r)) {
-            return Err(bad(format!("root certificate '{}' is not a self-signed CA", root.subject)));
+            return Err(bad(format!(
+                "root certificate '{}' is not a self-signed CA",
+                root.subject
+            )));
         }
         let intermediates = parse_all(&cfg.intermediate_certs, "intermediate CA certificate")?;
         let mut msp = Msp {
@@ -172,12 +181,21 @@ impl Msp {
         };
         for ca in intermediates {
             if !ca.is_ca {
-                return Err(bad(format!("intermediate certificate '{}' is not a CA", ca.subject)));
+                return Err(bad(format!(
+                    "intermediate certificate '{}' is not a CA",
+                    ca.subject
+                )));
             }
-            msp.chain_to_root(&ca).map_err(|e| bad(format!("intermediate CA does not chain: {e}")))?;
+            msp.chain_to_root(&ca)
+                .map_err(|e| bad(format!("intermediate CA does not chain: {e}")))?;
             msp.intermediates.push(ca);
         }
-        let cas: Vec<Certificate> = msp.roots.iter().chain(&msp.intermediates).cloned().collect();
+        let cas: Vec<Certificate> = msp
+            .roots
+            .iter()
+            .chain(&msp.intermediates)
+            .cloned()
+            .collect();
         for crl in &cfg.revocation_list {
             msp.revocation_lists.push(RevocationList::parse(crl, &cas)?);
         }
@@ -218,10 +236,17 @@ impl Msp {
 
     /// Validates a PEM certificate as an identity of this MSP at `now_unix_secs`.
     /// `serialized` is kept verbatim as the identity's wire form.
-    pub fn validate(&self, cert_pem: &[u8], serialized: Vec<u8>, now_unix_secs: u64) -> Result<Identity, IdentityError> {
+    pub fn validate(
+        &self,
+        cert_pem: &[u8],
+        serialized: Vec<u8>,
+        now_unix_secs: u64,
+    ) -> Result<Identity, IdentityError> {
         let leaf = Certificate::from_pem(cert_pem)?;
         if leaf.is_ca {
-            return Err(IdentityError::CaAsLeaf { subject: leaf.subject });
+            return Err(IdentityError::CaAsLeaf {
+                subject: leaf.subject,
+            });
         }
         let chain = self.chain_to_root(&leaf)?;
         let mut valid_from = leaf.not_before;
@@ -249,23 +274,44 @@ impl Msp {
             None => None,
             Some(ous) => {
                 let role = leaf.organizational_units.iter().find_map(|ou| {
-                    [(&ous.admin, Role::Admin), (&ous.peer, Role::Peer), (&ous.orderer, Role::Orderer), (&ous.client, Role::Client)]
-                        .into_iter()
-                        .find(|(value, _)| *value == ou)
-                        .map(|(_, role)| role)
+                    [
+                        (&ous.admin, Role::Admin),
+                        (&ous.peer, Role::Peer),
+                        (&ous.orderer, Role::Orderer),
+                        (&ous.client, Role::Client),
+                    ]
+                    .into_iter()
+                    .find(|(value, _)| *value == ou)
+                    .map(|(_, role)| role)
                 });
                 match role {
                     Some(role) => Some(role),
-                    None => return Err(IdentityError::NoRole { subject: leaf.subject, msp_id: self.msp_id.clone() }),
+                    None => {
+                        return Err(IdentityError::NoRole {
+                            subject: leaf.subject,
+                            msp_id: self.msp_id.clone(),
+                        });
+                    }
                 }
             }
         };
         let is_admin = role == Some(Role::Admin) || self.admins.contains(&leaf.der);
-        Ok(Identity { msp_id: self.msp_id.clone(), role, is_admin, serialized, certificate: leaf, valid_from, valid_until })
+        Ok(Identity {
+            msp_id: self.msp_id.clone(),
+            role,
+            is_admin,
+            serialized,
+            certificate: leaf,
+            valid_from,
+            valid_until,
+        })
     }
 
     /// Finds the chain above `cert` (issuers up to and including a root), checking signatures.
-    fn chain_to_root<'a>(&'a self, cert: &Certificate) -> Result<Vec<&'a Certificate>, IdentityError> {
+    fn chain_to_root<'a>(
+        &'a self,
+        cert: &Certificate,
+    ) -> Result<Vec<&'a Certificate>, IdentityError> {
         let untrusted = |reason: &str| IdentityError::UntrustedChain {
             subject: cert.subject.clone(),
             msp_id: self.msp_id.clone(),
@@ -283,7 +329,9 @@ impl Msp {
                 .iter()
                 .find(|ca| current.is_issued_by(ca) && !chain.iter().any(|c| c.der == ca.der))
             else {
-                return Err(untrusted("no CA of this MSP issued it (or the issuer's signature is wrong)"));
+                return Err(untrusted(
+                    "no CA of this MSP issued it (or the issuer's signature is wrong)",
+                ));
             };
             chain.push(next);
             if chain.len() >= MAX_CHAIN_LEN {
@@ -325,8 +373,17 @@ impl MspManager {
     /// Decodes `msp.SerializedIdentity` bytes and validates the certificate with its MSP at
     /// `now_unix_secs`. Successful validations are cached; the time window is rechecked on
     /// every hit.
-    pub fn deserialize_identity(&self, serialized: &[u8], now_unix_secs: u64) -> Result<Arc<Identity>, IdentityError> {
-        if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(serialized).cloned()) {
+    pub fn deserialize_identity(
+        &self,
+        serialized: &[u8],
+        now_unix_secs: u64,
+    ) -> Result<Arc<Identity>, IdentityError> {
+        if let Some(hit) = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(serialized).cloned())
+        {
             let now = i64::try_from(now_unix_secs).unwrap_or(i64::MAX);
             if hit.valid_from <= now && now <= hit.valid_until {
                 return Ok(hit);
@@ -335,8 +392,12 @@ impl MspManager {
         }
         let decoded = pb::SerializedIdentity::decode(serialized)
             .map_err(|e| IdentityError::SerializedIdentity(e.to_string()))?;
-        let msp = self.msps.get(&decoded.mspid).ok_or_else(|| IdentityError::UnknownMsp(decoded.mspid.clone()))?;
-        let identity = Arc::new(msp.validate(&decoded.id_bytes, serialized.to_vec(), now_unix_secs)?);
+        let msp = self
+            .msps
+            .get(&decoded.mspid)
+            .ok_or_else(|| IdentityError::UnknownMsp(decoded.mspid.clone()))?;
+        let identity =
+            Arc::new(msp.validate(&decoded.id_bytes, serialized.to_vec(), now_unix_secs)?);
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= IDENTITY_CACHE_CAPACITY {
                 cache.clear();
@@ -349,7 +410,11 @@ impl MspManager {
 
 /// Encodes `msp.SerializedIdentity{mspid, id_bytes}`.
 pub fn serialize_identity(msp_id: &str, cert_pem: &[u8]) -> Vec<u8> {
-    pb::SerializedIdentity { mspid: msp_id.to_owned(), id_bytes: cert_pem.to_vec() }.encode_to_vec()
+    pb::SerializedIdentity {
+        mspid: msp_id.to_owned(),
+        id_bytes: cert_pem.to_vec(),
+    }
+    .encode_to_vec()
 }
 
 /// Reads a Fabric-style MSP folder into the `FabricMSPConfig` a channel config carries:
@@ -378,10 +443,18 @@ pub fn load_msp_dir(msp_id: &str, dir: &Path) -> Result<pb::FabricMspConfig, Ide
     if root_certs.is_empty() {
         return Err(IdentityError::MspConfig {
             msp_id: msp_id.into(),
-            reason: format!("no root CA certificate in {}", dir.join("cacerts").display()),
+            reason: format!(
+                "no root CA certificate in {}",
+                dir.join("cacerts").display()
+            ),
         });
     }
-    let ou = |role: Role| Some(pb::FabricOuIdentifier { certificate: root_certs[0].clone(), organizational_unit_identifier: role.default_ou().into() });
+    let ou = |role: Role| {
+        Some(pb::FabricOuIdentifier {
+            certificate: root_certs[0].clone(),
+            organizational_unit_identifier: role.default_ou().into(),
+        })
+    };
     let config = pb::FabricMspConfig {
         name: msp_id.into(),
         root_certs: root_certs.clone(),

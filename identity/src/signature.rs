@@ -35,12 +35,16 @@ pub fn parse_der_signature(der: &[u8]) -> Result<RawSignature, SignatureError> {
         return Err(SignatureError::Malformed("not a SEQUENCE"));
     }
     if !rest.is_empty() {
-        return Err(SignatureError::Malformed("trailing bytes after the SEQUENCE"));
+        return Err(SignatureError::Malformed(
+            "trailing bytes after the SEQUENCE",
+        ));
     }
     let (r, after_r) = der_positive_integer(body)?;
     let (s, after_s) = der_positive_integer(after_r)?;
     if !after_s.is_empty() {
-        return Err(SignatureError::Malformed("trailing bytes inside the SEQUENCE"));
+        return Err(SignatureError::Malformed(
+            "trailing bytes inside the SEQUENCE",
+        ));
     }
     Ok(RawSignature { r, s })
 }
@@ -85,7 +89,11 @@ pub fn to_high_s(der: &[u8]) -> Result<Vec<u8>, SignatureError> {
 
 /// Verifies `signature` (DER, low-S) over `message` with an uncompressed P-256 public key
 /// (`04 || x || y`). The message is hashed with SHA-256 here.
-pub fn verify_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+pub fn verify_p256(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
     if public_key.len() != 65 || public_key[0] != 0x04 {
         return Err(SignatureError::BadPublicKey);
     }
@@ -100,7 +108,11 @@ pub fn verify_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Resul
 
 /// Verifies a certificate's or CRL's signature. Unlike transaction signatures these may carry
 /// a high S: CAs (Go's crypto/x509 among them) do not normalise, and Fabric accepts them.
-pub(crate) fn verify_p256_certificate_signature(public_key: &[u8], signed: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+pub(crate) fn verify_p256_certificate_signature(
+    public_key: &[u8],
+    signed: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
     if public_key.len() != 65 || public_key[0] != 0x04 {
         return Err(SignatureError::BadPublicKey);
     }
@@ -128,18 +140,26 @@ fn sub_mod_order(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
 
 /// Splits one DER element (short or long length form, strictly minimal) off `input`.
 fn der_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), SignatureError> {
-    let (&tag, rest) = input.split_first().ok_or(SignatureError::Malformed("empty input"))?;
-    let (&first_len, rest) = rest.split_first().ok_or(SignatureError::Malformed("missing length"))?;
+    let (&tag, rest) = input
+        .split_first()
+        .ok_or(SignatureError::Malformed("empty input"))?;
+    let (&first_len, rest) = rest
+        .split_first()
+        .ok_or(SignatureError::Malformed("missing length"))?;
     let (len, rest) = if first_len < 0x80 {
         (first_len as usize, rest)
     } else if first_len == 0x81 {
-        let (&len, rest) = rest.split_first().ok_or(SignatureError::Malformed("missing length"))?;
+        let (&len, rest) = rest
+            .split_first()
+            .ok_or(SignatureError::Malformed("missing length"))?;
         if len < 0x80 {
             return Err(SignatureError::Malformed("non-minimal length"));
         }
         (len as usize, rest)
     } else {
-        return Err(SignatureError::Malformed("length too large for a P-256 signature"));
+        return Err(SignatureError::Malformed(
+            "length too large for a P-256 signature",
+        ));
     };
     if rest.len() < len {
         return Err(SignatureError::Malformed("truncated"));
@@ -156,7 +176,9 @@ fn der_positive_integer(input: &[u8]) -> Result<([u8; 32], &[u8]), SignatureErro
     let digits = match body {
         [] => return Err(SignatureError::Malformed("empty INTEGER")),
         [b, ..] if b & 0x80 != 0 => return Err(SignatureError::Malformed("negative INTEGER")),
-        [0, next, ..] if next & 0x80 == 0 => return Err(SignatureError::Malformed("non-minimal INTEGER")),
+        [0, next, ..] if next & 0x80 == 0 => {
+            return Err(SignatureError::Malformed("non-minimal INTEGER"));
+        }
         [0, tail @ ..] => tail,
         all => all,
     };
@@ -217,7 +239,10 @@ mod tests {
         trailing.push(0);
         assert!(parse_der_signature(&trailing).is_err());
         for cut in 0..der.len() {
-            assert!(parse_der_signature(&der[..cut]).is_err(), "truncated at {cut}");
+            assert!(
+                parse_der_signature(&der[..cut]).is_err(),
+                "truncated at {cut}"
+            );
         }
     }
 

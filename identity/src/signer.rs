@@ -33,7 +33,11 @@ impl std::fmt::Debug for SigningIdentity {
 impl SigningIdentity {
     /// Builds a signer from a PEM certificate and a PKCS#8 PEM P-256 private key; fails when
     /// the key does not belong to the certificate.
-    pub fn from_pem(msp_id: &str, cert_pem: &[u8], key_pkcs8_pem: &[u8]) -> Result<SigningIdentity, IdentityError> {
+    pub fn from_pem(
+        msp_id: &str,
+        cert_pem: &[u8],
+        key_pkcs8_pem: &[u8],
+    ) -> Result<SigningIdentity, IdentityError> {
         let certificate = Certificate::from_pem(cert_pem)?;
         let key_der = pem_block(key_pkcs8_pem, "PRIVATE KEY", "PKCS#8 private key")?;
         let rng = SystemRandom::new();
@@ -56,9 +60,15 @@ impl SigningIdentity {
     }
 
     /// Reads the certificate and key files.
-    pub fn load(msp_id: &str, cert_path: &Path, key_path: &Path) -> Result<SigningIdentity, IdentityError> {
-        let cert = std::fs::read(cert_path).map_err(|e| IdentityError::io("read certificate", cert_path, e))?;
-        let key = std::fs::read(key_path).map_err(|e| IdentityError::io("read private key", key_path, e))?;
+    pub fn load(
+        msp_id: &str,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<SigningIdentity, IdentityError> {
+        let cert = std::fs::read(cert_path)
+            .map_err(|e| IdentityError::io("read certificate", cert_path, e))?;
+        let key = std::fs::read(key_path)
+            .map_err(|e| IdentityError::io("read private key", key_path, e))?;
         SigningIdentity::from_pem(msp_id, &cert, &key)
     }
 

@@ -1,9 +1,14 @@
 //! Identity layer tests: certificate chains, roles, revocation, validity, signatures (incl.
 //! high-S), caching, crypto material, and real Fabric 2.5.5 identities and signatures.
 
-use gridledger_identity::material::{CertificateAuthority, CryptoConfig, IssuedIdentity, LeafSpec, SEEDED_NOT_BEFORE, Seed};
+use gridledger_identity::material::{
+    CertificateAuthority, CryptoConfig, IssuedIdentity, LeafSpec, SEEDED_NOT_BEFORE, Seed,
+};
 use gridledger_identity::signature::{parse_der_signature, to_high_s};
-use gridledger_identity::{Certificate, IdentityError, Msp, MspManager, Role, SignatureError, SigningIdentity, serialize_identity};
+use gridledger_identity::{
+    Certificate, IdentityError, Msp, MspManager, Role, SignatureError, SigningIdentity,
+    serialize_identity,
+};
 use gridledger_proto::common::{Envelope, Payload, SignatureHeader};
 use gridledger_proto::msp::{FabricMspConfig, FabricNodeOUs};
 use gridledger_proto::prost::Message;
@@ -27,16 +32,34 @@ fn leaf(name: &str, role: Option<Role>) -> LeafSpec {
 }
 
 fn root(seed: &str, msp_id: &str) -> CertificateAuthority {
-    CertificateAuthority::new_root(&Seed::from_text(seed), msp_id, &format!("ca.{msp_id}"), T0, T0 + 3650 * DAY).expect("root CA")
+    CertificateAuthority::new_root(
+        &Seed::from_text(seed),
+        msp_id,
+        &format!("ca.{msp_id}"),
+        T0,
+        T0 + 3650 * DAY,
+    )
+    .expect("root CA")
 }
 
-fn msp_config(msp_id: &str, roots: &[&str], intermediates: &[&str], crls: &[String]) -> FabricMspConfig {
+fn msp_config(
+    msp_id: &str,
+    roots: &[&str],
+    intermediates: &[&str],
+    crls: &[String],
+) -> FabricMspConfig {
     FabricMspConfig {
         name: msp_id.into(),
         root_certs: roots.iter().map(|r| r.as_bytes().to_vec()).collect(),
-        intermediate_certs: intermediates.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        intermediate_certs: intermediates
+            .iter()
+            .map(|r| r.as_bytes().to_vec())
+            .collect(),
         revocation_list: crls.iter().map(|c| c.as_bytes().to_vec()).collect(),
-        fabric_node_ous: Some(FabricNodeOUs { enable: true, ..Default::default() }),
+        fabric_node_ous: Some(FabricNodeOUs {
+            enable: true,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -54,12 +77,20 @@ fn leaf_issued_by_root_validates_with_its_role() {
     let ca = root("roles", "DSOMSP");
     let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
     for role in Role::ALL {
-        let id = ca.issue("DSOMSP", &leaf(&format!("{role}1"), Some(role))).expect("issue");
-        let identity = msps.deserialize_identity(&serialized("DSOMSP", &id), NOW).expect("valid identity");
+        let id = ca
+            .issue("DSOMSP", &leaf(&format!("{role}1"), Some(role)))
+            .expect("issue");
+        let identity = msps
+            .deserialize_identity(&serialized("DSOMSP", &id), NOW)
+            .expect("valid identity");
         assert_eq!(identity.msp_id(), "DSOMSP");
         assert_eq!(identity.role(), Some(role));
         assert_eq!(identity.is_admin(), role == Role::Admin);
-        assert!(identity.subject().contains(&format!("{role}1")), "{}", identity.subject());
+        assert!(
+            identity.subject().contains(&format!("{role}1")),
+            "{}",
+            identity.subject()
+        );
     }
 }
 
@@ -68,20 +99,37 @@ fn certificate_without_a_role_ou_is_rejected_when_node_ous_are_enabled() {
     let ca = root("norole", "DSOMSP");
     let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
     let id = ca.issue("DSOMSP", &leaf("nobody", None)).expect("issue");
-    let err = msps.deserialize_identity(&serialized("DSOMSP", &id), NOW).expect_err("no role");
+    let err = msps
+        .deserialize_identity(&serialized("DSOMSP", &id), NOW)
+        .expect_err("no role");
     assert!(matches!(err, IdentityError::NoRole { .. }), "{err}");
 }
 
 #[test]
 fn intermediate_ca_chains_to_root() {
     let ca = root("inter", "RetailerMSP");
-    let inter = ca.new_intermediate("RetailerMSP", "ica.retailer", T0, T0 + 3650 * DAY).expect("intermediate");
-    let id = inter.issue("RetailerMSP", &leaf("User1", Some(Role::Client))).expect("issue");
-    let with_inter = manager(&msp_config("RetailerMSP", &[ca.cert_pem()], &[inter.cert_pem()], &[]));
-    assert!(with_inter.deserialize_identity(&serialized("RetailerMSP", &id), NOW).is_ok());
+    let inter = ca
+        .new_intermediate("RetailerMSP", "ica.retailer", T0, T0 + 3650 * DAY)
+        .expect("intermediate");
+    let id = inter
+        .issue("RetailerMSP", &leaf("User1", Some(Role::Client)))
+        .expect("issue");
+    let with_inter = manager(&msp_config(
+        "RetailerMSP",
+        &[ca.cert_pem()],
+        &[inter.cert_pem()],
+        &[],
+    ));
+    assert!(
+        with_inter
+            .deserialize_identity(&serialized("RetailerMSP", &id), NOW)
+            .is_ok()
+    );
     // Without the intermediate in the MSP the chain is broken.
     let without = manager(&msp_config("RetailerMSP", &[ca.cert_pem()], &[], &[]));
-    let err = without.deserialize_identity(&serialized("RetailerMSP", &id), NOW).expect_err("broken chain");
+    let err = without
+        .deserialize_identity(&serialized("RetailerMSP", &id), NOW)
+        .expect_err("broken chain");
     assert!(matches!(err, IdentityError::UntrustedChain { .. }), "{err}");
 }
 
@@ -90,8 +138,12 @@ fn certificate_from_another_ca_is_rejected() {
     let ours = root("ours", "DSOMSP");
     let theirs = root("theirs", "DSOMSP"); // same names, different key
     let msps = manager(&msp_config("DSOMSP", &[ours.cert_pem()], &[], &[]));
-    let id = theirs.issue("DSOMSP", &leaf("intruder", Some(Role::Admin))).expect("issue");
-    let err = msps.deserialize_identity(&serialized("DSOMSP", &id), NOW).expect_err("wrong CA");
+    let id = theirs
+        .issue("DSOMSP", &leaf("intruder", Some(Role::Admin)))
+        .expect("issue");
+    let err = msps
+        .deserialize_identity(&serialized("DSOMSP", &id), NOW)
+        .expect_err("wrong CA");
     assert!(matches!(err, IdentityError::UntrustedChain { .. }), "{err}");
 }
 
@@ -105,22 +157,43 @@ fn expired_and_not_yet_valid_certificates_are_rejected() {
     let bytes = serialized("DSOMSP", &id);
     assert!(msps.deserialize_identity(&bytes, (T0 + 60) as u64).is_ok());
     // Cached now, but the validity window is still enforced on a cache hit.
-    let err = msps.deserialize_identity(&bytes, (T0 + 2 * DAY) as u64).expect_err("expired");
-    assert!(matches!(err, IdentityError::OutsideValidity { .. }), "{err}");
-    let err = msps.deserialize_identity(&bytes, (T0 - 60) as u64).expect_err("not yet valid");
-    assert!(matches!(err, IdentityError::OutsideValidity { .. }), "{err}");
+    let err = msps
+        .deserialize_identity(&bytes, (T0 + 2 * DAY) as u64)
+        .expect_err("expired");
+    assert!(
+        matches!(err, IdentityError::OutsideValidity { .. }),
+        "{err}"
+    );
+    let err = msps
+        .deserialize_identity(&bytes, (T0 - 60) as u64)
+        .expect_err("not yet valid");
+    assert!(
+        matches!(err, IdentityError::OutsideValidity { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn revoked_certificate_is_rejected_and_others_still_pass() {
     let ca = root("crl", "CommunityMSP");
-    let bad = ca.issue("CommunityMSP", &leaf("stolen", Some(Role::Client))).expect("issue");
-    let good = ca.issue("CommunityMSP", &leaf("honest", Some(Role::Client))).expect("issue");
-    let crl = ca.revocation_list(&[bad.serial.clone()], T0 + DAY).expect("crl");
+    let bad = ca
+        .issue("CommunityMSP", &leaf("stolen", Some(Role::Client)))
+        .expect("issue");
+    let good = ca
+        .issue("CommunityMSP", &leaf("honest", Some(Role::Client)))
+        .expect("issue");
+    let crl = ca
+        .revocation_list(std::slice::from_ref(&bad.serial), T0 + DAY)
+        .expect("crl");
     let msps = manager(&msp_config("CommunityMSP", &[ca.cert_pem()], &[], &[crl]));
-    let err = msps.deserialize_identity(&serialized("CommunityMSP", &bad), NOW).expect_err("revoked");
+    let err = msps
+        .deserialize_identity(&serialized("CommunityMSP", &bad), NOW)
+        .expect_err("revoked");
     assert!(matches!(err, IdentityError::Revoked { .. }), "{err}");
-    assert!(msps.deserialize_identity(&serialized("CommunityMSP", &good), NOW).is_ok());
+    assert!(
+        msps.deserialize_identity(&serialized("CommunityMSP", &good), NOW)
+            .is_ok()
+    );
 }
 
 #[test]
@@ -128,17 +201,27 @@ fn crl_signed_by_a_foreign_ca_makes_the_msp_config_invalid() {
     let ca = root("crl-own", "CommunityMSP");
     let other = root("crl-other", "CommunityMSP");
     let crl = other.revocation_list(&[vec![1]], T0).expect("crl");
-    let err = Msp::from_fabric_config(&msp_config("CommunityMSP", &[ca.cert_pem()], &[], &[crl])).expect_err("foreign CRL");
+    let err = Msp::from_fabric_config(&msp_config("CommunityMSP", &[ca.cert_pem()], &[], &[crl]))
+        .expect_err("foreign CRL");
     assert!(err.to_string().contains("revocation list"), "{err}");
 }
 
 #[test]
 fn ca_certificate_used_as_a_leaf_is_rejected() {
     let ca = root("caleaf", "DSOMSP");
-    let inter = ca.new_intermediate("DSOMSP", "ica", T0, T0 + 3650 * DAY).expect("intermediate");
-    let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[inter.cert_pem()], &[]));
+    let inter = ca
+        .new_intermediate("DSOMSP", "ica", T0, T0 + 3650 * DAY)
+        .expect("intermediate");
+    let msps = manager(&msp_config(
+        "DSOMSP",
+        &[ca.cert_pem()],
+        &[inter.cert_pem()],
+        &[],
+    ));
     let bytes = serialize_identity("DSOMSP", inter.cert_pem().as_bytes());
-    let err = msps.deserialize_identity(&bytes, NOW).expect_err("CA as leaf");
+    let err = msps
+        .deserialize_identity(&bytes, NOW)
+        .expect_err("CA as leaf");
     assert!(matches!(err, IdentityError::CaAsLeaf { .. }), "{err}");
 }
 
@@ -146,22 +229,40 @@ fn ca_certificate_used_as_a_leaf_is_rejected() {
 fn unknown_msp_and_malformed_input_give_clear_errors() {
     let ca = root("bad", "DSOMSP");
     let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
-    let id = ca.issue("DSOMSP", &leaf("u", Some(Role::Client))).expect("issue");
-    let err = msps.deserialize_identity(&serialized("RetailerMSP", &id), NOW).expect_err("unknown MSP");
+    let id = ca
+        .issue("DSOMSP", &leaf("u", Some(Role::Client)))
+        .expect("issue");
+    let err = msps
+        .deserialize_identity(&serialized("RetailerMSP", &id), NOW)
+        .expect_err("unknown MSP");
     assert_eq!(err, IdentityError::UnknownMsp("RetailerMSP".into()));
 
     let full = serialized("DSOMSP", &id);
     for cut in [1, 5, full.len() / 2, full.len() - 1] {
-        assert!(msps.deserialize_identity(&full[..cut], NOW).is_err(), "truncated at {cut}");
+        assert!(
+            msps.deserialize_identity(&full[..cut], NOW).is_err(),
+            "truncated at {cut}"
+        );
     }
-    let garbage_pem = serialize_identity("DSOMSP", b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
-    let err = msps.deserialize_identity(&garbage_pem, NOW).expect_err("bad PEM");
+    let garbage_pem = serialize_identity(
+        "DSOMSP",
+        b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    );
+    let err = msps
+        .deserialize_identity(&garbage_pem, NOW)
+        .expect_err("bad PEM");
     assert!(err.to_string().contains("PEM"), "{err}");
     let garbage_der = serialize_identity(
         "DSOMSP",
-        pem::encode(&pem::Pem::new("CERTIFICATE", vec![0x30, 0x03, 0x02, 0x01, 0x01])).as_bytes(),
+        pem::encode(&pem::Pem::new(
+            "CERTIFICATE",
+            vec![0x30, 0x03, 0x02, 0x01, 0x01],
+        ))
+        .as_bytes(),
     );
-    let err = msps.deserialize_identity(&garbage_der, NOW).expect_err("bad DER");
+    let err = msps
+        .deserialize_identity(&garbage_der, NOW)
+        .expect_err("bad DER");
     assert!(err.to_string().contains("certificate"), "{err}");
     assert!(Certificate::from_pem(b"not pem at all").is_err());
 }
@@ -170,22 +271,30 @@ fn unknown_msp_and_malformed_input_give_clear_errors() {
 fn validations_are_cached() {
     let ca = root("cache", "DSOMSP");
     let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
-    let id = ca.issue("DSOMSP", &leaf("u", Some(Role::Peer))).expect("issue");
+    let id = ca
+        .issue("DSOMSP", &leaf("u", Some(Role::Peer)))
+        .expect("issue");
     let bytes = serialized("DSOMSP", &id);
     let a = msps.deserialize_identity(&bytes, NOW).expect("valid");
     let b = msps.deserialize_identity(&bytes, NOW + 1).expect("valid");
-    assert!(std::sync::Arc::ptr_eq(&a, &b), "second lookup must come from the cache");
+    assert!(
+        std::sync::Arc::ptr_eq(&a, &b),
+        "second lookup must come from the cache"
+    );
 }
 
 #[test]
 fn certificate_attributes_are_readable() {
     let ca = root("attrs", "RetailerMSP");
     let mut spec = leaf("prosumer7", Some(Role::Client));
-    spec.attributes.insert("pod".into(), "IT001E00012345".into());
+    spec.attributes
+        .insert("pod".into(), "IT001E00012345".into());
     spec.attributes.insert("meter".into(), "M-0042".into());
     let id = ca.issue("RetailerMSP", &spec).expect("issue");
     let msps = manager(&msp_config("RetailerMSP", &[ca.cert_pem()], &[], &[]));
-    let identity = msps.deserialize_identity(&serialized("RetailerMSP", &id), NOW).expect("valid");
+    let identity = msps
+        .deserialize_identity(&serialized("RetailerMSP", &id), NOW)
+        .expect("valid");
     assert_eq!(identity.attribute("pod"), Some("IT001E00012345"));
     assert_eq!(identity.attribute("meter"), Some("M-0042"));
     assert_eq!(identity.attribute("bus"), None);
@@ -194,36 +303,59 @@ fn certificate_attributes_are_readable() {
 #[test]
 fn signatures_round_trip_and_reject_tampering_and_high_s() {
     let ca = root("sig", "DSOMSP");
-    let id = ca.issue("DSOMSP", &leaf("peer0.dso", Some(Role::Peer))).expect("issue");
-    let signer = SigningIdentity::from_pem("DSOMSP", id.cert_pem.as_bytes(), id.key_pem.as_bytes()).expect("signer");
+    let id = ca
+        .issue("DSOMSP", &leaf("peer0.dso", Some(Role::Peer)))
+        .expect("issue");
+    let signer = SigningIdentity::from_pem("DSOMSP", id.cert_pem.as_bytes(), id.key_pem.as_bytes())
+        .expect("signer");
     let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
-    let identity = msps.deserialize_identity(signer.serialized(), NOW).expect("valid");
+    let identity = msps
+        .deserialize_identity(signer.serialized(), NOW)
+        .expect("valid");
     let message = b"proposal response payload || endorser";
     for _ in 0..32 {
         let sig = signer.sign(message);
         let raw = parse_der_signature(&sig).expect("DER");
-        assert!(gridledger_identity::signature::is_low_s(&raw.s), "signer must normalise to low-S");
+        assert!(
+            gridledger_identity::signature::is_low_s(&raw.s),
+            "signer must normalise to low-S"
+        );
         assert_eq!(identity.verify(message, &sig), Ok(()));
-        assert_eq!(identity.verify(b"another message", &sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            identity.verify(b"another message", &sig),
+            Err(SignatureError::Invalid)
+        );
         let high = to_high_s(&sig).expect("DER");
         assert_eq!(identity.verify(message, &high), Err(SignatureError::HighS));
     }
-    assert!(matches!(identity.verify(message, b"\x30\x02\x02\x00"), Err(SignatureError::Malformed(_))));
-    assert!(matches!(identity.verify(message, &[]), Err(SignatureError::Malformed(_))));
+    assert!(matches!(
+        identity.verify(message, b"\x30\x02\x02\x00"),
+        Err(SignatureError::Malformed(_))
+    ));
+    assert!(matches!(
+        identity.verify(message, &[]),
+        Err(SignatureError::Malformed(_))
+    ));
 }
 
 #[test]
 fn signer_rejects_a_key_that_does_not_match_its_certificate() {
     let ca = root("mismatch", "DSOMSP");
-    let a = ca.issue("DSOMSP", &leaf("a", Some(Role::Client))).expect("issue");
-    let b = ca.issue("DSOMSP", &leaf("b", Some(Role::Client))).expect("issue");
-    let err = SigningIdentity::from_pem("DSOMSP", a.cert_pem.as_bytes(), b.key_pem.as_bytes()).expect_err("mismatch");
+    let a = ca
+        .issue("DSOMSP", &leaf("a", Some(Role::Client)))
+        .expect("issue");
+    let b = ca
+        .issue("DSOMSP", &leaf("b", Some(Role::Client)))
+        .expect("issue");
+    let err = SigningIdentity::from_pem("DSOMSP", a.cert_pem.as_bytes(), b.key_pem.as_bytes())
+        .expect_err("mismatch");
     assert!(err.to_string().contains("does not match"), "{err}");
     assert!(SigningIdentity::from_pem("DSOMSP", a.cert_pem.as_bytes(), b"garbage").is_err());
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("gridledger-identity-{name}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("gridledger-identity-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -237,7 +369,11 @@ fn read_tree(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).expect("prefix").display().to_string();
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .display()
+                    .to_string();
                 out.insert(rel, std::fs::read(&path).expect("read"));
             }
         }
@@ -266,7 +402,11 @@ fn seeded_material_is_deterministic_and_loads_as_msps() {
     gridledger_identity::material::generate(&config, &a, 0).expect("generate a");
     gridledger_identity::material::generate(&config, &b, 0).expect("generate b");
     let (ta, tb) = (read_tree(&a), read_tree(&b));
-    assert!(ta.len() > 30, "expected a full tree, got {} files", ta.len());
+    assert!(
+        ta.len() > 30,
+        "expected a full tree, got {} files",
+        ta.len()
+    );
     assert_eq!(ta, tb, "same seed must give byte-identical material");
 
     let org = a.join("organizations/RetailerMSP");
@@ -278,7 +418,9 @@ fn seeded_material_is_deterministic_and_loads_as_msps() {
         &org.join("users/Prosumer1/msp/keystore/key.pem"),
     )
     .expect("user");
-    let identity = msps.deserialize_identity(user.serialized(), NOW).expect("valid");
+    let identity = msps
+        .deserialize_identity(user.serialized(), NOW)
+        .expect("valid");
     assert_eq!(identity.role(), Some(Role::Client));
     assert_eq!(identity.attribute("pod"), Some("POD-0001"));
     let admin = SigningIdentity::load(
@@ -287,11 +429,21 @@ fn seeded_material_is_deterministic_and_loads_as_msps() {
         &org.join("users/Admin/msp/keystore/key.pem"),
     )
     .expect("admin");
-    assert!(msps.deserialize_identity(admin.serialized(), NOW).expect("valid").is_admin());
-    let peer_tls = Certificate::from_pem(&std::fs::read(org.join("peers/peer0.retailer/tls/server.crt")).expect("tls")).expect("cert");
+    assert!(
+        msps.deserialize_identity(admin.serialized(), NOW)
+            .expect("valid")
+            .is_admin()
+    );
+    let peer_tls = Certificate::from_pem(
+        &std::fs::read(org.join("peers/peer0.retailer/tls/server.crt")).expect("tls"),
+    )
+    .expect("cert");
     assert!(!peer_tls.is_ca);
     // The TLS certificate is not a signing identity of the org: it chains to the TLS CA only.
-    let tls_as_identity = serialize_identity("RetailerMSP", &std::fs::read(org.join("peers/peer0.retailer/tls/server.crt")).expect("tls"));
+    let tls_as_identity = serialize_identity(
+        "RetailerMSP",
+        &std::fs::read(org.join("peers/peer0.retailer/tls/server.crt")).expect("tls"),
+    );
     assert!(msps.deserialize_identity(&tls_as_identity, NOW).is_err());
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
@@ -302,59 +454,102 @@ fn bad_crypto_configs_are_refused() {
     for (text, needle) in [
         ("organizations = []", "no organizations"),
         ("[[organizations]]\nmsp_id = \"A/B\"", "msp_id"),
-        ("[[organizations]]\nmsp_id = \"A\"\n[[organizations]]\nmsp_id = \"A\"", "duplicate"),
-        ("[[organizations]]\nmsp_id = \"A\"\nusers = [{ name = \"Admin\" }]", "duplicate identity"),
+        (
+            "[[organizations]]\nmsp_id = \"A\"\n[[organizations]]\nmsp_id = \"A\"",
+            "duplicate",
+        ),
+        (
+            "[[organizations]]\nmsp_id = \"A\"\nusers = [{ name = \"Admin\" }]",
+            "duplicate identity",
+        ),
     ] {
         let config: CryptoConfig = toml::from_str(text).expect("parses");
-        let err = gridledger_identity::material::generate(&config, &temp_dir("bad"), 0).expect_err(text);
+        let err =
+            gridledger_identity::material::generate(&config, &temp_dir("bad"), 0).expect_err(text);
         assert!(err.to_string().contains(needle), "{text}: {err}");
     }
-    assert!(toml::from_str::<CryptoConfig>("[[organizations]]\nmsp_id = \"A\"\ncolour = 1").is_err());
+    assert!(
+        toml::from_str::<CryptoConfig>("[[organizations]]\nmsp_id = \"A\"\ncolour = 1").is_err()
+    );
 }
 
 // ---- Real Fabric 2.5.5 identities and signatures ----
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/fixtures/fabric-2.5.5-chain/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/fixtures/fabric-2.5.5-chain/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
 }
 
 #[test]
 fn real_fabric_creator_and_endorser_signatures_verify() {
-    let cfg = msp_config("Org1MSP", &[std::str::from_utf8(&fixture("msp/org1-ca.pem")).expect("utf8")], &[], &[]);
+    let cfg = msp_config(
+        "Org1MSP",
+        &[std::str::from_utf8(&fixture("msp/org1-ca.pem")).expect("utf8")],
+        &[],
+        &[],
+    );
     let msps = manager(&cfg);
     let user = Certificate::from_pem(&fixture("msp/org1-user1.pem")).expect("user cert");
     let at = (user.not_before + 3600) as u64;
     let (mut creators, mut endorsements) = (0, 0);
     for n in 1..=80 {
-        let block = gridledger_proto::common::Block::decode(fixture(&format!("block{n:03}.pb")).as_slice()).expect("block");
+        let block =
+            gridledger_proto::common::Block::decode(fixture(&format!("block{n:03}.pb")).as_slice())
+                .expect("block");
         for env_bytes in &block.data.expect("data").data {
             let env = Envelope::decode(env_bytes.as_slice()).expect("envelope");
             let payload = Payload::decode(env.payload.as_slice()).expect("payload");
             let header = payload.header.expect("header");
-            let sig_header = SignatureHeader::decode(header.signature_header.as_slice()).expect("signature header");
-            let creator = msps.deserialize_identity(&sig_header.creator, at).expect("creator validates");
-            assert!(matches!(creator.role(), Some(Role::Client | Role::Admin)), "Fabric's creators carry OU=client or OU=admin");
-            assert_eq!(creator.verify(&env.payload, &env.signature), Ok(()), "block {n} creator signature");
+            let sig_header = SignatureHeader::decode(header.signature_header.as_slice())
+                .expect("signature header");
+            let creator = msps
+                .deserialize_identity(&sig_header.creator, at)
+                .expect("creator validates");
+            assert!(
+                matches!(creator.role(), Some(Role::Client | Role::Admin)),
+                "Fabric's creators carry OU=client or OU=admin"
+            );
+            assert_eq!(
+                creator.verify(&env.payload, &env.signature),
+                Ok(()),
+                "block {n} creator signature"
+            );
             creators += 1;
             let tx = Transaction::decode(payload.data.as_slice()).expect("transaction");
             for action in tx.actions {
-                let cap = ChaincodeActionPayload::decode(action.payload.as_slice()).expect("action payload");
+                let cap = ChaincodeActionPayload::decode(action.payload.as_slice())
+                    .expect("action payload");
                 let endorsed = cap.action.expect("endorsed action");
                 for e in endorsed.endorsements {
-                    let endorser = msps.deserialize_identity(&e.endorser, at).expect("endorser validates");
+                    let endorser = msps
+                        .deserialize_identity(&e.endorser, at)
+                        .expect("endorser validates");
                     assert_eq!(endorser.role(), Some(Role::Peer));
                     let mut signed = endorsed.proposal_response_payload.clone();
                     signed.extend_from_slice(&e.endorser);
-                    assert_eq!(endorser.verify(&signed, &e.signature), Ok(()), "block {n} endorsement");
+                    assert_eq!(
+                        endorser.verify(&signed, &e.signature),
+                        Ok(()),
+                        "block {n} endorsement"
+                    );
                     // The same signature over other bytes must fail.
-                    assert_eq!(endorser.verify(&endorsed.proposal_response_payload, &e.signature), Err(SignatureError::Invalid));
+                    assert_eq!(
+                        endorser.verify(&endorsed.proposal_response_payload, &e.signature),
+                        Err(SignatureError::Invalid)
+                    );
                     endorsements += 1;
                 }
             }
         }
     }
-    assert_eq!((creators, endorsements), (451, 451), "the manifest counts 451 of each");
+    assert_eq!(
+        (creators, endorsements),
+        (451, 451),
+        "the manifest counts 451 of each"
+    );
 }
 
 #[test]
@@ -362,24 +557,40 @@ fn real_fabric_orderer_identity_and_block_signatures_verify() {
     // Fabric's CAs do not normalise S in certificate signatures: this CA's self-signature is
     // high-S, which certificate validation must accept (transaction signatures must not).
     let ca_pem = fixture("msp/orderer-ca.pem");
-    let cfg = msp_config("OrdererMSP", &[std::str::from_utf8(&ca_pem).expect("utf8")], &[], &[]);
+    let cfg = msp_config(
+        "OrdererMSP",
+        &[std::str::from_utf8(&ca_pem).expect("utf8")],
+        &[],
+        &[],
+    );
     let msps = manager(&cfg);
     let orderer_cert = Certificate::from_pem(&fixture("msp/orderer0.pem")).expect("orderer cert");
     let at = (orderer_cert.not_before + 3600) as u64;
     let mut verified = 0;
     for n in 1..=80 {
-        let block = gridledger_proto::common::Block::decode(fixture(&format!("block{n:03}.pb")).as_slice()).expect("block");
-        let header_bytes = gridledger_proto::block_header_bytes(block.header.as_ref().expect("header"));
+        let block =
+            gridledger_proto::common::Block::decode(fixture(&format!("block{n:03}.pb")).as_slice())
+                .expect("block");
+        let header_bytes =
+            gridledger_proto::block_header_bytes(block.header.as_ref().expect("header"));
         let slot = &block.metadata.as_ref().expect("metadata").metadata[0];
-        let metadata = gridledger_proto::common::Metadata::decode(slot.as_slice()).expect("signatures metadata");
+        let metadata = gridledger_proto::common::Metadata::decode(slot.as_slice())
+            .expect("signatures metadata");
         for sig in &metadata.signatures {
-            let sig_header = SignatureHeader::decode(sig.signature_header.as_slice()).expect("signature header");
-            let orderer = msps.deserialize_identity(&sig_header.creator, at).expect("orderer validates");
+            let sig_header =
+                SignatureHeader::decode(sig.signature_header.as_slice()).expect("signature header");
+            let orderer = msps
+                .deserialize_identity(&sig_header.creator, at)
+                .expect("orderer validates");
             assert_eq!(orderer.role(), Some(Role::Orderer));
             let mut signed = metadata.value.clone();
             signed.extend_from_slice(&sig.signature_header);
             signed.extend_from_slice(&header_bytes);
-            assert_eq!(orderer.verify(&signed, &sig.signature), Ok(()), "block {n} orderer signature");
+            assert_eq!(
+                orderer.verify(&signed, &sig.signature),
+                Ok(()),
+                "block {n} orderer signature"
+            );
             verified += 1;
         }
     }

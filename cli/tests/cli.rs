@@ -1,0 +1,234 @@
+//! End-to-end tests of the `gridledger` binary: the quick-start flow and bad input, run as a
+//! real process the way an operator runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gridledger(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(args)
+        .output()
+        .expect("run gridledger")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gridledger-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[track_caller]
+fn fails_with(out: &Output, needle: &str) {
+    assert!(
+        !out.status.success(),
+        "command should fail: {}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "must not panic: {err}");
+}
+
+#[test]
+fn quick_start_flow_builds_and_inspects_the_market_channel() {
+    let dir = temp_dir("quickstart");
+    let d = dir.to_str().expect("utf8");
+    let crypto = root().join("examples/crypto-config.toml");
+    let channel = root().join("examples/market-channel.toml");
+    ok(&gridledger(&[
+        "crypto",
+        "generate",
+        "--config",
+        crypto.to_str().expect("utf8"),
+        "--out",
+        d,
+    ]));
+    assert!(
+        dir.join("organizations/DSOMSP/users/Admin/msp/keystore/key.pem")
+            .is_file()
+    );
+    assert!(
+        dir.join("organizations/OrdererMSP/orderers/orderer0/tls/server.crt")
+            .is_file()
+    );
+
+    let block = dir.join("market.block");
+    let args = |out: &Path| {
+        vec![
+            "channel".to_owned(),
+            "genesis".into(),
+            "--config".into(),
+            channel.display().to_string(),
+            "--base-dir".into(),
+            d.into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--timestamp".into(),
+            "1767225600".into(),
+        ]
+    };
+    let a: Vec<String> = args(&block);
+    ok(&gridledger(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let again = dir.join("market-again.block");
+    let b: Vec<String> = args(&again);
+    ok(&gridledger(
+        &b.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    assert_eq!(
+        std::fs::read(&block).expect("block"),
+        std::fs::read(&again).expect("block"),
+        "seeded material + fixed timestamp must give identical genesis blocks"
+    );
+
+    let shown = ok(&gridledger(&[
+        "channel",
+        "inspect",
+        "--block",
+        block.to_str().expect("utf8"),
+    ]));
+    for needle in [
+        "channel:       market",
+        "DSOMSP",
+        "RetailerMSP",
+        "CommunityMSP",
+        "etcdraft",
+        "/Channel/Application/Endorsement",
+        "OR('DSOMSP.admin')",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "inspect output lacks {needle:?}:\n{shown}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn inspects_a_real_fabric_genesis_block() {
+    let block = root().join("tests/fixtures/fabric-2.5.5-chain/block000.pb");
+    let shown = ok(&gridledger(&[
+        "channel",
+        "inspect",
+        "--block",
+        block.to_str().expect("utf8"),
+    ]));
+    for needle in [
+        "channel:       mychannel",
+        "Org1MSP",
+        "OrdererMSP",
+        "/Channel/Orderer/BlockValidation",
+        "V2_5",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "inspect output lacks {needle:?}:\n{shown}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_no_panic() {
+    let dir = temp_dir("bad");
+    let d = dir.to_str().expect("utf8");
+    fails_with(
+        &gridledger(&[
+            "crypto",
+            "generate",
+            "--config",
+            "/nonexistent/crypto.toml",
+            "--out",
+            d,
+        ]),
+        "/nonexistent/crypto.toml",
+    );
+    let bad_toml = dir.join("bad.toml");
+    std::fs::write(&bad_toml, "organizations = [ {").expect("write");
+    fails_with(
+        &gridledger(&[
+            "crypto",
+            "generate",
+            "--config",
+            bad_toml.to_str().expect("utf8"),
+            "--out",
+            d,
+        ]),
+        "parsing",
+    );
+    fails_with(
+        &gridledger(&[
+            "channel",
+            "genesis",
+            "--config",
+            bad_toml.to_str().expect("utf8"),
+            "--out",
+            d,
+        ]),
+        "bad.toml",
+    );
+
+    let garbage = dir.join("garbage.block");
+    std::fs::write(&garbage, b"\xff\xff\xff\xff not a block").expect("write");
+    fails_with(
+        &gridledger(&[
+            "channel",
+            "inspect",
+            "--block",
+            garbage.to_str().expect("utf8"),
+        ]),
+        "not a protobuf common.Block",
+    );
+    // A real block that carries a transaction, not a config.
+    let tx_block = root().join("tests/fixtures/fabric-2.5.5-chain/block001.pb");
+    fails_with(
+        &gridledger(&[
+            "channel",
+            "inspect",
+            "--block",
+            tx_block.to_str().expect("utf8"),
+        ]),
+        "config",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["crypto", "generate", "--help"],
+        vec!["channel", "genesis", "--help"],
+        vec!["channel", "inspect", "--help"],
+        vec!["bench", "crypto", "--help"],
+    ] {
+        let out = ok(&gridledger(&args));
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+}
