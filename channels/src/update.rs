@@ -596,60 +596,50 @@ struct MapUpdate<T> {
     members_changed: bool,
 }
 
-fn policies_update(
-    original: &BTreeMap<String, common::ConfigPolicy>,
-    updated: &BTreeMap<String, common::ConfigPolicy>,
-) -> MapUpdate<common::ConfigPolicy> {
-    let mut out = MapUpdate {
-        read: BTreeMap::new(),
-        write: BTreeMap::new(),
-        same: BTreeMap::new(),
-        members_changed: false,
-    };
-    for (name, old) in original {
-        let Some(new) = updated.get(name) else {
-            out.members_changed = true;
-            continue;
-        };
-        if old.mod_policy == new.mod_policy && old.policy == new.policy {
-            out.same.insert(
-                name.clone(),
-                common::ConfigPolicy {
-                    version: old.version,
-                    ..Default::default()
-                },
-            );
-        } else {
-            out.write.insert(
-                name.clone(),
-                common::ConfigPolicy {
-                    version: old.version + 1,
-                    policy: new.policy.clone(),
-                    mod_policy: new.mod_policy.clone(),
-                },
-            );
-        }
-    }
-    for (name, new) in updated {
-        if !original.contains_key(name) {
-            out.members_changed = true;
-            out.write.insert(
-                name.clone(),
-                common::ConfigPolicy {
-                    version: 0,
-                    policy: new.policy.clone(),
-                    mod_policy: new.mod_policy.clone(),
-                },
-            );
-        }
-    }
-    out
+/// The two leaf kinds of a config tree, values and policies, differ only in their payload.
+trait ConfigLeaf: Clone + Default {
+    fn same_content(&self, other: &Self) -> bool;
+    /// This element's payload and `mod_policy` at `version`.
+    fn at_version(&self, version: u64) -> Self;
+    fn version(&self) -> u64;
 }
 
-fn values_update(
-    original: &BTreeMap<String, common::ConfigValue>,
-    updated: &BTreeMap<String, common::ConfigValue>,
-) -> MapUpdate<common::ConfigValue> {
+impl ConfigLeaf for common::ConfigPolicy {
+    fn same_content(&self, other: &Self) -> bool {
+        self.mod_policy == other.mod_policy && self.policy == other.policy
+    }
+    fn at_version(&self, version: u64) -> Self {
+        common::ConfigPolicy {
+            version,
+            ..self.clone()
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl ConfigLeaf for common::ConfigValue {
+    fn same_content(&self, other: &Self) -> bool {
+        self.mod_policy == other.mod_policy && self.value == other.value
+    }
+    fn at_version(&self, version: u64) -> Self {
+        common::ConfigValue {
+            version,
+            ..self.clone()
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// Splits one map of values or policies into unchanged (read at their version), changed
+/// (written at version + 1) and new (written at version 0) elements.
+fn leaves_update<T: ConfigLeaf>(
+    original: &BTreeMap<String, T>,
+    updated: &BTreeMap<String, T>,
+) -> MapUpdate<T> {
     let mut out = MapUpdate {
         read: BTreeMap::new(),
         write: BTreeMap::new(),
@@ -661,36 +651,18 @@ fn values_update(
             out.members_changed = true;
             continue;
         };
-        if old.mod_policy == new.mod_policy && old.value == new.value {
-            out.same.insert(
-                name.clone(),
-                common::ConfigValue {
-                    version: old.version,
-                    ..Default::default()
-                },
-            );
+        if old.same_content(new) {
+            out.same
+                .insert(name.clone(), T::default().at_version(old.version()));
         } else {
-            out.write.insert(
-                name.clone(),
-                common::ConfigValue {
-                    version: old.version + 1,
-                    value: new.value.clone(),
-                    mod_policy: new.mod_policy.clone(),
-                },
-            );
+            out.write
+                .insert(name.clone(), new.at_version(old.version() + 1));
         }
     }
     for (name, new) in updated {
         if !original.contains_key(name) {
             out.members_changed = true;
-            out.write.insert(
-                name.clone(),
-                common::ConfigValue {
-                    version: 0,
-                    value: new.value.clone(),
-                    mod_policy: new.mod_policy.clone(),
-                },
-            );
+            out.write.insert(name.clone(), new.at_version(0));
         }
     }
     out
@@ -742,8 +714,8 @@ fn group_update(
     original: &common::ConfigGroup,
     updated: &common::ConfigGroup,
 ) -> (common::ConfigGroup, common::ConfigGroup, bool) {
-    let policies = policies_update(&original.policies, &updated.policies);
-    let values = values_update(&original.values, &updated.values);
+    let policies = leaves_update(&original.policies, &updated.policies);
+    let values = leaves_update(&original.values, &updated.values);
     let groups = groups_update(&original.groups, &updated.groups);
 
     let members_changed =
