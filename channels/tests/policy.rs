@@ -858,12 +858,22 @@ fn malformed_policy_is_an_error_not_a_verdict() {
 
 #[test]
 fn explanation_types_serialize() {
-    fn assert_serialize<T: serde::Serialize>(_: &T) {}
     let n = net();
     let evaluation = eval(&n, "OR('DSOMSP.peer')", &[&n.dso_peer]);
     assert!(evaluation.satisfied);
-    assert_serialize(&evaluation);
-    assert_serialize(&evaluation.explanation);
+    let json = serde_json::to_value(&evaluation.explanation).unwrap();
+    assert_eq!(json["satisfied"], serde_json::json!(true));
+    assert_eq!(json["signers"].as_array().map(Vec::len), Some(1));
+    assert!(json.to_string().contains("DSOMSP"), "{json}");
+
+    let failed = eval(&n, "AND('DSOMSP.peer', 'RetailerMSP.peer')", &[&n.dso_peer]);
+    assert!(!failed.satisfied);
+    let json = serde_json::to_value(&failed.explanation).unwrap();
+    assert_eq!(json["satisfied"], serde_json::json!(false));
+    assert!(
+        json["policy"].to_string().contains("RetailerMSP"),
+        "the missing principal must be in the JSON: {json}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
