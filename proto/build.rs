@@ -1,7 +1,10 @@
 //! Compiles the Fabric-compatible `.proto` files under `protos/` into prost messages.
 //!
-//! protox parses the files in pure Rust, so no `protoc` binary is needed. Only messages are
-//! generated here; the gRPC services stay in the `.proto` files for a later service generator.
+//! protox parses the files in pure Rust, so no `protoc` binary is needed. tonic's generator
+//! adds client and server stubs for the services (Gateway, Deliver, Endorser, AtomicBroadcast,
+//! ChaincodeSupport, Chaincode). Clients are built with `XxxClient::new(channel)`: the transport
+//! constructor `connect(dst)` is not generated, because it collides with the `Chaincode.Connect`
+//! rpc's method name.
 
 use std::error::Error;
 
@@ -40,9 +43,11 @@ const PROTOS: &[&str] = &[
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=protos");
     let fds = protox::compile(PROTOS, ["protos"])?;
-    prost_build::Config::new()
+    tonic_prost_build::configure()
         // Maps encode in key order: config groups are hashed, so the bytes must be deterministic.
-        .btree_map(["."])
+        .btree_map(".")
+        .build_transport(false)
+        .emit_rerun_if_changed(false)
         .compile_fds(fds)?;
     Ok(())
 }
