@@ -13,7 +13,11 @@
 //!   group itself for a group; an absolute one ("/Channel/…") from the root. New elements need
 //!   no policy of their own: adding them bumps their parent group, whose policy applies;
 //! - a group written at a new version has exactly the children its write-set entry lists, so
-//!   omitting a child removes it; a group left at its version keeps its children.
+//!   omitting a child removes it; a group left at its version keeps its children;
+//! - the resulting config must be a valid channel config that keeps the Application and Orderer
+//!   groups, and every organization group that stays keeps its MSP id (Fabric's bundle
+//!   `ValidateNew`): otherwise an organization's admins alone could move its group to another
+//!   MSP id.
 //!
 //! Signatures are `ConfigSignature{signature_header, signature}` over
 //! `signature_header ‖ config_update` (Fabric's `ConfigUpdateEnvelopeAsSignedData`).
@@ -30,7 +34,10 @@ use gridledger_proto::{common, msp};
 use prost::Message;
 use thiserror::Error;
 
-use crate::config::{CHANNEL_GROUP, ChannelConfig, ConfigError, validate_config_key};
+use crate::config::{
+    APPLICATION_GROUP, CHANNEL_GROUP, ChannelConfig, ConfigError, ORDERER_GROUP,
+    validate_config_key,
+};
 use crate::policy::{Evaluation, SignedData, verify_signers};
 
 /// Length of a Fabric signature-header nonce.
@@ -171,6 +178,26 @@ pub enum UpdateError {
     /// The updated config is not a valid channel configuration.
     #[error("the updated config is not valid: {0}")]
     InvalidResult(#[source] ConfigError),
+    /// The update removes the Application or Orderer group (Fabric's `ValidateNew`: "current
+    /// config has orderer section, but new config does not").
+    #[error("the update removes {group}, which a channel config must keep")]
+    SectionRemoved {
+        /// Path of the removed group.
+        group: String,
+    },
+    /// An organization group that stays in the config would carry another MSP id (Fabric's
+    /// `ValidateNew`: an org "attempted to change MSP ID"). An organization's MSP id is what
+    /// its members' signatures and every policy naming it refer to; it can only be replaced by
+    /// removing the organization and adding a new one.
+    #[error("the update changes the MSP id of organization {group} from {from:?} to {to:?}")]
+    MspIdChanged {
+        /// Path of the organization group.
+        group: String,
+        /// MSP id in the current config.
+        from: String,
+        /// MSP id the update would give it.
+        to: String,
+    },
 }
 
 /// What kind of config element a path names.
@@ -1001,8 +1028,9 @@ pub fn config_update_transaction(
 
 /// Checks a signed update against the current config without requiring it to be authorized:
 /// channel id, read set, version rules, every changed element's `mod_policy` evaluated over the
-/// signatures (with explanations), and the validity of the resulting config. A dry run shows
-/// the returned [`Authorization`]; [`authorize`] additionally demands every policy be met.
+/// signatures (with explanations), and the resulting config: valid, still with its Application
+/// and Orderer groups, and no organization's MSP id changed (Fabric's `ValidateNew`). A dry run
+/// shows the returned [`Authorization`]; [`authorize`] additionally demands every policy be met.
 pub fn check(
     current: &ChannelConfig,
     envelope: &common::ConfigUpdateEnvelope,
@@ -1052,13 +1080,76 @@ pub fn check(
     }
 
     let next_config = apply_delta(current.config(), &update, &delta)?;
-    ChannelConfig::from_config(current.channel_id(), &next_config)
+    keeps_sections(current.config(), &next_config)?;
+    let next = ChannelConfig::from_config(current.channel_id(), &next_config)
         .map_err(UpdateError::InvalidResult)?;
+    keeps_msp_ids(current, &next)?;
     Ok(Authorization {
         channel_id: current.channel_id().to_string(),
         changes,
         next_config,
     })
+}
+
+/// Fabric's `ValidateNew`, first half: a config that has an Application or Orderer group keeps
+/// it.
+fn keeps_sections(current: &common::Config, next: &common::Config) -> Result<(), UpdateError> {
+    let groups = |config: &common::Config| {
+        config
+            .channel_group
+            .as_ref()
+            .map(|root| root.groups.keys().cloned().collect::<BTreeSet<String>>())
+            .unwrap_or_default()
+    };
+    let (before, after) = (groups(current), groups(next));
+    for section in [APPLICATION_GROUP, ORDERER_GROUP] {
+        if before.contains(section) && !after.contains(section) {
+            return Err(UpdateError::SectionRemoved {
+                group: format!("/{CHANNEL_GROUP}/{section}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fabric's `ValidateNew`, second half: an application or orderer organization group present
+/// before and after the update keeps its MSP id. (Groups are matched by key, as Fabric does.)
+fn keeps_msp_ids(current: &ChannelConfig, next: &ChannelConfig) -> Result<(), UpdateError> {
+    let orderer_orgs = |config: &ChannelConfig| -> BTreeMap<String, String> {
+        config
+            .orderer()
+            .organizations
+            .iter()
+            .map(|o| (o.name.clone(), o.msp_id.clone()))
+            .collect()
+    };
+    let application_orgs = |config: &ChannelConfig| -> BTreeMap<String, String> {
+        config
+            .organizations()
+            .iter()
+            .map(|o| (o.name.clone(), o.msp_id.clone()))
+            .collect()
+    };
+    let sections = [
+        (ORDERER_GROUP, orderer_orgs(current), orderer_orgs(next)),
+        (
+            APPLICATION_GROUP,
+            application_orgs(current),
+            application_orgs(next),
+        ),
+    ];
+    for (section, before, after) in sections {
+        for (name, from) in &before {
+            if let Some(to) = after.get(name).filter(|to| *to != from) {
+                return Err(UpdateError::MspIdChanged {
+                    group: format!("/{CHANNEL_GROUP}/{section}/{name}"),
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a signed update (see [`check`]) and requires every changed element's `mod_policy` to

@@ -895,6 +895,106 @@ fn an_update_producing_an_invalid_config_is_rejected() {
     );
 }
 
+/// `config` with the MSP id inside the `MSP` value of the organization group at
+/// `section/group` replaced by `msp_id` (the certificates stay the same).
+fn with_msp_id(
+    config: &common::Config,
+    section: &str,
+    group: &str,
+    msp_id: &str,
+) -> common::Config {
+    let mut out = config.clone();
+    let value = out
+        .channel_group
+        .as_mut()
+        .expect("root")
+        .groups
+        .get_mut(section)
+        .expect("section")
+        .groups
+        .get_mut(group)
+        .expect("organization group")
+        .values
+        .get_mut("MSP")
+        .expect("MSP value");
+    let mut msp_config =
+        gridledger_proto::msp::MspConfig::decode(value.value.as_slice()).expect("MSPConfig");
+    let mut fabric = gridledger_proto::msp::FabricMspConfig::decode(msp_config.config.as_slice())
+        .expect("FabricMSPConfig");
+    fabric.name = msp_id.to_string();
+    msp_config.config = fabric.encode_to_vec();
+    value.value = msp_config.encode_to_vec();
+    out
+}
+
+#[test]
+fn an_update_may_not_change_an_organizations_msp_id() {
+    let dir = consortium("msp-id");
+    let (spec, current) = market_config(&dir);
+    let view = ChannelConfig::from_config(&spec.name, &current).expect("valid");
+    for (section, group, admin) in [
+        ("Application", "DSOMSP", "DSOMSP"),
+        ("Orderer", "OrdererMSP", "OrdererMSP"),
+    ] {
+        // The group's own admin may change its MSP value, but not the MSP id in it.
+        let desired = with_msp_id(&current, section, group, "GridOperatorMSP");
+        let config_update =
+            update::compute_update("market", &current, &desired).expect("update computes");
+        let mut envelope = update::new_envelope(&config_update);
+        update::sign(&mut envelope, &signer(&dir, admin, "Admin"), [5; 24]);
+        let err = update::authorize(&view, &envelope, NOW).expect_err("MSP id changes");
+        assert!(
+            matches!(&err, UpdateError::MspIdChanged { group: path, from, to }
+                if *path == format!("/Channel/{section}/{group}")
+                    && from == group
+                    && to == "GridOperatorMSP"),
+            "{err}"
+        );
+        assert!(
+            matches!(
+                update::check(&view, &envelope, NOW),
+                Err(UpdateError::MspIdChanged { .. })
+            ),
+            "a dry run refuses it too"
+        );
+    }
+}
+
+#[test]
+fn an_update_may_not_remove_the_application_or_orderer_group() {
+    let dir = consortium("sections");
+    let (spec, current) = market_config(&dir);
+    let view = ChannelConfig::from_config(&spec.name, &current).expect("valid");
+    for section in ["Application", "Orderer"] {
+        let mut desired = current.clone();
+        desired
+            .channel_group
+            .as_mut()
+            .expect("root")
+            .groups
+            .remove(section);
+        let config_update =
+            update::compute_update("market", &current, &desired).expect("update computes");
+        // /Channel/Admins: a majority of the Application and Orderer admins policies.
+        let mut envelope = update::new_envelope(&config_update);
+        for (i, org) in ["DSOMSP", "RetailerMSP", "OrdererMSP"]
+            .into_iter()
+            .enumerate()
+        {
+            update::sign(
+                &mut envelope,
+                &signer(&dir, org, "Admin"),
+                [i as u8 + 1; 24],
+            );
+        }
+        let err = update::authorize(&view, &envelope, NOW).expect_err("section removed");
+        assert!(
+            matches!(&err, UpdateError::SectionRemoved { group } if *group == format!("/Channel/{section}")),
+            "{err}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Channel file errors.
 

@@ -13,14 +13,14 @@ use gridledger_channels::policy::{
     VerifiedSigners, evaluate_signature_policy, parse, parse_implicit_meta, to_policy_string,
     verify_signers,
 };
-use gridledger_identity::material::{CertificateAuthority, LeafSpec, Seed};
-use gridledger_identity::{Msp, MspManager, Role, SigningIdentity};
+use gridledger_identity::material::{CertificateAuthority, LeafSpec, Seed, high_s_twin_pem};
+use gridledger_identity::{Msp, MspManager, Role, SigningIdentity, serialize_identity};
 use gridledger_proto::common::{
     ConfigGroup, ConfigPolicy, MspPrincipal, MspRole, Policy, SignaturePolicy,
     SignaturePolicyEnvelope, msp_principal, msp_role::MspRoleType, policy::PolicyType,
     signature_policy,
 };
-use gridledger_proto::msp::{FabricMspConfig, FabricNodeOUs};
+use gridledger_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
 use prost::Message;
 
 /// Validation time for every test: mid-2025.
@@ -33,6 +33,14 @@ const DAY: i64 = 86_400;
 struct Org {
     msp_id: &'static str,
     ca: CertificateAuthority,
+}
+
+/// A NodeOU identifier with the conventional OU value of `role`, any CA.
+fn ou_identifier(role: Role) -> Option<FabricOuIdentifier> {
+    Some(FabricOuIdentifier {
+        certificate: Vec::new(),
+        organizational_unit_identifier: role.default_ou().to_string(),
+    })
 }
 
 impl Org {
@@ -56,7 +64,10 @@ impl Org {
             root_certs: vec![self.ca.cert_pem().as_bytes().to_vec()],
             fabric_node_ous: Some(FabricNodeOUs {
                 enable: true,
-                ..Default::default()
+                client_ou_identifier: ou_identifier(Role::Client),
+                peer_ou_identifier: ou_identifier(Role::Peer),
+                admin_ou_identifier: ou_identifier(Role::Admin),
+                orderer_ou_identifier: ou_identifier(Role::Orderer),
             }),
             ..Default::default()
         };
@@ -70,14 +81,7 @@ impl Org {
         not_before: i64,
         not_after: i64,
     ) -> SigningIdentity {
-        let spec = LeafSpec {
-            common_name: cn.to_string(),
-            role: Some(role),
-            attributes: BTreeMap::new(),
-            tls_hosts: vec![],
-            not_before,
-            not_after,
-        };
+        let spec = LeafSpec::new(cn, Some(role), not_before, not_after);
         let issued = self.ca.issue(self.msp_id, &spec).expect("issue");
         SigningIdentity::from_pem(
             self.msp_id,
@@ -628,7 +632,7 @@ fn role_principals() {
 }
 
 #[test]
-fn identity_principal_matches_exact_serialized_identity() {
+fn identity_principal_matches_the_named_identity() {
     let n = net();
     let env = SignaturePolicyEnvelope {
         version: 0,
@@ -651,6 +655,143 @@ fn identity_principal_matches_exact_serialized_identity() {
     assert!(
         missing.starts_with("no signature from the specific identity from DSOMSP"),
         "{missing}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One identity, many encodings.
+
+/// The same PEM certificate with 76-character lines and a trailing blank line.
+fn rewrapped(cert_pem: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(cert_pem).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in body.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n\n");
+    out.into_bytes()
+}
+
+/// A serialized identity with an unknown field (number 3, varint 1) appended; protobuf
+/// decoders skip it.
+fn with_unknown_field(serialized: &[u8]) -> Vec<u8> {
+    let mut out = serialized.to_vec();
+    out.extend_from_slice(&[0x18, 0x01]);
+    out
+}
+
+/// `signer`'s identity serialized four ways: as it signs, with its PEM re-wrapped, with an
+/// unknown protobuf field, and with the high-S twin of its certificate's signature.
+fn encodings_of(signer: &SigningIdentity) -> Vec<Vec<u8>> {
+    let twin = high_s_twin_pem(std::str::from_utf8(signer.cert_pem()).unwrap()).unwrap();
+    vec![
+        signer.serialized().to_vec(),
+        serialize_identity(signer.msp_id(), &rewrapped(signer.cert_pem())),
+        with_unknown_field(signer.serialized()),
+        serialize_identity(signer.msp_id(), twin.as_bytes()),
+    ]
+}
+
+#[test]
+fn one_admin_in_several_encodings_counts_once() {
+    let n = net();
+    let encodings = encodings_of(&n.dso_admin);
+    let signed: Vec<Signed> = encodings
+        .iter()
+        .map(|identity| Signed {
+            data: MESSAGE.to_vec(),
+            identity: identity.clone(),
+            signature: n.dso_admin.sign(MESSAGE),
+        })
+        .collect();
+    let one_admin = parse("OR('DSOMSP.admin')").unwrap();
+    for (i, one) in signed.iter().enumerate() {
+        let evaluation =
+            evaluate_signature_policy(&one_admin, &borrow(std::slice::from_ref(one)), &n.msps, NOW)
+                .unwrap();
+        assert!(
+            evaluation.satisfied,
+            "encoding {i} is a valid admin signature"
+        );
+    }
+
+    let two_admins = parse("OutOf(2, 'DSOMSP.admin', 'DSOMSP.admin')").unwrap();
+    let evaluation =
+        evaluate_signature_policy(&two_admins, &borrow(&signed), &n.msps, NOW).unwrap();
+    assert!(
+        !evaluation.satisfied,
+        "one admin, however encoded, is one signer"
+    );
+    assert_eq!(evaluation.explanation.signers.len(), 1);
+    let rejected = &evaluation.explanation.rejected_signers;
+    assert_eq!(
+        rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.reason == RejectionReason::Duplicate { of: 0 })
+    );
+
+    // The same through identities verified elsewhere.
+    let identities: Vec<_> = encodings
+        .iter()
+        .map(|bytes| n.msps.deserialize_identity(bytes, NOW).unwrap())
+        .collect();
+    assert!(identities.iter().all(|id| id.id() == identities[0].id()));
+    let verified = VerifiedSigners::from_identities(identities);
+    assert_eq!(verified.len(), 1);
+    assert_eq!(verified.rejected().len(), 3);
+    let compiled = policy::CompiledSignaturePolicy::compile(&two_admins).unwrap();
+    assert!(!compiled.is_satisfied(&verified));
+
+    // Two different members do satisfy it.
+    let members = parse("OutOf(2, 'DSOMSP.member', 'DSOMSP.member')").unwrap();
+    let mut two = sign_all(&[&n.dso_client]);
+    two.extend(signed);
+    assert!(
+        evaluate_signature_policy(&members, &borrow(&two), &n.msps, NOW)
+            .unwrap()
+            .satisfied
+    );
+}
+
+#[test]
+fn identity_principal_matches_every_encoding_of_its_certificate() {
+    let n = net();
+    let with = sign_all(&[&n.dso_client]);
+    for (i, principal) in encodings_of(&n.dso_client).into_iter().enumerate() {
+        let env = SignaturePolicyEnvelope {
+            version: 0,
+            rule: Some(signed_by(0)),
+            identities: vec![MspPrincipal {
+                principal_classification: msp_principal::Classification::Identity as i32,
+                principal,
+            }],
+        };
+        assert!(
+            evaluate_signature_policy(&env, &borrow(&with), &n.msps, NOW)
+                .unwrap()
+                .satisfied,
+            "principal encoding {i}"
+        );
+    }
+    // The same certificate under another MSP id is another identity.
+    let elsewhere = SignaturePolicyEnvelope {
+        version: 0,
+        rule: Some(signed_by(0)),
+        identities: vec![MspPrincipal {
+            principal_classification: msp_principal::Classification::Identity as i32,
+            principal: serialize_identity("RetailerMSP", n.dso_client.cert_pem()),
+        }],
+    };
+    assert!(
+        !evaluate_signature_policy(&elsewhere, &borrow(&with), &n.msps, NOW)
+            .unwrap()
+            .satisfied
     );
 }
 

@@ -48,14 +48,12 @@ impl Corpus {
             SEEDED_NOT_BEFORE,
             SEEDED_NOT_BEFORE + 86_400,
         )?;
-        let spec = LeafSpec {
-            common_name: "signer".into(),
-            role: Some(crate::Role::Client),
-            attributes: Default::default(),
-            tls_hosts: Vec::new(),
-            not_before: SEEDED_NOT_BEFORE,
-            not_after: SEEDED_NOT_BEFORE + 86_400,
-        };
+        let spec = LeafSpec::new(
+            "signer",
+            Some(crate::Role::Client),
+            SEEDED_NOT_BEFORE,
+            SEEDED_NOT_BEFORE + 86_400,
+        );
         let issued = ca.issue("BenchMSP", &spec)?;
         let signer = SigningIdentity::from_pem(
             "BenchMSP",

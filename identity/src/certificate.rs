@@ -3,9 +3,26 @@
 //! Parsing uses `x509-parser`; signature checks on certificates and CRLs use the same `ring`
 //! verifier as transactions. Only ECDSA P-256 keys and ecdsa-with-SHA256 signatures are
 //! accepted, as in a default Fabric network.
+//!
+//! The parts of a certificate its issuer does not sign — the outer `SEQUENCE`, the outer
+//! signature algorithm and the signature itself — are where one certificate can be re-encoded
+//! into other bytes. Parsing therefore demands minimal DER lengths on that outer layer and an
+//! outer algorithm identical to the signed one, as Go's parser does, and every certificate
+//! carries [`Certificate::low_s_sha256`]: the SHA-256 of the certificate with its signature
+//! rewritten to low-S (Fabric's "sanitised" certificate). Two encodings of one certificate —
+//! the high-S twin of its signature included — share that digest, which is what identity ids
+//! and admin lists compare.
+//!
+//! Known difference from Fabric: a CRL is matched to a certificate by the issuer *name* and
+//! its signature is checked when the MSP is set up (a CRL that none of the MSP's CAs signed
+//! makes the MSP configuration invalid). Fabric instead matches the CRL's Authority Key
+//! Identifier to the Subject Key Identifier of the certificate's issuer and checks the CRL's
+//! signature only when a serial matches, skipping CRLs with a bad signature. The two select
+//! different lists only when two CAs of one MSP share a subject name (a re-keyed CA): here a
+//! CRL signed by either then applies to serials issued by both.
 
 use crate::error::IdentityError;
-use crate::signature::verify_p256_certificate_signature;
+use crate::signature::{normalize_low_s, verify_p256_certificate_signature};
 use std::collections::BTreeMap;
 use x509_parser::prelude::*;
 
@@ -42,6 +59,10 @@ pub struct Certificate {
     pub signature: Vec<u8>,
     /// Fabric-CA style attributes (delivery point, meter id, …), sorted by name.
     pub attributes: BTreeMap<String, String>,
+    /// SHA-256 of the certificate DER with its signature normalised to low-S: the same for
+    /// every encoding of this certificate (see the module docs). Fabric hashes the same bytes
+    /// for an identity's `IdentityIdentifier`.
+    pub low_s_sha256: [u8; 32],
 }
 
 impl Certificate {
@@ -57,6 +78,10 @@ impl Certificate {
                 reason: format!("{} trailing bytes", rest.len()),
             });
         }
+        let outer = OuterCertificate::split(der).map_err(|reason| IdentityError::Der {
+            what: "X.509 certificate".into(),
+            reason: reason.into(),
+        })?;
         let subject = cert.subject().to_string();
         let spki = cert.public_key();
         if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID {
@@ -92,6 +117,12 @@ impl Certificate {
                 ),
             });
         }
+        let low_s_der = outer
+            .with_low_s_signature()
+            .map_err(|e| IdentityError::Der {
+                what: format!("signature of certificate '{subject}'"),
+                reason: e.to_string(),
+            })?;
         let mut attributes = BTreeMap::new();
         for ext in cert.extensions() {
             if ext.oid.to_id_string() == ATTRIBUTE_EXTENSION_OID {
@@ -119,6 +150,7 @@ impl Certificate {
             tbs: cert.tbs_certificate.as_ref().to_vec(),
             signature: cert.signature_value.data.to_vec(),
             attributes,
+            low_s_sha256: sha256(&low_s_der),
             subject,
         })
     }
@@ -211,6 +243,167 @@ impl RevocationList {
 fn strip_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     &bytes[first..]
+}
+
+/// The unsigned outer layer of a certificate, split into its three elements (each the whole
+/// DER element, tag and length included).
+struct OuterCertificate<'a> {
+    tbs: &'a [u8],
+    algorithm: &'a [u8],
+    /// The ECDSA signature DER inside the `BIT STRING`.
+    signature: &'a [u8],
+}
+
+impl<'a> OuterCertificate<'a> {
+    /// Splits `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`
+    /// with the rules Go's parser applies to the unsigned layer: minimal lengths, nothing after
+    /// the three elements, the outer algorithm equal to the one inside the signed part, a
+    /// `BIT STRING` without unused bits.
+    fn split(der: &'a [u8]) -> Result<OuterCertificate<'a>, &'static str> {
+        let (outer, rest) = der_element(der)?;
+        if outer.tag != 0x30 || !rest.is_empty() {
+            return Err("not a single SEQUENCE");
+        }
+        let (tbs, after_tbs) = der_element(outer.content)?;
+        let (algorithm, after_algorithm) = der_element(after_tbs)?;
+        let (signature, after_signature) = der_element(after_algorithm)?;
+        if tbs.tag != 0x30 || algorithm.tag != 0x30 || signature.tag != 0x03 {
+            return Err(
+                "the certificate SEQUENCE does not hold tbsCertificate, signatureAlgorithm, signatureValue",
+            );
+        }
+        if !after_signature.is_empty() {
+            return Err("extra elements after the signature");
+        }
+        // tbsCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature, ... }
+        let (first, after_first) = der_element(tbs.content)?;
+        let after_serial = if first.tag == 0xa0 {
+            der_element(after_first)?.1
+        } else {
+            after_first
+        };
+        let (inner_algorithm, _) = der_element(after_serial)?;
+        if inner_algorithm.whole != algorithm.whole {
+            return Err("the outer signature algorithm differs from the signed one");
+        }
+        let signature = match signature.content {
+            [0, bits @ ..] => bits,
+            _ => return Err("the signature BIT STRING has unused bits"),
+        };
+        Ok(OuterCertificate {
+            tbs: tbs.whole,
+            algorithm: algorithm.whole,
+            signature,
+        })
+    }
+
+    /// The certificate DER with its signature in low-S form: the received bytes when the
+    /// signature already is low-S (as Fabric keeps them), else the certificate re-encoded.
+    fn with_low_s_signature(&self) -> Result<Vec<u8>, crate::SignatureError> {
+        let low = normalize_low_s(self.signature)?;
+        Ok(self.encode(&low))
+    }
+
+    /// `SEQUENCE { tbs, algorithm, BIT STRING(0 unused bits, signature) }`, minimal DER.
+    fn encode(&self, signature: &[u8]) -> Vec<u8> {
+        let mut bit_string = vec![0u8];
+        bit_string.extend_from_slice(signature);
+        let mut body =
+            Vec::with_capacity(self.tbs.len() + self.algorithm.len() + signature.len() + 8);
+        body.extend_from_slice(self.tbs);
+        body.extend_from_slice(self.algorithm);
+        push_der_element(&mut body, 0x03, &bit_string);
+        let mut out = Vec::with_capacity(body.len() + 6);
+        push_der_element(&mut out, 0x30, &body);
+        out
+    }
+}
+
+/// Re-encodes a PEM certificate with the high-S twin of its signature: the same certificate
+/// (its issuer's signature still verifies) in different bytes. For malleability tests.
+pub(crate) fn high_s_twin(cert_pem: &[u8]) -> Result<Vec<u8>, IdentityError> {
+    let der = pem_block(cert_pem, "CERTIFICATE", "certificate")?;
+    let malformed = |reason: String| IdentityError::Der {
+        what: "X.509 certificate".into(),
+        reason,
+    };
+    let outer = OuterCertificate::split(&der).map_err(|r| malformed(r.into()))?;
+    let high =
+        crate::signature::to_high_s(outer.signature).map_err(|e| malformed(e.to_string()))?;
+    Ok(outer.encode(&high))
+}
+
+/// One DER element: its tag, its content, and the whole element.
+struct DerElement<'a> {
+    tag: u8,
+    content: &'a [u8],
+    whole: &'a [u8],
+}
+
+/// Splits one DER element off `input`. Only single-byte tags and definite, minimal lengths of
+/// up to four bytes are accepted.
+fn der_element(input: &[u8]) -> Result<(DerElement<'_>, &[u8]), &'static str> {
+    let [tag, first_len, after_header @ ..] = input else {
+        return Err("truncated DER element");
+    };
+    if tag & 0x1f == 0x1f {
+        return Err("multi-byte DER tags are not used in certificates");
+    }
+    let (len, header_len) = if *first_len < 0x80 {
+        (usize::from(*first_len), 2)
+    } else {
+        let count = usize::from(first_len & 0x7f);
+        if count == 0 || count > 4 || after_header.len() < count {
+            return Err("unsupported or truncated DER length");
+        }
+        let bytes = &after_header[..count];
+        if bytes[0] == 0 {
+            return Err("non-minimal DER length");
+        }
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        if len < 0x80 {
+            return Err("non-minimal DER length");
+        }
+        (len, 2 + count)
+    };
+    let end = header_len
+        .checked_add(len)
+        .filter(|&end| end <= input.len())
+        .ok_or("truncated DER element")?;
+    Ok((
+        DerElement {
+            tag: *tag,
+            content: &input[header_len..end],
+            whole: &input[..end],
+        },
+        &input[end..],
+    ))
+}
+
+/// Appends a DER element with a minimal length.
+fn push_der_element(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let first = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
+        out.push(0x80 | (bytes.len() - first) as u8);
+        out.extend_from_slice(&bytes[first..]);
+    }
+    out.extend_from_slice(content);
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// Decodes the first PEM block with the given tag.

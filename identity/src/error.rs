@@ -65,11 +65,32 @@ pub enum IdentityError {
         serial: String,
         msp_id: String,
     },
-    /// NodeOUs are enabled and the certificate carries none of the role OUs.
+    /// NodeOUs are enabled and the certificate carries none of the role OUs the MSP names.
     #[error(
-        "certificate '{subject}' carries no role OU (client, peer, admin or orderer) required by MSP '{msp_id}'"
+        "certificate '{subject}' carries no role OU (client, peer, admin or orderer) recognised by MSP '{msp_id}'"
     )]
     NoRole { subject: String, msp_id: String },
+    /// NodeOUs are enabled and the certificate carries more than one role OU (Fabric: "not a
+    /// combination of them").
+    #[error(
+        "certificate '{subject}' carries several role OUs ({roles}) of MSP '{msp_id}'; an identity must be exactly one of client, peer, admin or orderer"
+    )]
+    SeveralRoles {
+        subject: String,
+        msp_id: String,
+        roles: String,
+    },
+    /// The certificate's role OU is reserved to identities issued by a given CA, and another
+    /// CA issued it.
+    #[error(
+        "certificate '{subject}' carries the {role} OU of MSP '{msp_id}', but was issued by '{issuer}', not by the CA that MSP's {role} NodeOU identifier names"
+    )]
+    RoleNotCertified {
+        subject: String,
+        msp_id: String,
+        role: crate::msp::Role,
+        issuer: String,
+    },
     /// An MSP configuration is unusable (no root CA, a CRL signed by nobody known, …).
     #[error("invalid MSP configuration for '{msp_id}': {reason}")]
     MspConfig { msp_id: String, reason: String },

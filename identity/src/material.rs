@@ -106,12 +106,40 @@ pub struct IssuedIdentity {
 pub struct LeafSpec {
     pub common_name: String,
     pub role: Option<Role>,
+    /// A further subject OU after the role's (e.g. a second role, to test that MSPs reject a
+    /// certificate with two). One at most: rcgen keeps one value per attribute type, so this
+    /// one is written under the OU object identifier as a custom attribute type.
+    pub extra_organizational_unit: Option<String>,
     pub attributes: BTreeMap<String, String>,
     /// TLS subject alternative names; when non-empty the certificate is a TLS server+client cert.
     pub tls_hosts: Vec<String>,
     /// Validity window, unix seconds.
     pub not_before: i64,
     pub not_after: i64,
+}
+
+impl LeafSpec {
+    /// A signing (non-TLS) certificate for `common_name` in `role`, with no attributes and no
+    /// extra OU, valid from `not_before` to `not_after` (unix seconds).
+    pub fn new(common_name: &str, role: Option<Role>, not_before: i64, not_after: i64) -> LeafSpec {
+        LeafSpec {
+            common_name: common_name.to_owned(),
+            role,
+            extra_organizational_unit: None,
+            attributes: BTreeMap::new(),
+            tls_hosts: Vec::new(),
+            not_before,
+            not_after,
+        }
+    }
+}
+
+/// The same certificate with the high-S twin of its issuer's signature (`s := n - s`): it still
+/// verifies, but its bytes differ. Fabric (and the MSP here) must treat both as one identity;
+/// tests use this to check that. Returns PEM.
+pub fn high_s_twin_pem(cert_pem: &str) -> Result<String, IdentityError> {
+    let der = crate::certificate::high_s_twin(cert_pem.as_bytes())?;
+    Ok(pem::encode(&pem::Pem::new("CERTIFICATE", der)))
 }
 
 /// Derives keys and serial numbers from a 32-byte seed.
@@ -293,8 +321,9 @@ impl CertificateAuthority {
         let key = self.seed.key(&label);
         let serial = self.seed.serial(&label);
         let mut params = CertificateParams::default();
-        params.distinguished_name =
-            distinguished_name(msp_id, spec.role.map(Role::default_ou), &spec.common_name)?;
+        let mut ous: Vec<&str> = spec.role.map(Role::default_ou).into_iter().collect();
+        ous.extend(spec.extra_organizational_unit.as_deref());
+        params.distinguished_name = distinguished_name(msp_id, &ous, &spec.common_name)?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.not_before = timestamp(spec.not_before)?;
         params.not_after = timestamp(spec.not_after)?;
@@ -383,7 +412,7 @@ fn ca_params(
     not_after: i64,
 ) -> Result<CertificateParams, IdentityError> {
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(msp_id, None, common_name)?;
+    params.distinguished_name = distinguished_name(msp_id, &[], common_name)?;
     params.serial_number = Some(SerialNumber::from_slice(&seed.serial(label)));
     params.not_before = timestamp(not_before)?;
     params.not_after = timestamp(not_after)?;
@@ -397,15 +426,28 @@ fn ca_params(
     Ok(params)
 }
 
+/// `O=msp_id, OU=…, CN=common_name`. rcgen holds one value per attribute type, so a second OU
+/// goes under the OU object identifier (2.5.4.11) as a custom type; a third cannot be written.
 fn distinguished_name(
     msp_id: &str,
-    ou: Option<&str>,
+    ous: &[&str],
     common_name: &str,
 ) -> Result<DistinguishedName, IdentityError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, msp_id);
-    if let Some(ou) = ou {
-        dn.push(DnType::OrganizationalUnitName, ou);
+    match ous {
+        [] => {}
+        [ou] => dn.push(DnType::OrganizationalUnitName, *ou),
+        [first, second] => {
+            dn.push(DnType::OrganizationalUnitName, *first);
+            dn.push(DnType::CustomDnType(vec![2, 5, 4, 11]), *second);
+        }
+        _ => {
+            return Err(IdentityError::Issue {
+                name: common_name.into(),
+                reason: "a certificate can carry at most two OUs here".into(),
+            });
+        }
     }
     dn.push(DnType::CommonName, common_name);
     Ok(dn)
@@ -529,6 +571,7 @@ pub fn generate(
                     tls_hosts: Vec<String>| LeafSpec {
             common_name: name.to_owned(),
             role: Some(role),
+            extra_organizational_unit: None,
             attributes: attributes.clone(),
             tls_hosts,
             not_before,

@@ -4,6 +4,12 @@
 //! and block signature), so it runs on `ring`, which `gridledger bench crypto` measured several
 //! times faster than the pure-Rust `p256` crate (see BENCHMARKS.md). The DER and low-S rules are
 //! checked here, on the received bytes, before `ring` sees them.
+//!
+//! Known difference from Fabric: bytes after the DER `SEQUENCE` make a signature malformed
+//! here. Fabric's `UnmarshalECDSASignature` reads the `SEQUENCE` and ignores whatever follows,
+//! so a transaction signature with trailing bytes verifies on a Fabric peer and is rejected
+//! (invalid signature) by GridLedger. Honest signers never produce such bytes; accepting them
+//! would give every signature unboundedly many encodings.
 
 use crate::error::SignatureError;
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};

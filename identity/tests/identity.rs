@@ -3,14 +3,15 @@
 
 use gridledger_identity::material::{
     CertificateAuthority, CryptoConfig, IssuedIdentity, LeafSpec, SEEDED_NOT_BEFORE, Seed,
+    high_s_twin_pem,
 };
 use gridledger_identity::signature::{parse_der_signature, to_high_s};
 use gridledger_identity::{
-    Certificate, IdentityError, Msp, MspManager, Role, SignatureError, SigningIdentity,
+    Certificate, IdentityError, IdentityId, Msp, MspManager, Role, SignatureError, SigningIdentity,
     serialize_identity,
 };
 use gridledger_proto::common::{Envelope, Payload, SignatureHeader};
-use gridledger_proto::msp::{FabricMspConfig, FabricNodeOUs};
+use gridledger_proto::msp::{FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos::{ChaincodeActionPayload, Transaction};
 use std::collections::BTreeMap;
@@ -21,13 +22,25 @@ const T0: i64 = SEEDED_NOT_BEFORE;
 const NOW: u64 = (T0 + 10 * DAY) as u64;
 
 fn leaf(name: &str, role: Option<Role>) -> LeafSpec {
-    LeafSpec {
-        common_name: name.into(),
-        role,
-        attributes: BTreeMap::new(),
-        tls_hosts: Vec::new(),
-        not_before: T0,
-        not_after: T0 + 365 * DAY,
+    LeafSpec::new(name, role, T0, T0 + 365 * DAY)
+}
+
+/// A NodeOU identifier with the conventional OU value of `role` and no certifying CA.
+fn ou_identifier(role: Role) -> Option<FabricOuIdentifier> {
+    Some(FabricOuIdentifier {
+        certificate: Vec::new(),
+        organizational_unit_identifier: role.default_ou().into(),
+    })
+}
+
+/// NodeOUs enabled with all four role identifiers, none restricted to a CA.
+fn all_node_ous() -> FabricNodeOUs {
+    FabricNodeOUs {
+        enable: true,
+        client_ou_identifier: ou_identifier(Role::Client),
+        peer_ou_identifier: ou_identifier(Role::Peer),
+        admin_ou_identifier: ou_identifier(Role::Admin),
+        orderer_ou_identifier: ou_identifier(Role::Orderer),
     }
 }
 
@@ -56,10 +69,7 @@ fn msp_config(
             .map(|r| r.as_bytes().to_vec())
             .collect(),
         revocation_list: crls.iter().map(|c| c.as_bytes().to_vec()).collect(),
-        fabric_node_ous: Some(FabricNodeOUs {
-            enable: true,
-            ..Default::default()
-        }),
+        fabric_node_ous: Some(all_node_ous()),
         ..Default::default()
     }
 }
@@ -595,4 +605,345 @@ fn real_fabric_orderer_identity_and_block_signatures_verify() {
         }
     }
     assert_eq!(verified, 80);
+}
+
+// ---- Identity ids: one identity however it is encoded ----
+
+/// The same PEM certificate with 76-character lines and a trailing blank line.
+fn rewrapped(cert_pem: &str) -> String {
+    let body: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in body.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n\n");
+    out
+}
+
+/// A serialized identity with an unknown field (number 3, varint 1) appended; protobuf
+/// decoders skip it.
+fn with_unknown_field(serialized: &[u8]) -> Vec<u8> {
+    let mut out = serialized.to_vec();
+    out.extend_from_slice(&[0x18, 0x01]);
+    out
+}
+
+#[test]
+fn every_encoding_of_a_certificate_has_one_identity_id() {
+    let ca = root("ids", "DSOMSP");
+    let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
+    let id = ca
+        .issue("DSOMSP", &leaf("Admin@dso", Some(Role::Admin)))
+        .expect("issue");
+    let twin = high_s_twin_pem(&id.cert_pem).expect("twin");
+    assert_ne!(twin, id.cert_pem);
+    let encodings = [
+        serialized("DSOMSP", &id),
+        serialize_identity("DSOMSP", rewrapped(&id.cert_pem).as_bytes()),
+        with_unknown_field(&serialized("DSOMSP", &id)),
+        serialize_identity("DSOMSP", twin.as_bytes()),
+    ];
+    let identities: Vec<_> = encodings
+        .iter()
+        .map(|bytes| msps.deserialize_identity(bytes, NOW).expect("validates"))
+        .collect();
+    for (identity, bytes) in identities.iter().zip(&encodings) {
+        assert_eq!(identity.serialized(), bytes.as_slice());
+        assert_eq!(identity.id(), identities[0].id(), "{}", identity.id());
+        assert_eq!(
+            &IdentityId::from_serialized(bytes).expect("decodes"),
+            identities[0].id()
+        );
+    }
+    assert_eq!(identities[0].id().msp_id(), "DSOMSP");
+    // The id of a low-S certificate hashes its DER as received, as Fabric's does.
+    let cert = Certificate::from_pem(id.cert_pem.as_bytes()).expect("cert");
+    let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &cert.der)
+        .as_ref()
+        .try_into()
+        .expect("32 bytes");
+    assert_eq!(identities[0].id().certificate_sha256(), &digest);
+    // The same certificate claimed by another MSP is another identity.
+    let elsewhere = IdentityId::from_serialized(&serialized("RetailerMSP", &id)).expect("decodes");
+    assert_ne!(&elsewhere, identities[0].id());
+}
+
+#[test]
+fn admin_certificates_match_in_any_encoding() {
+    let ca = root("admincerts", "DSOMSP");
+    let operator = ca
+        .issue("DSOMSP", &leaf("operator", Some(Role::Client)))
+        .expect("issue");
+    let other = ca
+        .issue("DSOMSP", &leaf("other", Some(Role::Client)))
+        .expect("issue");
+    let twin = high_s_twin_pem(&operator.cert_pem).expect("twin");
+    // The admin list holds the high-S twin; the operator signs with the original, and back.
+    for (listed, presented) in [
+        (twin.clone(), operator.cert_pem.clone()),
+        (operator.cert_pem.clone(), twin.clone()),
+    ] {
+        let mut cfg = msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]);
+        cfg.admins = vec![listed.into_bytes()];
+        let msps = manager(&cfg);
+        let identity = msps
+            .deserialize_identity(&serialize_identity("DSOMSP", presented.as_bytes()), NOW)
+            .expect("valid");
+        assert_eq!(identity.role(), Some(Role::Client));
+        assert!(identity.is_admin(), "listed admin in another encoding");
+        assert!(
+            !msps
+                .deserialize_identity(&serialized("DSOMSP", &other), NOW)
+                .expect("valid")
+                .is_admin()
+        );
+    }
+}
+
+/// (header length, content length) of the DER element at the start of `bytes`.
+fn der_header(bytes: &[u8]) -> (usize, usize) {
+    match bytes[1] {
+        n if n < 0x80 => (2, usize::from(n)),
+        0x81 => (3, usize::from(bytes[2])),
+        0x82 => (4, usize::from(bytes[2]) << 8 | usize::from(bytes[3])),
+        other => panic!("unexpected DER length byte {other:#x}"),
+    }
+}
+
+#[test]
+fn a_reencoded_outer_layer_is_not_a_certificate() {
+    let ca = root("outer", "DSOMSP");
+    let id = ca
+        .issue("DSOMSP", &leaf("u", Some(Role::Client)))
+        .expect("issue");
+    let der = Certificate::from_pem(id.cert_pem.as_bytes())
+        .expect("cert")
+        .der;
+    assert_eq!(der[..2], [0x30, 0x82], "a leaf is 256..65535 bytes long");
+    // The same length in three bytes instead of two: valid BER, not DER.
+    let mut long_form = vec![0x30, 0x83, 0x00];
+    long_form.extend_from_slice(&der[2..]);
+    let err = Certificate::from_der(&long_form).expect_err("non-minimal length");
+    assert!(matches!(err, IdentityError::Der { .. }), "{err}");
+    // The unsigned outer algorithm identifier with explicit NULL parameters.
+    let body = &der[4..];
+    let (tbs_header, tbs_len) = der_header(body);
+    let alg_start = tbs_header + tbs_len;
+    let (alg_header, alg_len) = der_header(&body[alg_start..]);
+    assert_eq!(alg_header, 2);
+    let mut with_null = body[..alg_start].to_vec();
+    with_null.extend_from_slice(&[0x30, u8::try_from(alg_len + 2).expect("short")]);
+    with_null.extend_from_slice(&body[alg_start + 2..alg_start + 2 + alg_len]);
+    with_null.extend_from_slice(&[0x05, 0x00]);
+    with_null.extend_from_slice(&body[alg_start + 2 + alg_len..]);
+    let mut reencoded = vec![0x30, 0x82];
+    reencoded.extend_from_slice(&u16::try_from(with_null.len()).expect("fits").to_be_bytes());
+    reencoded.extend_from_slice(&with_null);
+    let err = Certificate::from_der(&reencoded).expect_err("outer algorithm differs");
+    assert!(err.to_string().contains("signature algorithm"), "{err}");
+}
+
+// ---- NodeOU roles ----
+
+#[test]
+fn a_certificate_with_two_role_ous_is_rejected() {
+    let ca = root("tworoles", "DSOMSP");
+    let msps = manager(&msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]));
+    let mut spec = leaf("sneaky", Some(Role::Client));
+    spec.extra_organizational_unit = Some("admin".into());
+    let both = ca.issue("DSOMSP", &spec).expect("issue");
+    let cert = Certificate::from_pem(both.cert_pem.as_bytes()).expect("cert");
+    assert_eq!(cert.organizational_units, ["client", "admin"]);
+    let err = msps
+        .deserialize_identity(&serialized("DSOMSP", &both), NOW)
+        .expect_err("two roles");
+    assert!(matches!(err, IdentityError::SeveralRoles { .. }), "{err}");
+    assert!(err.to_string().contains("client, admin"), "{err}");
+
+    // An OU that names no role is no obstacle.
+    let mut spec = leaf("member", Some(Role::Client));
+    spec.extra_organizational_unit = Some("department1".into());
+    let dept = ca.issue("DSOMSP", &spec).expect("issue");
+    let identity = msps
+        .deserialize_identity(&serialized("DSOMSP", &dept), NOW)
+        .expect("one role");
+    assert_eq!(identity.role(), Some(Role::Client));
+    assert!(!identity.is_admin());
+}
+
+#[test]
+fn role_identifiers_missing_from_the_config_are_not_defaulted() {
+    let ca = root("partial", "DSOMSP");
+    let admin = ca
+        .issue("DSOMSP", &leaf("Admin", Some(Role::Admin)))
+        .expect("issue");
+    let client = ca
+        .issue("DSOMSP", &leaf("User1", Some(Role::Client)))
+        .expect("issue");
+
+    // Only client and peer are configured: an admin OU marks nothing.
+    let mut cfg = msp_config("DSOMSP", &[ca.cert_pem()], &[], &[]);
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        client_ou_identifier: ou_identifier(Role::Client),
+        peer_ou_identifier: ou_identifier(Role::Peer),
+        admin_ou_identifier: None,
+        orderer_ou_identifier: None,
+    });
+    let msps = manager(&cfg);
+    let err = msps
+        .deserialize_identity(&serialized("DSOMSP", &admin), NOW)
+        .expect_err("admin OU is not configured");
+    assert!(matches!(err, IdentityError::NoRole { .. }), "{err}");
+    let identity = msps
+        .deserialize_identity(&serialized("DSOMSP", &client), NOW)
+        .expect("client is configured");
+    assert_eq!(identity.role(), Some(Role::Client));
+
+    // A configured identifier with another value replaces the conventional one.
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        client_ou_identifier: Some(FabricOuIdentifier {
+            certificate: Vec::new(),
+            organizational_unit_identifier: "customer".into(),
+        }),
+        ..all_node_ous()
+    });
+    let err = manager(&cfg)
+        .deserialize_identity(&serialized("DSOMSP", &client), NOW)
+        .expect_err("OU 'client' is not the client OU");
+    assert!(matches!(err, IdentityError::NoRole { .. }), "{err}");
+
+    // Enabled with no identifier at all: NodeOUs are off, roles are not derived.
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        ..Default::default()
+    });
+    let msp = Msp::from_fabric_config(&cfg).expect("valid");
+    assert!(msp.node_ous().is_none());
+    let msps = MspManager::new([msp]);
+    let nobody = ca.issue("DSOMSP", &leaf("nobody", None)).expect("issue");
+    for id in [&admin, &nobody] {
+        let identity = msps
+            .deserialize_identity(&serialized("DSOMSP", id), NOW)
+            .expect("no role needed");
+        assert_eq!(identity.role(), None);
+        assert!(!identity.is_admin());
+    }
+
+    // Two roles sharing one OU value is a configuration error.
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        peer_ou_identifier: ou_identifier(Role::Client),
+        ..all_node_ous()
+    });
+    let err = Msp::from_fabric_config(&cfg).expect_err("ambiguous");
+    assert!(err.to_string().contains("both use OU 'client'"), "{err}");
+}
+
+#[test]
+fn a_role_identifier_certificate_restricts_the_issuing_ca() {
+    let ca = root("certifier", "RetailerMSP");
+    let ica1 = ca
+        .new_intermediate("RetailerMSP", "ica1", T0, T0 + 3650 * DAY)
+        .expect("intermediate");
+    let ica2 = ca
+        .new_intermediate("RetailerMSP", "ica2", T0, T0 + 3650 * DAY)
+        .expect("intermediate");
+    let mut cfg = msp_config(
+        "RetailerMSP",
+        &[ca.cert_pem()],
+        &[ica1.cert_pem(), ica2.cert_pem()],
+        &[],
+    );
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        client_ou_identifier: Some(FabricOuIdentifier {
+            certificate: ica1.cert_pem().as_bytes().to_vec(),
+            organizational_unit_identifier: "client".into(),
+        }),
+        ..all_node_ous()
+    });
+    let msps = manager(&cfg);
+    let client_of = |ca: &CertificateAuthority, name: &str| {
+        let id = ca
+            .issue("RetailerMSP", &leaf(name, Some(Role::Client)))
+            .expect("issue");
+        msps.deserialize_identity(&serialized("RetailerMSP", &id), NOW)
+    };
+    assert_eq!(
+        client_of(&ica1, "by-ica1").expect("certified").role(),
+        Some(Role::Client)
+    );
+    let err = client_of(&ica2, "by-ica2").expect_err("wrong certifier");
+    assert!(
+        matches!(&err, IdentityError::RoleNotCertified { role: Role::Client, issuer, .. } if issuer.contains("ica2")),
+        "{err}"
+    );
+    // Peers are not restricted.
+    let peer = ica2
+        .issue("RetailerMSP", &leaf("peer0", Some(Role::Peer)))
+        .expect("issue");
+    assert!(
+        msps.deserialize_identity(&serialized("RetailerMSP", &peer), NOW)
+            .is_ok()
+    );
+
+    // The certifier must be one of the MSP's CAs.
+    let stranger = root("certifier-stranger", "RetailerMSP");
+    cfg.fabric_node_ous = Some(FabricNodeOUs {
+        enable: true,
+        client_ou_identifier: Some(FabricOuIdentifier {
+            certificate: stranger.cert_pem().as_bytes().to_vec(),
+            organizational_unit_identifier: "client".into(),
+        }),
+        ..all_node_ous()
+    });
+    let err = Msp::from_fabric_config(&cfg).expect_err("unknown certifier");
+    assert!(
+        err.to_string().contains("not a root or intermediate CA"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_ca_that_issued_an_intermediate_cannot_issue_identities() {
+    let ca = root("internal", "RetailerMSP");
+    let ica = ca
+        .new_intermediate("RetailerMSP", "ica", T0, T0 + 3650 * DAY)
+        .expect("intermediate");
+    let by_root = ca
+        .issue("RetailerMSP", &leaf("by-root", Some(Role::Client)))
+        .expect("issue");
+    let by_ica = ica
+        .issue("RetailerMSP", &leaf("by-ica", Some(Role::Client)))
+        .expect("issue");
+    let msps = manager(&msp_config(
+        "RetailerMSP",
+        &[ca.cert_pem()],
+        &[ica.cert_pem()],
+        &[],
+    ));
+    let err = msps
+        .deserialize_identity(&serialized("RetailerMSP", &by_root), NOW)
+        .expect_err("root is an internal node");
+    assert!(
+        matches!(&err, IdentityError::UntrustedChain { reason, .. } if reason.contains("intermediate CA")),
+        "{err}"
+    );
+    assert!(
+        msps.deserialize_identity(&serialized("RetailerMSP", &by_ica), NOW)
+            .is_ok()
+    );
+    // Without the intermediate in the MSP, the root is a leaf of the tree again.
+    let root_only = manager(&msp_config("RetailerMSP", &[ca.cert_pem()], &[], &[]));
+    assert!(
+        root_only
+            .deserialize_identity(&serialized("RetailerMSP", &by_root), NOW)
+            .is_ok()
+    );
 }

@@ -30,23 +30,28 @@ pub enum DurationError {
     Overflow(String),
 }
 
-const NANOS_PER_MILLI: u128 = 1_000_000;
+const NANOS_PER_MILLI: u64 = 1_000_000;
+
+/// Go's limit: a `time.Duration` is an `int64` count of nanoseconds.
+const MAX_NANOS: u64 = i64::MAX as u64;
 
 /// Parses a Go duration string into whole milliseconds (sub-millisecond parts are truncated).
 ///
 /// Accepts the units `ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`, fractions ("1.5s") and
-/// sequences ("1m30s"); "0" alone means zero. Negative durations are rejected.
+/// sequences ("1m30s"); "0" alone means zero. Negative durations are rejected. Fractions are
+/// scaled exactly as Go's `time.ParseDuration` scales them (digits beyond 63 bits are dropped,
+/// the scaling is done in `f64`), so both read the same bytes as the same duration.
 pub fn parse_go_duration_ms(input: &str) -> Result<u64, DurationError> {
-    let nanos = parse_go_duration_nanos(input)?;
-    u64::try_from(nanos / NANOS_PER_MILLI).map_err(|_| DurationError::Overflow(input.to_string()))
+    Ok(parse_go_duration_nanos(input)? / NANOS_PER_MILLI)
 }
 
 /// Parses a Go duration string into nanoseconds, with Go's limit of `i64::MAX` nanoseconds.
-fn parse_go_duration_nanos(input: &str) -> Result<u128, DurationError> {
+fn parse_go_duration_nanos(input: &str) -> Result<u64, DurationError> {
     let invalid = |reason| DurationError::Invalid {
         input: input.to_string(),
         reason,
     };
+    let overflow = || DurationError::Overflow(input.to_string());
     let mut rest = input;
     if let Some(stripped) = rest.strip_prefix('+') {
         rest = stripped;
@@ -59,7 +64,7 @@ fn parse_go_duration_nanos(input: &str) -> Result<u128, DurationError> {
     if rest == "0" {
         return Ok(0);
     }
-    let mut total: u128 = 0;
+    let mut total: u64 = 0;
     while !rest.is_empty() {
         let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
         let (int_part, after_int) = rest.split_at(int_len);
@@ -78,7 +83,7 @@ fn parse_go_duration_nanos(input: &str) -> Result<u128, DurationError> {
             .find(|&(_, c)| c == '.' || c.is_ascii_digit())
             .map_or(after_number.len(), |(i, _)| i);
         let (unit, after_unit) = after_number.split_at(unit_len);
-        let unit_nanos: u128 = match unit {
+        let unit_nanos: u64 = match unit {
             "ns" => 1,
             "us" | "µs" | "μs" => 1_000,
             "ms" => 1_000_000,
@@ -88,34 +93,57 @@ fn parse_go_duration_nanos(input: &str) -> Result<u128, DurationError> {
             "" => return Err(invalid("missing unit")),
             _ => return Err(invalid("unknown unit")),
         };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part
-                .parse()
-                .map_err(|_| DurationError::Overflow(input.to_string()))?
-        };
+        let whole = leading_int(int_part).ok_or_else(overflow)?;
         let mut amount = whole
             .checked_mul(unit_nanos)
-            .ok_or_else(|| DurationError::Overflow(input.to_string()))?;
-        // The fraction contributes frac / 10^digits of the unit; digits beyond nanosecond
-        // precision cannot matter, so only the first 30 are read (10^30 * 3.6e12 fits u128).
-        let mut scale: u128 = 1;
-        let mut frac_value: u128 = 0;
-        for digit in frac_part.bytes().take(30) {
-            frac_value = frac_value * 10 + u128::from(digit - b'0');
-            scale *= 10;
+            .filter(|&v| v <= MAX_NANOS)
+            .ok_or_else(overflow)?;
+        let (fraction, scale) = leading_fraction(frac_part);
+        if fraction > 0 {
+            // As Go: f64 keeps fractions of an hour nanosecond-accurate, and the product is at
+            // most one unit (3.6e12 ns), so the conversion back cannot saturate.
+            let nanos = (fraction as f64 * (unit_nanos as f64 / scale)) as u64;
+            amount = amount
+                .checked_add(nanos)
+                .filter(|&v| v <= MAX_NANOS)
+                .ok_or_else(overflow)?;
         }
-        amount += frac_value * unit_nanos / scale;
         total = total
             .checked_add(amount)
-            .ok_or_else(|| DurationError::Overflow(input.to_string()))?;
-        if total > i64::MAX as u128 {
-            return Err(DurationError::Overflow(input.to_string()));
-        }
+            .filter(|&v| v <= MAX_NANOS)
+            .ok_or_else(overflow)?;
         rest = after_unit;
     }
     Ok(total)
+}
+
+/// The integer part of a number, `None` when it exceeds Go's 2^63 bound.
+fn leading_int(digits: &str) -> Option<u64> {
+    digits.bytes().try_fold(0u64, |acc, digit| {
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(digit - b'0')))
+            .filter(|&v| v <= 1 << 63)
+    })
+}
+
+/// The fraction digits as Go's `leadingFraction` reads them: a value and its power-of-ten
+/// scale, accumulating digits while the value fits in 63 bits and ignoring the rest (they are
+/// far below a nanosecond). Never overflows, however long the fraction.
+fn leading_fraction(digits: &str) -> (u64, f64) {
+    let mut value: u64 = 0;
+    let mut scale = 1.0f64;
+    for digit in digits.bytes() {
+        if value > MAX_NANOS / 10 {
+            break;
+        }
+        let next = value * 10 + u64::from(digit - b'0');
+        if next > 1 << 63 {
+            break;
+        }
+        value = next;
+        scale *= 10.0;
+    }
+    (value, scale)
 }
 
 /// Formats whole milliseconds exactly as Go's `time.Duration.String()` does: "0s", "500ms",
@@ -176,6 +204,35 @@ mod tests {
         assert_eq!(parse_go_duration_ms("1500000ns"), Ok(1));
         assert_eq!(parse_go_duration_ms(".5s"), Ok(500));
         assert_eq!(parse_go_duration_ms("+2s"), Ok(2_000));
+    }
+
+    #[test]
+    fn long_fractions_drop_precision_like_go_instead_of_overflowing() {
+        // Thirty digits: Go keeps the first 18 (the 19th would pass 63 bits) and scales in
+        // f64, where 0.999999999999999999 h rounds to exactly one hour.
+        assert_eq!(
+            parse_go_duration_ms("0.999999999999999999999999999999h"),
+            Ok(3_600_000)
+        );
+        assert_eq!(
+            parse_go_duration_ms("1.000000000000000000000000000001s"),
+            Ok(1_000)
+        );
+        // Likewise 1.999…ms is 2ms to Go, however many nines follow.
+        assert_eq!(
+            parse_go_duration_ms(&format!("1.{}ms", "9".repeat(500))),
+            Ok(2)
+        );
+        assert_eq!(parse_go_duration_ms("0.0000000001h"), Ok(0));
+        assert_eq!(parse_go_duration_ms("2562047.78h"), Ok(9_223_372_008_000));
+        assert!(matches!(
+            parse_go_duration_ms("2562048h"),
+            Err(DurationError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_go_duration_ms(&format!("{}s", "9".repeat(40))),
+            Err(DurationError::Overflow(_))
+        ));
     }
 
     #[test]

@@ -115,8 +115,9 @@ pub fn validate_channel_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a config element key (group, value or policy name) against Fabric's rule:
-/// `[a-zA-Z0-9.\-_]+`, at most 249 characters, and neither "." nor "..".
+/// Checks a config element key (group, value or policy name) against Fabric's rule (configtx
+/// `configAllowedChars`): `[a-zA-Z0-9.-]+` — no underscore —, at most 249 characters, and
+/// neither "." nor "..".
 pub fn validate_config_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("the name is empty".to_string());
@@ -131,10 +132,10 @@ pub fn validate_config_key(key: &str) -> Result<(), String> {
     }
     if let Some(bad) = key
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
     {
         return Err(format!(
-            "name {key:?} contains {bad:?}; only letters, digits, '.', '-' and '_' are allowed"
+            "name {key:?} contains {bad:?}; only letters, digits, '.' and '-' are allowed"
         ));
     }
     Ok(())
@@ -159,7 +160,12 @@ mod tests {
     #[test]
     fn config_keys_follow_fabric_rule() {
         assert!(validate_config_key("DSOMSP").is_ok());
-        assert!(validate_config_key("Org1.example-com_x").is_ok());
+        assert!(validate_config_key("Org1.example-com").is_ok());
+        assert!(validate_config_key(&"a".repeat(249)).is_ok());
+        assert!(validate_config_key(&"a".repeat(250)).is_err());
+        // Fabric's configAllowedChars has no underscore.
+        let err = validate_config_key("Org1_MSP").expect_err("underscore");
+        assert!(err.contains("'_'"), "{err}");
         assert!(validate_config_key("").is_err());
         assert!(validate_config_key("..").is_err());
         assert!(validate_config_key("a/b").is_err());

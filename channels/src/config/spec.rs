@@ -41,8 +41,8 @@ use thiserror::Error;
 
 use super::{
     ADMINS_POLICY, BLOCK_VALIDATION_POLICY, ENDORSEMENT_POLICY, ETCDRAFT,
-    LIFECYCLE_ENDORSEMENT_POLICY, READERS_POLICY, V2_0, WRITERS_POLICY, validate_channel_name,
-    validate_config_key,
+    LIFECYCLE_ENDORSEMENT_POLICY, MAX_CHANNEL_NAME_LEN, READERS_POLICY, V2_0, WRITERS_POLICY,
+    validate_channel_name, validate_config_key,
 };
 use crate::policy::{self, PolicyParseError};
 
@@ -740,10 +740,33 @@ fn check_capabilities(location: &str, capabilities: &[String]) -> Result<(), Spe
             name: name.clone(),
             reason,
         };
-        validate_config_key(name).map_err(fail)?;
+        check_capability_name(name).map_err(fail)?;
         if !seen.insert(name.as_str()) {
             return Err(fail("listed twice".to_string()));
         }
+    }
+    Ok(())
+}
+
+/// Capability names are keys inside a `Capabilities` value, not config element keys, and
+/// Fabric's own are written with underscores (`V2_0`, `V1_4_2`): letters, digits, '.', '-' and
+/// '_', at most 249 characters.
+fn check_capability_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".to_string());
+    }
+    if name.len() > MAX_CHANNEL_NAME_LEN {
+        return Err(format!(
+            "name {name:?} is longer than {MAX_CHANNEL_NAME_LEN} characters"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "name {name:?} contains {bad:?}; only letters, digits, '.', '-' and '_' are allowed"
+        ));
     }
     Ok(())
 }

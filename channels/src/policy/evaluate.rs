@@ -9,19 +9,23 @@
 //!   choice is greedy, so `AND('A.member', 'A.admin')` with signers [admin, plain member] fails:
 //!   the admin is spent on `'A.member'` first. Fabric behaves the same; the explanation shows it.
 //! - Principal `ROLE`: `member` needs the MSP id; `admin` the MSP id and an admin identity;
-//!   `client`/`peer`/`orderer` the MSP id and that NodeOU role. `IDENTITY`: the serialized
-//!   identity bytes equal the principal bytes. Other classifications are never satisfied.
+//!   `client`/`peer`/`orderer` the MSP id and that NodeOU role. `IDENTITY`: the signer's
+//!   [`IdentityId`] (MSP id and low-S certificate hash) equals the principal's, so any encoding
+//!   of the named certificate matches. Other classifications are never satisfied.
+//! - Only envelopes of version 0 are understood (Fabric's `cauthdsl` refuses others). Fabric
+//!   decodes principals only when it evaluates them, so a principal whose bytes do not decode,
+//!   or a ROLE with an unknown role number, does not make the policy malformed: it compiles
+//!   into a principal that is never satisfied, and the explanation says why.
 //!
 //! [`CompiledSignaturePolicy`] has a fast path ([`CompiledSignaturePolicy::is_satisfied`]) that
 //! builds no explanation, for validation at full speed, and [`CompiledSignaturePolicy::evaluate`]
 //! that builds the tree. Both run the same matching function.
 
-use gridledger_identity::{Identity, Role};
+use gridledger_identity::{Identity, IdentityId, Role};
 use gridledger_proto::common::{
     MspRole, SignaturePolicy, SignaturePolicyEnvelope, msp_principal, msp_role::MspRoleType,
     signature_policy,
 };
-use gridledger_proto::msp::SerializedIdentity;
 use prost::Message;
 use serde::Serialize;
 
@@ -43,9 +47,14 @@ pub struct Evaluation {
 /// What a principal requires of a signer.
 #[derive(Debug, Clone)]
 enum PrincipalKind {
-    Role { msp_id: String, role: MspRoleType },
-    Identity(Vec<u8>),
+    Role {
+        msp_id: String,
+        role: MspRoleType,
+    },
+    Identity(IdentityId),
     Unsupported(String),
+    /// A principal whose bytes do not decode: never satisfied, for the reason given.
+    Invalid(String),
 }
 
 #[derive(Debug, Clone)]
@@ -58,57 +67,77 @@ struct Principal {
 }
 
 impl Principal {
-    fn decode(
-        index: i32,
-        principal: &gridledger_proto::common::MspPrincipal,
-    ) -> Result<Principal, PolicyError> {
+    /// Decodes principal `index` of an envelope. Never fails: what does not decode becomes a
+    /// principal nobody satisfies, as in Fabric, which decodes principals at evaluation time.
+    fn decode(index: i32, principal: &gridledger_proto::common::MspPrincipal) -> Principal {
         use msp_principal::Classification;
+        let invalid = |label: String, reason: String| Principal {
+            wanted: label.clone(),
+            label,
+            kind: PrincipalKind::Invalid(reason),
+        };
         match Classification::try_from(principal.principal_classification) {
             Ok(Classification::Role) => {
-                let role = MspRole::decode(principal.principal.as_slice())
-                    .map_err(|source| PolicyError::UndecodablePrincipal { index, source })?;
-                let role_type =
-                    MspRoleType::try_from(role.role).map_err(|_| PolicyError::UnknownRoleType {
+                let label = format!("ROLE principal {index}");
+                let role = match MspRole::decode(principal.principal.as_slice()) {
+                    Ok(role) => role,
+                    Err(source) => {
+                        let reason = PolicyError::UndecodablePrincipal { index, source };
+                        return invalid(label, reason.to_string());
+                    }
+                };
+                let Ok(role_type) = MspRoleType::try_from(role.role) else {
+                    let reason = PolicyError::UnknownRoleType {
                         index,
                         role: role.role,
-                    })?;
+                    };
+                    return invalid(label, reason.to_string());
+                };
                 let label = format!("'{}.{}'", role.msp_identifier, role_name(role_type));
-                Ok(Principal {
+                Principal {
                     wanted: format!("a {label}"),
                     label,
                     kind: PrincipalKind::Role {
                         msp_id: role.msp_identifier,
                         role: role_type,
                     },
-                })
+                }
             }
             Ok(Classification::Identity) => {
-                let label = match SerializedIdentity::decode(principal.principal.as_slice()) {
-                    Ok(id) => format!(
-                        "the specific identity from {} (identity principal {index})",
-                        id.mspid
+                match IdentityId::from_serialized(&principal.principal) {
+                    Ok(id) => {
+                        let label = format!(
+                            "the specific identity from {} (identity principal {index})",
+                            id.msp_id()
+                        );
+                        Principal {
+                            wanted: label.clone(),
+                            label,
+                            kind: PrincipalKind::Identity(id),
+                        }
+                    }
+                    Err(err) => invalid(
+                        format!("the specific identity of principal {index}"),
+                        format!(
+                            "identity {index} of the policy is an IDENTITY principal that is not \
+                             a serialized X.509 identity: {err}"
+                        ),
                     ),
-                    Err(_) => format!("the specific identity of principal {index}"),
-                };
-                Ok(Principal {
-                    wanted: label.clone(),
-                    label,
-                    kind: PrincipalKind::Identity(principal.principal.clone()),
-                })
+                }
             }
-            Ok(other) => Ok(Principal {
+            Ok(other) => Principal {
                 label: format!("{} principal {index}", other.as_str_name()),
                 wanted: format!("{} principal {index}", other.as_str_name()),
                 kind: PrincipalKind::Unsupported(other.as_str_name().to_string()),
-            }),
-            Err(_) => Ok(Principal {
+            },
+            Err(_) => Principal {
                 label: format!("principal {index}"),
                 wanted: format!("principal {index}"),
                 kind: PrincipalKind::Unsupported(format!(
                     "classification {}",
                     principal.principal_classification
                 )),
-            }),
+            },
         }
     }
 
@@ -125,14 +154,15 @@ impl Principal {
                         MspRoleType::Orderer => id.role() == Some(Role::Orderer),
                     }
             }
-            PrincipalKind::Identity(bytes) => id.serialized() == bytes.as_slice(),
-            PrincipalKind::Unsupported(_) => false,
+            PrincipalKind::Identity(wanted) => id.id() == wanted,
+            PrincipalKind::Unsupported(_) | PrincipalKind::Invalid(_) => false,
         }
     }
 
     fn msp_id(&self) -> Option<&str> {
         match &self.kind {
             PrincipalKind::Role { msp_id, .. } => Some(msp_id),
+            PrincipalKind::Identity(id) => Some(id.msp_id()),
             _ => None,
         }
     }
@@ -153,9 +183,15 @@ pub struct CompiledSignaturePolicy {
 }
 
 impl CompiledSignaturePolicy {
-    /// Checks the envelope (rule present, no empty element, `SignedBy` indexes in range, ROLE
-    /// principals decode, nesting within [`MAX_POLICY_DEPTH`]) and compiles it.
+    /// Checks the envelope (version 0, rule present, no empty element, `SignedBy` indexes in
+    /// range, nesting within [`MAX_POLICY_DEPTH`]) and compiles it. Principals that do not
+    /// decode compile into principals that are never satisfied (see the module docs).
     pub fn compile(env: &SignaturePolicyEnvelope) -> Result<CompiledSignaturePolicy, PolicyError> {
+        if env.version != 0 {
+            return Err(PolicyError::UnsupportedVersion {
+                version: env.version,
+            });
+        }
         let rule = env.rule.as_ref().ok_or(PolicyError::MissingRule)?;
         let mut compiler = Compiler {
             env,
@@ -288,11 +324,17 @@ fn operator_label(n: i32, rules: usize) -> String {
 
 /// Why no unused signer satisfied `principal`.
 fn missing_text(principal: &Principal, all: &VerifiedSigners) -> String {
-    if let PrincipalKind::Unsupported(class) = &principal.kind {
-        return format!(
-            "unsupported principal classification {class} (only ROLE and IDENTITY principals are \
-             evaluated)"
-        );
+    match &principal.kind {
+        PrincipalKind::Unsupported(class) => {
+            return format!(
+                "unsupported principal classification {class} (only ROLE and IDENTITY principals \
+                 are evaluated)"
+            );
+        }
+        PrincipalKind::Invalid(reason) => {
+            return format!("this principal can never be satisfied: {reason}");
+        }
+        PrincipalKind::Role { .. } | PrincipalKind::Identity(_) => {}
     }
     let signers = all.signers();
     let matching: Vec<String> = signers
@@ -362,7 +404,7 @@ impl Compiler<'_> {
                 let principal = match self.slots[slot] {
                     Some(p) => p,
                     None => {
-                        let decoded = Principal::decode(*index, &self.env.identities[slot])?;
+                        let decoded = Principal::decode(*index, &self.env.identities[slot]);
                         self.principals.push(decoded);
                         let p = self.principals.len() - 1;
                         self.slots[slot] = Some(p);
@@ -450,36 +492,6 @@ mod tests {
             Err(PolicyError::IdentityIndexOutOfRange { index: -1, .. })
         ));
 
-        let garbage = SignaturePolicyEnvelope {
-            version: 0,
-            rule: Some(signed_by(0)),
-            identities: vec![MspPrincipal {
-                principal_classification: msp_principal::Classification::Role as i32,
-                principal: vec![0xff, 0xff, 0xff],
-            }],
-        };
-        assert!(matches!(
-            CompiledSignaturePolicy::compile(&garbage),
-            Err(PolicyError::UndecodablePrincipal { index: 0, .. })
-        ));
-
-        let bad_role = SignaturePolicyEnvelope {
-            version: 0,
-            rule: Some(signed_by(0)),
-            identities: vec![MspPrincipal {
-                principal_classification: msp_principal::Classification::Role as i32,
-                principal: MspRole {
-                    msp_identifier: "A".into(),
-                    role: 9,
-                }
-                .encode_to_vec(),
-            }],
-        };
-        assert_eq!(
-            CompiledSignaturePolicy::compile(&bad_role).unwrap_err(),
-            PolicyError::UnknownRoleType { index: 0, role: 9 }
-        );
-
         let empty = SignaturePolicyEnvelope {
             version: 0,
             rule: Some(n_out_of(1, vec![SignaturePolicy { r#type: None }])),
@@ -489,6 +501,71 @@ mod tests {
             CompiledSignaturePolicy::compile(&empty).unwrap_err(),
             PolicyError::EmptyRule
         );
+
+        let version_1 = SignaturePolicyEnvelope {
+            version: 1,
+            rule: Some(signed_by(0)),
+            identities: vec![role_principal("A", MspRoleType::Member)],
+        };
+        assert_eq!(
+            CompiledSignaturePolicy::compile(&version_1).unwrap_err(),
+            PolicyError::UnsupportedVersion { version: 1 }
+        );
+    }
+
+    #[test]
+    fn undecodable_principals_compile_but_are_never_satisfied() {
+        let garbage_role = MspPrincipal {
+            principal_classification: msp_principal::Classification::Role as i32,
+            principal: vec![0xff, 0xff, 0xff],
+        };
+        let unknown_role = MspPrincipal {
+            principal_classification: msp_principal::Classification::Role as i32,
+            principal: MspRole {
+                msp_identifier: "A".into(),
+                role: 9,
+            }
+            .encode_to_vec(),
+        };
+        let garbage_identity = MspPrincipal {
+            principal_classification: msp_principal::Classification::Identity as i32,
+            principal: b"not an identity".to_vec(),
+        };
+        for (principal, reason) in [
+            (garbage_role, "does not decode as MSPRole"),
+            (unknown_role, "unknown MSPRole type 9"),
+            (garbage_identity, "not a serialized X.509 identity"),
+        ] {
+            // OutOf(0, ...) needs nothing: the policy stays usable, the principal does not.
+            let env = SignaturePolicyEnvelope {
+                version: 0,
+                rule: Some(n_out_of(1, vec![signed_by(0), n_out_of(0, vec![])])),
+                identities: vec![principal],
+            };
+            let compiled = CompiledSignaturePolicy::compile(&env).unwrap();
+            let eval = compiled.evaluate(&VerifiedSigners::default());
+            assert!(eval.satisfied, "the other branch of the OR is satisfied");
+            let PolicyExplanation::Signature {
+                rule: RuleExplanation::NOutOf { rules, .. },
+                ..
+            } = &eval.explanation.policy
+            else {
+                panic!("expected a gate, got {:?}", eval.explanation.policy);
+            };
+            let RuleExplanation::SignedBy {
+                satisfied: false,
+                missing: Some(missing),
+                ..
+            } = &rules[0]
+            else {
+                panic!("expected an unsatisfied principal, got {:?}", rules[0]);
+            };
+            assert!(
+                missing.starts_with("this principal can never be satisfied")
+                    && missing.contains(reason),
+                "{missing}"
+            );
+        }
     }
 
     #[test]

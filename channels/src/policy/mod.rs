@@ -49,6 +49,12 @@ pub enum PolicyError {
     /// The envelope has no rule at all.
     #[error("signature policy envelope has no rule")]
     MissingRule,
+    /// A `SignaturePolicyEnvelope` of a version other than 0, the only one Fabric defines.
+    #[error("signature policy envelope has version {version}; only version 0 is understood")]
+    UnsupportedVersion {
+        /// The version found.
+        version: i32,
+    },
     /// A `SignaturePolicy` element with neither `signed_by` nor `n_out_of` set.
     #[error("signature policy has an empty element (neither signed_by nor n_out_of set)")]
     EmptyRule,
@@ -60,7 +66,9 @@ pub enum PolicyError {
         /// How many identities the envelope has.
         count: usize,
     },
-    /// A ROLE principal whose bytes are not an `MSPRole`.
+    /// A ROLE principal whose bytes are not an `MSPRole`. Rendering a policy
+    /// ([`syntax::to_policy_string`]) fails with it; evaluation treats such a principal as never
+    /// satisfied and shows this message as the reason.
     #[error(
         "identity {index} of the policy is a ROLE principal that does not decode as MSPRole: {source}"
     )]
@@ -70,7 +78,8 @@ pub enum PolicyError {
         /// The decoding error.
         source: prost::DecodeError,
     },
-    /// An `MSPRole` with a role number outside Fabric's enum.
+    /// An `MSPRole` with a role number outside Fabric's enum (rendering fails with it;
+    /// evaluation treats the principal as never satisfied).
     #[error("identity {index} of the policy has unknown MSPRole type {role}")]
     UnknownRoleType {
         /// Index of the principal in the envelope.

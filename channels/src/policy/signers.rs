@@ -6,13 +6,18 @@
 //! make the validator verify the same signer over and over). Unlike Fabric, which only logs
 //! them, every dropped signer is kept with its reason for the explanation.
 //!
+//! Invariant: "the same identity" means the same [`IdentityId`] — MSP id plus the hash of the
+//! certificate normalised to low-S — never the same bytes. A certificate re-wrapped in other
+//! PEM lines, a `SerializedIdentity` with an unknown field appended, or the high-S twin of the
+//! certificate's signature are all one signer and count once.
+//!
 //! Verification happens once per evaluation: an implicit-meta policy that consults every org's
 //! sub-policy reuses the same [`VerifiedSigners`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gridledger_identity::{Identity, MspManager};
+use gridledger_identity::{Identity, IdentityId, MspManager};
 use gridledger_proto::msp::SerializedIdentity;
 use prost::Message;
 
@@ -62,17 +67,17 @@ pub struct VerifiedSigners {
 impl VerifiedSigners {
     /// Signers whose identities were validated and signatures verified elsewhere (for example a
     /// transaction creator checked while unpacking the envelope). Repeated identities (same
-    /// serialized bytes) are dropped and reported as duplicates.
+    /// [`IdentityId`], whatever the bytes) are dropped and reported as duplicates.
     pub fn from_identities(identities: impl IntoIterator<Item = Arc<Identity>>) -> VerifiedSigners {
         let mut out = VerifiedSigners::default();
-        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut seen: HashMap<IdentityId, usize> = HashMap::new();
         for (index, identity) in identities.into_iter().enumerate() {
-            if let Some(&of) = seen.get(identity.serialized()) {
+            if let Some(&of) = seen.get(identity.id()) {
                 out.rejected
                     .push(duplicate(index, identity.msp_id().to_string(), of));
                 continue;
             }
-            seen.insert(identity.serialized().to_vec(), index);
+            seen.insert(identity.id().clone(), index);
             out.signers.push(VerifiedSigner { index, identity });
         }
         out
@@ -128,12 +133,13 @@ pub fn verify_signers(
     now_unix_secs: u64,
 ) -> VerifiedSigners {
     let mut out = VerifiedSigners::default();
-    // Keyed by the serialized bytes: a repeat of an identity that already verified is dropped
-    // before any work is spent on it. A repeat of one that failed is checked on its own merits,
-    // as Fabric does.
-    let mut seen: HashMap<&[u8], usize> = HashMap::new();
+    // Identities that already verified, by id: a repeat (in any encoding) is dropped before
+    // its signature is checked. A repeat of one that failed is checked on its own merits, as
+    // Fabric does. Exact byte repeats skip even the (cached) deserialization.
+    let mut seen: HashMap<IdentityId, usize> = HashMap::new();
+    let mut seen_bytes: HashMap<&[u8], usize> = HashMap::new();
     for (index, sd) in signed.iter().enumerate() {
-        if let Some(&of) = seen.get(sd.identity) {
+        if let Some(&of) = seen_bytes.get(sd.identity) {
             out.rejected.push(RejectedSigner {
                 claimed_msp_id: claimed_msp_id(sd.identity),
                 ..duplicate(index, String::new(), of)
@@ -152,6 +158,11 @@ pub fn verify_signers(
                 continue;
             }
         };
+        if let Some(&of) = seen.get(identity.id()) {
+            out.rejected
+                .push(duplicate(index, identity.msp_id().to_string(), of));
+            continue;
+        }
         if let Err(err) = identity.verify(sd.data, sd.signature) {
             out.rejected.push(RejectedSigner {
                 index,
@@ -161,7 +172,8 @@ pub fn verify_signers(
             });
             continue;
         }
-        seen.insert(sd.identity, index);
+        seen.insert(identity.id().clone(), index);
+        seen_bytes.insert(sd.identity, index);
         out.signers.push(VerifiedSigner { index, identity });
     }
     out
