@@ -1,5 +1,48 @@
-//! Per-channel ledger of a node: block store, world state, history and tx-id index on redb.
+//! Per-channel ledger of a node: block store, world state, key history and tx-id index on
+//! redb, plus the orderer's Raft log store. This crate is the only user of redb.
 //!
-//! This crate is the only user of redb. It is empty until the execute–order–validate work
-//! (issue 3) lands; it exists now so the dependency directions in ARCHITECTURE.md are enforced
-//! from the first commit.
+//! # Files
+//!
+//! A node keeps each channel in its own directory (the caller picks
+//! `<node data>/channels/<channel_id>`): [`Ledger`] owns `<dir>/ledger.redb`, [`RaftStore`]
+//! owns `<dir>/raft.redb`. Each file carries a schema-version key checked on open.
+//!
+//! # Invariants
+//!
+//! - Invariant: one block is one redb write transaction. The block bytes, its header hash, the
+//!   hash and tx-id indexes, the world-state writes, the key history and the new height are
+//!   committed together with redb's default (immediate) durability, so once `append_block` or
+//!   `commit_block` returns the block survives a `kill -9`, and a block whose commit was cut
+//!   short by a crash is entirely absent after restart. There is no partial block to repair:
+//!   recovery is the caller fetching and committing the block at [`Ledger::height`] again.
+//! - Invariant: a block is checked before it is written (number equals the height,
+//!   `previous_hash` equals the tip's header hash, `data_hash` matches its data) and again
+//!   when it is read (header hash equals the one recorded for its number, `previous_hash`
+//!   equals the one recorded for the block before, `data_hash` matches). On open the tip block
+//!   is verified against the recorded height and hashes.
+//! - Invariant: blocks are served as the bytes stored at append time, never re-encoded.
+//! - Invariant: the tx-id index keeps the first occurrence of an id; a later duplicate (which
+//!   the validator marks `DUPLICATE_TXID`) never replaces it.
+//! - Invariant: only `VALID` transactions change the world state and the key history.
+
+mod error;
+mod raft;
+mod state;
+mod store;
+mod tables;
+
+pub use error::LedgerError;
+pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};
+pub use state::{
+    BlockUpdates, HistoryEntry, StateSnapshot, StateWrite, TxUpdates, Version, VersionedValue,
+};
+pub use store::{ChainInfo, LEDGER_FILE, Ledger, TxLocation};
+pub use tables::SCHEMA_VERSION;
+
+// The handles are shared across tasks and threads by the peer and orderer: keep them so.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Ledger>();
+    send_sync::<RaftStore>();
+    send_sync::<StateSnapshot>();
+};

@@ -1,0 +1,199 @@
+//! World state and key history as seen through a [`StateSnapshot`], and the write set a
+//! committer hands to `Ledger::commit_block` ([`BlockUpdates`]).
+//!
+//! A snapshot is a redb read transaction: it sees the state exactly as of the block that was
+//! last committed when it was taken, however many blocks are committed while it lives. The
+//! endorser simulates against one, and the validator's MVCC check reads through one.
+
+use prost_types::Timestamp;
+use redb::{ReadOnlyTable, ReadTransaction};
+
+use crate::error::LedgerError;
+use crate::tables::{self, HistoryKey, HistoryValue, META, StateKey, StateValue};
+
+/// The version of a key in the world state: the transaction that last wrote it, like Fabric's
+/// `kvrwset.Version`. Ordered by block, then by transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Version {
+    /// The number of the block holding the writing transaction.
+    pub block_num: u64,
+    /// The transaction's position within that block.
+    pub tx_num: u64,
+}
+
+/// A world-state value with the version of the transaction that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedValue {
+    /// The value bytes as the chaincode wrote them.
+    pub value: Vec<u8>,
+    /// The writing transaction.
+    pub version: Version,
+}
+
+/// One write of the key history, as returned by [`StateSnapshot::history`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The transaction that made the write.
+    pub tx_id: String,
+    /// The value written, or `None` when the transaction deleted the key.
+    pub value: Option<Vec<u8>>,
+    /// The timestamp of the transaction's channel header, when it had one.
+    pub timestamp: Option<Timestamp>,
+    /// Where the transaction is in the chain.
+    pub version: Version,
+}
+
+/// Everything `Ledger::commit_block` records beside the block itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlockUpdates {
+    /// One entry per transaction of the block that has a tx id, valid or not.
+    pub txs: Vec<TxUpdates>,
+}
+
+/// The outcome of validating one transaction of a block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TxUpdates {
+    /// The transaction's position in the block's data.
+    pub tx_num: u64,
+    /// The transaction id from its channel header; indexed for duplicate detection and lookups.
+    pub tx_id: String,
+    /// Fabric's `TxValidationCode` as a byte; only `VALID` (0) transactions' writes are applied.
+    pub validation_code: u8,
+    /// The channel header's timestamp, kept in the key history.
+    pub timestamp: Option<Timestamp>,
+    /// The transaction's writes in the order to apply them (a later write of a key wins).
+    pub writes: Vec<StateWrite>,
+}
+
+/// One write of a transaction's write set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateWrite {
+    /// The chaincode namespace.
+    pub namespace: String,
+    /// The key within the namespace.
+    pub key: String,
+    /// The new value, or `None` to delete the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A consistent read-only view of one channel's world state and key history.
+///
+/// `Send + Sync`: validation threads may share one by reference.
+///
+/// Holds a redb read transaction; drop it promptly, because pages it can see are not reused
+/// until it is gone.
+pub struct StateSnapshot {
+    height: u64,
+    state: ReadOnlyTable<StateKey, StateValue>,
+    history: ReadOnlyTable<HistoryKey, HistoryValue>,
+    // Declared last so the tables close before the transaction.
+    _txn: ReadTransaction,
+}
+
+impl std::fmt::Debug for StateSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSnapshot")
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateSnapshot {
+    /// Opens the state tables of a read transaction.
+    pub(crate) fn new(txn: ReadTransaction) -> Result<Self, LedgerError> {
+        let meta = txn.open_table(META)?;
+        let height = tables::read_u64(&meta, tables::META_HEIGHT)?.unwrap_or(0);
+        drop(meta);
+        let state = txn.open_table(tables::STATE)?;
+        let history = txn.open_table(tables::HISTORY)?;
+        Ok(StateSnapshot {
+            height,
+            state,
+            history,
+            _txn: txn,
+        })
+    }
+
+    /// The ledger height this view reflects: blocks `0..height` are committed in it.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The current value and version of `key` in `namespace`, or `None` if it was never
+    /// written or was deleted.
+    pub fn get(&self, namespace: &str, key: &str) -> Result<Option<VersionedValue>, LedgerError> {
+        let Some(guard) = self.state.get((namespace, key))? else {
+            return Ok(None);
+        };
+        let (block_num, tx_num, value) = guard.value();
+        Ok(Some(VersionedValue {
+            value: value.to_vec(),
+            version: Version { block_num, tx_num },
+        }))
+    }
+
+    /// The keys of `namespace` in `[start, end)` in byte order with their values, at most
+    /// `limit` of them. An empty `end` means no upper bound; `limit == 0` returns nothing.
+    pub fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, LedgerError> {
+        let mut out = Vec::new();
+        if limit == 0 || (!end.is_empty() && start >= end) {
+            return Ok(out);
+        }
+        for item in self.state.range((namespace, start)..)? {
+            let (k, v) = item?;
+            let (ns, key) = k.value();
+            if ns != namespace || (!end.is_empty() && key >= end) {
+                break;
+            }
+            let (block_num, tx_num, value) = v.value();
+            out.push((
+                key.to_owned(),
+                VersionedValue {
+                    value: value.to_vec(),
+                    version: Version { block_num, tx_num },
+                },
+            ));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The writes of `key` in `namespace` by valid transactions, newest first, at most `limit`.
+    pub fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, LedgerError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let range = self
+            .history
+            .range((namespace, key, 0u64, 0u64)..=(namespace, key, u64::MAX, u64::MAX))?;
+        for item in range.rev() {
+            let (k, v) = item?;
+            let (_, _, block_num, tx_num) = k.value();
+            let (tx_id, value, timestamp) = v.value();
+            out.push(HistoryEntry {
+                tx_id: tx_id.to_owned(),
+                value: value.map(<[u8]>::to_vec),
+                timestamp: timestamp.map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                version: Version { block_num, tx_num },
+            });
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

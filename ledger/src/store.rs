@@ -1,0 +1,509 @@
+//! [`Ledger`]: one channel's block store, tx-id index, world state and key history in
+//! `<dir>/ledger.redb`, with the hash chain checked when a block is written and when it is read.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use gridledger_proto::common::{
+    Block, BlockData, BlockHeader, BlockMetadataIndex, ChannelHeader, Envelope, Payload,
+};
+use gridledger_proto::protos::TxValidationCode;
+use gridledger_proto::{block_data_hash, block_header_hash};
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use tokio::sync::watch;
+
+use crate::error::LedgerError;
+use crate::state::{BlockUpdates, StateSnapshot};
+use crate::tables::{
+    self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
+    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION, STATE, TX_INDEX,
+};
+
+/// Name of the ledger file inside a channel's directory.
+pub const LEDGER_FILE: &str = "ledger.redb";
+
+/// Where a transaction is in the chain and how it was validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxLocation {
+    /// The number of the block holding the transaction.
+    pub block_num: u64,
+    /// The transaction's position in the block's data.
+    pub tx_num: u64,
+    /// Fabric's `TxValidationCode` recorded for it (254, `NOT_VALIDATED`, on an orderer's ledger).
+    pub validation_code: u8,
+}
+
+/// The chain summary Fabric's `qscc GetChainInfo` returns (`common.BlockchainInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainInfo {
+    /// The number of blocks; the next block appended must have this number.
+    pub height: u64,
+    /// The header hash of the last block (empty when there is none).
+    pub current_block_hash: Vec<u8>,
+    /// The `previous_hash` of the last block (empty for a chain of zero or one block).
+    pub previous_block_hash: Vec<u8>,
+}
+
+/// One channel's ledger on one node, in `<dir>/ledger.redb`.
+///
+/// `Send + Sync`: share it through an `Arc`. Writes are serialised internally; reads and
+/// snapshots run concurrently with them.
+pub struct Ledger {
+    db: Database,
+    path: PathBuf,
+    channel_id: String,
+    /// The chain summary as of the last commit. Held for the whole of a write so that two
+    /// writers cannot both append the same number.
+    info: Mutex<ChainInfo>,
+    height_tx: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("channel_id", &self.channel_id)
+            .field("height", &self.height())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger of `channel_id` in `dir`, creating the directory and the file if they
+    /// do not exist.
+    ///
+    /// Fails with [`LedgerError::SchemaVersion`] if the file has another layout version, with
+    /// [`LedgerError::WrongChannel`] if it belongs to another channel, and with
+    /// [`LedgerError::Corrupt`] / [`LedgerError::BrokenChain`] / [`LedgerError::BadDataHash`]
+    /// if the last block does not verify against the recorded tip.
+    pub fn open(dir: &Path, channel_id: &str) -> Result<Ledger, LedgerError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LedgerError::Storage(format!(
+                "cannot create ledger directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(LEDGER_FILE);
+        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        init_schema(&db, &path, channel_id)?;
+
+        let info = {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let height = tables::read_u64(&meta, META_HEIGHT)?
+                .ok_or_else(|| LedgerError::corrupt("meta has no height"))?;
+            let current_block_hash = tables::read_bytes(&meta, META_TIP_HASH)?
+                .ok_or_else(|| LedgerError::corrupt("meta has no tip hash"))?;
+            let previous_block_hash = tables::read_bytes(&meta, META_PREVIOUS_HASH)?
+                .ok_or_else(|| LedgerError::corrupt("meta has no previous hash"))?;
+            let info = ChainInfo {
+                height,
+                current_block_hash,
+                previous_block_hash,
+            };
+            verify_tip(&txn, &info)?;
+            info
+        };
+        let (height_tx, _) = watch::channel(info.height);
+        Ok(Ledger {
+            db,
+            path,
+            channel_id: channel_id.to_owned(),
+            info: Mutex::new(info),
+            height_tx,
+        })
+    }
+
+    /// The channel this ledger belongs to.
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+
+    /// The number of blocks committed.
+    pub fn height(&self) -> u64 {
+        self.lock_info().height
+    }
+
+    /// Height and the hashes of the last block.
+    pub fn info(&self) -> ChainInfo {
+        self.lock_info().clone()
+    }
+
+    /// The bytes of block `number` exactly as stored when it was appended, after checking them
+    /// against the chain: the header hash recorded for `number`, the header hash of block
+    /// `number - 1` and the data hash. `None` if the block is not (yet) in the ledger.
+    pub fn block_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_verified_block(&txn, number)?.map(|(bytes, _)| bytes))
+    }
+
+    /// Block `number`, decoded, after the same checks as [`Ledger::block_bytes`].
+    pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        Ok(read_verified_block(&txn, number)?.map(|(_, block)| block))
+    }
+
+    /// The number of the block whose header hash is `header_hash`.
+    pub fn block_number_by_hash(&self, header_hash: &[u8]) -> Result<Option<u64>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HASH_INDEX)?;
+        Ok(table.get(header_hash)?.map(|g| g.value()))
+    }
+
+    /// Where the first transaction with id `tx_id` is in the chain.
+    pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TX_INDEX)?;
+        Ok(table.get(tx_id)?.map(|g| {
+            let (block_num, tx_num, validation_code) = g.value();
+            TxLocation {
+                block_num,
+                tx_num,
+                validation_code,
+            }
+        }))
+    }
+
+    /// Appends a block without touching the world state (the orderer's ledger).
+    ///
+    /// Checks that its number is the height, that its `previous_hash` is the header hash of the
+    /// last block (empty for block 0) and that its `data_hash` matches its data; on any
+    /// failure nothing is written. Every envelope whose channel header carries a tx id is
+    /// indexed, with the code from the block's `TRANSACTIONS_FILTER` metadata, or
+    /// `NOT_VALIDATED` (254) when the block has none.
+    pub fn append_block(&self, block: &Block) -> Result<(), LedgerError> {
+        let header = block.header.as_ref().ok_or(LedgerError::MissingHeader)?;
+        let txs = envelope_tx_ids(block);
+        self.write_block(block, header, &txs, None)
+    }
+
+    /// Commits a validated block (the peer's ledger) in one atomic write: the block as given
+    /// (its `TRANSACTIONS_FILTER` already filled), the tx-id index for every transaction in
+    /// `updates` (first occurrence of an id wins, later duplicates are not indexed), and for
+    /// the `VALID` ones their writes to the world state at version (block, tx_num) plus key
+    /// history entries. Same chain checks as [`Ledger::append_block`]; every `tx_num` must be
+    /// a position in the block.
+    pub fn commit_block(&self, block: &Block, updates: &BlockUpdates) -> Result<(), LedgerError> {
+        let header = block.header.as_ref().ok_or(LedgerError::MissingHeader)?;
+        let tx_count = block.data.as_ref().map_or(0, |d| d.data.len() as u64);
+        for tx in &updates.txs {
+            if tx.tx_num >= tx_count {
+                return Err(LedgerError::InvalidUpdates {
+                    block: header.number,
+                    reason: format!(
+                        "tx {} has tx_num {} but the block holds {tx_count} transactions",
+                        tx.tx_id, tx.tx_num
+                    ),
+                });
+            }
+        }
+        let txs: Vec<(u64, Cow<'_, str>, u8)> = updates
+            .txs
+            .iter()
+            .map(|t| (t.tx_num, Cow::Borrowed(t.tx_id.as_str()), t.validation_code))
+            .collect();
+        self.write_block(block, header, &txs, Some(updates))
+    }
+
+    /// A consistent read-only view of the world state at the current height; commits made
+    /// while it lives are not visible through it.
+    pub fn snapshot(&self) -> Result<StateSnapshot, LedgerError> {
+        StateSnapshot::new(self.db.begin_read()?)
+    }
+
+    /// A receiver of the height, updated after every commit (for commit-status waiters and
+    /// Deliver streams).
+    pub fn subscribe_height(&self) -> watch::Receiver<u64> {
+        self.height_tx.subscribe()
+    }
+
+    fn lock_info(&self) -> std::sync::MutexGuard<'_, ChainInfo> {
+        // A panic while holding the lock cannot leave `ChainInfo` half-updated: it is replaced
+        // in one assignment after the commit, so a poisoned lock still holds a valid value.
+        self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks `block` against the tip and writes it with its indexes in one transaction.
+    fn write_block(
+        &self,
+        block: &Block,
+        header: &BlockHeader,
+        txs: &[(u64, Cow<'_, str>, u8)],
+        updates: Option<&BlockUpdates>,
+    ) -> Result<(), LedgerError> {
+        let mut info = self.lock_info();
+        let number = header.number;
+        if number != info.height {
+            return Err(LedgerError::WrongNumber {
+                expected: info.height,
+                got: number,
+            });
+        }
+        if header.previous_hash != info.current_block_hash {
+            return Err(LedgerError::BrokenChain { block: number });
+        }
+        if header.data_hash != data_hash_of(block) {
+            return Err(LedgerError::BadDataHash { block: number });
+        }
+        let header_hash = block_header_hash(header);
+        // Encoded once; these bytes are what is stored and served from now on.
+        let bytes = block.encode_to_vec();
+
+        let txn = self.db.begin_write()?;
+        write_tables(&txn, number, &bytes, &header_hash, header, txs, updates)?;
+        txn.commit()?;
+
+        *info = ChainInfo {
+            height: number + 1,
+            current_block_hash: header_hash.to_vec(),
+            previous_block_hash: header.previous_hash.clone(),
+        };
+        drop(info);
+        self.height_tx.send_replace(number + 1);
+        Ok(())
+    }
+}
+
+/// Inserts a block, its indexes, its state updates and the new tip into `txn`.
+fn write_tables(
+    txn: &WriteTransaction,
+    number: u64,
+    bytes: &[u8],
+    header_hash: &[u8; 32],
+    header: &BlockHeader,
+    txs: &[(u64, Cow<'_, str>, u8)],
+    updates: Option<&BlockUpdates>,
+) -> Result<(), LedgerError> {
+    txn.open_table(BLOCKS)?.insert(number, bytes)?;
+    txn.open_table(BLOCK_HASHES)?
+        .insert(number, header_hash.as_slice())?;
+    txn.open_table(HASH_INDEX)?
+        .insert(header_hash.as_slice(), number)?;
+    {
+        let mut index = txn.open_table(TX_INDEX)?;
+        for (tx_num, tx_id, code) in txs {
+            let (tx_num, tx_id, code) = (*tx_num, tx_id.as_ref(), *code);
+            if tx_id.is_empty() || index.get(tx_id)?.is_some() {
+                continue;
+            }
+            index.insert(tx_id, (number, tx_num, code))?;
+        }
+    }
+    if let Some(updates) = updates {
+        let mut state = txn.open_table(STATE)?;
+        let mut history = txn.open_table(HISTORY)?;
+        for tx in updates
+            .txs
+            .iter()
+            .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
+        {
+            let timestamp = tx.timestamp.as_ref().map(|t| (t.seconds, t.nanos));
+            for w in &tx.writes {
+                let key = (w.namespace.as_str(), w.key.as_str());
+                match &w.value {
+                    Some(value) => {
+                        state.insert(key, (number, tx.tx_num, value.as_slice()))?;
+                    }
+                    None => {
+                        state.remove(key)?;
+                    }
+                }
+                history.insert(
+                    (w.namespace.as_str(), w.key.as_str(), number, tx.tx_num),
+                    (tx.tx_id.as_str(), w.value.as_deref(), timestamp),
+                )?;
+            }
+        }
+    }
+    let mut meta = txn.open_table(META)?;
+    meta.insert(META_HEIGHT, (number + 1).to_be_bytes().as_slice())?;
+    meta.insert(META_TIP_HASH, header_hash.as_slice())?;
+    meta.insert(META_PREVIOUS_HASH, header.previous_hash.as_slice())?;
+    Ok(())
+}
+
+/// Creates the tables of a new file, or checks the schema version and channel of an existing
+/// one.
+fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), LedgerError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        match tables::read_u64(&meta, META_SCHEMA)? {
+            Some(found) if found != SCHEMA_VERSION => {
+                return Err(LedgerError::SchemaVersion {
+                    path: path.to_owned(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {
+                let found = tables::read_bytes(&meta, META_CHANNEL)?
+                    .ok_or_else(|| LedgerError::corrupt("meta has no channel id"))?;
+                if found != channel_id.as_bytes() {
+                    return Err(LedgerError::WrongChannel {
+                        path: path.to_owned(),
+                        expected: channel_id.to_owned(),
+                        found: String::from_utf8_lossy(&found).into_owned(),
+                    });
+                }
+                // Existing and matching: nothing to write.
+                return Ok(());
+            }
+            None => {
+                if !meta.is_empty()? {
+                    return Err(LedgerError::corrupt(format!(
+                        "{} has ledger metadata but no schema version",
+                        path.display()
+                    )));
+                }
+                meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                meta.insert(META_CHANNEL, channel_id.as_bytes())?;
+                meta.insert(META_HEIGHT, 0u64.to_be_bytes().as_slice())?;
+                meta.insert(META_TIP_HASH, [].as_slice())?;
+                meta.insert(META_PREVIOUS_HASH, [].as_slice())?;
+            }
+        }
+    }
+    txn.open_table(BLOCKS)?;
+    txn.open_table(BLOCK_HASHES)?;
+    txn.open_table(HASH_INDEX)?;
+    txn.open_table(TX_INDEX)?;
+    txn.open_table(STATE)?;
+    txn.open_table(HISTORY)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Checks that the recorded tip is the last stored block and that the block verifies.
+fn verify_tip(txn: &redb::ReadTransaction, info: &ChainInfo) -> Result<(), LedgerError> {
+    let blocks = txn.open_table(BLOCKS)?;
+    let last_stored = blocks.last()?.map(|(k, _)| k.value());
+    let expected_last = info.height.checked_sub(1);
+    if last_stored != expected_last {
+        return Err(LedgerError::corrupt(format!(
+            "the recorded height is {} but the last stored block is {last_stored:?}",
+            info.height
+        )));
+    }
+    let Some(tip) = expected_last else {
+        return Ok(());
+    };
+    let (_, block) = read_verified_block(txn, tip)?
+        .ok_or_else(|| LedgerError::corrupt(format!("tip block {tip} is missing")))?;
+    // `read_verified_block` only returns blocks that have a header.
+    let matches_tip = block.header.as_ref().is_some_and(|header| {
+        block_header_hash(header).as_slice() == info.current_block_hash.as_slice()
+            && header.previous_hash == info.previous_block_hash
+    });
+    if !matches_tip {
+        return Err(LedgerError::BrokenChain { block: tip });
+    }
+    Ok(())
+}
+
+/// Reads block `number` and checks it against the stored chain of header hashes.
+fn read_verified_block(
+    txn: &redb::ReadTransaction,
+    number: u64,
+) -> Result<Option<(Vec<u8>, Block)>, LedgerError> {
+    let blocks = txn.open_table(BLOCKS)?;
+    let Some(guard) = blocks.get(number)? else {
+        return Ok(None);
+    };
+    let bytes = guard.value().to_vec();
+    drop(guard);
+    let block = Block::decode(bytes.as_slice())
+        .map_err(|e| LedgerError::corrupt(format!("block {number} does not decode: {e}")))?;
+    let header = block.header.as_ref().ok_or_else(|| {
+        LedgerError::corrupt(format!("block {number} is stored without a header"))
+    })?;
+    if header.number != number {
+        return Err(LedgerError::corrupt(format!(
+            "block stored as number {number} says it is number {}",
+            header.number
+        )));
+    }
+    let hashes = txn.open_table(BLOCK_HASHES)?;
+    let stored_hash = hashes
+        .get(number)?
+        .ok_or_else(|| LedgerError::corrupt(format!("no header hash recorded for block {number}")))?
+        .value()
+        .to_vec();
+    if block_header_hash(header).as_slice() != stored_hash.as_slice() {
+        return Err(LedgerError::BrokenChain { block: number });
+    }
+    let expected_previous = match number.checked_sub(1) {
+        Some(prev) => hashes
+            .get(prev)?
+            .ok_or_else(|| {
+                LedgerError::corrupt(format!("no header hash recorded for block {prev}"))
+            })?
+            .value()
+            .to_vec(),
+        None => Vec::new(),
+    };
+    if header.previous_hash != expected_previous {
+        return Err(LedgerError::BrokenChain { block: number });
+    }
+    if header.data_hash != data_hash_of(&block) {
+        return Err(LedgerError::BadDataHash { block: number });
+    }
+    Ok(Some((bytes, block)))
+}
+
+/// The data hash of a block's envelopes (of no envelopes when it has no data).
+fn data_hash_of(block: &Block) -> [u8; 32] {
+    match &block.data {
+        Some(data) => block_data_hash(data),
+        None => block_data_hash(&BlockData::default()),
+    }
+}
+
+/// (position, tx id, validation code) of every envelope whose channel header carries a tx id.
+///
+/// Envelopes that do not decode are skipped: the orderer's ledger indexes what it can, and a
+/// peer passes its validated tx ids to [`Ledger::commit_block`] instead.
+fn envelope_tx_ids(block: &Block) -> Vec<(u64, Cow<'static, str>, u8)> {
+    let Some(data) = &block.data else {
+        return Vec::new();
+    };
+    let filter = block.metadata.as_ref().and_then(|m| {
+        m.metadata
+            .get(BlockMetadataIndex::TransactionsFilter as usize)
+    });
+    let mut out = Vec::new();
+    for (i, env_bytes) in data.data.iter().enumerate() {
+        let Some(tx_id) = tx_id_of(env_bytes) else {
+            continue;
+        };
+        let code = filter
+            .and_then(|f| f.get(i).copied())
+            .unwrap_or(TxValidationCode::NotValidated as u8);
+        out.push((i as u64, Cow::Owned(tx_id), code));
+    }
+    out
+}
+
+/// The tx id of an envelope's channel header, if it decodes and has one.
+fn tx_id_of(envelope: &[u8]) -> Option<String> {
+    let env = Envelope::decode(envelope).ok()?;
+    let payload = Payload::decode(env.payload.as_slice()).ok()?;
+    let header = payload.header?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice()).ok()?;
+    (!channel_header.tx_id.is_empty()).then_some(channel_header.tx_id)
+}
+
+/// Maps an error opening the file to a message that names the file.
+fn open_error(path: &Path, e: redb::DatabaseError) -> LedgerError {
+    match LedgerError::from(e) {
+        LedgerError::Corrupt { what } => LedgerError::Corrupt {
+            what: format!("{}: {what}", path.display()),
+        },
+        LedgerError::Storage(msg) => {
+            LedgerError::Storage(format!("cannot open {}: {msg}", path.display()))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,72 @@
+//! The redb tables of a channel ledger file (`ledger.redb`) and small helpers to read them.
+//!
+//! Layout (schema version [`SCHEMA_VERSION`]):
+//!
+//! | table          | key                                  | value                                   |
+//! |----------------|--------------------------------------|-----------------------------------------|
+//! | `meta`         | name                                 | bytes (see the `META_*` names)          |
+//! | `blocks`       | block number                         | the block's protobuf bytes              |
+//! | `block_hashes` | block number                         | the block's header hash                 |
+//! | `hash_index`   | header hash                          | block number                            |
+//! | `tx_index`     | tx id                                | (block, tx number, validation code)     |
+//! | `state`        | (namespace, key)                     | (block, tx number, value)               |
+//! | `history`      | (namespace, key, block, tx number)   | (tx id, value or none, timestamp)       |
+//!
+//! Numbers in `meta` are 8-byte big-endian.
+
+use redb::{ReadableTable, TableDefinition};
+
+use crate::error::LedgerError;
+
+/// The on-disk layout version of `ledger.redb`; bump it whenever a table or encoding changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Key of `meta` holding [`SCHEMA_VERSION`] of the file.
+pub(crate) const META_SCHEMA: &str = "schema_version";
+/// Key of `meta` holding the channel id the file belongs to.
+pub(crate) const META_CHANNEL: &str = "channel_id";
+/// Key of `meta` holding the height (number of blocks).
+pub(crate) const META_HEIGHT: &str = "height";
+/// Key of `meta` holding the header hash of the last block (empty at height 0).
+pub(crate) const META_TIP_HASH: &str = "tip_hash";
+/// Key of `meta` holding the `previous_hash` of the last block (empty at height 0 and 1).
+pub(crate) const META_PREVIOUS_HASH: &str = "previous_hash";
+
+pub(crate) type StateKey = (&'static str, &'static str);
+pub(crate) type StateValue = (u64, u64, &'static [u8]);
+pub(crate) type HistoryKey = (&'static str, &'static str, u64, u64);
+pub(crate) type HistoryValue = (&'static str, Option<&'static [u8]>, Option<(i64, i32)>);
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+pub(crate) const BLOCK_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("block_hashes");
+pub(crate) const HASH_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("hash_index");
+pub(crate) const TX_INDEX: TableDefinition<&str, (u64, u64, u8)> = TableDefinition::new("tx_index");
+pub(crate) const STATE: TableDefinition<StateKey, StateValue> = TableDefinition::new("state");
+pub(crate) const HISTORY: TableDefinition<HistoryKey, HistoryValue> =
+    TableDefinition::new("history");
+
+/// Reads an 8-byte big-endian number stored under `key` in a `meta`-shaped table.
+pub(crate) fn read_u64(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>, LedgerError> {
+    let Some(guard) = table.get(key)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = guard.value().try_into().map_err(|_| {
+        LedgerError::corrupt(format!(
+            "meta entry {key:?} is {} bytes long, expected 8",
+            guard.value().len()
+        ))
+    })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+/// Reads the bytes stored under `key` in a `meta`-shaped table.
+pub(crate) fn read_bytes(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, LedgerError> {
+    Ok(table.get(key)?.map(|g| g.value().to_vec()))
+}
