@@ -1,0 +1,65 @@
+//! `Registry`: the chaincodes a peer can run, by name.
+//!
+//! Chaincode here is compiled into the binary, so "installing" a chaincode is registering its
+//! implementation under a name; which channels use it (and with which endorsement policy) is
+//! decided by the chaincode definitions, not here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Chaincode;
+use crate::basic::AssetTransferBasic;
+
+/// The name of the built-in asset-transfer-basic chaincode.
+pub const BASIC: &str = "basic";
+
+/// Chaincode name → implementation. Cheap to clone (the implementations are shared).
+#[derive(Clone, Default)]
+pub struct Registry {
+    chaincodes: BTreeMap<String, Arc<dyn Chaincode>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]).
+    pub fn with_builtins() -> Registry {
+        let mut registry = Registry::new();
+        registry.register(BASIC, Arc::new(AssetTransferBasic));
+        registry
+    }
+
+    /// Registers `chaincode` under `name`, returning the implementation it replaced, if any.
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        chaincode: Arc<dyn Chaincode>,
+    ) -> Option<Arc<dyn Chaincode>> {
+        self.chaincodes.insert(name.into(), chaincode)
+    }
+
+    /// The chaincode registered under `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Chaincode>> {
+        self.chaincodes.get(name).cloned()
+    }
+
+    /// Whether a chaincode is registered under `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.chaincodes.contains_key(name)
+    }
+
+    /// The registered names, in byte order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.chaincodes.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}

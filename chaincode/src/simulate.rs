@@ -1,0 +1,111 @@
+//! Running one chaincode invocation to what an endorser signs: the response, the
+//! `rwset.TxReadWriteSet` (and its bytes) and the chaincode event.
+//!
+//! The read-write set follows Fabric's layout so a Fabric validator would accept it:
+//! `data_model = KV`, one `NsReadWriteSet` per namespace touched (sorted by namespace), each
+//! holding the encoded `kvrwset.KVRWSet`. A chaincode that touched no state contributes no
+//! namespace. A panic inside the chaincode is caught and becomes a status-500 response with an
+//! empty read-write set, so a faulty chaincode cannot take the peer down.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use gridledger_proto::prost::Message;
+use gridledger_proto::protos;
+use gridledger_proto::rwset::{NsReadWriteSet, TxReadWriteSet, tx_read_write_set::DataModel};
+
+use crate::stub::{ChaincodeStub, Invocation, StateReader};
+use crate::{Chaincode, error};
+
+/// The outcome of simulating one proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulationResult {
+    /// The chaincode's response; status ≥ 400 ([`crate::ERROR_THRESHOLD`]) means the proposal
+    /// must not be endorsed (the read-write set is still returned).
+    pub response: protos::Response,
+    /// The read-write set in Fabric's layout.
+    pub rwset: TxReadWriteSet,
+    /// `rwset` encoded (what goes into `ChaincodeAction.results`).
+    pub rwset_bytes: Vec<u8>,
+    /// The chaincode event, with `chaincode_id` = namespace and `tx_id` stamped.
+    pub event: Option<protos::ChaincodeEvent>,
+}
+
+/// Runs `inv` through chaincode `cc` as namespace `namespace` over the committed `state`.
+///
+/// Never panics because of the chaincode: a panic becomes `Response{500, "chaincode panicked:
+/// …"}`. A world-state failure seen by the chaincode fails the simulation with status 500 even
+/// if the chaincode ignored the error, since its results would rest on a partial read.
+pub fn simulate(
+    cc: &dyn Chaincode,
+    namespace: &str,
+    inv: &Invocation,
+    state: &dyn StateReader,
+) -> SimulationResult {
+    let mut stub = ChaincodeStub::new(namespace, inv, state);
+    let outcome = catch_unwind(AssertUnwindSafe(|| cc.invoke(&mut stub)));
+    let response = match outcome {
+        Ok(response) => response,
+        Err(panic) => {
+            let reason = panic_message(panic.as_ref());
+            return finish(error(format!("chaincode panicked: {reason}")), None, None);
+        }
+    };
+    let output = stub.finish();
+    let response = match output.state_failure {
+        Some(failure) => error(failure.to_string()),
+        None => response,
+    };
+    let ns_rwset = output.kv_rwset.map(|kv| NsReadWriteSet {
+        namespace: namespace.to_owned(),
+        rwset: kv.encode_to_vec(),
+        collection_hashed_rwset: Vec::new(),
+    });
+    let event = output
+        .event
+        .map(|(event_name, payload)| protos::ChaincodeEvent {
+            chaincode_id: namespace.to_owned(),
+            tx_id: inv.tx_id.clone(),
+            event_name,
+            payload,
+        });
+    finish(response, ns_rwset, event)
+}
+
+/// A `TxReadWriteSet` (data model KV) of `ns_rwsets` in Fabric's order: sorted by namespace.
+///
+/// For callers that add namespaces of their own next to a simulation's, such as the peer's
+/// `_lifecycle` read of the chaincode definition.
+pub fn tx_rwset(mut ns_rwsets: Vec<NsReadWriteSet>) -> TxReadWriteSet {
+    ns_rwsets.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    TxReadWriteSet {
+        data_model: DataModel::Kv as i32,
+        ns_rwset: ns_rwsets,
+    }
+}
+
+/// Assembles the result.
+fn finish(
+    response: protos::Response,
+    ns_rwset: Option<NsReadWriteSet>,
+    event: Option<protos::ChaincodeEvent>,
+) -> SimulationResult {
+    let rwset = tx_rwset(ns_rwset.into_iter().collect());
+    let rwset_bytes = rwset.encode_to_vec();
+    SimulationResult {
+        response,
+        rwset,
+        rwset_bytes,
+        event,
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic payload is not a string".to_owned()
+    }
+}
