@@ -7,6 +7,8 @@
 mod bench;
 mod channel;
 mod crypto;
+mod node;
+mod up;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +29,14 @@ enum Command {
     /// Channel configuration: genesis blocks and config updates.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Start a local consortium (orderer + one peer per member org) and write DIR/network.json.
+    Up(up::UpArgs),
+    /// Run a peer.
+    #[command(subcommand)]
+    Peer(node::PeerCommand),
+    /// Run an orderer.
+    #[command(subcommand)]
+    Orderer(node::OrdererCommand),
     /// Micro-benchmarks (results go to BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -38,6 +48,9 @@ fn main() -> ExitCode {
         Command::Crypto(cmd) => crypto::run(cmd),
         Command::Channel(cmd) => channel::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Up(args) => up::run(args),
+        Command::Peer(cmd) => node::run_peer(cmd),
+        Command::Orderer(cmd) => node::run_orderer(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

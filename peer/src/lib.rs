@@ -1,4 +1,30 @@
-//! The peer: endorser, Gateway, Deliver and committer (validation + commit).
+//! The peer: endorser, Gateway, Deliver, and the committer that validates and commits blocks.
 //!
-//! Empty until the execute–order–validate work (issue 3) lands; present so the dependency
-//! directions in ARCHITECTURE.md are enforced from the first commit.
+//! - [`config`]: the peer's configuration file and chaincode definitions.
+//! - [`node`]: the running peer — identity, joined channels (ledger + config), join.
+//! - [`endorser`]: proposal checks, simulation on a snapshot, signed responses; the Endorser
+//!   service for peer-to-peer endorsement.
+//! - [`gateway`]: Fabric's Gateway service (Evaluate, Endorse, Submit, CommitStatus,
+//!   ChaincodeEvents).
+//! - [`deliver`]: Fabric's Deliver service for block events.
+//! - [`committer`]: pulls blocks from the orderers, validates, commits.
+//! - [`validation`]: the validation core — a plain function of (block, channel config,
+//!   chaincode definitions, committed state) that yields Fabric's validation codes and the
+//!   state updates of the valid transactions. No I/O, no clock.
+//! - [`qscc`]: the query system chaincode.
+//! - [`server`]: start and stop.
+
+pub mod blocks;
+pub mod committer;
+pub mod config;
+pub mod deliver;
+pub mod endorser;
+pub mod gateway;
+pub mod node;
+pub mod qscc;
+pub mod server;
+pub mod tls;
+pub mod validation;
+
+pub use config::PeerConfig;
+pub use server::run;

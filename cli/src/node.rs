@@ -1,0 +1,114 @@
+//! `gridledger peer start` and `gridledger orderer start`: run one node in the foreground until
+//! Ctrl-C / SIGTERM (or, when started by `gridledger up`, until its standard input closes, so a
+//! node never outlives the `up` that started it).
+
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Start a peer with a config file (TOML; `gridledger up` writes examples under DIR/nodes/).
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop when standard input reaches end of file (used by `gridledger up`).
+        #[arg(long, hide = true)]
+        exit_on_stdin_close: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdererCommand {
+    /// Start an orderer with a config file (TOML).
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop when standard input reaches end of file (used by `gridledger up`).
+        #[arg(long, hide = true)]
+        exit_on_stdin_close: bool,
+    },
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Completes on Ctrl-C, SIGTERM, or (optionally) end of standard input.
+pub async fn shutdown_signal(watch_stdin: bool) {
+    {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        let stdin_closed = async move {
+            if !watch_stdin {
+                return std::future::pending::<()>().await;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 64];
+                let mut stdin = std::io::stdin();
+                while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+            _ = stdin_closed => {}
+        }
+        tracing::info!("shutting down");
+    }
+}
+
+pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
+    let PeerCommand::Start {
+        config,
+        exit_on_stdin_close,
+    } = cmd;
+    init_logging();
+    let parsed = gridledger_peer::PeerConfig::load(&config)?;
+    runtime()?
+        .block_on(gridledger_peer::run(
+            parsed,
+            shutdown_signal(exit_on_stdin_close),
+        ))
+        .context("running the peer")
+}
+
+pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
+    let OrdererCommand::Start {
+        config,
+        exit_on_stdin_close,
+    } = cmd;
+    init_logging();
+    let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+    runtime()?
+        .block_on(gridledger_orderer::run(
+            parsed,
+            shutdown_signal(exit_on_stdin_close),
+        ))
+        .context("running the orderer")
+}

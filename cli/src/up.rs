@@ -1,0 +1,362 @@
+//! `gridledger up --dir DIR`: a complete local consortium in one process tree.
+//!
+//! Creates the crypto material (once), the `market` channel's genesis block, one config file
+//! per node, then starts the orderer and one peer each for DSOMSP, RetailerMSP and
+//! CommunityMSP as separate processes, waits until every node serves, and writes
+//! `DIR/network.json` (DESIGN.md's shape). Running it again on the same DIR restarts the same
+//! network with its ledgers. Ctrl-C or SIGTERM stops every node; the nodes also stop when
+//! `up` itself dies, because they watch the standard input `up` holds open for them.
+
+use anyhow::{Context, bail};
+use gridledger_identity::material::{self, CryptoConfig};
+use serde_json::json;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The consortium's identities (the same file as examples/crypto-config.toml).
+const CRYPTO_CONFIG: &str = include_str!("../../examples/crypto-config.toml");
+/// The chaincode deployed on `market` and its endorsement policy.
+const CHAINCODE: &str = "basic";
+const ENDORSEMENT_POLICY: &str = "OutOf(1, 'DSOMSP.peer', 'RetailerMSP.peer', 'CommunityMSP.peer')";
+const CHANNEL: &str = "market";
+/// How long a node may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The member organizations and their peers.
+const PEERS: [(&str, &str); 3] = [
+    ("DSOMSP", "peer0.dso"),
+    ("RetailerMSP", "peer0.retailer"),
+    ("CommunityMSP", "peer0.community"),
+];
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Folder of the network (created if missing; reused if it holds a network).
+    #[arg(long, default_value = "network")]
+    pub dir: PathBuf,
+    /// First port: the orderer listens on it, the peers on the next three.
+    #[arg(long, default_value_t = 7050)]
+    pub base_port: u16,
+}
+
+struct Node {
+    name: String,
+    kind: &'static str,
+    config: PathBuf,
+    addr: SocketAddr,
+}
+
+fn org_dir(msp_id: &str) -> String {
+    format!("crypto/organizations/{msp_id}")
+}
+
+fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+fn channel_file(orderer_port: u16, peer_ports: &[u16; 3]) -> String {
+    let o = org_dir("OrdererMSP");
+    let mut text = format!(
+        r#"name = "{CHANNEL}"
+
+[orderer]
+type = "etcdraft"
+batch_timeout_ms = 250
+max_message_count = 500
+
+[[orderer.organizations]]
+msp_id = "OrdererMSP"
+msp_dir = "{o}/msp"
+endpoints = ["127.0.0.1:{orderer_port}"]
+
+[[orderer.consenters]]
+host = "127.0.0.1"
+port = {orderer_port}
+client_tls_cert = "{o}/orderers/orderer0/tls/server.crt"
+server_tls_cert = "{o}/orderers/orderer0/tls/server.crt"
+"#
+    );
+    for ((msp_id, _), port) in PEERS.iter().zip(peer_ports) {
+        text.push_str(&format!(
+            "\n[[organizations]]\nmsp_id = \"{msp_id}\"\nmsp_dir = \"{}/msp\"\nanchor_peers = [\"127.0.0.1:{port}\"]\n",
+            org_dir(msp_id)
+        ));
+    }
+    text
+}
+
+fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
+    let crypto = dir.join("crypto");
+    if !crypto.join("organizations").exists() {
+        println!("[up] generating crypto material in {}", crypto.display());
+        let mut config: CryptoConfig =
+            toml::from_str(CRYPTO_CONFIG).context("parsing the built-in crypto config")?;
+        config.seed = None; // fresh keys for every new network
+        material::generate(&config, &crypto, crate::now_unix_secs())
+            .context("generating crypto material")?;
+    }
+    let orderer_port = base_port;
+    let peer_ports = [base_port + 1, base_port + 2, base_port + 3];
+    let block_path = dir.join(format!("{CHANNEL}.block"));
+    if !block_path.exists() {
+        println!("[up] creating channel '{CHANNEL}'");
+        let text = channel_file(orderer_port, &peer_ports);
+        write(&dir.join(format!("{CHANNEL}.toml")), text.as_bytes())?;
+        let spec = gridledger_channels::config::ChannelSpec::parse(&text)
+            .context("the generated channel file")?;
+        let config = spec.to_config(dir).context("building the channel config")?;
+        let block = gridledger_channels::genesis::genesis_block(
+            CHANNEL,
+            config,
+            gridledger_proto::prost_types::Timestamp {
+                seconds: crate::now_unix_secs(),
+                nanos: 0,
+            },
+        );
+        write(&block_path, &prost::Message::encode_to_vec(&block))?;
+    }
+    let genesis =
+        std::fs::read(&block_path).with_context(|| format!("reading {}", block_path.display()))?;
+
+    let mut nodes = Vec::new();
+    // Node configs use absolute paths so they work from any working directory.
+    let abs = |p: &Path| p.display().to_string();
+    let o = dir.join(org_dir("OrdererMSP")).join("orderers/orderer0");
+    let orderer_dir = dir.join("nodes/orderer0");
+    let orderer_config = format!(
+        "name = \"orderer0\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:{orderer_port}\"\ndata_dir = \"{}\"\n\
+         signing_cert = \"{}\"\nsigning_key = \"{}\"\n\n[tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\n",
+        abs(&orderer_dir.join("data")),
+        abs(&o.join("msp/signcerts/cert.pem")),
+        abs(&o.join("msp/keystore/key.pem")),
+        abs(&o.join("tls/server.crt")),
+        abs(&o.join("tls/server.key")),
+    );
+    write(&orderer_dir.join("orderer.toml"), orderer_config.as_bytes())?;
+    write(
+        &orderer_dir.join(format!("data/join/{CHANNEL}.block")),
+        &genesis,
+    )?;
+    nodes.push(Node {
+        name: "orderer0".into(),
+        kind: "orderer",
+        config: orderer_dir.join("orderer.toml"),
+        addr: SocketAddr::from(([127, 0, 0, 1], orderer_port)),
+    });
+    for ((msp_id, name), port) in PEERS.iter().zip(peer_ports) {
+        let p = dir.join(org_dir(msp_id)).join("peers").join(name);
+        let node_dir = dir.join("nodes").join(name);
+        let peer_config = format!(
+            "name = \"{name}\"\nmsp_id = \"{msp_id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+             [[chaincodes]]\nchannel = \"{CHANNEL}\"\nname = \"{CHAINCODE}\"\nversion = \"1.0\"\nendorsement_policy = \"{ENDORSEMENT_POLICY}\"\n",
+            abs(&node_dir.join("data")),
+            abs(&p.join("msp/signcerts/cert.pem")),
+            abs(&p.join("msp/keystore/key.pem")),
+            abs(&p.join("tls/server.crt")),
+            abs(&p.join("tls/server.key")),
+        );
+        write(&node_dir.join("peer.toml"), peer_config.as_bytes())?;
+        write(
+            &node_dir.join(format!("data/join/{CHANNEL}.block")),
+            &genesis,
+        )?;
+        nodes.push(Node {
+            name: (*name).into(),
+            kind: "peer",
+            config: node_dir.join("peer.toml"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        });
+    }
+    Ok(nodes)
+}
+
+fn network_json(base_port: u16) -> serde_json::Value {
+    let users = |msp_id: &str, names: &[&str]| -> Vec<serde_json::Value> {
+        names
+            .iter()
+            .map(|n| {
+                let base = format!("{}/users/{n}/msp", org_dir(msp_id));
+                json!({"name": n, "cert": format!("{base}/signcerts/cert.pem"), "key": format!("{base}/keystore/key.pem")})
+            })
+            .collect()
+    };
+    let organizations: Vec<serde_json::Value> = PEERS
+        .iter()
+        .enumerate()
+        .map(|(i, (msp_id, name))| {
+            json!({
+                "mspId": msp_id,
+                "peers": [{
+                    "name": name,
+                    "endpoint": format!("127.0.0.1:{}", base_port + 1 + i as u16),
+                    "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir(msp_id)),
+                    "serverName": name,
+                }],
+                "users": users(msp_id, &["User1"]),
+                "admins": users(msp_id, &["Admin"]),
+            })
+        })
+        .collect();
+    json!({
+        "orderers": [{
+            "name": "orderer0",
+            "mspId": "OrdererMSP",
+            "endpoint": format!("127.0.0.1:{base_port}"),
+            "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir("OrdererMSP")),
+            "serverName": "orderer0",
+        }],
+        "organizations": organizations,
+        "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": [CHAINCODE]}],
+    })
+}
+
+fn spawn(node: &Node, logs: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the gridledger binary")?;
+    let log_path = logs.join(format!("{}.log", node.name));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let err = log.try_clone().context("duplicating the log file handle")?;
+    Command::new(exe)
+        .args([node.kind, "start", "--config"])
+        .arg(&node.config)
+        .arg("--exit-on-stdin-close")
+        .stdin(Stdio::piped())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", node.name))
+}
+
+fn wait_serving(node: &Node, child: &mut Child) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&node.addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().context("checking a node")? {
+            bail!(
+                "{} exited during start-up ({status}); see its log",
+                node.name
+            );
+        }
+        if start.elapsed() > START_TIMEOUT {
+            bail!(
+                "{} did not start serving on {} within {:?}",
+                node.name,
+                node.addr,
+                START_TIMEOUT
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop_all(children: &mut Vec<(String, Child)>) {
+    // Closing a node's standard input asks it to stop cleanly.
+    for (_, child) in children.iter_mut() {
+        drop(child.stdin.take());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (name, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    eprintln!("[up] {name} did not stop in time; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+    }
+    children.clear();
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    anyhow::ensure!(
+        args.base_port <= u16::MAX - 3,
+        "--base-port leaves no room for the peers"
+    );
+    let nodes = prepare(&dir, args.base_port)?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let _ = std::fs::remove_file(dir.join("network.json"));
+
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for node in &nodes {
+        println!(
+            "[up] starting {} on {} (log: {})",
+            node.name,
+            node.addr,
+            logs.join(format!("{}.log", node.name)).display()
+        );
+        let mut child = match spawn(node, &logs) {
+            Ok(c) => c,
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e);
+            }
+        };
+        if let Err(e) = wait_serving(node, &mut child) {
+            children.push((node.name.clone(), child));
+            stop_all(&mut children);
+            return Err(e);
+        }
+        children.push((node.name.clone(), child));
+    }
+    let network = serde_json::to_vec_pretty(&network_json(args.base_port))
+        .context("encoding network.json")?;
+    write(&dir.join("network.json"), &network)?;
+    println!(
+        "[up] network serving; wrote {}",
+        dir.join("network.json").display()
+    );
+    println!(
+        "[up] channel '{CHANNEL}' with chaincode '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}); Ctrl-C stops it"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let exited = runtime.block_on(async {
+        let mut signal = std::pin::pin!(crate::node::shutdown_signal(false));
+        loop {
+            tokio::select! {
+                _ = &mut signal => return None,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    for (name, child) in children.iter_mut() {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            return Some(format!("{name} exited unexpectedly ({status})"));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    println!("[up] stopping the network");
+    stop_all(&mut children);
+    match exited {
+        Some(reason) => bail!("{reason}; see the logs in {}", logs.display()),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,231 @@
+//! The channels this orderer serves: for each, its configuration, ledger and ordering loop.
+//!
+//! Channels come from `<data_dir>/channels/` (joined earlier) and from genesis blocks in
+//! `<data_dir>/join/` (see [`crate::participation`]). The registry is shared by the gRPC
+//! handlers, which only read it, and the join scanner, which adds to it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use gridledger_channels::config::ChannelConfig;
+use gridledger_identity::SigningIdentity;
+use gridledger_ledger::Ledger;
+
+use crate::block::orderer_metadata;
+use crate::chain::{self, ChainError, ChainHandle, ChainSetup};
+use crate::config::OrdererConfig;
+use crate::consensus::RaftSettings;
+use crate::cutter::BatchSettings;
+use crate::error::OrdererError;
+use crate::participation::{self, JoinError};
+
+/// Election ticks used when the channel config carries no etcdraft options.
+const DEFAULT_ELECTION_TICK: u32 = 10;
+/// Heartbeat ticks used when the channel config carries no etcdraft options.
+const DEFAULT_HEARTBEAT_TICK: u32 = 1;
+
+/// One served channel.
+pub(crate) struct ChannelState {
+    /// The channel id.
+    pub id: String,
+    /// The channel's current configuration.
+    pub config: ChannelConfig,
+    /// The channel's ledger (read by Deliver, written only by the chain).
+    pub ledger: Arc<Ledger>,
+    /// The ordering loop.
+    pub chain: ChainHandle,
+    /// The batch rules (AbsoluteMaxBytes is checked at Broadcast).
+    pub batch: BatchSettings,
+}
+
+/// A join file already looked at: path, length and modification time.
+type SeenFile = (PathBuf, u64, Option<SystemTime>);
+
+/// All served channels.
+pub(crate) struct Registry {
+    channels: RwLock<BTreeMap<String, Arc<ChannelState>>>,
+    config: OrdererConfig,
+    signer: Arc<SigningIdentity>,
+    seen_join_files: Mutex<HashSet<SeenFile>>,
+}
+
+impl Registry {
+    pub(crate) fn new(config: OrdererConfig, signer: Arc<SigningIdentity>) -> Registry {
+        Registry {
+            channels: RwLock::new(BTreeMap::new()),
+            config,
+            signer,
+            seen_join_files: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The channel with this id, if served.
+    pub(crate) fn get(&self, channel_id: &str) -> Option<Arc<ChannelState>> {
+        self.channels
+            .read()
+            .ok()
+            .and_then(|c| c.get(channel_id).cloned())
+    }
+
+    /// The ids of the served channels, sorted.
+    pub(crate) fn channel_ids(&self) -> Vec<String> {
+        self.channels
+            .read()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Starts every channel joined earlier; a channel that fails to start fails the orderer
+    /// (its ledger or log needs a human).
+    pub(crate) fn open_joined(&self) -> Result<(), OrdererError> {
+        let folders =
+            participation::channel_folders(self.data_dir()).map_err(|source| OrdererError::Io {
+                what: "list channel folders in",
+                path: self.data_dir().join(participation::CHANNELS_DIR),
+                source,
+            })?;
+        for channel_id in folders {
+            let dir = participation::channel_dir(self.data_dir(), &channel_id);
+            let ledger = Ledger::open(&dir, &channel_id).map_err(|e| OrdererError::Channel {
+                channel: channel_id.clone(),
+                source: ChainError::Ledger(e),
+            })?;
+            if ledger.height() == 0 {
+                // A join that died before block 0 was written: not joined.
+                tracing::warn!(channel = %channel_id, "channel folder without a genesis block; not served");
+                continue;
+            }
+            self.start_channel(&channel_id, ledger)
+                .map_err(|source| OrdererError::Channel {
+                    channel: channel_id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Joins the genesis blocks in `<data_dir>/join/` of channels not served yet. Problems
+    /// with one file are logged and do not stop the others or the orderer.
+    pub(crate) fn join_from_folder(&self) {
+        let files = match participation::join_files(self.data_dir()) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the join folder");
+                return;
+            }
+        };
+        for path in files {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let key = (path.clone(), meta.len(), meta.modified().ok());
+            let fresh = self
+                .seen_join_files
+                .lock()
+                .map(|mut seen| seen.insert(key))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read join block");
+                    continue;
+                }
+            };
+            match participation::join_with_ledger(self.data_dir(), &bytes) {
+                Ok((joined, ledger)) => {
+                    if let Err(e) = self.start_channel(&joined.channel_id, ledger) {
+                        tracing::error!(channel = %joined.channel_id, error = %e,
+                            "joined channel but cannot start ordering it");
+                    }
+                }
+                Err(JoinError::AlreadyJoined(channel)) => {
+                    tracing::debug!(channel = %channel, file = %path.display(), "join block of a channel already joined");
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot join channel from file");
+                }
+            }
+        }
+    }
+
+    /// Starts ordering a joined channel from its ledger.
+    fn start_channel(&self, channel_id: &str, ledger: Ledger) -> Result<(), ChainError> {
+        let ledger = Arc::new(ledger);
+        let config = current_config(&ledger)?;
+        let orderer = config.orderer();
+        let batch = BatchSettings::from_config(&orderer.batch);
+        let (election, heartbeat) = orderer
+            .options
+            .as_ref()
+            .map_or((DEFAULT_ELECTION_TICK, DEFAULT_HEARTBEAT_TICK), |o| {
+                (o.election_tick, o.heartbeat_tick)
+            });
+        let heartbeat = heartbeat.max(1) as usize;
+        let election = (election as usize).max(heartbeat + 1);
+        let handle = chain::start(ChainSetup {
+            channel_id: channel_id.to_string(),
+            dir: participation::channel_dir(self.data_dir(), channel_id),
+            ledger: ledger.clone(),
+            signer: self.signer.clone(),
+            batch,
+            raft: RaftSettings {
+                election_tick: election,
+                heartbeat_tick: heartbeat,
+                max_uncommitted_bytes: self.config.raft.max_uncommitted_bytes,
+            },
+            tick: Duration::from_millis(self.config.raft.tick_ms),
+            queue_depth: self.config.limits.submit_queue_depth as usize,
+        })?;
+        let state = Arc::new(ChannelState {
+            id: channel_id.to_string(),
+            config,
+            ledger,
+            chain: handle,
+            batch,
+        });
+        if let Ok(mut channels) = self.channels.write() {
+            channels.insert(channel_id.to_string(), state);
+        }
+        Ok(())
+    }
+
+    /// Stops every channel's ordering loop (blocking until the threads end).
+    pub(crate) fn stop_all(&self) {
+        let channels: Vec<Arc<ChannelState>> = self
+            .channels
+            .write()
+            .map(|mut c| std::mem::take(&mut *c).into_values().collect())
+            .unwrap_or_default();
+        for channel in channels {
+            channel.chain.stop();
+            tracing::info!(channel = %channel.id, "channel ordering stopped");
+        }
+    }
+}
+
+/// The configuration in force at the tip: from the last config block the tip names.
+fn current_config(ledger: &Ledger) -> Result<ChannelConfig, ChainError> {
+    let tip_number = ledger
+        .height()
+        .checked_sub(1)
+        .ok_or(ChainError::EmptyLedger)?;
+    let tip = ledger.block(tip_number)?.ok_or(ChainError::EmptyLedger)?;
+    let last_config = orderer_metadata(&tip)?.last_config_index;
+    let config_block = if last_config == tip_number {
+        tip
+    } else {
+        ledger
+            .block(last_config)?
+            .ok_or(ChainError::MissingConfigBlock(last_config))?
+    };
+    ChannelConfig::from_block(&config_block).map_err(ChainError::Config)
+}

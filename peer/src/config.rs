@@ -1,0 +1,150 @@
+//! The peer's configuration file (TOML) and the chaincode definitions it serves.
+//!
+//! Until the chaincode lifecycle lands, a channel's chaincode definitions (name, version,
+//! endorsement policy) are part of every member peer's configuration; `gridledger up` writes
+//! the same definitions to every peer, which validation requires.
+
+use gridledger_channels::policy;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `gridledger peer start --config peer.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Node name, e.g. `peer0.dso` (logs, error details).
+    pub name: String,
+    /// The organization this peer belongs to.
+    pub msp_id: String,
+    /// gRPC listen address (Gateway, Endorser, Deliver).
+    pub listen: SocketAddr,
+    /// Address clients and other peers use to reach this peer (error details); default `listen`.
+    #[serde(default)]
+    pub external_endpoint: Option<String>,
+    /// Where the ledgers live: `<data_dir>/channels/<channel>/`; genesis blocks to join are
+    /// read from `<data_dir>/join/*.block` at start.
+    pub data_dir: PathBuf,
+    /// The peer's signing identity (endorsements, Deliver requests).
+    pub signing_cert: PathBuf,
+    pub signing_key: PathBuf,
+    /// TLS server certificate and key.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// When set, clients must present a certificate issued by this CA (mutual TLS).
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Chaincode definitions per channel.
+    #[serde(default)]
+    pub chaincodes: Vec<ChaincodeSpec>,
+    /// Deadline for calls to other peers and orderers, milliseconds.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
+}
+
+fn default_rpc_timeout_ms() -> u64 {
+    10_000
+}
+
+/// A chaincode definition on one channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaincodeSpec {
+    pub channel: String,
+    pub name: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Fabric signature-policy syntax, or a channel policy path such as
+    /// `/Channel/Application/Endorsement` (the default).
+    #[serde(default)]
+    pub endorsement_policy: Option<String>,
+}
+
+fn default_version() -> String {
+    "1.0".into()
+}
+
+/// Why a peer configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid peer config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid peer config: {0}")]
+    Invalid(String),
+}
+
+impl PeerConfig {
+    /// Reads and validates a config file; relative paths are resolved against its folder.
+    pub fn load(path: &Path) -> Result<PeerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: PeerConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.into(),
+                source,
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.signing_cert,
+            &mut config.signing_key,
+            &mut config.tls_cert,
+            &mut config.tls_key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(ca) = config.tls_client_ca.as_mut().filter(|p| p.is_relative()) {
+            *ca = base.join(&*ca);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks names and policies.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.msp_id.is_empty() {
+            return Err(ConfigError::Invalid(
+                "name and msp_id must not be empty".into(),
+            ));
+        }
+        if self.rpc_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "rpc_timeout_ms must be at least 1".into(),
+            ));
+        }
+        for cc in &self.chaincodes {
+            if let Some(rule) = cc
+                .endorsement_policy
+                .as_deref()
+                .filter(|r| !r.starts_with('/'))
+            {
+                policy::parse(rule).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "chaincode {} on {}: endorsement policy {rule:?}: {e}",
+                        cc.name, cc.channel
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The address other nodes and clients see in error details.
+    pub fn endpoint(&self) -> String {
+        self.external_endpoint
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}

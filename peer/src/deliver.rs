@@ -1,0 +1,226 @@
+//! The peer's Deliver service (`/protos.Deliver/Deliver` and `DeliverFiltered`): committed
+//! blocks, with their validation codes, streamed from a seek position, for block-event
+//! listeners such as the Gateway SDKs' `getBlockEvents`.
+//!
+//! The request is one signed envelope (DELIVER_SEEK_INFO header, `orderer.SeekInfo` data); the
+//! signer must satisfy the channel's Readers policy and the header timestamp must be within
+//! 15 minutes of this peer's clock, as in Fabric. Only errors end a stream with a status.
+
+use crate::blocks;
+use crate::node::{Peer, now_unix_secs};
+use gridledger_channels::policy::SignedData;
+use gridledger_proto::prost::Message;
+use gridledger_proto::{common, orderer, protos};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest allowed distance between a request's timestamp and the peer's clock.
+const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
+
+/// The Deliver service of one peer.
+pub struct DeliverService(pub Arc<Peer>);
+
+/// A checked seek request: channel, start and stop block numbers (inclusive stop).
+struct Seek {
+    channel: Arc<crate::node::Channel>,
+    start: u64,
+    stop: u64,
+    fail_if_not_ready: bool,
+}
+
+type DeliverItem = Result<protos::DeliverResponse, Status>;
+
+fn status(s: common::Status) -> protos::DeliverResponse {
+    protos::DeliverResponse {
+        r#type: Some(protos::deliver_response::Type::Status(s as i32)),
+    }
+}
+
+impl DeliverService {
+    fn check(&self, envelope: &common::Envelope) -> Result<Seek, common::Status> {
+        let payload = common::Payload::decode(envelope.payload.as_slice())
+            .map_err(|_| common::Status::BadRequest)?;
+        let header = payload.header.ok_or(common::Status::BadRequest)?;
+        let channel_header = common::ChannelHeader::decode(header.channel_header.as_slice())
+            .map_err(|_| common::Status::BadRequest)?;
+        let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
+            .map_err(|_| common::Status::BadRequest)?;
+        if channel_header.r#type != common::HeaderType::DeliverSeekInfo as i32 {
+            return Err(common::Status::BadRequest);
+        }
+        let now = now_unix_secs() as i64;
+        let ts = channel_header.timestamp.map_or(0, |t| t.seconds);
+        if (ts - now).abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(common::Status::BadRequest);
+        }
+        let channel = self
+            .0
+            .channel(&channel_header.channel_id)
+            .ok_or(common::Status::NotFound)?;
+        let config = channel.config();
+        let signed = SignedData {
+            data: &envelope.payload,
+            identity: &signature_header.creator,
+            signature: &envelope.signature,
+        };
+        let allowed = config
+            .policies()
+            .evaluate(
+                "/Channel/Application/Readers",
+                &[signed],
+                config.msp_manager(),
+                now_unix_secs(),
+            )
+            .map(|e| e.satisfied)
+            .unwrap_or(false);
+        if !allowed {
+            return Err(common::Status::Forbidden);
+        }
+        let seek = orderer::SeekInfo::decode(payload.data.as_slice())
+            .map_err(|_| common::Status::BadRequest)?;
+        let height = channel.ledger().height();
+        let position =
+            |p: Option<orderer::SeekPosition>, default: u64| -> Result<u64, common::Status> {
+                Ok(match p.and_then(|p| p.r#type) {
+                    Some(orderer::seek_position::Type::Oldest(_)) => 0,
+                    Some(orderer::seek_position::Type::Newest(_)) => height.saturating_sub(1),
+                    Some(orderer::seek_position::Type::Specified(s)) => s.number,
+                    Some(orderer::seek_position::Type::NextCommit(_)) => height,
+                    None => default,
+                })
+            };
+        let start = position(seek.start, height.saturating_sub(1))?;
+        let stop = position(seek.stop, u64::MAX)?;
+        if start > stop {
+            return Err(common::Status::BadRequest);
+        }
+        Ok(Seek {
+            channel,
+            start,
+            stop,
+            fail_if_not_ready: seek.behavior
+                == orderer::seek_info::SeekBehavior::FailIfNotReady as i32,
+        })
+    }
+
+    fn serve(
+        &self,
+        mut requests: Streaming<common::Envelope>,
+        filtered: bool,
+    ) -> ReceiverStream<DeliverItem> {
+        let (tx, rx) = mpsc::channel::<DeliverItem>(8);
+        let this = DeliverService(self.0.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(envelope)) = requests.message().await {
+                let seek = match this.check(&envelope) {
+                    Ok(seek) => seek,
+                    Err(s) => {
+                        let _ = tx.send(Ok(status(s))).await;
+                        continue;
+                    }
+                };
+                let ledger = seek.channel.ledger().clone();
+                let mut number = seek.start;
+                while number <= seek.stop {
+                    if seek.fail_if_not_ready && ledger.height() <= number {
+                        let _ = tx.send(Ok(status(common::Status::NotFound))).await;
+                        break;
+                    }
+                    let Some(block) = blocks::wait_for_block(&ledger, number).await else {
+                        let _ = tx
+                            .send(Ok(status(common::Status::ServiceUnavailable)))
+                            .await;
+                        return;
+                    };
+                    let item = if filtered {
+                        protos::deliver_response::Type::FilteredBlock(filter_block(
+                            seek.channel.id(),
+                            &block,
+                        ))
+                    } else {
+                        protos::deliver_response::Type::Block(block)
+                    };
+                    if tx
+                        .send(Ok(protos::DeliverResponse { r#type: Some(item) }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    number += 1;
+                }
+                if number > seek.stop && tx.send(Ok(status(common::Status::Success))).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+/// Fabric's filtered block: per transaction its id, type and validation code, and the
+/// chaincode events without their payloads.
+pub fn filter_block(channel_id: &str, block: &common::Block) -> protos::FilteredBlock {
+    let number = block.header.as_ref().map_or(0, |h| h.number);
+    let filtered_transactions = blocks::committed_transactions(block)
+        .into_iter()
+        .map(|tx| {
+            let chaincode_actions = tx
+                .actions
+                .iter()
+                .map(|a| protos::FilteredChaincodeAction {
+                    chaincode_event: blocks::chaincode_event(a).map(|e| protos::ChaincodeEvent {
+                        payload: Vec::new(),
+                        ..e
+                    }),
+                })
+                .collect();
+            protos::FilteredTransaction {
+                txid: tx.tx_id,
+                r#type: tx.header_type,
+                tx_validation_code: tx.validation_code,
+                data: (tx.header_type == common::HeaderType::EndorserTransaction as i32).then_some(
+                    protos::filtered_transaction::Data::TransactionActions(
+                        protos::FilteredTransactionActions { chaincode_actions },
+                    ),
+                ),
+            }
+        })
+        .collect();
+    protos::FilteredBlock {
+        channel_id: channel_id.into(),
+        number,
+        filtered_transactions,
+    }
+}
+
+#[tonic::async_trait]
+impl protos::deliver_server::Deliver for DeliverService {
+    type DeliverStream = ReceiverStream<DeliverItem>;
+    type DeliverFilteredStream = ReceiverStream<DeliverItem>;
+    type DeliverWithPrivateDataStream = ReceiverStream<DeliverItem>;
+
+    async fn deliver(
+        &self,
+        request: Request<Streaming<common::Envelope>>,
+    ) -> Result<Response<Self::DeliverStream>, Status> {
+        Ok(Response::new(self.serve(request.into_inner(), false)))
+    }
+
+    async fn deliver_filtered(
+        &self,
+        request: Request<Streaming<common::Envelope>>,
+    ) -> Result<Response<Self::DeliverFilteredStream>, Status> {
+        Ok(Response::new(self.serve(request.into_inner(), true)))
+    }
+
+    async fn deliver_with_private_data(
+        &self,
+        _request: Request<Streaming<common::Envelope>>,
+    ) -> Result<Response<Self::DeliverWithPrivateDataStream>, Status> {
+        Err(Status::unimplemented("private data is not supported yet"))
+    }
+}

@@ -1,0 +1,380 @@
+//! Proposal handling shared by `Endorser.ProcessProposal`, `Gateway.Evaluate` and
+//! `Gateway.Endorse`: unpack and check a signed proposal as Fabric's endorser does (WIRE.md
+//! §1.4), simulate the chaincode on a consistent snapshot of the world state, and sign the
+//! response.
+//!
+//! The header and payload bytes of the client's proposal are kept verbatim: the tx id, the
+//! proposal hash and the client's signature all depend on the exact bytes.
+
+use crate::node::{Channel, Peer};
+use gridledger_chaincode::{Invocation, SimulationResult, StateReader};
+use gridledger_identity::Identity;
+use gridledger_ledger::StateSnapshot;
+use gridledger_proto::prost::Message;
+use gridledger_proto::{common, kvrwset, protos};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why a proposal was refused before or during simulation. Each maps to the gRPC status a
+/// Fabric client expects (see `gateway`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposalError {
+    #[error("malformed proposal: {0}")]
+    Malformed(String),
+    #[error("channel '{0}' is not joined by this peer")]
+    UnknownChannel(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("duplicate transaction found [{0}]; could be a replay attack")]
+    DuplicateTxId(String),
+    #[error("chaincode '{name}' is not defined on channel '{channel}'")]
+    UnknownChaincode { name: String, channel: String },
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+/// A decoded signed proposal with its original bytes.
+pub struct UnpackedProposal {
+    pub signed: protos::SignedProposal,
+    pub header: common::Header,
+    pub channel_header: common::ChannelHeader,
+    pub signature_header: common::SignatureHeader,
+    pub chaincode_name: String,
+    pub input: protos::ChaincodeInput,
+    pub transient: BTreeMap<String, Vec<u8>>,
+    /// sha256(channel_header || signature_header || ChaincodeProposalPayload without transient).
+    pub proposal_hash: Vec<u8>,
+    /// That payload's bytes, as they go into the transaction.
+    pub payload_without_transient: Vec<u8>,
+}
+
+fn malformed(what: &str) -> impl Fn(gridledger_proto::prost::DecodeError) -> ProposalError + '_ {
+    move |e| ProposalError::Malformed(format!("cannot decode {what}: {e}"))
+}
+
+/// Decodes a signed proposal and checks the header rules that need no state: type, epoch,
+/// nonce, creator and the tx-id binding.
+pub fn unpack(signed: &protos::SignedProposal) -> Result<UnpackedProposal, ProposalError> {
+    if signed.proposal_bytes.is_empty() {
+        return Err(ProposalError::Malformed("empty proposal bytes".into()));
+    }
+    if signed.signature.is_empty() {
+        return Err(ProposalError::Malformed(
+            "the proposal is not signed".into(),
+        ));
+    }
+    let proposal = protos::Proposal::decode(signed.proposal_bytes.as_slice())
+        .map_err(malformed("proposal"))?;
+    let header = common::Header::decode(proposal.header.as_slice()).map_err(malformed("header"))?;
+    let channel_header = common::ChannelHeader::decode(header.channel_header.as_slice())
+        .map_err(malformed("channel header"))?;
+    let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
+        .map_err(malformed("signature header"))?;
+    if channel_header.r#type != common::HeaderType::EndorserTransaction as i32 {
+        return Err(ProposalError::Malformed(format!(
+            "invalid header type {}",
+            channel_header.r#type
+        )));
+    }
+    if channel_header.epoch != 0 {
+        return Err(ProposalError::Malformed(format!(
+            "epoch is {}, must be 0",
+            channel_header.epoch
+        )));
+    }
+    if signature_header.nonce.is_empty() || signature_header.creator.is_empty() {
+        return Err(ProposalError::Malformed(
+            "nonce and creator must not be empty".into(),
+        ));
+    }
+    let expected =
+        gridledger_proto::compute_tx_id(&signature_header.nonce, &signature_header.creator);
+    if channel_header.tx_id != expected {
+        return Err(ProposalError::Malformed(format!(
+            "incorrectly formed transaction id [{}]: it must be hex(sha256(nonce || creator)) = {expected}",
+            channel_header.tx_id
+        )));
+    }
+    let extension = protos::ChaincodeHeaderExtension::decode(channel_header.extension.as_slice())
+        .map_err(malformed("chaincode header extension"))?;
+    let chaincode_name = extension.chaincode_id.map(|c| c.name).unwrap_or_default();
+    if chaincode_name.is_empty() {
+        return Err(ProposalError::Malformed(
+            "no chaincode name in the header extension".into(),
+        ));
+    }
+    let payload = protos::ChaincodeProposalPayload::decode(proposal.payload.as_slice())
+        .map_err(malformed("proposal payload"))?;
+    let spec = protos::ChaincodeInvocationSpec::decode(payload.input.as_slice())
+        .map_err(malformed("invocation spec"))?;
+    let input = spec
+        .chaincode_spec
+        .and_then(|s| s.input)
+        .unwrap_or_default();
+    let payload_without_transient = protos::ChaincodeProposalPayload {
+        input: payload.input.clone(),
+        transient_map: Default::default(),
+    }
+    .encode_to_vec();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&header.channel_header);
+    ctx.update(&header.signature_header);
+    ctx.update(&payload_without_transient);
+    Ok(UnpackedProposal {
+        signed: signed.clone(),
+        proposal_hash: ctx.finish().as_ref().to_vec(),
+        transient: payload.transient_map.into_iter().collect(),
+        header,
+        channel_header,
+        signature_header,
+        chaincode_name,
+        input,
+        payload_without_transient,
+    })
+}
+
+/// The outcome of simulating a proposal on this peer.
+pub struct Simulated {
+    pub channel: Arc<Channel>,
+    pub creator: Arc<Identity>,
+    pub result: SimulationResult,
+    /// `ProposalResponsePayload` bytes: what endorsers sign and clients compare.
+    pub response_payload: Vec<u8>,
+}
+
+impl Peer {
+    /// The checks Fabric's endorser makes before simulating: known channel, valid creator,
+    /// signature, no duplicate tx id, and the channel's Writers policy (`peer/Propose` ACL).
+    pub fn check_proposal(
+        &self,
+        p: &UnpackedProposal,
+    ) -> Result<(Arc<Channel>, Arc<Identity>), ProposalError> {
+        let channel = self
+            .channel(&p.channel_header.channel_id)
+            .ok_or_else(|| ProposalError::UnknownChannel(p.channel_header.channel_id.clone()))?;
+        let creator = self
+            .validate_identity(&channel, &p.signature_header.creator)
+            .map_err(|e| {
+                ProposalError::AccessDenied(format!(
+                    "creator is not valid on channel {}: {e}",
+                    channel.id()
+                ))
+            })?;
+        creator
+            .verify(&p.signed.proposal_bytes, &p.signed.signature)
+            .map_err(|e| {
+                ProposalError::AccessDenied(format!(
+                    "the creator's signature over the proposal is invalid: {e}"
+                ))
+            })?;
+        if channel
+            .ledger()
+            .tx_location(&p.channel_header.tx_id)
+            .map_err(|e| ProposalError::Ledger(e.to_string()))?
+            .is_some()
+        {
+            return Err(ProposalError::DuplicateTxId(p.channel_header.tx_id.clone()));
+        }
+        let config = channel.config();
+        let signed = gridledger_channels::policy::SignedData {
+            data: &p.signed.proposal_bytes,
+            identity: &p.signature_header.creator,
+            signature: &p.signed.signature,
+        };
+        let evaluation = config
+            .policies()
+            .evaluate(
+                "/Channel/Application/Writers",
+                &[signed],
+                config.msp_manager(),
+                crate::node::now_unix_secs(),
+            )
+            .map_err(|e| ProposalError::AccessDenied(e.to_string()))?;
+        if !evaluation.satisfied {
+            return Err(ProposalError::AccessDenied(format!(
+                "the creator does not satisfy /Channel/Application/Writers: {}",
+                evaluation.explanation
+            )));
+        }
+        Ok((channel, creator))
+    }
+
+    /// Checks and simulates a proposal against a snapshot of the world state.
+    pub fn simulate(&self, p: &UnpackedProposal) -> Result<Simulated, ProposalError> {
+        let (channel, creator) = self.check_proposal(p)?;
+        let result = if p.chaincode_name == crate::qscc::NAME {
+            crate::qscc::invoke(&channel, &p.input.args)
+        } else {
+            let definition = channel.chaincodes().get(&p.chaincode_name).ok_or_else(|| {
+                ProposalError::UnknownChaincode {
+                    name: p.chaincode_name.clone(),
+                    channel: channel.id().into(),
+                }
+            })?;
+            let chaincode = self.registry().get(&p.chaincode_name).ok_or_else(|| {
+                ProposalError::UnknownChaincode {
+                    name: p.chaincode_name.clone(),
+                    channel: channel.id().into(),
+                }
+            })?;
+            let snapshot = channel
+                .ledger()
+                .snapshot()
+                .map_err(|e| ProposalError::Ledger(e.to_string()))?;
+            let invocation = Invocation {
+                channel_id: channel.id().into(),
+                tx_id: p.channel_header.tx_id.clone(),
+                chaincode: definition.name.clone(),
+                args: p.input.args.clone(),
+                transient: p.transient.clone(),
+                creator: p.signature_header.creator.clone(),
+                creator_msp_id: creator.msp_id().into(),
+                creator_attributes: creator.attributes().clone(),
+                timestamp: p.channel_header.timestamp,
+                signed_proposal: Some(p.signed.clone()),
+            };
+            gridledger_chaincode::simulate(
+                chaincode.as_ref(),
+                &definition.name,
+                &invocation,
+                &SnapshotReader(snapshot),
+            )
+        };
+        let version = channel
+            .chaincodes()
+            .get(&p.chaincode_name)
+            .map(|d| d.version.clone())
+            .unwrap_or_default();
+        let action = protos::ChaincodeAction {
+            results: result.rwset_bytes.clone(),
+            events: result
+                .event
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+            response: Some(result.response.clone()),
+            chaincode_id: Some(protos::ChaincodeId {
+                path: String::new(),
+                name: p.chaincode_name.clone(),
+                version,
+            }),
+        };
+        let response_payload = protos::ProposalResponsePayload {
+            proposal_hash: p.proposal_hash.clone(),
+            extension: action.encode_to_vec(),
+        }
+        .encode_to_vec();
+        Ok(Simulated {
+            channel,
+            creator,
+            result,
+            response_payload,
+        })
+    }
+
+    /// Endorses: simulates and, when the chaincode succeeded (status < 400), signs
+    /// `response_payload || endorser`.
+    pub fn endorse(
+        &self,
+        p: &UnpackedProposal,
+    ) -> Result<(Simulated, protos::ProposalResponse), ProposalError> {
+        let simulated = self.simulate(p)?;
+        let response = simulated.result.response.clone();
+        let endorsement = (response.status < 400).then(|| {
+            let endorser = self.signer().serialized().to_vec();
+            let mut signed = simulated.response_payload.clone();
+            signed.extend_from_slice(&endorser);
+            protos::Endorsement {
+                signature: self.signer().sign(&signed),
+                endorser,
+            }
+        });
+        let proposal_response = protos::ProposalResponse {
+            version: 1,
+            timestamp: None,
+            response: Some(response),
+            payload: simulated.response_payload.clone(),
+            endorsement,
+            interest: None,
+        };
+        Ok((simulated, proposal_response))
+    }
+}
+
+/// The world-state view a simulation reads.
+struct SnapshotReader(StateSnapshot);
+
+fn to_proto(v: gridledger_ledger::Version) -> kvrwset::Version {
+    kvrwset::Version {
+        block_num: v.block_num,
+        tx_num: v.tx_num,
+    }
+}
+
+impl StateReader for SnapshotReader {
+    fn get(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, kvrwset::Version)>, String> {
+        self.0
+            .get(namespace, key)
+            .map(|o| o.map(|vv| (vv.value, to_proto(vv.version))))
+            .map_err(|e| e.to_string())
+    }
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>, kvrwset::Version)>, String> {
+        self.0
+            .range(namespace, start, end, limit)
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(k, vv)| (k, vv.value, to_proto(vv.version)))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Endorser service for peer-to-peer use (`/protos.Endorser/ProcessProposal`). Refusals are
+/// returned as a ProposalResponse with status 500 and the reason, as Fabric does.
+pub struct EndorserService(pub Arc<Peer>);
+
+#[tonic::async_trait]
+impl protos::endorser_server::Endorser for EndorserService {
+    async fn process_proposal(
+        &self,
+        request: tonic::Request<protos::SignedProposal>,
+    ) -> Result<tonic::Response<protos::ProposalResponse>, tonic::Status> {
+        let peer = self.0.clone();
+        let signed = request.into_inner();
+        let outcome = tokio::task::spawn_blocking(move || {
+            unpack(&signed).and_then(|p| peer.endorse(&p).map(|(_, r)| r))
+        })
+        .await
+        .map_err(|e| tonic::Status::internal(format!("endorsement task failed: {e}")))?;
+        let response = outcome.unwrap_or_else(|e| protos::ProposalResponse {
+            version: 1,
+            response: Some(protos::Response {
+                status: 500,
+                message: e.to_string(),
+                payload: Vec::new(),
+            }),
+            ..Default::default()
+        });
+        Ok(tonic::Response::new(response))
+    }
+
+    async fn dummy_process_proposal(
+        &self,
+        _request: tonic::Request<protos::SignedProposal>,
+    ) -> Result<tonic::Response<protos::ProposalResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "DummyProcessProposal is a Fabric test hook; GridLedger does not serve it",
+        ))
+    }
+}

@@ -1,0 +1,338 @@
+//! The peer process: its identity, the channels it has joined, and the gRPC server.
+//!
+//! A [`Peer`] owns one [`Channel`] per joined channel — the channel's ledger, its current
+//! configuration and its chaincode definitions — and serves the Gateway, Endorser and Deliver
+//! services over TLS. A committer task per channel pulls blocks from the ordering service.
+//! A peer never serves a channel it has not joined: every request names its channel and an
+//! unknown one is refused before anything else is looked at.
+
+use crate::config::PeerConfig;
+use crate::validation::{ChaincodeDefinition, EndorsementPolicy};
+use gridledger_chaincode::Registry;
+use gridledger_channels::config::ChannelConfig;
+use gridledger_identity::{Identity, SigningIdentity};
+use gridledger_ledger::Ledger;
+use gridledger_proto::common;
+use gridledger_proto::prost::Message;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Why the peer could not start or join a channel.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("signing identity: {0}")]
+    Identity(#[from] gridledger_identity::IdentityError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("ledger of channel {channel}: {source}")]
+    Ledger {
+        channel: String,
+        source: gridledger_ledger::LedgerError,
+    },
+    #[error("block {path}: {reason}")]
+    JoinBlock { path: String, reason: String },
+    #[error("channel {channel}: {reason}")]
+    Channel { channel: String, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// One joined channel.
+pub struct Channel {
+    id: String,
+    ledger: Arc<Ledger>,
+    config: RwLock<Arc<ChannelConfig>>,
+    chaincodes: BTreeMap<String, ChaincodeDefinition>,
+}
+
+impl Channel {
+    /// The channel id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The channel's ledger on this peer.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+    /// The current channel configuration.
+    pub fn config(&self) -> Arc<ChannelConfig> {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+    /// Replaces the configuration after a config block commits.
+    pub fn set_config(&self, config: ChannelConfig) {
+        let config = Arc::new(config);
+        match self.config.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+    /// Chaincode definitions by name.
+    pub fn chaincodes(&self) -> &BTreeMap<String, ChaincodeDefinition> {
+        &self.chaincodes
+    }
+}
+
+/// A running peer's shared state.
+pub struct Peer {
+    config: PeerConfig,
+    signer: SigningIdentity,
+    channels: RwLock<BTreeMap<String, Arc<Channel>>>,
+    registry: Registry,
+}
+
+impl Peer {
+    /// Loads the identity and opens (or joins) every channel found in the data folder.
+    pub fn open(config: PeerConfig) -> Result<Arc<Peer>, PeerError> {
+        let signer =
+            SigningIdentity::load(&config.msp_id, &config.signing_cert, &config.signing_key)?;
+        let peer = Arc::new(Peer {
+            config,
+            signer,
+            channels: RwLock::new(BTreeMap::new()),
+            registry: Registry::with_builtins(),
+        });
+        peer.join_pending()?;
+        peer.open_joined()?;
+        Ok(peer)
+    }
+
+    /// The peer's configuration.
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+    /// The peer's signing identity.
+    pub fn signer(&self) -> &SigningIdentity {
+        &self.signer
+    }
+    /// The chaincodes compiled into the peer.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    /// Deadline for calls to other nodes.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.rpc_timeout_ms)
+    }
+
+    /// A joined channel.
+    pub fn channel(&self, id: &str) -> Option<Arc<Channel>> {
+        self.channels.read().ok().and_then(|c| c.get(id).cloned())
+    }
+
+    /// Joined channels, by id.
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn channels_dir(&self) -> PathBuf {
+        self.config.data_dir.join("channels")
+    }
+
+    /// Joins every genesis block in `<data_dir>/join/` that names a channel not joined yet.
+    fn join_pending(&self) -> Result<(), PeerError> {
+        let join_dir = self.config.data_dir.join("join");
+        let Ok(entries) = std::fs::read_dir(&join_dir) else {
+            return Ok(());
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "block"))
+            .collect();
+        files.sort();
+        for path in files {
+            let bytes = std::fs::read(&path).map_err(|source| PeerError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            join_channel(&self.config.data_dir, &bytes).map_err(|reason| PeerError::JoinBlock {
+                path: path.display().to_string(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn open_joined(&self) -> Result<(), PeerError> {
+        let dir = self.channels_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let Some(id) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            let ledger =
+                Arc::new(
+                    Ledger::open(&path, &id).map_err(|source| PeerError::Ledger {
+                        channel: id.clone(),
+                        source,
+                    })?,
+                );
+            let config = latest_config(&ledger).map_err(|reason| PeerError::Channel {
+                channel: id.clone(),
+                reason,
+            })?;
+            let mut chaincodes = self.chaincode_definitions(&id)?;
+            let lifecycle = ChaincodeDefinition::lifecycle(&config);
+            chaincodes
+                .entry(lifecycle.name.clone())
+                .or_insert(lifecycle);
+            let channel = Arc::new(Channel {
+                id: id.clone(),
+                ledger,
+                config: RwLock::new(Arc::new(config)),
+                chaincodes,
+            });
+            if let Ok(mut map) = self.channels.write() {
+                map.insert(id, channel);
+            }
+        }
+        Ok(())
+    }
+
+    fn chaincode_definitions(
+        &self,
+        channel: &str,
+    ) -> Result<BTreeMap<String, ChaincodeDefinition>, PeerError> {
+        let mut out = BTreeMap::new();
+        for spec in self
+            .config
+            .chaincodes
+            .iter()
+            .filter(|c| c.channel == channel)
+        {
+            let endorsement = match spec.endorsement_policy.as_deref() {
+                None => EndorsementPolicy::ChannelPolicy("/Channel/Application/Endorsement".into()),
+                Some(path) if path.starts_with('/') => {
+                    EndorsementPolicy::ChannelPolicy(path.into())
+                }
+                Some(rule) => EndorsementPolicy::Signature(
+                    gridledger_channels::policy::parse(rule).map_err(|e| PeerError::Channel {
+                        channel: channel.into(),
+                        reason: format!("chaincode {}: {e}", spec.name),
+                    })?,
+                ),
+            };
+            out.insert(
+                spec.name.clone(),
+                ChaincodeDefinition {
+                    name: spec.name.clone(),
+                    version: spec.version.clone(),
+                    endorsement,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Validates a serialized identity against a channel's MSPs at the current time.
+    pub fn validate_identity(
+        &self,
+        channel: &Channel,
+        serialized: &[u8],
+    ) -> Result<Arc<Identity>, gridledger_identity::IdentityError> {
+        channel
+            .config()
+            .msp_manager()
+            .deserialize_identity(serialized, now_unix_secs())
+    }
+}
+
+/// Creates the ledger of the channel whose genesis block is `block_bytes` under
+/// `<data_dir>/channels/<id>/`, unless it exists. Returns the channel id.
+pub fn join_channel(data_dir: &Path, block_bytes: &[u8]) -> Result<String, String> {
+    let block =
+        common::Block::decode(block_bytes).map_err(|e| format!("not a common.Block: {e}"))?;
+    let number = block.header.as_ref().map_or(u64::MAX, |h| h.number);
+    if number != 0 {
+        return Err(format!("block {number} is not a genesis block"));
+    }
+    let config =
+        ChannelConfig::from_block(&block).map_err(|e| format!("not a valid config block: {e}"))?;
+    let id = config.channel_id().to_owned();
+    let dir = data_dir.join("channels").join(&id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let ledger = Ledger::open(&dir, &id).map_err(|e| e.to_string())?;
+    if ledger.height() == 0 {
+        let mut block = block;
+        set_transactions_filter(&mut block, &[0]);
+        ledger
+            .commit_block(&block, &gridledger_ledger::BlockUpdates { txs: Vec::new() })
+            .map_err(|e| format!("write genesis block: {e}"))?;
+    }
+    Ok(id)
+}
+
+/// The configuration in force at the ledger's tip: the config block named by the tip's
+/// last-config index (block 0 when the metadata does not say).
+pub fn latest_config(ledger: &Ledger) -> Result<ChannelConfig, String> {
+    let height = ledger.height();
+    if height == 0 {
+        return Err("ledger is empty".into());
+    }
+    let tip = ledger
+        .block(height - 1)
+        .map_err(|e| e.to_string())?
+        .ok_or("tip block missing")?;
+    let index = last_config_index(&tip).unwrap_or(0);
+    let block = ledger
+        .block(index)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("config block {index} missing"))?;
+    ChannelConfig::from_block(&block).map_err(|e| format!("config block {index}: {e}"))
+}
+
+/// The last-config index from a block's SIGNATURES metadata (Fabric 2.x) or LAST_CONFIG slot.
+pub fn last_config_index(block: &common::Block) -> Option<u64> {
+    let slots = &block.metadata.as_ref()?.metadata;
+    let from_signatures = slots
+        .first()
+        .and_then(|b| common::Metadata::decode(b.as_slice()).ok())
+        .and_then(|m| common::OrdererBlockMetadata::decode(m.value.as_slice()).ok())
+        .and_then(|o| o.last_config.map(|l| l.index));
+    from_signatures.or_else(|| {
+        slots
+            .get(1)
+            .and_then(|b| common::Metadata::decode(b.as_slice()).ok())
+            .and_then(|m| common::LastConfig::decode(m.value.as_slice()).ok())
+            .map(|l| l.index)
+    })
+}
+
+/// Wall-clock seconds, for validating identities of incoming requests (not for block
+/// validation, which uses transaction timestamps).
+pub fn now_unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes the TRANSACTIONS_FILTER metadata slot (raw bytes, one validation code per
+/// transaction), allocating Fabric's five metadata slots when missing.
+pub fn set_transactions_filter(block: &mut common::Block, codes: &[u8]) {
+    let metadata = block.metadata.get_or_insert_with(Default::default);
+    if metadata.metadata.len() < 5 {
+        metadata.metadata.resize(5, Vec::new());
+    }
+    metadata.metadata[common::BlockMetadataIndex::TransactionsFilter as usize] = codes.to_vec();
+}

@@ -1,0 +1,246 @@
+//! What validation needs to know about the committed ledger, as a trait, with its two
+//! implementations: [`InMemoryState`] (a model for tests and simulations) and [`LedgerState`]
+//! (a redb [`StateSnapshot`] plus the ledger's tx-id index, for the committer).
+//!
+//! Validation only ever asks three questions of the committed state: the version of a key, the
+//! versions of the keys in a range (for phantom-read checks), and whether a transaction id was
+//! already committed. Values never matter to MVCC, so they are not part of the trait.
+//!
+//! Private-data hashes live in *derived namespaces*, as Fabric keeps them: the hashed key
+//! `key_hash` of collection `coll` in namespace `ns` is the key `hex(key_hash)` of namespace
+//! `ns$$hcoll` (see [`hashed_namespace`]). Chaincode names cannot contain `$`, so derived
+//! namespaces never collide with a chaincode's own.
+
+use std::collections::{BTreeMap, HashSet};
+
+use gridledger_ledger::{BlockUpdates, Ledger, StateSnapshot};
+use gridledger_proto::kvrwset;
+
+use super::ValidationError;
+
+/// The committed world state and transaction index as of the last committed block.
+///
+/// Implementations must answer from one consistent view for the duration of a
+/// [`validate_block`](super::validate_block) call.
+pub trait CommittedState {
+    /// The version of `key` in `namespace`, or `None` when the key does not exist.
+    fn version(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<kvrwset::Version>, ValidationError>;
+
+    /// The keys of `namespace` in `[start, end)` (`end == ""` means no upper bound) with their
+    /// versions, in byte order.
+    fn range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError>;
+
+    /// The first `limit` keys of [`range_versions`](Self::range_versions). Validation pages
+    /// through long ranges with this (doubling the page each time); the default reads the
+    /// whole range and truncates it, so a store with large namespaces should override it.
+    fn range_versions_up_to(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError> {
+        let mut keys = self.range_versions(namespace, start, end)?;
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    /// Whether a transaction with this id is already in a committed block (valid or not).
+    fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError>;
+}
+
+/// The derived namespace holding the hashes of collection `collection` of `namespace`
+/// (Fabric's `ns$$hcoll`).
+pub fn hashed_namespace(namespace: &str, collection: &str) -> String {
+    format!("{namespace}$$h{collection}")
+}
+
+/// The key under which a private-data key hash is kept in its derived namespace.
+pub fn hashed_key(key_hash: &[u8]) -> String {
+    hex::encode(key_hash)
+}
+
+/// A committed state held in memory: the reference model of the ledger's world state for
+/// tests and simulations. Apply each block's [`BlockUpdates`] with [`InMemoryState::apply`],
+/// as `Ledger::commit_block` does.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryState {
+    keys: BTreeMap<String, BTreeMap<String, (Vec<u8>, kvrwset::Version)>>,
+    tx_ids: HashSet<String>,
+}
+
+impl InMemoryState {
+    /// An empty state (a channel with only its genesis block).
+    pub fn new() -> InMemoryState {
+        InMemoryState::default()
+    }
+
+    /// Records a committed block: every transaction id (valid or not) and the writes of the
+    /// VALID transactions at version `(block_number, tx_num)`, deletes removing the key.
+    pub fn apply(&mut self, block_number: u64, updates: &BlockUpdates) {
+        for tx in &updates.txs {
+            self.tx_ids.insert(tx.tx_id.clone());
+            if tx.validation_code != 0 {
+                continue;
+            }
+            let version = kvrwset::Version {
+                block_num: block_number,
+                tx_num: tx.tx_num,
+            };
+            for write in &tx.writes {
+                let ns = self.keys.entry(write.namespace.clone()).or_default();
+                match &write.value {
+                    Some(value) => {
+                        ns.insert(write.key.clone(), (value.clone(), version));
+                    }
+                    None => {
+                        ns.remove(&write.key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The committed value and version of a key.
+    pub fn get(&self, namespace: &str, key: &str) -> Option<(&[u8], kvrwset::Version)> {
+        self.keys
+            .get(namespace)
+            .and_then(|ns| ns.get(key))
+            .map(|(value, version)| (value.as_slice(), *version))
+    }
+
+    /// How many keys `namespace` holds.
+    pub fn len(&self, namespace: &str) -> usize {
+        self.keys.get(namespace).map_or(0, BTreeMap::len)
+    }
+
+    /// Whether `namespace` holds no key.
+    pub fn is_empty(&self, namespace: &str) -> bool {
+        self.len(namespace) == 0
+    }
+}
+
+impl CommittedState for InMemoryState {
+    fn version(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<kvrwset::Version>, ValidationError> {
+        Ok(self.get(namespace, key).map(|(_, version)| version))
+    }
+
+    fn range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError> {
+        self.range_versions_up_to(namespace, start, end, usize::MAX)
+    }
+
+    fn range_versions_up_to(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError> {
+        let Some(ns) = self.keys.get(namespace) else {
+            return Ok(Vec::new());
+        };
+        Ok(ns
+            .range(start.to_string()..)
+            .take_while(|(key, _)| end.is_empty() || key.as_str() < end)
+            .take(limit)
+            .map(|(key, (_, version))| (key.clone(), *version))
+            .collect())
+    }
+
+    fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError> {
+        Ok(self.tx_ids.contains(tx_id))
+    }
+}
+
+/// The committed state of a real ledger: world state from one [`StateSnapshot`], duplicate
+/// detection from the ledger's tx-id index.
+///
+/// Take the snapshot and validate before committing anything else to the ledger: the tx-id
+/// index is read live, so the two agree only while no other block is being committed, which
+/// the committer (the ledger's only writer on a peer) guarantees.
+pub struct LedgerState<'a> {
+    snapshot: &'a StateSnapshot,
+    ledger: &'a Ledger,
+}
+
+impl<'a> LedgerState<'a> {
+    /// Reads world state through `snapshot` and transaction ids through `ledger`.
+    pub fn new(snapshot: &'a StateSnapshot, ledger: &'a Ledger) -> LedgerState<'a> {
+        LedgerState { snapshot, ledger }
+    }
+}
+
+impl std::fmt::Debug for LedgerState<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerState")
+            .field("channel", &self.ledger.channel_id())
+            .field("height", &self.snapshot.height())
+            .finish()
+    }
+}
+
+fn to_proto(version: gridledger_ledger::Version) -> kvrwset::Version {
+    kvrwset::Version {
+        block_num: version.block_num,
+        tx_num: version.tx_num,
+    }
+}
+
+impl CommittedState for LedgerState<'_> {
+    fn version(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<kvrwset::Version>, ValidationError> {
+        Ok(self
+            .snapshot
+            .get(namespace, key)?
+            .map(|value| to_proto(value.version)))
+    }
+
+    fn range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError> {
+        self.range_versions_up_to(namespace, start, end, usize::MAX)
+    }
+
+    fn range_versions_up_to(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, kvrwset::Version)>, ValidationError> {
+        Ok(self
+            .snapshot
+            .range(namespace, start, end, limit)?
+            .into_iter()
+            .map(|(key, value)| (key, to_proto(value.version)))
+            .collect())
+    }
+
+    fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError> {
+        Ok(self.ledger.tx_location(tx_id)?.is_some())
+    }
+}
