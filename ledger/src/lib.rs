@@ -25,6 +25,12 @@
 //!   the validator marks `DUPLICATE_TXID`) never replaces it.
 //! - Invariant: only `VALID` transactions change the world state and the key history.
 
+/// redb page cache of a channel's ledger file. redb's default (1 GiB) would let one busy
+/// channel grow a peer far past its memory budget (DESIGN.md: peer ≤ 256 MiB).
+pub const LEDGER_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb page cache of a channel's Raft log file.
+pub const RAFT_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 mod error;
 mod raft;
 mod state;

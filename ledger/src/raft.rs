@@ -100,15 +100,18 @@ impl RaftStore {
             ))
         })?;
         let path = dir.join(RAFT_FILE);
-        let db = Database::create(&path).map_err(|e| match LedgerError::from(e) {
-            LedgerError::Corrupt { what } => LedgerError::Corrupt {
-                what: format!("{}: {what}", path.display()),
-            },
-            LedgerError::Storage(msg) => {
-                LedgerError::Storage(format!("cannot open {}: {msg}", path.display()))
-            }
-            other => other,
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(crate::RAFT_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match LedgerError::from(e) {
+                LedgerError::Corrupt { what } => LedgerError::Corrupt {
+                    what: format!("{}: {what}", path.display()),
+                },
+                LedgerError::Storage(msg) => {
+                    LedgerError::Storage(format!("cannot open {}: {msg}", path.display()))
+                }
+                other => other,
+            })?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

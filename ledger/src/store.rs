@@ -86,7 +86,10 @@ impl Ledger {
             ))
         })?;
         let path = dir.join(LEDGER_FILE);
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(crate::LEDGER_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
         init_schema(&db, &path, channel_id)?;
 
         let info = {
