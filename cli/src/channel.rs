@@ -166,7 +166,7 @@ fn describe(block: &common::Block, config: &ChannelConfig) -> String {
 }
 
 /// A policy in Fabric's text forms: `OR('A.admin', …)` or `MAJORITY Admins`.
-fn render_policy(policy: &common::Policy) -> String {
+pub(crate) fn render_policy(policy: &common::Policy) -> String {
     use common::policy::PolicyType;
     use gridledger_channels::policy::{implicit_meta_to_string, to_policy_string};
     match PolicyType::try_from(policy.r#type) {
