@@ -301,6 +301,20 @@ fn endorsement_plan(
 }
 
 impl GatewayService {
+    /// The status for a proposal this peer refused to endorse: malformed requests and unknown
+    /// channels keep their own codes; everything else is Fabric's ABORTED with the endorser's
+    /// reason attached.
+    fn endorse_failure(&self, e: &ProposalError) -> Status {
+        match e {
+            ProposalError::Malformed(_) | ProposalError::UnknownChannel(_) => proposal_status(e),
+            _ => status_with_details(
+                Code::Aborted,
+                "failed to endorse transaction, see attached details for more info",
+                vec![self.detail(e.to_string())],
+            ),
+        }
+    }
+
     async fn endorse_remote(
         &self,
         config: &ChannelConfig,
@@ -449,7 +463,7 @@ impl GatewayService {
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| proposal_status(&e))?;
+            .map_err(|e| self.endorse_failure(&e))?;
             responses.push((local.clone(), response));
         }
         let remote: Vec<&String> = orgs.iter().filter(|o| **o != local).collect();

@@ -1,0 +1,1056 @@
+//! Whole-network integration tests with real processes: each test starts `gridledger up` (or
+//! the four nodes itself) on free loopback ports in a temporary folder, drives it through the
+//! Rust SDK with the users `up` lists in `network.json`, and reads every peer's ledger through
+//! `qscc`. They check execute–order–validate end to end: one org's endorsement committed
+//! identically on all three peers, MVCC conflicts, duplicate tx ids, tampered envelopes
+//! (refused by the ordering service's Writers check, as Fabric's orderer refuses them, so they
+//! never reach a block), endorsements that miss the policy, a peer killed with `kill -9` in the
+//! middle of commits, and a restart of `up` on the same folder.
+//!
+//! Every process a test starts is owned by a [`TestNetwork`], which stops it on drop (SIGTERM,
+//! then SIGKILL), so a failing test leaves nothing running; on failure it prints the tail of
+//! each node's log and keeps the folder for inspection. Every wait is bounded.
+
+use gridledger_identity::SigningIdentity;
+use gridledger_proto::prost::Message;
+use gridledger_proto::{common, msp, protos};
+use gridledger_sdk::{Contract, Gateway, SdkError, commit_status};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const CHANNEL: &str = "market";
+const CHAINCODE: &str = "basic";
+/// The three member organizations, in `up`'s port order (base + 1, + 2, + 3).
+const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
+/// The nodes `up` starts, in port order (base, base + 1, …).
+const NODES: [&str; 4] = ["orderer0", "peer0.dso", "peer0.retailer", "peer0.community"];
+/// How long `up` or a node may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopped process may take to exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long peers may take to reach a height, or a transaction to appear in a block.
+const LEDGER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The deadline of each SDK call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often waits poll.
+const POLL: Duration = Duration::from_millis(50);
+
+const VALID: i32 = protos::TxValidationCode::Valid as i32;
+const DUPLICATE_TXID: i32 = protos::TxValidationCode::DuplicateTxid as i32;
+const ENDORSEMENT_POLICY_FAILURE: i32 = protos::TxValidationCode::EndorsementPolicyFailure as i32;
+const MVCC_READ_CONFLICT: i32 = protos::TxValidationCode::MvccReadConflict as i32;
+/// gRPC ABORTED, the gateway's code for a transaction the orderer refused with a 4xx status.
+const ABORTED: i32 = 10;
+
+// ---------------------------------------------------------------------------------------------
+// Harness: processes, ports, network.json
+// ---------------------------------------------------------------------------------------------
+
+/// One member organization as `network.json` describes it: its peer and its User1.
+struct OrgInfo {
+    msp_id: String,
+    endpoint: String,
+    tls_ca: Vec<u8>,
+    server_name: String,
+    user_cert: PathBuf,
+    user_key: PathBuf,
+}
+
+/// A network in a temporary folder and every process the test started for it.
+struct TestNetwork {
+    dir: PathBuf,
+    base_port: u16,
+    /// The running `gridledger up`, when the network runs under it.
+    up: Option<Child>,
+    /// Nodes the test started itself (`orderer start` / `peer start`), by name.
+    nodes: Vec<(String, Child)>,
+    orgs: Vec<OrgInfo>,
+}
+
+/// Four consecutive loopback ports nobody listens on, below Linux's ephemeral range so that
+/// outgoing connections do not take them.
+fn free_base_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as u64
+        ^ (u64::from(std::process::id()) << 20);
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
+        let listeners: Vec<_> = (0..4u16)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if listeners.len() == 4 {
+            return base;
+        }
+    }
+    panic!("no four consecutive free loopback ports in 20000..32000");
+}
+
+/// Sends `signal` (a `kill` option such as `-TERM`) to a process.
+fn signal(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+}
+
+/// Asks a process to stop with SIGTERM, waits for it, and kills it when it does not stop.
+fn stop_process(name: &str, child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    signal(child, "-TERM");
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+            _ => {
+                eprintln!("[test] {name} did not stop within {STOP_TIMEOUT:?}; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+}
+
+/// A log file opened for appending, as a child's stdout and stderr.
+fn log_sink(path: &Path) -> (Stdio, Stdio) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open a log file in the test folder");
+    let err = file.try_clone().expect("duplicate a log file handle");
+    (Stdio::from(file), Stdio::from(err))
+}
+
+/// Waits until something accepts connections on `addr`; fails when `child` exits first.
+fn wait_listening(name: &str, addr: SocketAddr, child: &mut Child) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{name} exited during start-up ({status})");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not serve on {addr} within {START_TIMEOUT:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+fn json_str<'a>(value: &'a serde_json::Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("network.json: {what} is not a string: {value}"))
+}
+
+/// The member organizations in `network.json`, with paths resolved against `dir`.
+fn parse_network_json(dir: &Path, bytes: &[u8]) -> Option<Vec<OrgInfo>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let orgs = value["organizations"].as_array()?;
+    let mut out = Vec::new();
+    for org in orgs {
+        let msp_id = json_str(&org["mspId"], "mspId").to_owned();
+        let peer = &org["peers"][0];
+        let user = org["users"]
+            .as_array()?
+            .iter()
+            .find(|u| u["name"] == "User1")?;
+        let tls_ca_path = dir.join(json_str(&peer["tlsCaCert"], "tlsCaCert"));
+        out.push(OrgInfo {
+            endpoint: json_str(&peer["endpoint"], "endpoint").to_owned(),
+            server_name: json_str(&peer["serverName"], "serverName").to_owned(),
+            tls_ca: std::fs::read(&tls_ca_path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", tls_ca_path.display())),
+            user_cert: dir.join(json_str(&user["cert"], "user cert")),
+            user_key: dir.join(json_str(&user["key"], "user key")),
+            msp_id,
+        });
+    }
+    Some(out)
+}
+
+impl TestNetwork {
+    /// A fresh folder and free ports, with `gridledger up` running on them.
+    fn up(name: &str) -> TestNetwork {
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-network-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test folder");
+        let mut net = TestNetwork {
+            dir,
+            base_port: free_base_port(),
+            up: None,
+            nodes: Vec::new(),
+            orgs: Vec::new(),
+        };
+        net.start_up();
+        net
+    }
+
+    /// Starts `gridledger up` on the folder and waits for its `network.json`.
+    fn start_up(&mut self) {
+        assert!(self.up.is_none(), "up is already running");
+        let network_json = self.dir.join("network.json");
+        // `up` rewrites it once every node serves; a stale copy must not count.
+        let _ = std::fs::remove_file(&network_json);
+        let (out, err) = log_sink(&self.dir.join("up.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .arg("up")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--base-port")
+            .arg(self.base_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start gridledger up");
+        let up = self.up.insert(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let orgs = std::fs::read(&network_json)
+                .ok()
+                .and_then(|bytes| parse_network_json(&self.dir, &bytes));
+            if let Some(orgs) = orgs {
+                self.orgs = orgs;
+                return;
+            }
+            if let Ok(Some(status)) = up.try_wait() {
+                panic!("gridledger up exited before writing network.json ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gridledger up wrote no network.json within {START_TIMEOUT:?}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Stops `gridledger up` (and so every node it started) with SIGTERM.
+    fn stop_up(&mut self) {
+        let mut up = self.up.take().expect("up is running");
+        stop_process("gridledger up", &mut up);
+        let status = up.wait().expect("reap gridledger up");
+        assert!(status.success(), "gridledger up stopped with {status}");
+    }
+
+    fn node_addr(&self, name: &str) -> SocketAddr {
+        let index = NODES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("unknown node {name}"));
+        SocketAddr::from(([127, 0, 0, 1], self.base_port + index as u16))
+    }
+
+    /// Starts one node from the config `up` wrote (it keeps its ledger) and waits until it
+    /// serves. The node stops when its standard input closes, so it never outlives the test.
+    fn start_node(&mut self, name: &str) {
+        let (kind, file) = if name.starts_with("orderer") {
+            ("orderer", "orderer.toml")
+        } else {
+            ("peer", "peer.toml")
+        };
+        let config = self.dir.join("nodes").join(name).join(file);
+        let (out, err) = log_sink(&self.dir.join("logs").join(format!("{name}.log")));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .args([kind, "start", "--config"])
+            .arg(&config)
+            .arg("--exit-on-stdin-close")
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let addr = self.node_addr(name);
+        wait_listening(name, addr, &mut child);
+        self.nodes.push((name.to_owned(), child));
+    }
+
+    /// `kill -9` of a node the test started, and waits until it is gone.
+    fn kill_node(&mut self, name: &str) {
+        let index = self
+            .nodes
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} was not started by the test"));
+        let (_, mut child) = self.nodes.remove(index);
+        signal(&child, "-KILL");
+        let status = child.wait().expect("reap a killed node");
+        assert!(!status.success(), "{name} should have died of SIGKILL");
+    }
+
+    fn org(&self, msp_id: &str) -> &OrgInfo {
+        self.orgs
+            .iter()
+            .find(|o| o.msp_id == msp_id)
+            .unwrap_or_else(|| panic!("network.json has no organization {msp_id}"))
+    }
+
+    /// User1 of `msp_id`, connected to its own organization's peer.
+    async fn gateway(&self, msp_id: &str) -> Gateway {
+        let org = self.org(msp_id);
+        let signer = SigningIdentity::load(msp_id, &org.user_cert, &org.user_key)
+            .unwrap_or_else(|e| panic!("loading User1 of {msp_id}: {e}"));
+        Gateway::connect(&org.endpoint, &org.tls_ca, &org.server_name, signer)
+            .await
+            .unwrap_or_else(|e| panic!("connecting User1 of {msp_id}: {e}"))
+            .with_timeout(CALL_TIMEOUT)
+    }
+
+    /// One gateway per organization, each to its own peer, in [`ORGS`] order.
+    async fn gateways(&self) -> Vec<Gateway> {
+        let mut out = Vec::new();
+        for msp_id in ORGS {
+            out.push(self.gateway(msp_id).await);
+        }
+        out
+    }
+
+    fn print_logs(&self) {
+        let mut files = vec![self.dir.join("up.log")];
+        files.extend(
+            NODES
+                .iter()
+                .map(|n| self.dir.join("logs").join(format!("{n}.log"))),
+        );
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(25)..];
+            eprintln!("----- {} (last {} lines)", file.display(), tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        for (name, child) in self.nodes.iter_mut() {
+            stop_process(name, child);
+        }
+        self.nodes.clear();
+        if let Some(mut up) = self.up.take() {
+            stop_process("gridledger up", &mut up);
+        }
+        if std::thread::panicking() {
+            self.print_logs();
+            eprintln!("[test] network folder kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger reads through qscc, and envelope surgery
+// ---------------------------------------------------------------------------------------------
+
+fn basic(gateway: &Gateway) -> Contract {
+    gateway.network(CHANNEL).contract(CHAINCODE)
+}
+
+fn qscc(gateway: &Gateway) -> Contract {
+    gateway.network(CHANNEL).contract("qscc")
+}
+
+async fn chain_info(gateway: &Gateway) -> common::BlockchainInfo {
+    let bytes = qscc(gateway)
+        .evaluate("GetChainInfo", &[CHANNEL])
+        .await
+        .unwrap_or_else(|e| panic!("qscc GetChainInfo: {e}"));
+    common::BlockchainInfo::decode(bytes.as_slice()).expect("GetChainInfo returns a BlockchainInfo")
+}
+
+async fn block_bytes(gateway: &Gateway, number: u64) -> Vec<u8> {
+    qscc(gateway)
+        .evaluate("GetBlockByNumber", &[CHANNEL, &number.to_string()])
+        .await
+        .unwrap_or_else(|e| panic!("qscc GetBlockByNumber {number}: {e}"))
+}
+
+fn decode_block(bytes: &[u8]) -> common::Block {
+    common::Block::decode(bytes).expect("GetBlockByNumber returns a Block")
+}
+
+/// The block's TRANSACTIONS_FILTER: one validation code per transaction.
+fn transactions_filter(block: &common::Block) -> Vec<u8> {
+    block
+        .metadata
+        .as_ref()
+        .and_then(|m| {
+            m.metadata
+                .get(common::BlockMetadataIndex::TransactionsFilter as usize)
+                .cloned()
+        })
+        .unwrap_or_default()
+}
+
+/// The tx id in an envelope's channel header.
+fn envelope_tx_id(envelope_bytes: &[u8]) -> Option<String> {
+    let envelope = common::Envelope::decode(envelope_bytes).ok()?;
+    let payload = common::Payload::decode(envelope.payload.as_slice()).ok()?;
+    let header = payload.header?;
+    let channel_header = common::ChannelHeader::decode(header.channel_header.as_slice()).ok()?;
+    Some(channel_header.tx_id)
+}
+
+/// The block a transaction was found in, and its recorded validation code.
+#[derive(Debug)]
+struct Found {
+    block: u64,
+    code: i32,
+}
+
+/// Scans blocks from `from` on (waiting for new ones) for the first envelope carrying
+/// `tx_id`; `None` when none appeared within `timeout`.
+async fn find_transaction(
+    gateway: &Gateway,
+    from: u64,
+    tx_id: &str,
+    timeout: Duration,
+) -> Option<Found> {
+    let deadline = Instant::now() + timeout;
+    let mut next = from;
+    loop {
+        let height = chain_info(gateway).await.height;
+        while next < height {
+            let block = decode_block(&block_bytes(gateway, next).await);
+            let data = block
+                .data
+                .as_ref()
+                .map(|d| d.data.as_slice())
+                .unwrap_or(&[]);
+            let filter = transactions_filter(&block);
+            if let Some(index) = data
+                .iter()
+                .position(|e| envelope_tx_id(e).as_deref() == Some(tx_id))
+            {
+                let code = *filter
+                    .get(index)
+                    .unwrap_or_else(|| panic!("block {next} has no filter entry for tx {index}"));
+                return Some(Found {
+                    block: next,
+                    code: i32::from(code),
+                });
+            }
+            next += 1;
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until every peer reports the same height, at least `at_least`; returns each peer's
+/// chain info in the gateways' order.
+async fn converge(gateways: &[Gateway], at_least: u64) -> Vec<common::BlockchainInfo> {
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    loop {
+        let mut infos = Vec::new();
+        for gateway in gateways {
+            infos.push(chain_info(gateway).await);
+        }
+        let first = infos[0].height;
+        if first >= at_least && infos.iter().all(|i| i.height == first) {
+            return infos;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peers did not converge on a height ≥ {at_least} within {LEDGER_TIMEOUT:?}: {:?}",
+            infos.iter().map(|i| i.height).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits for a submitted transaction's commit status.
+async fn wait_status(gateway: &Gateway, tx_id: &str) -> gridledger_sdk::CommitStatus {
+    commit_status(gateway, CHANNEL, tx_id)
+        .await
+        .unwrap_or_else(|e| panic!("commit status of {tx_id}: {e}"))
+}
+
+/// The asset as `basic` stores it (compact JSON, fixed field order).
+fn asset_json(id: &str, color: &str, size: u32, owner: &str, value: u32) -> String {
+    format!(
+        r#"{{"AppraisedValue":{value},"Color":"{color}","ID":"{id}","Owner":"{owner}","Size":{size}}}"#
+    )
+}
+
+/// The envelope's `ChaincodeActionPayload`, decoded through Payload → Transaction.
+fn action_payload(envelope: &common::Envelope) -> protos::ChaincodeActionPayload {
+    let payload = common::Payload::decode(envelope.payload.as_slice()).expect("payload");
+    let tx = protos::Transaction::decode(payload.data.as_slice()).expect("transaction");
+    let action = tx.actions.first().expect("one action");
+    protos::ChaincodeActionPayload::decode(action.payload.as_slice()).expect("action payload")
+}
+
+/// The envelope with its ChaincodeActionPayload replaced and the payload re-signed by
+/// `signer` (the client may sign its own payload again). Header bytes are kept verbatim.
+fn with_action_payload(
+    envelope: &common::Envelope,
+    action_payload: &protos::ChaincodeActionPayload,
+    signer: &SigningIdentity,
+) -> common::Envelope {
+    let mut payload = common::Payload::decode(envelope.payload.as_slice()).expect("payload");
+    let mut tx = protos::Transaction::decode(payload.data.as_slice()).expect("transaction");
+    tx.actions[0].payload = action_payload.encode_to_vec();
+    payload.data = tx.encode_to_vec();
+    let payload = payload.encode_to_vec();
+    common::Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    }
+}
+
+/// The MSP ids of an envelope's endorsers.
+fn endorser_msp_ids(envelope: &common::Envelope) -> Vec<String> {
+    action_payload(envelope)
+        .action
+        .expect("an endorsed action")
+        .endorsements
+        .iter()
+        .map(|e| {
+            msp::SerializedIdentity::decode(e.endorser.as_slice())
+                .expect("endorser is a SerializedIdentity")
+                .mspid
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_endorsed_by_one_org_commits_with_identical_blocks_on_all_three_peers() {
+    let net = TestNetwork::up("identical");
+    let retailer = net.gateway("RetailerMSP").await;
+
+    let tx = basic(&retailer)
+        .proposal(
+            "CreateAsset",
+            &["asset-identical", "blue", "5", "Alice", "300"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    assert_eq!(
+        endorser_msp_ids(tx.envelope()),
+        vec!["RetailerMSP".to_owned()],
+        "OutOf(1, …) through the retailer's gateway needs only the retailer's endorsement"
+    );
+    let commit = tx.submit().await.unwrap_or_else(|e| panic!("submit: {e}"));
+    let status = commit
+        .status()
+        .await
+        .unwrap_or_else(|e| panic!("status: {e}"));
+    assert_eq!(status.code, VALID, "{status:?}");
+    let block = status.block_number;
+
+    let gateways = net.gateways().await;
+    let infos = converge(&gateways, block + 1).await;
+    for (msp_id, info) in ORGS.iter().zip(&infos) {
+        assert_eq!(
+            info.current_block_hash, infos[0].current_block_hash,
+            "{msp_id}'s current block hash differs from DSOMSP's"
+        );
+        assert_eq!(
+            info.previous_block_hash, infos[0].previous_block_hash,
+            "{msp_id}'s previous block hash differs from DSOMSP's"
+        );
+    }
+
+    let mut blocks = Vec::new();
+    for gateway in &gateways {
+        blocks.push(block_bytes(gateway, block).await);
+    }
+    for (msp_id, bytes) in ORGS.iter().zip(&blocks) {
+        assert!(
+            *bytes == blocks[0],
+            "block {block} on {msp_id}'s peer differs from DSOMSP's"
+        );
+    }
+    let decoded = decode_block(&blocks[0]);
+    let data = decoded.data.as_ref().expect("block data");
+    let index = data
+        .data
+        .iter()
+        .position(|e| envelope_tx_id(e).as_deref() == Some(commit.tx_id()))
+        .expect("the committed block holds the transaction");
+    assert_eq!(transactions_filter(&decoded)[index], VALID as u8);
+    // Nothing else was submitted, so the transaction's block is the last one.
+    assert_eq!(infos[0].height, block + 1, "no other block was cut");
+    let header = decoded.header.as_ref().expect("block header");
+    assert_eq!(
+        infos[0].current_block_hash,
+        gridledger_proto::block_header_hash(header).to_vec(),
+        "GetChainInfo's current hash is the hash of the last block's header"
+    );
+
+    let expected = asset_json("asset-identical", "blue", 5, "Alice", 300);
+    for (msp_id, gateway) in ORGS.iter().zip(&gateways) {
+        let asset = basic(gateway)
+            .evaluate("ReadAsset", &["asset-identical"])
+            .await
+            .unwrap_or_else(|e| panic!("ReadAsset on {msp_id}'s peer: {e}"));
+        assert_eq!(String::from_utf8_lossy(&asset), expected, "on {msp_id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_updates_endorsed_on_the_same_version_commit_one_valid_one_mvcc_read_conflict() {
+    let net = TestNetwork::up("mvcc");
+    let retailer = net.gateway("RetailerMSP").await;
+    let contract = basic(&retailer);
+    contract
+        .submit("CreateAsset", &["asset-mvcc", "blue", "5", "Alice", "300"])
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+
+    // Both updates are simulated against the same committed version of the asset.
+    let first = contract
+        .proposal("UpdateAsset", &["asset-mvcc", "red", "6", "Bob", "400"])
+        .expect("proposal");
+    let second = contract
+        .proposal("UpdateAsset", &["asset-mvcc", "green", "7", "Carol", "500"])
+        .expect("proposal");
+    let (first, second) = tokio::join!(first.endorse(), second.endorse());
+    let first = first.unwrap_or_else(|e| panic!("endorse first: {e}"));
+    let second = second.unwrap_or_else(|e| panic!("endorse second: {e}"));
+
+    let first = first
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit first: {e}"));
+    let second = second
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit second: {e}"));
+    let first_status = first.status().await.expect("first status");
+    let second_status = second.status().await.expect("second status");
+
+    let mut codes = [first_status.code, second_status.code];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [VALID, MVCC_READ_CONFLICT],
+        "first {first_status:?}, second {second_status:?}"
+    );
+    let expected = if first_status.code == VALID {
+        asset_json("asset-mvcc", "red", 6, "Bob", 400)
+    } else {
+        asset_json("asset-mvcc", "green", 7, "Carol", 500)
+    };
+    let asset = contract
+        .evaluate("ReadAsset", &["asset-mvcc"])
+        .await
+        .expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&asset),
+        expected,
+        "only the VALID update is applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_tx_id_is_refused_at_endorsement_and_recorded_duplicate_txid_when_reordered() {
+    let net = TestNetwork::up("duplicate");
+    let retailer = net.gateway("RetailerMSP").await;
+    let contract = basic(&retailer);
+
+    let proposal = contract
+        .proposal("CreateAsset", &["asset-dup", "blue", "5", "Alice", "300"])
+        .expect("proposal");
+    let tx_id = proposal.tx_id().to_owned();
+    // A second prepared transaction for the same proposal, to carry the replayed envelope.
+    let mut replay = proposal
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let original = proposal
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let envelope = original.envelope().clone();
+    let status = original
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}"))
+        .status()
+        .await
+        .expect("status");
+    assert_eq!(status.code, VALID, "{status:?}");
+
+    // The endorser refuses the same signed proposal once its tx id is in the ledger.
+    match proposal.endorse().await {
+        Ok(_) => panic!("endorsing a committed tx id again must be refused"),
+        Err(e @ SdkError::Gateway { .. }) => {
+            let text = e.to_string().to_lowercase();
+            assert!(
+                text.contains("duplicate") && text.contains(&tx_id),
+                "the refusal should name the duplicate tx id: {e}"
+            );
+        }
+        Err(e) => panic!("expected a gateway error, got {e}"),
+    }
+
+    // The same signed envelope ordered again is recorded DUPLICATE_TXID in a later block.
+    let height = chain_info(&retailer).await.height;
+    replay.set_envelope(envelope);
+    replay
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("the ordering service accepts a replayed envelope: {e}"));
+    let found = find_transaction(&retailer, height, &tx_id, LEDGER_TIMEOUT)
+        .await
+        .expect("the replayed envelope appears in a block");
+    assert!(found.block > status.block_number, "{found:?} vs {status:?}");
+    assert_eq!(found.code, DUPLICATE_TXID, "{found:?}");
+
+    let again = wait_status(&retailer, &tx_id).await;
+    assert_eq!(
+        again, status,
+        "CommitStatus still reports the first, VALID, commit"
+    );
+    let asset = contract
+        .evaluate("ReadAsset", &["asset-dup"])
+        .await
+        .expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&asset),
+        asset_json("asset-dup", "blue", 5, "Alice", 300)
+    );
+}
+
+/// Submits a tampered envelope and checks that the ordering service refuses it with
+/// FORBIDDEN, reported by the gateway as ABORTED with the orderer's detail.
+async fn submit_refused_by_orderer(
+    mut tx: gridledger_sdk::Transaction,
+    envelope: common::Envelope,
+) {
+    let tx_id = tx.tx_id().to_owned();
+    tx.set_envelope(envelope);
+    match tx.submit().await {
+        Ok(_) => panic!("the ordering service accepted tampered envelope {tx_id}"),
+        Err(SdkError::Gateway {
+            code,
+            message,
+            details,
+        }) => {
+            assert_eq!(i32::from(code), ABORTED, "{code:?}: {message}");
+            assert!(
+                details
+                    .iter()
+                    .any(|d| d.msp_id == "OrdererMSP" && d.message.contains("status=403")),
+                "the orderer's FORBIDDEN is in the details: {message} {details:?}"
+            );
+        }
+        Err(e) => panic!("expected a gateway error, got {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_envelope_is_refused_by_the_ordering_service_and_never_committed() {
+    let net = TestNetwork::up("tampered");
+    let retailer = net.gateway("RetailerMSP").await;
+    let contract = basic(&retailer);
+    let height = chain_info(&retailer).await.height;
+
+    // One byte of the client's signature changed: the last DER byte is the low byte of S, so
+    // the signature still parses but no longer verifies.
+    let tx = contract
+        .proposal(
+            "CreateAsset",
+            &["asset-badsig", "blue", "5", "Alice", "300"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let bad_signature = tx.tx_id().to_owned();
+    let mut envelope = tx.envelope().clone();
+    *envelope.signature.last_mut().expect("a signature") ^= 0x01;
+    submit_refused_by_orderer(tx, envelope).await;
+
+    // One byte of the signed payload changed (the asset's colour in the proposal payload,
+    // so everything still decodes), signature left as it was.
+    let tx = contract
+        .proposal(
+            "CreateAsset",
+            &["asset-badpayload", "tampercolour", "5", "Alice", "300"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let bad_payload = tx.tx_id().to_owned();
+    let mut envelope = tx.envelope().clone();
+    let at = envelope
+        .payload
+        .windows(b"tampercolour".len())
+        .position(|w| w == b"tampercolour")
+        .expect("the colour is in the payload");
+    envelope.payload[at] = b'T';
+    assert!(common::Payload::decode(envelope.payload.as_slice()).is_ok());
+    submit_refused_by_orderer(tx, envelope).await;
+
+    // Nothing of either reached a block: a transaction submitted afterwards commits, and no
+    // block up to it holds the tampered tx ids.
+    let (_, marker) = contract
+        .submit("CreateAsset", &["asset-marker", "red", "6", "Bob", "400"])
+        .await
+        .unwrap_or_else(|e| panic!("a later transaction commits: {e}"));
+    for number in height..=marker {
+        let block = decode_block(&block_bytes(&retailer, number).await);
+        for envelope in block.data.iter().flat_map(|d| d.data.iter()) {
+            let tx_id = envelope_tx_id(envelope).unwrap_or_default();
+            assert!(
+                tx_id != bad_signature && tx_id != bad_payload,
+                "tampered transaction {tx_id} is in block {number}"
+            );
+        }
+    }
+    for id in ["asset-badsig", "asset-badpayload"] {
+        let exists = contract
+            .evaluate("AssetExists", &[id])
+            .await
+            .expect("AssetExists");
+        assert_eq!(exists, b"false", "{id} must not have been created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endorsements_that_do_not_satisfy_the_policy_commit_as_endorsement_policy_failure() {
+    let net = TestNetwork::up("policy");
+    let retailer = net.gateway("RetailerMSP").await;
+    let contract = basic(&retailer);
+    let client = retailer.signer();
+
+    // No endorsements at all.
+    let mut stripped = contract
+        .proposal(
+            "CreateAsset",
+            &["asset-unendorsed", "blue", "5", "Alice", "300"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let mut cap = action_payload(stripped.envelope());
+    cap.action
+        .as_mut()
+        .expect("endorsed action")
+        .endorsements
+        .clear();
+    let envelope = with_action_payload(stripped.envelope(), &cap, client);
+    stripped.set_envelope(envelope);
+
+    // One endorsement, by the client itself: a valid signature from an identity that is not a
+    // peer of any organization.
+    let mut forged = contract
+        .proposal(
+            "CreateAsset",
+            &["asset-self-endorsed", "red", "6", "Bob", "400"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse: {e}"));
+    let mut cap = action_payload(forged.envelope());
+    let action = cap.action.as_mut().expect("endorsed action");
+    let endorser = client.serialized().to_vec();
+    let mut signed = action.proposal_response_payload.clone();
+    signed.extend_from_slice(&endorser);
+    action.endorsements = vec![protos::Endorsement {
+        signature: client.sign(&signed),
+        endorser,
+    }];
+    let envelope = with_action_payload(forged.envelope(), &cap, client);
+    forged.set_envelope(envelope);
+
+    let stripped = stripped
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit without endorsements: {e}"));
+    let forged = forged
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit with the client's own endorsement: {e}"));
+    for commit in [&stripped, &forged] {
+        let status = commit.status().await.expect("status");
+        assert_eq!(
+            status.code,
+            ENDORSEMENT_POLICY_FAILURE,
+            "tx {}: {status:?}",
+            commit.tx_id()
+        );
+    }
+    for id in ["asset-unendorsed", "asset-self-endorsed"] {
+        let exists = contract
+            .evaluate("AssetExists", &[id])
+            .await
+            .expect("AssetExists");
+        assert_eq!(exists, b"false", "{id} must not have been created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_killed_in_the_middle_of_commits_catches_up_to_the_same_state() {
+    let mut net = TestNetwork::up("kill9");
+    // `up` only creates the network; the test runs the four nodes itself so it can kill one.
+    net.stop_up();
+    for node in NODES {
+        net.start_node(node);
+    }
+    let retailer = net.gateway("RetailerMSP").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..6 {
+        let contract = basic(&retailer);
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut created = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("stream-{worker}-{}", created.len());
+                contract
+                    .submit("CreateAsset", &[&id, "yellow", "1", "Dora", "10"])
+                    .await
+                    .map_err(|e| format!("{id}: {e}"))?;
+                created.push(id);
+            }
+            Ok::<Vec<String>, String>(created)
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = chain_info(&retailer).await.height;
+    net.kill_node("peer0.community");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let restarted_at = chain_info(&retailer).await.height;
+    net.start_node("peer0.community");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut created = Vec::new();
+    for worker in workers {
+        let ids = tokio::time::timeout(LEDGER_TIMEOUT, worker)
+            .await
+            .expect("a submitter finishes its last transaction in time")
+            .expect("a submitter task does not panic")
+            .unwrap_or_else(|e| panic!("every submission commits VALID: {e}"));
+        created.extend(ids);
+    }
+    assert!(
+        restarted_at > killed_at,
+        "blocks must have been committed while peer0.community was down ({killed_at} → {restarted_at})"
+    );
+
+    let height = chain_info(&retailer).await.height;
+    let gateways = net.gateways().await;
+    let infos = converge(&gateways, height).await;
+    eprintln!(
+        "[test] {} transactions committed VALID; peer0.community was down from height {killed_at} \
+         to {restarted_at}; all peers at {}",
+        created.len(),
+        infos[0].height
+    );
+    for (msp_id, info) in ORGS.iter().zip(&infos) {
+        assert_eq!(
+            info.current_block_hash, infos[0].current_block_hash,
+            "{msp_id}'s current block hash differs after catch-up"
+        );
+    }
+    // Same blocks, byte for byte, including each peer's validation codes.
+    for number in 0..infos[0].height {
+        let reference = block_bytes(&gateways[0], number).await;
+        for (msp_id, gateway) in ORGS.iter().zip(&gateways).skip(1) {
+            assert!(
+                block_bytes(gateway, number).await == reference,
+                "block {number} on {msp_id}'s peer differs from DSOMSP's"
+            );
+        }
+    }
+    let mut states = Vec::new();
+    for gateway in &gateways {
+        states.push(
+            basic(gateway)
+                .evaluate("GetAllAssets", &[])
+                .await
+                .expect("GetAllAssets"),
+        );
+    }
+    for (msp_id, state) in ORGS.iter().zip(&states) {
+        assert!(
+            *state == states[0],
+            "{msp_id}'s world state differs from DSOMSP's"
+        );
+    }
+    let assets: Vec<serde_json::Value> =
+        serde_json::from_slice(&states[0]).expect("GetAllAssets returns a JSON array");
+    for id in &created {
+        assert!(
+            assets.iter().any(|a| a["ID"] == id.as_str()),
+            "{id} was committed VALID but is missing from the world state"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_up_on_the_same_dir_keeps_the_ledger() {
+    let mut net = TestNetwork::up("restart");
+    let retailer = net.gateway("RetailerMSP").await;
+    let (_, block) = basic(&retailer)
+        .submit("CreateAsset", &["asset-kept", "blue", "5", "Alice", "300"])
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let before = converge(&net.gateways().await, block + 1).await;
+    drop(retailer);
+
+    net.stop_up();
+    net.start_up();
+
+    let gateways = net.gateways().await;
+    let expected = asset_json("asset-kept", "blue", 5, "Alice", 300);
+    for ((msp_id, gateway), old) in ORGS.iter().zip(&gateways).zip(&before) {
+        let info = chain_info(gateway).await;
+        assert!(
+            info.height >= old.height,
+            "{msp_id}'s height went back from {} to {}",
+            old.height,
+            info.height
+        );
+        let asset = basic(gateway)
+            .evaluate("ReadAsset", &["asset-kept"])
+            .await
+            .unwrap_or_else(|e| panic!("ReadAsset on {msp_id}'s peer after restart: {e}"));
+        assert_eq!(String::from_utf8_lossy(&asset), expected, "on {msp_id}");
+    }
+    // The restarted network extends the same chain.
+    let (_, next) = basic(&gateways[1])
+        .submit("CreateAsset", &["asset-after", "red", "6", "Bob", "400"])
+        .await
+        .unwrap_or_else(|e| panic!("create after restart: {e}"));
+    assert!(
+        next >= before[1].height,
+        "new block {next} reuses a number below the old height"
+    );
+}
