@@ -1,11 +1,38 @@
-//! `gridledger bench …`: micro-benchmarks whose results are reported in BENCHMARKS.md.
+//! `gridledger bench …`: the benchmarks whose results are reported in BENCHMARKS.md.
+//!
+//! - `bench crypto`: ECDSA P-256 verification per second, `ring` against the `p256` crate.
+//! - `bench gateway` (also reachable as plain `bench --network … --workload …`, issue 9's
+//!   spelling): an end-to-end load generator that drives a running network through the Gateway
+//!   the way real clients do (proposal → Endorse → Submit → CommitStatus), in closed-loop or
+//!   fixed-rate mode after a warm-up, and reports committed tps, commit-latency percentiles,
+//!   validation codes, errors by gRPC code, and CPU and memory of every node process (read from
+//!   `/proc`) and of the client itself.
+//!
+//! The load generator is Rust on purpose: a Node client costs milliseconds of CPU per
+//! transaction and would saturate a 2-core box on its own. Everything it does is bounded: the
+//! run length, the number of transactions in flight, and every call's deadline.
 
-use clap::Subcommand;
+use anyhow::{Context, bail, ensure};
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand, ValueEnum};
+use gridledger_identity::SigningIdentity;
 use gridledger_identity::bench::{Corpus, Measurement, Verifier};
-use std::time::Duration;
+use gridledger_proto::protos::TxValidationCode;
+use gridledger_sdk::{Contract, Gateway, SdkError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `gridledger bench …`. Either a named benchmark (`crypto`, `gateway`) or, with no
+/// subcommand, the gateway benchmark's options directly on `bench` (`gridledger bench
+/// --network DIR/network.json --workload basic-create …`).
+#[derive(Debug)]
+pub struct BenchCommand(Named);
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+enum Named {
     /// ECDSA P-256 signature verification per second: ring (production) against the p256
     /// crate, on 1 thread and on every core, repeated; prints medians.
     Crypto {
@@ -19,15 +46,118 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// End to end through the Gateway of a running network (`gridledger up`): committed tps,
+    /// commit latency, validation codes, CPU and memory per node process.
+    Gateway(GatewayArgs),
 }
 
+impl FromArgMatches for BenchCommand {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        if matches.subcommand_name().is_some() {
+            Named::from_arg_matches(matches).map(BenchCommand)
+        } else {
+            GatewayArgs::from_arg_matches(matches).map(|a| BenchCommand(Named::Gateway(a)))
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = BenchCommand::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Subcommand for BenchCommand {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        let cmd = GatewayArgs::augment_args(Named::augment_subcommands(cmd));
+        cmd.subcommand_required(false)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+            .arg_required_else_help(true)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        BenchCommand::augment_subcommands(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        Named::has_subcommand(name)
+    }
+}
+
+/// Workloads of the end-to-end benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// `basic` CreateAsset with a fresh id per transaction: blind writes, no conflicts.
+    BasicCreate,
+}
+
+impl Workload {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::BasicCreate => "basic-create",
+        }
+    }
+}
+
+/// Options of the end-to-end Gateway benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// The network.json written by `gridledger up`.
+    #[arg(long, value_name = "FILE")]
+    pub network: PathBuf,
+    /// What every transaction does.
+    #[arg(long, value_enum)]
+    pub workload: Workload,
+    /// Length of the measured window, after the warm-up.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Closed loop: this many clients, each endorse → submit → wait for its commit status, then
+    /// the next (the default mode, with 16 clients).
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<usize>,
+    /// Open loop: start this many transactions per second, whatever the latency.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: most transactions in flight; a start that would exceed it is shed and counted.
+    #[arg(long, default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// Load before the measured window; excluded from every statistic.
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup_seconds: f64,
+    /// The organization whose peer is the gateway and whose user signs (default: the first).
+    #[arg(long, value_name = "MSPID")]
+    pub org: Option<String>,
+    /// The user (from network.json) that signs.
+    #[arg(long, default_value = "User1")]
+    pub user: String,
+    /// Channel.
+    #[arg(long, default_value = "market")]
+    pub channel: String,
+    /// Chaincode.
+    #[arg(long, default_value = "basic")]
+    pub chaincode: String,
+    /// gRPC connections to the gateway peer, shared round-robin by the clients.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Deadline of each call (Endorse, Submit, CommitStatus).
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout_seconds: f64,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one benchmark command.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Crypto {
+    match cmd.0 {
+        Named::Crypto {
             seconds,
             repeat,
             json,
         } => crypto(seconds, repeat.max(1), json),
+        Named::Gateway(args) => gateway(&args),
     }
 }
 
@@ -94,4 +224,1176 @@ fn crypto(seconds: f64, repeat: usize, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end through the Gateway.
+// ---------------------------------------------------------------------------------------------
+
+/// Linux reports process CPU time in clock ticks of `USER_HZ`, which is 100 on every mainstream
+/// Linux build (the value is part of the kernel's user-space ABI); the crate forbids the unsafe
+/// `sysconf` call that would read it.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// How often the resident memory of every process is sampled.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The parts of network.json the benchmark reads (DESIGN.md's shape; other fields are ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NetworkFile {
+    organizations: Vec<OrgEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgEntry {
+    msp_id: String,
+    #[serde(default)]
+    peers: Vec<PeerEntry>,
+    #[serde(default)]
+    users: Vec<UserEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerEntry {
+    name: String,
+    endpoint: String,
+    tls_ca_cert: String,
+    server_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserEntry {
+    name: String,
+    cert: String,
+    key: String,
+}
+
+/// Where the load goes and who signs it, resolved from network.json.
+#[derive(Debug)]
+struct Target {
+    msp_id: String,
+    peer_name: String,
+    endpoint: String,
+    server_name: String,
+    tls_ca_pem: Vec<u8>,
+    cert: PathBuf,
+    key: PathBuf,
+    /// The folder holding network.json: node configs live under `nodes/` in it.
+    network_dir: PathBuf,
+}
+
+fn resolve_target(args: &GatewayArgs) -> anyhow::Result<Target> {
+    let path = &args.network;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: NetworkFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a network.json", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let network_dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let org = match &args.org {
+        Some(msp_id) => file
+            .organizations
+            .iter()
+            .find(|o| &o.msp_id == msp_id)
+            .with_context(|| format!("organization {msp_id} is not in {}", path.display()))?,
+        None => file
+            .organizations
+            .first()
+            .with_context(|| format!("{} lists no organizations", path.display()))?,
+    };
+    let peer = org
+        .peers
+        .first()
+        .with_context(|| format!("organization {} has no peer", org.msp_id))?;
+    let user = org
+        .users
+        .iter()
+        .find(|u| u.name == args.user)
+        .with_context(|| format!("organization {} has no user {}", org.msp_id, args.user))?;
+    let tls_ca = network_dir.join(&peer.tls_ca_cert);
+    let tls_ca_pem =
+        std::fs::read(&tls_ca).with_context(|| format!("reading {}", tls_ca.display()))?;
+    Ok(Target {
+        msp_id: org.msp_id.clone(),
+        peer_name: peer.name.clone(),
+        endpoint: peer.endpoint.clone(),
+        server_name: peer.server_name.clone(),
+        tls_ca_pem,
+        cert: network_dir.join(&user.cert),
+        key: network_dir.join(&user.key),
+        network_dir,
+    })
+}
+
+/// How the load is offered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// `concurrency` clients, each waits for its transaction's commit before the next.
+    ClosedLoop { concurrency: usize },
+    /// Starts `rate` transactions per second, at most `max_in_flight` at once.
+    FixedRate { rate: f64, max_in_flight: usize },
+}
+
+/// Checks the options and picks the mode; every limit is explicit so a run is always bounded.
+fn mode_of(args: &GatewayArgs) -> anyhow::Result<Mode> {
+    ensure!(
+        args.seconds > 0.0 && args.seconds <= 3600.0,
+        "--seconds must be in (0, 3600]"
+    );
+    ensure!(
+        (0.0..=600.0).contains(&args.warmup_seconds),
+        "--warmup-seconds must be in [0, 600]"
+    );
+    ensure!(
+        args.timeout_seconds > 0.0 && args.timeout_seconds <= 600.0,
+        "--timeout-seconds must be in (0, 600]"
+    );
+    ensure!(
+        (1..=64).contains(&args.connections),
+        "--connections must be in [1, 64]"
+    );
+    match (args.concurrency, args.rate) {
+        (Some(_), Some(_)) => bail!("--concurrency and --rate exclude each other"),
+        (_, Some(rate)) => {
+            ensure!(
+                rate > 0.0 && rate <= 100_000.0,
+                "--rate must be in (0, 100000] transactions per second"
+            );
+            ensure!(
+                (1..=100_000).contains(&args.max_in_flight),
+                "--max-in-flight must be in [1, 100000]"
+            );
+            Ok(Mode::FixedRate {
+                rate,
+                max_in_flight: args.max_in_flight,
+            })
+        }
+        (concurrency, None) => {
+            let concurrency = concurrency.unwrap_or(16);
+            ensure!(
+                (1..=10_000).contains(&concurrency),
+                "--concurrency must be in [1, 10000]"
+            );
+            Ok(Mode::ClosedLoop { concurrency })
+        }
+    }
+}
+
+/// The step of a transaction that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Propose,
+    Endorse,
+    Submit,
+    CommitStatus,
+    /// The whole transaction outlived its deadline.
+    Deadline,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Propose => "propose",
+            Phase::Endorse => "endorse",
+            Phase::Submit => "submit",
+            Phase::CommitStatus => "commit_status",
+            Phase::Deadline => "deadline",
+        }
+    }
+}
+
+/// What became of one transaction (or one start the open loop had to shed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Committed with this `TxValidationCode`.
+    Committed(i32),
+    /// A call failed; `code` is the gRPC status name (or the SDK's kind of failure).
+    Failed { phase: Phase, code: &'static str },
+    /// Not started: `--max-in-flight` transactions were already in flight.
+    Shed,
+}
+
+/// One transaction: when its proposal was created, when its outcome was known.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    start: Instant,
+    end: Instant,
+    outcome: Outcome,
+}
+
+/// Collects samples from every client task, plus the first message of each kind of error so a
+/// failing run says why.
+#[derive(Default)]
+struct Recorder {
+    samples: Mutex<Vec<Sample>>,
+    error_examples: Mutex<BTreeMap<String, String>>,
+}
+
+impl Recorder {
+    fn record(&self, sample: Sample) {
+        self.samples
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(sample);
+    }
+
+    fn note_error(&self, key: String, message: String) {
+        let mut examples = self
+            .error_examples
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if examples.len() < 16 {
+            examples.entry(key).or_insert(message);
+        }
+    }
+
+    fn take(&self) -> (Vec<Sample>, BTreeMap<String, String>) {
+        let samples = std::mem::take(
+            &mut *self
+                .samples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let examples = std::mem::take(
+            &mut *self
+                .error_examples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        (samples, examples)
+    }
+}
+
+/// Asset ids unique across runs against the same ledger: a per-run prefix plus a counter.
+struct IdSource {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl IdSource {
+    fn new() -> IdSource {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        IdSource {
+            prefix: format!("bench{nanos:x}"),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// The canonical gRPC name of a status code number.
+fn grpc_code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNRECOGNISED_CODE",
+    }
+}
+
+/// How an SDK failure is counted: the gRPC status name, or the kind of local failure.
+fn error_code(err: &SdkError) -> &'static str {
+    match err {
+        SdkError::Gateway { code, .. } => grpc_code_name(*code as i32),
+        SdkError::Connect { .. } => "CONNECT",
+        SdkError::Response(_) => "BAD_RESPONSE",
+        SdkError::Identity(_) => "IDENTITY",
+        SdkError::Random => "RANDOM",
+    }
+}
+
+/// Fabric's name of a validation code (`VALID`, `MVCC_READ_CONFLICT`, …).
+fn validation_code_name(code: i32) -> String {
+    TxValidationCode::try_from(code)
+        .map(|c| c.as_str_name().to_owned())
+        .unwrap_or_else(|_| format!("CODE_{code}"))
+}
+
+/// Runs one transaction of `workload` to its commit status and records it.
+async fn one_transaction(
+    workload: Workload,
+    contract: &Contract,
+    ids: &IdSource,
+    deadline: Duration,
+    recorder: &Recorder,
+) {
+    let start = Instant::now();
+    let run = async {
+        let proposal = match workload {
+            Workload::BasicCreate => {
+                let id = ids.next();
+                contract.proposal("CreateAsset", &[&id, "blue", "5", "bench", "100"])
+            }
+        }
+        .map_err(|e| (Phase::Propose, e))?;
+        let transaction = proposal.endorse().await.map_err(|e| (Phase::Endorse, e))?;
+        let commit = transaction.submit().await.map_err(|e| (Phase::Submit, e))?;
+        let status = commit
+            .status()
+            .await
+            .map_err(|e| (Phase::CommitStatus, e))?;
+        Ok::<i32, (Phase, SdkError)>(status.code)
+    };
+    let outcome = match tokio::time::timeout(deadline, run).await {
+        Ok(Ok(code)) => Outcome::Committed(code),
+        Ok(Err((phase, err))) => {
+            let code = error_code(&err);
+            recorder.note_error(format!("{}:{code}", phase.name()), err.to_string());
+            Outcome::Failed { phase, code }
+        }
+        Err(_) => Outcome::Failed {
+            phase: Phase::Deadline,
+            code: "DEADLINE_EXCEEDED",
+        },
+    };
+    recorder.record(Sample {
+        start,
+        end: Instant::now(),
+        outcome,
+    });
+}
+
+/// Everything a client task needs.
+#[derive(Clone)]
+struct LoadContext {
+    workload: Workload,
+    ids: Arc<IdSource>,
+    recorder: Arc<Recorder>,
+    /// Deadline of a whole transaction (three calls).
+    deadline: Duration,
+    /// No transaction starts at or after this instant.
+    end: Instant,
+}
+
+/// Offers the load until `ctx.end`, then waits at most `drain` for the transactions in flight.
+/// Returns how many were still in flight when it gave up on them.
+async fn generate(mode: Mode, contracts: Vec<Contract>, ctx: LoadContext, drain: Duration) -> u64 {
+    let mut tasks = tokio::task::JoinSet::new();
+    match mode {
+        Mode::ClosedLoop { concurrency } => {
+            for i in 0..concurrency {
+                let contract = contracts[i % contracts.len()].clone();
+                let ctx = ctx.clone();
+                tasks.spawn(async move {
+                    while Instant::now() < ctx.end {
+                        one_transaction(
+                            ctx.workload,
+                            &contract,
+                            &ctx.ids,
+                            ctx.deadline,
+                            &ctx.recorder,
+                        )
+                        .await;
+                    }
+                });
+            }
+        }
+        Mode::FixedRate {
+            rate,
+            max_in_flight,
+        } => {
+            let start = Instant::now();
+            let mut k: u64 = 0;
+            loop {
+                let due = start + Duration::from_secs_f64(k as f64 / rate);
+                if due >= ctx.end {
+                    break;
+                }
+                if due > Instant::now() {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                }
+                while tasks.try_join_next().is_some() {}
+                if tasks.len() >= max_in_flight {
+                    ctx.recorder.record(Sample {
+                        start: due,
+                        end: due,
+                        outcome: Outcome::Shed,
+                    });
+                } else {
+                    let contract = contracts[(k % contracts.len() as u64) as usize].clone();
+                    let ctx = ctx.clone();
+                    tasks.spawn(async move {
+                        one_transaction(
+                            ctx.workload,
+                            &contract,
+                            &ctx.ids,
+                            ctx.deadline,
+                            &ctx.recorder,
+                        )
+                        .await;
+                    });
+                }
+                k += 1;
+            }
+        }
+    }
+    let drained =
+        tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        let abandoned = tasks.len() as u64;
+        tasks.abort_all();
+        abandoned
+    } else {
+        0
+    }
+}
+
+/// A node process of the network under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeProcess {
+    /// The node's name (its folder under `nodes/`).
+    name: String,
+    pid: u32,
+}
+
+/// The node processes (`gridledger peer|orderer start --config DIR/nodes/<name>/….toml`) of the
+/// network in `network_dir`, found through `/proc/*/cmdline`; sorted orderers first.
+fn find_node_processes(network_dir: &Path) -> Vec<NodeProcess> {
+    let nodes_dir = network_dir.join("nodes");
+    let own_pid = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
+        if let Some(name) = node_name_in_cmdline(&cmdline, &nodes_dir, cwd.as_deref()) {
+            found.push(NodeProcess { name, pid });
+        }
+    }
+    found.sort_by(|a, b| {
+        let rank = |p: &NodeProcess| !p.name.starts_with("orderer");
+        (rank(a), &a.name).cmp(&(rank(b), &b.name))
+    });
+    found
+}
+
+/// The node name when a NUL-separated command line runs a node whose config is
+/// `nodes_dir/<name>/{peer,orderer}.toml` (a relative path is taken from the process's `cwd`).
+fn node_name_in_cmdline(cmdline: &[u8], nodes_dir: &Path, cwd: Option<&Path>) -> Option<String> {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let is_node = args
+        .iter()
+        .any(|a| *a == b"peer".as_slice() || *a == b"orderer".as_slice());
+    if !is_node {
+        return None;
+    }
+    args.iter().find_map(|arg| {
+        let arg = Path::new(std::str::from_utf8(arg).ok()?);
+        let file = arg.file_name()?.to_str()?;
+        if file != "peer.toml" && file != "orderer.toml" {
+            return None;
+        }
+        let absolute = if arg.is_absolute() {
+            arg.to_path_buf()
+        } else {
+            cwd?.join(arg)
+        };
+        let node_dir = absolute.parent()?;
+        (node_dir.parent()? == nodes_dir)
+            .then(|| node_dir.file_name()?.to_str().map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// User plus system CPU ticks from the text of `/proc/<pid>/stat` (fields 14 and 15; the
+/// command name in parentheses may itself contain spaces and parentheses).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `kB` field (`VmRSS`, `VmHWM`, …) from the text of `/proc/<pid>/status`, in KiB.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|t| t as f64 / CLOCK_TICKS_PER_SECOND)
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, field)
+}
+
+/// Samples the resident memory of some processes on its own thread and keeps each maximum.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<HashMap<u32, u64>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> anyhow::Result<RssSampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                let mut peaks: HashMap<u32, u64> = HashMap::new();
+                while !flag.load(Ordering::Relaxed) {
+                    for &pid in &pids {
+                        if let Some(kib) = status_kib(pid, "VmRSS") {
+                            let peak = peaks.entry(pid).or_insert(0);
+                            *peak = (*peak).max(kib);
+                        }
+                    }
+                    std::thread::sleep(RSS_SAMPLE_INTERVAL);
+                }
+                peaks
+            })
+            .context("starting the memory sampler")?;
+        Ok(RssSampler { stop, thread })
+    }
+
+    /// Peak sampled VmRSS per pid, in KiB.
+    fn finish(self) -> HashMap<u32, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Statistics of the samples that ended inside the measured window.
+#[derive(Debug, Default, PartialEq)]
+struct Summary {
+    /// Transactions committed, whatever their validation code.
+    committed: u64,
+    /// Of those, VALID.
+    valid: u64,
+    /// Committed transactions per validation code name.
+    codes: BTreeMap<String, u64>,
+    /// Failed transactions per `phase:GRPC_CODE`.
+    errors: BTreeMap<String, u64>,
+    /// Starts shed by the open loop.
+    shed: u64,
+    /// Commit latencies of the committed transactions in ms, ascending.
+    latencies_ms: Vec<f64>,
+}
+
+fn summarize(samples: &[Sample], from: Instant, to: Instant) -> Summary {
+    let mut summary = Summary::default();
+    for sample in samples.iter().filter(|s| s.end >= from && s.end < to) {
+        match sample.outcome {
+            Outcome::Committed(code) => {
+                summary.committed += 1;
+                if code == TxValidationCode::Valid as i32 {
+                    summary.valid += 1;
+                }
+                *summary.codes.entry(validation_code_name(code)).or_insert(0) += 1;
+                summary
+                    .latencies_ms
+                    .push((sample.end - sample.start).as_secs_f64() * 1e3);
+            }
+            Outcome::Failed { phase, code } => {
+                *summary
+                    .errors
+                    .entry(format!("{}:{code}", phase.name()))
+                    .or_insert(0) += 1;
+            }
+            Outcome::Shed => summary.shed += 1,
+        }
+    }
+    summary.latencies_ms.sort_by(f64::total_cmp);
+    summary
+}
+
+/// The nearest-rank percentile (`p` in 0..=100) of ascending values; `None` when empty.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// CPU and memory of one process over the measured window.
+#[derive(Debug, Serialize)]
+struct ProcessReport {
+    name: String,
+    pid: u32,
+    /// User + system CPU seconds spent inside the window.
+    cpu_seconds: Option<f64>,
+    /// `cpu_seconds` over the window length, in percent of one core.
+    cpu_percent: Option<f64>,
+    /// Highest VmRSS sampled every 100 ms during warm-up and window, in MiB.
+    peak_rss_mib: Option<f64>,
+    /// VmHWM at the end: the peak since the process started, in MiB.
+    lifetime_peak_rss_mib: Option<f64>,
+}
+
+/// The benchmark's result; `--json` prints it as is.
+#[derive(Debug, Serialize)]
+struct Report {
+    workload: Workload,
+    mode: &'static str,
+    concurrency: Option<usize>,
+    rate: Option<f64>,
+    max_in_flight: Option<usize>,
+    seconds: f64,
+    warmup_seconds: f64,
+    org: String,
+    gateway_peer: String,
+    endpoint: String,
+    connections: usize,
+    /// Committed transactions (any validation code) that completed inside the window.
+    committed: u64,
+    /// VALID transactions committed per second.
+    tps: f64,
+    /// Transactions committed (any code) per second.
+    committed_tps: f64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    mean_ms: Option<f64>,
+    max_ms: Option<f64>,
+    codes: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    error_examples: BTreeMap<String, String>,
+    shed: u64,
+    /// Transactions still in flight when the drain deadline passed (not counted anywhere else).
+    abandoned: u64,
+    processes: Vec<ProcessReport>,
+    /// CPU seconds of all node processes inside the window.
+    server_cpu_seconds: f64,
+    server_cpu_ms_per_tx: Option<f64>,
+    client: ProcessReport,
+    client_cpu_ms_per_tx: Option<f64>,
+    /// The machine's 1-minute load average at the end of the window (other work on a shared
+    /// box shows up here).
+    load_average_1m: Option<f64>,
+}
+
+fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
+    let mode = mode_of(args)?;
+    let target = resolve_target(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(measure(args, mode, &target))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+async fn measure(args: &GatewayArgs, mode: Mode, target: &Target) -> anyhow::Result<Report> {
+    let call_timeout = Duration::from_secs_f64(args.timeout_seconds);
+    let mut contracts = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let signer = SigningIdentity::load(&target.msp_id, &target.cert, &target.key)
+            .with_context(|| format!("loading {} of {}", args.user, target.msp_id))?;
+        let gateway = Gateway::connect(
+            &target.endpoint,
+            &target.tls_ca_pem,
+            &target.server_name,
+            signer,
+        )
+        .await
+        .with_context(|| format!("connecting to {}", target.peer_name))?
+        .with_timeout(call_timeout);
+        contracts.push(gateway.network(&args.channel).contract(&args.chaincode));
+    }
+
+    let nodes = find_node_processes(&target.network_dir);
+    if nodes.is_empty() && !args.json {
+        eprintln!(
+            "note: no node processes of {} found in /proc; server CPU and memory will be missing",
+            target.network_dir.display()
+        );
+    }
+    let own_pid = std::process::id();
+    let mut sampled: Vec<u32> = nodes.iter().map(|n| n.pid).collect();
+    sampled.push(own_pid);
+    let sampler = RssSampler::start(sampled)?;
+
+    let warmup = Duration::from_secs_f64(args.warmup_seconds);
+    let window = Duration::from_secs_f64(args.seconds);
+    let begin = Instant::now();
+    let window_start = begin + warmup;
+    let window_end = window_start + window;
+    let recorder = Arc::new(Recorder::default());
+    let ctx = LoadContext {
+        workload: args.workload,
+        ids: Arc::new(IdSource::new()),
+        recorder: recorder.clone(),
+        deadline: call_timeout * 3 + Duration::from_secs(1),
+        end: window_end,
+    };
+    // In-flight transactions get one whole-transaction deadline to finish after the window.
+    let drain = ctx.deadline;
+    let load = tokio::spawn(generate(mode, contracts, ctx, drain));
+
+    tokio::time::sleep_until(tokio::time::Instant::from_std(window_start)).await;
+    let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
+    let client_before = cpu_seconds(own_pid);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(window_end)).await;
+    let cpu_after: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
+    let client_after = cpu_seconds(own_pid);
+    let load_average_1m = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok());
+    let measured = window_end.duration_since(window_start).as_secs_f64();
+
+    let abandoned = load.await.context("the load generator failed")?;
+    let peaks = sampler.finish();
+    let (samples, error_examples) = recorder.take();
+    let summary = summarize(&samples, window_start, window_end);
+
+    let process_report = |name: String, pid: u32, before: Option<f64>, after: Option<f64>| {
+        let cpu = before.zip(after).map(|(b, a)| (a - b).max(0.0));
+        ProcessReport {
+            name,
+            pid,
+            cpu_seconds: cpu,
+            cpu_percent: cpu.map(|c| 100.0 * c / measured),
+            peak_rss_mib: peaks.get(&pid).map(|&k| k as f64 / 1024.0),
+            lifetime_peak_rss_mib: status_kib(pid, "VmHWM").map(|k| k as f64 / 1024.0),
+        }
+    };
+    let processes: Vec<ProcessReport> = nodes
+        .iter()
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|(n, (&b, &a))| process_report(n.name.clone(), n.pid, b, a))
+        .collect();
+    let client = process_report("client".into(), own_pid, client_before, client_after);
+    let server_cpu_seconds: f64 = processes.iter().filter_map(|p| p.cpu_seconds).sum();
+    let per_tx = |cpu: f64| (summary.committed > 0).then(|| 1e3 * cpu / summary.committed as f64);
+    let lat = &summary.latencies_ms;
+    let (concurrency, rate, max_in_flight, mode_name) = match mode {
+        Mode::ClosedLoop { concurrency } => (Some(concurrency), None, None, "closed-loop"),
+        Mode::FixedRate {
+            rate,
+            max_in_flight,
+        } => (None, Some(rate), Some(max_in_flight), "fixed-rate"),
+    };
+    Ok(Report {
+        workload: args.workload,
+        mode: mode_name,
+        concurrency,
+        rate,
+        max_in_flight,
+        seconds: args.seconds,
+        warmup_seconds: args.warmup_seconds,
+        org: target.msp_id.clone(),
+        gateway_peer: target.peer_name.clone(),
+        endpoint: target.endpoint.clone(),
+        connections: args.connections,
+        committed: summary.committed,
+        tps: summary.valid as f64 / measured,
+        committed_tps: summary.committed as f64 / measured,
+        p50_ms: percentile(lat, 50.0),
+        p95_ms: percentile(lat, 95.0),
+        p99_ms: percentile(lat, 99.0),
+        mean_ms: (!lat.is_empty()).then(|| lat.iter().sum::<f64>() / lat.len() as f64),
+        max_ms: lat.last().copied(),
+        codes: summary.codes,
+        errors: summary.errors,
+        error_examples,
+        shed: summary.shed,
+        abandoned,
+        server_cpu_ms_per_tx: per_tx(server_cpu_seconds),
+        server_cpu_seconds,
+        client_cpu_ms_per_tx: client.cpu_seconds.and_then(per_tx),
+        client,
+        processes,
+        load_average_1m,
+    })
+}
+
+fn print_report(r: &Report) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
+    let opt = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    let mode = match (r.concurrency, r.rate) {
+        (Some(c), _) => format!("closed loop, {c} clients"),
+        (_, Some(rate)) => format!(
+            "fixed rate {rate} tx/s (at most {} in flight)",
+            r.max_in_flight.unwrap_or(0)
+        ),
+        _ => r.mode.to_owned(),
+    };
+    println!(
+        "{} through the Gateway: {mode}; {} s measured after {} s of warm-up",
+        r.workload.name(),
+        r.seconds,
+        r.warmup_seconds
+    );
+    println!(
+        "gateway {} ({}) at {}, {} connection(s)",
+        r.gateway_peer, r.org, r.endpoint, r.connections
+    );
+    println!(
+        "committed {} → {:.1} tps VALID ({:.1} tps committed)",
+        r.committed, r.tps, r.committed_tps
+    );
+    println!(
+        "commit latency: p50 {}  p95 {}  p99 {}  mean {}  max {}",
+        ms(r.p50_ms),
+        ms(r.p95_ms),
+        ms(r.p99_ms),
+        ms(r.mean_ms),
+        ms(r.max_ms)
+    );
+    let counts = |m: &BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "none".to_owned()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("validation codes: {}", counts(&r.codes));
+    println!("errors: {}", counts(&r.errors));
+    for (key, message) in &r.error_examples {
+        println!("  first {key}: {message}");
+    }
+    if r.rate.is_some() {
+        println!("shed (over --max-in-flight): {}", r.shed);
+    }
+    if r.abandoned > 0 {
+        println!("abandoned after the window: {}", r.abandoned);
+    }
+    println!(
+        "{:<18} {:>8} {:>8} {:>7} {:>14} {:>14}",
+        "process", "pid", "CPU s", "CPU %", "peak RSS MiB", "VmHWM MiB"
+    );
+    for p in r.processes.iter().chain(std::iter::once(&r.client)) {
+        println!(
+            "{:<18} {:>8} {:>8} {:>7} {:>14} {:>14}",
+            p.name,
+            p.pid,
+            opt(p.cpu_seconds, 2),
+            opt(p.cpu_percent, 0),
+            opt(p.peak_rss_mib, 1),
+            opt(p.lifetime_peak_rss_mib, 1)
+        );
+    }
+    println!(
+        "CPU per committed transaction: server {} ms, client {} ms; load average {}",
+        opt(r.server_cpu_ms_per_tx, 3),
+        opt(r.client_cpu_ms_per_tx, 3),
+        opt(r.load_average_1m, 2)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bench_command() -> clap::Command {
+        // The way the derived `gridledger` parser builds `bench` before handing it over.
+        let cmd = clap::Command::new("bench")
+            .subcommand_required(true)
+            .arg_required_else_help(true);
+        BenchCommand::augment_subcommands(cmd)
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchCommand, clap::Error> {
+        let matches = bench_command().try_get_matches_from(args)?;
+        BenchCommand::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn bench_accepts_issue_9_spelling_gateway_subcommand_and_crypto() {
+        bench_command().debug_assert();
+        let plain = parse(&[
+            "bench",
+            "--network",
+            "n/network.json",
+            "--workload",
+            "basic-create",
+            "--rate",
+            "150",
+            "--json",
+        ])
+        .expect("issue 9's spelling parses");
+        let BenchCommand(Named::Gateway(args)) = plain else {
+            panic!("expected the gateway benchmark, got {plain:?}");
+        };
+        assert_eq!(args.network, PathBuf::from("n/network.json"));
+        assert_eq!(args.workload, Workload::BasicCreate);
+        assert_eq!(args.rate, Some(150.0));
+        assert!(args.json);
+
+        let sub = parse(&[
+            "bench",
+            "gateway",
+            "--network",
+            "n.json",
+            "--workload",
+            "basic-create",
+            "--concurrency",
+            "64",
+        ])
+        .expect("bench gateway parses");
+        let BenchCommand(Named::Gateway(args)) = sub else {
+            panic!("expected the gateway benchmark, got {sub:?}");
+        };
+        assert_eq!(args.concurrency, Some(64));
+
+        let crypto = parse(&["bench", "crypto", "--seconds", "1"]).expect("bench crypto parses");
+        assert!(matches!(
+            crypto,
+            BenchCommand(Named::Crypto { seconds, repeat: 3, json: false }) if seconds == 1.0
+        ));
+    }
+
+    #[test]
+    fn bench_rejects_both_modes_and_unknown_workloads() {
+        let both = parse(&[
+            "bench",
+            "--network",
+            "n.json",
+            "--workload",
+            "basic-create",
+            "--rate",
+            "10",
+            "--concurrency",
+            "4",
+        ]);
+        assert!(both.is_err(), "--rate with --concurrency must be refused");
+        let unknown = parse(&["bench", "--network", "n.json", "--workload", "mystery"]);
+        assert!(unknown.is_err(), "an unknown workload must be refused");
+        let missing = parse(&["bench", "gateway", "--workload", "basic-create"]);
+        assert!(missing.is_err(), "--network is required");
+    }
+
+    fn gateway_args(extra: &[&str]) -> GatewayArgs {
+        let mut args = vec!["bench", "--network", "n.json", "--workload", "basic-create"];
+        args.extend_from_slice(extra);
+        match parse(&args).expect("arguments parse") {
+            BenchCommand(Named::Gateway(args)) => args,
+            other => panic!("expected the gateway benchmark, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mode_defaults_to_16_clients_and_bounds_every_limit() {
+        assert_eq!(
+            mode_of(&gateway_args(&[])).expect("defaults are valid"),
+            Mode::ClosedLoop { concurrency: 16 }
+        );
+        assert_eq!(
+            mode_of(&gateway_args(&["--rate", "500", "--max-in-flight", "100"]))
+                .expect("a rate is valid"),
+            Mode::FixedRate {
+                rate: 500.0,
+                max_in_flight: 100
+            }
+        );
+        for bad in [
+            &["--seconds", "0"][..],
+            &["--seconds", "99999"],
+            &["--concurrency", "0"],
+            &["--rate", "0"],
+            &["--rate", "10", "--max-in-flight", "0"],
+            &["--connections", "0"],
+            &["--timeout-seconds", "0"],
+            &["--warmup-seconds=-1"],
+        ] {
+            assert!(
+                mode_of(&gateway_args(bad)).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(50.0));
+        assert_eq!(percentile(&values, 95.0), Some(95.0));
+        assert_eq!(percentile(&values, 99.0), Some(99.0));
+        assert_eq!(percentile(&values, 100.0), Some(100.0));
+        assert_eq!(percentile(&values, 0.0), Some(1.0));
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&ten, 95.0), Some(10.0));
+        assert_eq!(percentile(&ten, 50.0), Some(5.0));
+        assert_eq!(percentile(&[42.0], 99.0), Some(42.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn summarize_counts_codes_errors_and_latency_inside_the_window_only() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let sample = |start: u64, end: u64, outcome: Outcome| Sample {
+            start: at(start),
+            end: at(end),
+            outcome,
+        };
+        let valid = TxValidationCode::Valid as i32;
+        let mvcc = TxValidationCode::MvccReadConflict as i32;
+        let unavailable = Outcome::Failed {
+            phase: Phase::Endorse,
+            code: "UNAVAILABLE",
+        };
+        let samples = [
+            sample(0, 900, Outcome::Committed(valid)), // warm-up: excluded
+            sample(950, 1_030, Outcome::Committed(valid)),
+            sample(1_100, 1_110, Outcome::Committed(valid)),
+            sample(1_200, 1_250, Outcome::Committed(mvcc)),
+            sample(1_300, 1_301, unavailable),
+            sample(1_400, 1_402, unavailable),
+            sample(
+                1_000,
+                1_500,
+                Outcome::Failed {
+                    phase: Phase::Deadline,
+                    code: "DEADLINE_EXCEEDED",
+                },
+            ),
+            sample(1_600, 1_600, Outcome::Shed),
+            sample(1_900, 2_000, Outcome::Committed(valid)), // ends at the window's end: excluded
+            sample(1_950, 2_500, unavailable),               // after the window: excluded
+        ];
+        let summary = summarize(&samples, at(1_000), at(2_000));
+        assert_eq!(summary.committed, 3);
+        assert_eq!(summary.valid, 2);
+        assert_eq!(
+            summary.codes,
+            BTreeMap::from([
+                ("MVCC_READ_CONFLICT".to_owned(), 1),
+                ("VALID".to_owned(), 2)
+            ])
+        );
+        assert_eq!(
+            summary.errors,
+            BTreeMap::from([
+                ("deadline:DEADLINE_EXCEEDED".to_owned(), 1),
+                ("endorse:UNAVAILABLE".to_owned(), 2)
+            ])
+        );
+        assert_eq!(summary.shed, 1);
+        let rounded: Vec<u64> = summary
+            .latencies_ms
+            .iter()
+            .map(|ms| ms.round() as u64)
+            .collect();
+        assert_eq!(rounded, vec![10, 50, 80]);
+    }
+
+    #[test]
+    fn code_names_follow_fabric_and_grpc() {
+        assert_eq!(validation_code_name(0), "VALID");
+        assert_eq!(validation_code_name(11), "MVCC_READ_CONFLICT");
+        assert_eq!(validation_code_name(77), "CODE_77");
+        assert_eq!(grpc_code_name(14), "UNAVAILABLE");
+        assert_eq!(grpc_code_name(4), "DEADLINE_EXCEEDED");
+        assert_eq!(grpc_code_name(99), "UNRECOGNISED_CODE");
+        let err = SdkError::Response("nothing".into());
+        assert_eq!(error_code(&err), "BAD_RESPONSE");
+    }
+
+    #[test]
+    fn proc_stat_and_status_are_parsed_even_with_odd_command_names() {
+        // Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime …
+        let stat = "4242 (gridledger) (x) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks("4242 (short) R 1 2"), None);
+        assert_eq!(parse_cpu_ticks("no parenthesis at all"), None);
+        let status =
+            "Name:\tgridledger\nVmHWM:\t  204800 kB\nVmRSS:\t   102400 kB\nVmRSSx:\t1 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(102_400));
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(204_800));
+        assert_eq!(parse_status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn node_processes_are_recognised_by_their_config_under_nodes() {
+        let nodes = Path::new("/tmp/net/nodes");
+        let cmdline = |args: &[&str]| args.join("\0").into_bytes();
+        let peer = cmdline(&[
+            "/bin/gridledger",
+            "peer",
+            "start",
+            "--config",
+            "/tmp/net/nodes/peer0.dso/peer.toml",
+            "--exit-on-stdin-close",
+        ]);
+        assert_eq!(
+            node_name_in_cmdline(&peer, nodes, None),
+            Some("peer0.dso".to_owned())
+        );
+        let relative = cmdline(&[
+            "gridledger",
+            "orderer",
+            "start",
+            "--config",
+            "nodes/orderer0/orderer.toml",
+        ]);
+        assert_eq!(
+            node_name_in_cmdline(&relative, nodes, Some(Path::new("/tmp/net"))),
+            Some("orderer0".to_owned())
+        );
+        assert_eq!(node_name_in_cmdline(&relative, nodes, None), None);
+        let other_network = cmdline(&[
+            "gridledger",
+            "peer",
+            "start",
+            "--config",
+            "/tmp/other/nodes/peer0.dso/peer.toml",
+        ]);
+        assert_eq!(node_name_in_cmdline(&other_network, nodes, None), None);
+        let editor = cmdline(&["vim", "/tmp/net/nodes/peer0.dso/peer.toml"]);
+        assert_eq!(node_name_in_cmdline(&editor, nodes, None), None);
+    }
 }
