@@ -7,6 +7,7 @@
 mod bench;
 mod channel;
 mod crypto;
+mod ledger;
 mod node;
 mod up;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Run an orderer.
     #[command(subcommand)]
     Orderer(node::OrdererCommand),
+    /// Inspect and verify ledgers in Fabric's block format (GridLedger's or Fabric's own).
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Micro-benchmarks (results go to BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Channel(cmd) => channel::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Up(args) => up::run(args),
+        Command::Ledger(cmd) => ledger::run(cmd),
         Command::Peer(cmd) => node::run_peer(cmd),
         Command::Orderer(cmd) => node::run_orderer(cmd),
     };

@@ -64,11 +64,11 @@ use gridledger_proto::protos::TxValidationCode;
 
 pub use block::{BLOCK_VALIDATION_POLICY, verify_block_signatures};
 pub use endorsement::IMPLICIT_COLLECTION_PREFIX;
-pub use state::{CommittedState, InMemoryState, LedgerState, hashed_key, hashed_namespace};
 /// The ledger types [`ValidatedBlock::updates`] is made of, re-exported so that a caller
 /// replaying a chain over an [`InMemoryState`] (e.g. `gridledger ledger verify`) can adjust and
 /// apply updates without depending on the ledger crate.
 pub use gridledger_ledger::{BlockUpdates, StateWrite, TxUpdates};
+pub use state::{CommittedState, InMemoryState, LedgerState, hashed_key, hashed_namespace};
 
 use transaction::Checked;
 
