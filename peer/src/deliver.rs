@@ -81,18 +81,22 @@ impl DeliverService {
         let seek = orderer::SeekInfo::decode(payload.data.as_slice())
             .map_err(|_| common::Status::BadRequest)?;
         let height = channel.ledger().height();
-        let position =
-            |p: Option<orderer::SeekPosition>, default: u64| -> Result<u64, common::Status> {
-                Ok(match p.and_then(|p| p.r#type) {
-                    Some(orderer::seek_position::Type::Oldest(_)) => 0,
-                    Some(orderer::seek_position::Type::Newest(_)) => height.saturating_sub(1),
-                    Some(orderer::seek_position::Type::Specified(s)) => s.number,
-                    Some(orderer::seek_position::Type::NextCommit(_)) => height,
-                    None => default,
-                })
-            };
-        let start = position(seek.start, height.saturating_sub(1))?;
-        let stop = position(seek.stop, u64::MAX)?;
+        // Fabric's seek rules: both positions are required; a specified start past the
+        // chain's end is NOT_FOUND at once (start == height waits for the next block).
+        let position = |p: Option<orderer::SeekPosition>| -> Result<u64, common::Status> {
+            match p.and_then(|p| p.r#type) {
+                Some(orderer::seek_position::Type::Oldest(_)) => Ok(0),
+                Some(orderer::seek_position::Type::Newest(_)) => Ok(height.saturating_sub(1)),
+                Some(orderer::seek_position::Type::Specified(s)) => Ok(s.number),
+                Some(orderer::seek_position::Type::NextCommit(_)) => Ok(height),
+                None => Err(common::Status::BadRequest),
+            }
+        };
+        let start = position(seek.start)?;
+        let stop = position(seek.stop)?;
+        if start > height {
+            return Err(common::Status::NotFound);
+        }
         if start > stop {
             return Err(common::Status::BadRequest);
         }
@@ -113,7 +117,17 @@ impl DeliverService {
         let (tx, rx) = mpsc::channel::<DeliverItem>(8);
         let this = DeliverService(self.0.clone());
         tokio::spawn(async move {
-            while let Ok(Some(envelope)) = requests.message().await {
+            loop {
+                let envelope = match requests.message().await {
+                    Ok(Some(envelope)) => envelope,
+                    Ok(None) => return,
+                    Err(status) => {
+                        // An unreadable request (bad bytes, too large) ends the stream with
+                        // its error rather than looking served.
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 let seek = match this.check(&envelope) {
                     Ok(seek) => seek,
                     Err(s) => {
@@ -128,7 +142,12 @@ impl DeliverService {
                         let _ = tx.send(Ok(status(common::Status::NotFound))).await;
                         break;
                     }
-                    let Some(block) = blocks::wait_for_block(&ledger, number).await else {
+                    // Stop waiting as soon as the client goes away.
+                    let block = tokio::select! {
+                        block = blocks::wait_for_block(&ledger, number) => block,
+                        _ = tx.closed() => return,
+                    };
+                    let Some(block) = block else {
                         let _ = tx
                             .send(Ok(status(common::Status::ServiceUnavailable)))
                             .await;

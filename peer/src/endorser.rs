@@ -107,10 +107,18 @@ pub fn unpack(signed: &protos::SignedProposal) -> Result<UnpackedProposal, Propo
         .map_err(malformed("proposal payload"))?;
     let spec = protos::ChaincodeInvocationSpec::decode(payload.input.as_slice())
         .map_err(malformed("invocation spec"))?;
-    let input = spec
-        .chaincode_spec
-        .and_then(|s| s.input)
+    let spec = spec.chaincode_spec.unwrap_or_default();
+    let spec_name = spec
+        .chaincode_id
+        .as_ref()
+        .map(|c| c.name.as_str())
         .unwrap_or_default();
+    if spec_name != chaincode_name {
+        return Err(ProposalError::Malformed(format!(
+            "the invocation spec names chaincode {spec_name:?} but the header names {chaincode_name:?}"
+        )));
+    }
+    let input = spec.input.unwrap_or_default();
     let payload_without_transient = protos::ChaincodeProposalPayload {
         input: payload.input.clone(),
         transient_map: Default::default(),

@@ -315,6 +315,19 @@ impl GatewayService {
         }
     }
 
+    /// The status for a proposal this peer refused to evaluate, as Fabric's gateway reports
+    /// an endorser error: FAILED_PRECONDITION with the reason attached.
+    fn evaluate_failure(&self, e: &ProposalError) -> Status {
+        match e {
+            ProposalError::Malformed(_) | ProposalError::UnknownChannel(_) => proposal_status(e),
+            _ => status_with_details(
+                Code::FailedPrecondition,
+                format!("evaluate call to endorser returned error: {e}"),
+                vec![self.detail(e.to_string())],
+            ),
+        }
+    }
+
     async fn endorse_remote(
         &self,
         config: &ChannelConfig,
@@ -375,7 +388,7 @@ impl GatewayService {
                 })
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| proposal_status(&e))?;
+                .map_err(|e| self.evaluate_failure(&e))?;
                 simulated.result.response
             }
             Some(org) => {
@@ -839,9 +852,11 @@ impl Gateway for GatewayService {
         tokio::spawn(async move {
             let mut number = start;
             loop {
-                let Some(block) = blocks::wait_for_block(&ledger, number).await else {
-                    return;
+                let block = tokio::select! {
+                    block = blocks::wait_for_block(&ledger, number) => block,
+                    _ = tx.closed() => return,
                 };
+                let Some(block) = block else { return };
                 let mut events = Vec::new();
                 for committed in blocks::committed_transactions(&block) {
                     if let Some(skip) = &skip_through {
