@@ -128,6 +128,13 @@ fn positions(info: &SeekInfo, height: u64) -> Result<(u64, u64), Rejection> {
         }
         None => return Err(Rejection::bad_request("the SeekInfo has no stop position")),
     };
+    // Fabric's ledger iterator: a start past the next block to be written does not exist.
+    if start > height {
+        return Err(Rejection::new(
+            Status::NotFound,
+            format!("block {start} is beyond the end of the chain (height {height})"),
+        ));
+    }
     if stop < start {
         return Err(Rejection::bad_request(format!(
             "the stop position {stop} is before the start position {start}"
@@ -294,8 +301,10 @@ mod tests {
         assert_eq!(resolve(oldest, newest, 5), Ok((0, 4)));
         assert_eq!(resolve(newest, newest, 5), Ok((4, 4)));
         assert_eq!(resolve(spec(2), spec(3), 5), Ok((2, 3)));
-        // Blocks not written yet may be asked for; the stream waits for them.
-        assert_eq!(resolve(spec(7), spec(9), 5), Ok((7, 9)));
+        // The next block to be written may be asked for (the stream waits for it); a start
+        // beyond it is NOT_FOUND, as Fabric's ledger iterator answers.
+        assert_eq!(resolve(spec(5), spec(9), 5), Ok((5, 9)));
+        assert_eq!(resolve(spec(7), spec(9), 5), Err(Status::NotFound));
         assert_eq!(resolve(spec(3), oldest, 5), Ok((3, 3)));
         assert_eq!(resolve(spec(3), spec(2), 5), Err(Status::BadRequest));
         assert_eq!(

@@ -707,8 +707,9 @@ async fn bad_deliver_requests_get_fabric_statuses() {
             seek(
                 &dso,
                 "market",
-                specified(5),
-                specified(3),
+                // The stop before the start (the start itself exists: height is 1).
+                specified(1),
+                specified(0),
                 SeekBehavior::BlockUntilReady,
             ),
             Status::BadRequest,
@@ -803,8 +804,9 @@ async fn deliver_waits_for_blocks_not_yet_written() {
         .deliver(tokio_stream::iter(vec![seek(
             &dso,
             "market",
-            specified(100),
-            specified(100),
+            // The next block to be written (height is 2): awaited, not NOT_FOUND.
+            specified(2),
+            specified(2),
             SeekBehavior::BlockUntilReady,
         )]))
         .await
@@ -812,7 +814,7 @@ async fn deliver_waits_for_blocks_not_yet_written() {
         .into_inner();
     let next = tokio::spawn(async move { stream.message().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!next.is_finished(), "block 100 is awaited");
+    assert!(!next.is_finished(), "block 2 is awaited");
     orderer.stop().await;
     let ended = tokio::time::timeout(PATIENCE, next)
         .await
