@@ -315,6 +315,13 @@ impl GatewayService {
         }
     }
 
+    /// A channel this peer has joined, or NOT_FOUND.
+    fn joined_channel(&self, id: &str) -> Result<Arc<Channel>, Status> {
+        self.peer
+            .channel(id)
+            .ok_or_else(|| Status::not_found(format!("channel '{id}' is not joined by this peer")))
+    }
+
     /// The status for a proposal this peer refused to evaluate, as Fabric's gateway reports
     /// an endorser error: FAILED_PRECONDITION with the reason attached.
     fn evaluate_failure(&self, e: &ProposalError) -> Status {
@@ -569,15 +576,7 @@ impl GatewayService {
             .ok_or_else(|| {
                 Status::invalid_argument("the transaction has no valid channel header")
             })?;
-        let channel = self
-            .peer
-            .channel(&channel_header.channel_id)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "channel '{}' is not joined by this peer",
-                    channel_header.channel_id
-                ))
-            })?;
+        let channel = self.joined_channel(&channel_header.channel_id)?;
         let config = channel.config();
         let mut details = Vec::new();
         for org in &config.orderer().organizations {
@@ -777,12 +776,7 @@ impl Gateway for GatewayService {
                 "transaction id, channel id and identity are required",
             ));
         }
-        let channel = self.peer.channel(&req.channel_id).ok_or_else(|| {
-            Status::not_found(format!(
-                "channel '{}' is not joined by this peer",
-                req.channel_id
-            ))
-        })?;
+        let channel = self.joined_channel(&req.channel_id)?;
         self.check_reader(&channel, &req.identity, &signed.request, &signed.signature)?;
         let ledger = channel.ledger().clone();
         let mut height = ledger.subscribe_height();
@@ -827,12 +821,7 @@ impl Gateway for GatewayService {
                 "channel id, chaincode id and identity are required",
             ));
         }
-        let channel = self.peer.channel(&req.channel_id).ok_or_else(|| {
-            Status::not_found(format!(
-                "channel '{}' is not joined by this peer",
-                req.channel_id
-            ))
-        })?;
+        let channel = self.joined_channel(&req.channel_id)?;
         self.check_reader(&channel, &req.identity, &signed.request, &signed.signature)?;
         let ledger = channel.ledger().clone();
         let mut start = match req.start_position.and_then(|p| p.r#type) {
