@@ -38,6 +38,7 @@ const PROTOS: &[&str] = &[
     "ledger/rwset/kvrwset/kv_rwset.proto",
     "ledger/queryresult/kv_query_result.proto",
     "google/rpc/status.proto",
+    "gridledger/cluster.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -1,10 +1,13 @@
 //! `gridledger up --dir DIR`: a complete local consortium in one process tree.
 //!
 //! Creates the crypto material (once), the `market` channel's genesis block, one config file
-//! per node, then starts the orderer and one peer each for DSOMSP, RetailerMSP and
-//! CommunityMSP as separate processes, waits until every node serves, and writes
+//! per node, then starts the three Raft orderers (orderer0..2, the channel's consenters) and
+//! one peer each for DSOMSP, RetailerMSP and CommunityMSP as separate processes, waits until every node serves, and writes
 //! `DIR/network.json` (DESIGN.md's shape). Running it again on the same DIR restarts the same
-//! network with its ledgers. Ctrl-C or SIGTERM stops every node; the nodes also stop when
+//! network with its ledgers (a network created before clusters keeps its single orderer).
+//!
+//! Ports: orderer0 on P, the peers on P+1..P+3, orderer1 and orderer2 on P+4 and P+5. Each
+//! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Ctrl-C or SIGTERM stops every node; the nodes also stop when
 //! `up` itself dies, because they watch the standard input `up` holds open for them.
 
 use anyhow::{Context, bail};
@@ -36,7 +39,8 @@ pub struct UpArgs {
     /// Folder of the network (created if missing; reused if it holds a network).
     #[arg(long, default_value = "network")]
     pub dir: PathBuf,
-    /// First port: the orderer listens on it, the peers on the next three.
+    /// First port: orderer0 listens on it, the peers on the next three, orderer1 and
+    /// orderer2 on the two after them.
     #[arg(long, default_value_t = 7050)]
     pub base_port: u16,
 }
@@ -60,8 +64,16 @@ fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
-fn channel_file(orderer_port: u16, peer_ports: &[u16; 3]) -> String {
+/// The orderers (name, port offset from the base port).
+const ORDERERS: [(&str, u16); 3] = [("orderer0", 0), ("orderer1", 4), ("orderer2", 5)];
+
+fn channel_file(orderer_ports: &[u16], peer_ports: &[u16; 3]) -> String {
     let o = org_dir("OrdererMSP");
+    let endpoints = orderer_ports
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut text = format!(
         r#"name = "{CHANNEL}"
 
@@ -73,15 +85,16 @@ max_message_count = 500
 [[orderer.organizations]]
 msp_id = "OrdererMSP"
 msp_dir = "{o}/msp"
-endpoints = ["127.0.0.1:{orderer_port}"]
-
-[[orderer.consenters]]
-host = "127.0.0.1"
-port = {orderer_port}
-client_tls_cert = "{o}/orderers/orderer0/tls/server.crt"
-server_tls_cert = "{o}/orderers/orderer0/tls/server.crt"
+endpoints = [{endpoints}]
 "#
     );
+    for ((name, _), port) in ORDERERS.iter().zip(orderer_ports) {
+        text.push_str(&format!(
+            "\n[[orderer.consenters]]\nhost = \"127.0.0.1\"\nport = {port}\n\
+             client_tls_cert = \"{o}/orderers/{name}/tls/server.crt\"\n\
+             server_tls_cert = \"{o}/orderers/{name}/tls/server.crt\"\n"
+        ));
+    }
     for ((msp_id, _), port) in PEERS.iter().zip(peer_ports) {
         text.push_str(&format!(
             "\n[[organizations]]\nmsp_id = \"{msp_id}\"\nmsp_dir = \"{}/msp\"\nanchor_peers = [\"127.0.0.1:{port}\"]\n",
@@ -101,12 +114,22 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         material::generate(&config, &crypto, crate::now_unix_secs())
             .context("generating crypto material")?;
     }
-    let orderer_port = base_port;
+    let all_orderer_ports: Vec<u16> = ORDERERS.iter().map(|(_, off)| base_port + off).collect();
     let peer_ports = [base_port + 1, base_port + 2, base_port + 3];
     let block_path = dir.join(format!("{CHANNEL}.block"));
+    let channel_toml = dir.join(format!("{CHANNEL}.toml"));
+    // A network created before clusters has one consenter: keep running just that one.
+    let orderer_count = match std::fs::read_to_string(&channel_toml) {
+        Ok(text) if block_path.exists() => text
+            .matches("[[orderer.consenters]]")
+            .count()
+            .clamp(1, ORDERERS.len()),
+        _ => ORDERERS.len(),
+    };
+    let orderer_ports = &all_orderer_ports[..orderer_count];
     if !block_path.exists() {
         println!("[up] creating channel '{CHANNEL}'");
-        let text = channel_file(orderer_port, &peer_ports);
+        let text = channel_file(orderer_ports, &peer_ports);
         write(&dir.join(format!("{CHANNEL}.toml")), text.as_bytes())?;
         let spec = gridledger_channels::config::ChannelSpec::parse(&text)
             .context("the generated channel file")?;
@@ -127,28 +150,33 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
     let mut nodes = Vec::new();
     // Node configs use absolute paths so they work from any working directory.
     let abs = |p: &Path| p.display().to_string();
-    let o = dir.join(org_dir("OrdererMSP")).join("orderers/orderer0");
-    let orderer_dir = dir.join("nodes/orderer0");
-    let orderer_config = format!(
-        "name = \"orderer0\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:{orderer_port}\"\ndata_dir = \"{}\"\n\
-         signing_cert = \"{}\"\nsigning_key = \"{}\"\n\n[tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\n",
-        abs(&orderer_dir.join("data")),
-        abs(&o.join("msp/signcerts/cert.pem")),
-        abs(&o.join("msp/keystore/key.pem")),
-        abs(&o.join("tls/server.crt")),
-        abs(&o.join("tls/server.key")),
-    );
-    write(&orderer_dir.join("orderer.toml"), orderer_config.as_bytes())?;
-    write(
-        &orderer_dir.join(format!("data/join/{CHANNEL}.block")),
-        &genesis,
-    )?;
-    nodes.push(Node {
-        name: "orderer0".into(),
-        kind: "orderer",
-        config: orderer_dir.join("orderer.toml"),
-        addr: SocketAddr::from(([127, 0, 0, 1], orderer_port)),
-    });
+    let tls_ca = dir.join(org_dir("OrdererMSP")).join("tlsca/tlsca.pem");
+    for ((name, _), &port) in ORDERERS.iter().zip(orderer_ports) {
+        let o = dir.join(org_dir("OrdererMSP")).join("orderers").join(name);
+        let orderer_dir = dir.join("nodes").join(name);
+        let orderer_config = format!(
+            "name = \"{name}\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\n\n[tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\n\n\
+             [cluster]\ntls_ca_certs = [\"{}\"]\n",
+            abs(&orderer_dir.join("data")),
+            abs(&o.join("msp/signcerts/cert.pem")),
+            abs(&o.join("msp/keystore/key.pem")),
+            abs(&o.join("tls/server.crt")),
+            abs(&o.join("tls/server.key")),
+            abs(&tls_ca),
+        );
+        write(&orderer_dir.join("orderer.toml"), orderer_config.as_bytes())?;
+        write(
+            &orderer_dir.join(format!("data/join/{CHANNEL}.block")),
+            &genesis,
+        )?;
+        nodes.push(Node {
+            name: (*name).into(),
+            kind: "orderer",
+            config: orderer_dir.join("orderer.toml"),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        });
+    }
     for ((msp_id, name), port) in PEERS.iter().zip(peer_ports) {
         let p = dir.join(org_dir(msp_id)).join("peers").join(name);
         let node_dir = dir.join("nodes").join(name);
@@ -177,7 +205,7 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
     Ok(nodes)
 }
 
-fn network_json(base_port: u16) -> serde_json::Value {
+fn network_json(base_port: u16, orderer_count: usize) -> serde_json::Value {
     let users = |msp_id: &str, names: &[&str]| -> Vec<serde_json::Value> {
         names
             .iter()
@@ -205,13 +233,13 @@ fn network_json(base_port: u16) -> serde_json::Value {
         })
         .collect();
     json!({
-        "orderers": [{
-            "name": "orderer0",
+        "orderers": ORDERERS[..orderer_count].iter().map(|(name, off)| json!({
+            "name": name,
             "mspId": "OrdererMSP",
-            "endpoint": format!("127.0.0.1:{base_port}"),
+            "endpoint": format!("127.0.0.1:{}", base_port + off),
             "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir("OrdererMSP")),
-            "serverName": "orderer0",
-        }],
+            "serverName": name,
+        })).collect::<Vec<_>>(),
         "organizations": organizations,
         "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": [CHAINCODE]}],
     })
@@ -293,7 +321,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
     anyhow::ensure!(
-        args.base_port <= u16::MAX - 3,
+        args.base_port <= u16::MAX - 5,
         "--base-port leaves no room for the peers"
     );
     let nodes = prepare(&dir, args.base_port)?;
@@ -323,7 +351,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         children.push((node.name.clone(), child));
     }
-    let network = serde_json::to_vec_pretty(&network_json(args.base_port))
+    let orderer_count = nodes.iter().filter(|n| n.kind == "orderer").count();
+    let network = serde_json::to_vec_pretty(&network_json(args.base_port, orderer_count))
         .context("encoding network.json")?;
     write(&dir.join("network.json"), &network)?;
     println!(

@@ -1,5 +1,5 @@
 //! Whole-network integration tests with real processes: each test starts `gridledger up` (or
-//! the four nodes itself) on free loopback ports in a temporary folder, drives it through the
+//! the six nodes itself) on free loopback ports in a temporary folder, drives it through the
 //! Rust SDK with the users `up` lists in `network.json`, and reads every peer's ledger through
 //! `qscc`. They check execute–order–validate end to end: one org's endorsement committed
 //! identically on all three peers, MVCC conflicts, duplicate tx ids, tampered envelopes
@@ -26,8 +26,16 @@ const CHANNEL: &str = "market";
 const CHAINCODE: &str = "basic";
 /// The three member organizations, in `up`'s port order (base + 1, + 2, + 3).
 const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
-/// The nodes `up` starts, in port order (base, base + 1, …).
-const NODES: [&str; 4] = ["orderer0", "peer0.dso", "peer0.retailer", "peer0.community"];
+/// The nodes `up` starts, in port order (base, base + 1, …): orderer0, the three peers, then
+/// orderer1 and orderer2 (the channel's three Raft consenters).
+const NODES: [&str; 6] = [
+    "orderer0",
+    "peer0.dso",
+    "peer0.retailer",
+    "peer0.community",
+    "orderer1",
+    "orderer2",
+];
 /// How long `up` or a node may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stopped process may take to exit before it is killed.
@@ -71,7 +79,7 @@ struct TestNetwork {
     orgs: Vec<OrgInfo>,
 }
 
-/// Four consecutive loopback ports nobody listens on, below Linux's ephemeral range so that
+/// Six consecutive loopback ports nobody listens on, below Linux's ephemeral range so that
 /// outgoing connections do not take them.
 fn free_base_port() -> u16 {
     let seed = std::time::SystemTime::now()
@@ -81,14 +89,14 @@ fn free_base_port() -> u16 {
         ^ (u64::from(std::process::id()) << 20);
     for attempt in 0..500u64 {
         let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
-        let listeners: Vec<_> = (0..4u16)
+        let listeners: Vec<_> = (0..NODES.len() as u16)
             .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
-        if listeners.len() == 4 {
+        if listeners.len() == NODES.len() {
             return base;
         }
     }
-    panic!("no four consecutive free loopback ports in 20000..32000");
+    panic!("no six consecutive free loopback ports in 20000..32000");
 }
 
 /// Sends `signal` (a `kill` option such as `-TERM`) to a process.
@@ -915,7 +923,7 @@ async fn endorsements_that_do_not_satisfy_the_policy_commit_as_endorsement_polic
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_killed_in_the_middle_of_commits_catches_up_to_the_same_state() {
     let mut net = TestNetwork::up("kill9");
-    // `up` only creates the network; the test runs the four nodes itself so it can kill one.
+    // `up` only creates the network; the test runs the six nodes itself so it can kill one.
     net.stop_up();
     for node in NODES {
         net.start_node(node);

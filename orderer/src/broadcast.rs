@@ -13,6 +13,9 @@
 //!
 //! An accepted envelope goes to the channel's ordering loop; SUCCESS is answered once its
 //! Raft entry has committed, SERVICE_UNAVAILABLE when the queue or Raft is over its bound.
+//! On a follower the envelope is forwarded to the channel's Raft leader over the cluster
+//! service (`crate::cluster`), and the leader's answer is the client's; with no known leader
+//! the answer is SERVICE_UNAVAILABLE, so the client retries (elsewhere or later).
 //! Screening and waiting are pipelined: up to `broadcast_pipeline_depth` envelopes of one
 //! stream are in flight, and responses still leave in order.
 
@@ -36,6 +39,10 @@ enum Pending {
     Ordering {
         channel: String,
         outcome: oneshot::Receiver<Result<(), SubmitError>>,
+        /// The envelope's bytes, kept to forward them to the leader.
+        envelope: Vec<u8>,
+        /// Whether a follower may forward it (not for envelopes that were forwarded here).
+        forward: bool,
     },
 }
 
@@ -102,7 +109,7 @@ fn screen(
 }
 
 /// Screens an envelope and hands it to its channel's ordering loop.
-fn accept(registry: &Registry, envelope: common::Envelope) -> Pending {
+fn accept(registry: &Registry, envelope: common::Envelope, forward: bool) -> Pending {
     let tx_id = tx_id_of(&envelope);
     match screen(registry, &envelope, crate::now_unix_secs()) {
         Err(rejection) => {
@@ -110,17 +117,31 @@ fn accept(registry: &Registry, envelope: common::Envelope) -> Pending {
                 info = %rejection.info, "broadcast rejected");
             Pending::Done(response(rejection.status, rejection.info))
         }
-        Ok(channel) => match channel.chain.submit(envelope.encode_to_vec()) {
-            Ok(outcome) => Pending::Ordering {
-                channel: channel.id.clone(),
-                outcome,
-            },
-            Err(e) => {
-                tracing::warn!(channel = %channel.id, tx_id = %tx_id, error = %e, "broadcast not ordered");
-                Pending::Done(response(Status::ServiceUnavailable, e.to_string()))
+        Ok(channel) => {
+            let bytes = envelope.encode_to_vec();
+            match channel.chain.submit(bytes.clone()) {
+                Ok(outcome) => Pending::Ordering {
+                    channel: channel.id.clone(),
+                    outcome,
+                    envelope: bytes,
+                    forward,
+                },
+                Err(e) => {
+                    tracing::warn!(channel = %channel.id, tx_id = %tx_id, error = %e, "broadcast not ordered");
+                    Pending::Done(response(Status::ServiceUnavailable, e.to_string()))
+                }
             }
-        },
+        }
     }
+}
+
+/// Orders an envelope a follower forwarded to this node (the cluster service's Submit):
+/// screened again, never forwarded further.
+pub(crate) async fn order_forwarded(
+    registry: &Registry,
+    envelope: common::Envelope,
+) -> BroadcastResponse {
+    resolve(registry, accept(registry, envelope, false)).await
 }
 
 /// The tx id of an envelope for logs (empty when it does not parse).
@@ -130,11 +151,32 @@ fn tx_id_of(envelope: &common::Envelope) -> String {
         .unwrap_or_default()
 }
 
-async fn resolve(pending: Pending) -> BroadcastResponse {
+async fn resolve(registry: &Registry, pending: Pending) -> BroadcastResponse {
     match pending {
         Pending::Done(response) => response,
-        Pending::Ordering { channel, outcome } => match outcome.await {
+        Pending::Ordering {
+            channel,
+            outcome,
+            envelope,
+            forward,
+        } => match wait_for_leader(registry, &channel, outcome, &envelope).await {
             Ok(Ok(())) => response(Status::Success, ""),
+            Ok(Err(SubmitError::NotLeader {
+                leader: Some(leader),
+            })) if forward => match registry.forward(&channel, leader, envelope).await {
+                Ok(answer) => {
+                    tracing::debug!(channel = %channel, leader, status = answer.status,
+                        "envelope forwarded to the raft leader");
+                    answer
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %channel, leader, error = %e, "cannot forward to the raft leader");
+                    response(
+                        Status::ServiceUnavailable,
+                        format!("cannot reach the Raft leader (node {leader}): {e}"),
+                    )
+                }
+            },
             Ok(Err(e)) => {
                 tracing::warn!(channel = %channel, error = %e, "broadcast not ordered");
                 response(Status::ServiceUnavailable, e.to_string())
@@ -143,6 +185,45 @@ async fn resolve(pending: Pending) -> BroadcastResponse {
         },
     }
 }
+
+/// The outcome of a submission; while the channel has no known Raft leader (an election is
+/// under way) the envelope is submitted again every [`LEADER_POLL`] until
+/// [`LEADER_WAIT`] has passed, so elections are not the client's problem.
+async fn wait_for_leader(
+    registry: &Registry,
+    channel_id: &str,
+    mut outcome: oneshot::Receiver<Result<(), SubmitError>>,
+    envelope: &[u8],
+) -> Result<Result<(), SubmitError>, oneshot::error::RecvError> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let Ok(result) = tokio::time::timeout(COMMIT_WAIT, &mut outcome).await else {
+            return Ok(Err(SubmitError::Unavailable(format!(
+                "the envelope's Raft entry did not commit within {COMMIT_WAIT:?}"
+            ))));
+        };
+        if !matches!(result, Ok(Err(SubmitError::NotLeader { leader: None })))
+            || tokio::time::Instant::now() >= deadline
+        {
+            return result;
+        }
+        tokio::time::sleep(LEADER_POLL).await;
+        let Some(channel) = registry.get(channel_id) else {
+            return result;
+        };
+        outcome = match channel.chain.submit(envelope.to_vec()) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(e)),
+        };
+    }
+}
+
+/// How long one envelope may wait for its Raft entry to commit.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a Broadcast waits for a Raft leader to be elected.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it checks again.
+const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one Broadcast stream: reads envelopes from `inbound` until it ends, the client
 /// goes away or the orderer stops, and writes one response per envelope to `out`.
@@ -153,6 +234,7 @@ pub(crate) fn serve(
     pipeline_depth: usize,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let resolving = registry.clone();
     let (pending_tx, mut pending_rx) =
         mpsc::channel::<Result<Pending, tonic::Status>>(pipeline_depth.max(1));
     tokio::spawn(async move {
@@ -162,7 +244,7 @@ pub(crate) fn serve(
                 next = inbound.message() => next,
             };
             let item = match next {
-                Ok(Some(envelope)) => Ok(accept(&registry, envelope)),
+                Ok(Some(envelope)) => Ok(accept(&registry, envelope, true)),
                 Ok(None) => break,
                 Err(status) => {
                     tracing::debug!(error = %status, "broadcast stream failed");
@@ -178,7 +260,7 @@ pub(crate) fn serve(
     tokio::spawn(async move {
         while let Some(item) = pending_rx.recv().await {
             let message = match item {
-                Ok(pending) => Ok(resolve(pending).await),
+                Ok(pending) => Ok(resolve(&resolving, pending).await),
                 Err(status) => Err(status),
             };
             if out.send(message).await.is_err() {

@@ -5,7 +5,9 @@
 //! ledger. Its inputs are a closed enum ([`ChainInput`]) on a bounded queue, plus time (Raft
 //! ticks and the batch timeout). Per iteration it:
 //!
-//! 1. takes queued submissions and proposes each envelope to Raft (leader only);
+//! 1. takes queued inputs: Raft messages from the other consenters are stepped into Raft;
+//!    submissions are proposed to Raft on the leader, and answered [`SubmitError::NotLeader`]
+//!    (naming the leader, so Broadcast forwards them) on a follower;
 //! 2. ticks Raft and, when the pending batch's timeout has passed on the leader, proposes a
 //!    time-to-cut for the next block number;
 //! 3. runs Raft's `Ready` cycle and applies what committed, in log order: an envelope goes to
@@ -13,13 +15,19 @@
 //!    number cuts the pending batch; every cut batch becomes a signed block appended to the
 //!    ledger.
 //!
+//! Raft messages to other consenters go to the [`RaftOutbound`] (the cluster transport),
+//! which never blocks: a message it cannot queue is lost, and Raft retransmits.
+//! Every consenter cuts the same blocks from the same committed log; only the leader
+//! decides when a batch times out (a logged time-to-cut entry), and no node writes a block
+//! before the entries it holds are committed.
+//!
 //! Each block records (in its consenter metadata) the last Raft index the chain reflects, so a
 //! restarted loop resumes from the ledger and the log without losing or repeating a block.
 //! Ledger and log writes are blocking redb transactions, which is why this is a thread and not
 //! a task.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,7 +41,7 @@ use tokio::sync::oneshot;
 use crate::block::{
     BlockMetadataError, NONCE_LEN, RaftBlockMetadata, assemble_block, orderer_metadata, sign_block,
 };
-use crate::consensus::{Committed, Consensus, ConsensusError, NODE_ID, Proposal, RaftSettings};
+use crate::consensus::{Committed, Consensus, ConsensusError, Proposal, RaftSettings};
 use crate::cutter::{Batch, BatchSettings, BlockCutter};
 
 /// Submissions taken from the queue per loop iteration, so ticks and commits keep flowing
@@ -68,6 +76,9 @@ pub enum ChainError {
     /// The system random generator failed to produce a block-signature nonce.
     #[error("cannot draw a random nonce for the block signature")]
     Random,
+    /// The channel's consenter set does not include this orderer, or is unreadable.
+    #[error("cluster membership: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The loop thread could not be started.
     #[error("cannot start the ordering thread: {0}")]
     Thread(std::io::Error),
@@ -82,6 +93,13 @@ pub enum SubmitError {
     /// This node cannot order right now (not leader, or leadership changed).
     #[error("the ordering service cannot order now: {0}")]
     Unavailable(String),
+    /// This node is a follower; the envelope must be ordered by the leader (`None` while no
+    /// leader is known).
+    #[error("this orderer is not the channel's Raft leader (leader: {})", leader.map_or("unknown".to_string(), |l| format!("node {l}")))]
+    NotLeader {
+        /// The leader's Raft node id, if known.
+        leader: Option<u64>,
+    },
     /// The channel's ordering loop stopped (shutdown or a fatal error).
     #[error("ordering of this channel has stopped")]
     Stopped,
@@ -96,7 +114,33 @@ pub(crate) enum ChainInput {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), SubmitError>>,
     },
+    /// A Raft message from consenter `from` (already authenticated by the transport).
+    Step {
+        /// The sender's Raft node id.
+        from: u64,
+        /// The encoded Raft message.
+        message: Vec<u8>,
+    },
 }
+
+/// Where the loop sends Raft messages for the other consenters. Must not block.
+pub(crate) trait RaftOutbound: Send + Sync {
+    /// Queues `message` for node `to`; false when it could not be queued (the node is
+    /// unknown or its queue is full), so Raft is told the node is unreachable.
+    fn send(&self, to: u64, message: Vec<u8>) -> bool;
+}
+
+/// The outbound of a channel with a single consenter: nobody to talk to.
+pub(crate) struct NoPeers;
+
+impl RaftOutbound for NoPeers {
+    fn send(&self, _to: u64, _message: Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// Raft messages that may wait in a channel's queue beside the submissions.
+const STEP_QUEUE_DEPTH: usize = 1024;
 
 /// Everything a chain needs to start.
 pub(crate) struct ChainSetup {
@@ -116,11 +160,20 @@ pub(crate) struct ChainSetup {
     pub tick: Duration,
     /// Capacity of the submission queue.
     pub queue_depth: usize,
+    /// This node's Raft id (its position in the consenter list, from 1).
+    pub node_id: u64,
+    /// The consenters' Raft ids.
+    pub voters: Vec<u64>,
+    /// Where Raft messages for other consenters go.
+    pub outbound: Arc<dyn RaftOutbound>,
 }
 
 /// The handle the server holds on a running chain.
 pub(crate) struct ChainHandle {
     sender: SyncSender<ChainInput>,
+    /// Submissions queued and not yet taken by the loop.
+    queued: Arc<AtomicUsize>,
+    queue_depth: usize,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -133,12 +186,36 @@ impl ChainHandle {
         envelope: Vec<u8>,
     ) -> Result<oneshot::Receiver<Result<(), SubmitError>>, SubmitError> {
         let (reply, outcome) = oneshot::channel();
+        if self.queued.load(Ordering::SeqCst) >= self.queue_depth {
+            return Err(SubmitError::Overloaded(
+                "the channel's submission queue is full".to_string(),
+            ));
+        }
+        self.queued.fetch_add(1, Ordering::SeqCst);
         match self.sender.try_send(ChainInput::Submit { envelope, reply }) {
             Ok(()) => Ok(outcome),
-            Err(TrySendError::Full(_)) => Err(SubmitError::Overloaded(
-                "the channel's submission queue is full".to_string(),
-            )),
-            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+            Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                Err(SubmitError::Overloaded(
+                    "the channel's submission queue is full".to_string(),
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                Err(SubmitError::Stopped)
+            }
+        }
+    }
+
+    /// Queues a Raft message from consenter `from`; dropped when the queue is full (Raft
+    /// retransmits).
+    pub(crate) fn step(&self, from: u64, message: Vec<u8>) {
+        if self
+            .sender
+            .try_send(ChainInput::Step { from, message })
+            .is_err()
+        {
+            tracing::debug!(from, "raft message dropped: the channel's queue is full");
         }
     }
 
@@ -167,6 +244,8 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         tip_metadata.raft_index,
         setup.raft,
         &setup.channel_id,
+        setup.node_id,
+        &setup.voters,
     )?;
     tracing::info!(
         channel = %setup.channel_id,
@@ -175,7 +254,9 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         "channel ordering started"
     );
 
-    let (sender, receiver) = std::sync::mpsc::sync_channel(setup.queue_depth.max(1));
+    let queue_depth = setup.queue_depth.max(1);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(queue_depth + STEP_QUEUE_DEPTH);
+    let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut chain = Chain {
         channel_id: setup.channel_id.clone(),
@@ -191,6 +272,9 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         next_tick: Instant::now() + setup.tick,
         blocks_since_compaction: 0,
         last_block_raft_index: tip_metadata.raft_index,
+        outbound: setup.outbound,
+        queued: queued.clone(),
+        known_leader: None,
     };
     let stop_flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -199,6 +283,8 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         .map_err(ChainError::Thread)?;
     Ok(ChainHandle {
         sender,
+        queued,
+        queue_depth,
         stop,
         thread: Mutex::new(Some(thread)),
     })
@@ -220,6 +306,10 @@ struct Chain {
     next_tick: Instant,
     blocks_since_compaction: u64,
     last_block_raft_index: u64,
+    outbound: Arc<dyn RaftOutbound>,
+    queued: Arc<AtomicUsize>,
+    /// The leader last logged, to log changes once.
+    known_leader: Option<u64>,
 }
 
 impl Chain {
@@ -315,9 +405,21 @@ impl Chain {
 
     fn handle(&mut self, input: ChainInput) {
         match input {
+            ChainInput::Step { from, message } => {
+                if let Err(e) = self.consensus.step(from, &message) {
+                    tracing::warn!(channel = %self.channel_id, from, error = %e, "raft message refused");
+                }
+            }
             ChainInput::Submit { envelope, reply } => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
                 if reply.is_closed() {
                     // The broadcaster went away before its turn; nothing to order for it.
+                    return;
+                }
+                if !self.consensus.is_leader() {
+                    let _ = reply.send(Err(SubmitError::NotLeader {
+                        leader: self.consensus.leader(),
+                    }));
                     return;
                 }
                 match self.consensus.propose(&Proposal::Envelope(envelope)) {
@@ -343,9 +445,21 @@ impl Chain {
             if !self.consensus.has_ready() {
                 break;
             }
-            for committed in self.consensus.advance()? {
+            let advanced = self.consensus.advance()?;
+            for (to, message) in advanced.messages {
+                if !self.outbound.send(to, message) {
+                    self.consensus.report_unreachable(to);
+                }
+            }
+            for committed in advanced.committed {
                 self.apply(committed)?;
             }
+        }
+        let leader = self.consensus.leader();
+        if leader != self.known_leader {
+            self.known_leader = leader;
+            tracing::info!(channel = %self.channel_id, node = self.consensus.id(),
+                leader = leader.unwrap_or(0), "raft leader changed");
         }
         if !self.consensus.is_leader() && !self.waiting.is_empty() {
             for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
@@ -391,6 +505,10 @@ impl Chain {
                 }
                 Ok(())
             }
+            Some(Proposal::Compact { index }) => {
+                self.compact(index.min(self.last_block_raft_index));
+                Ok(())
+            }
             Some(Proposal::TimeToCut { block_number }) => {
                 // A time-to-cut for a block already cut by size is stale.
                 if block_number != self.ledger.height() {
@@ -404,6 +522,13 @@ impl Chain {
         }
     }
 
+    /// Discards the Raft log up to `index`; a failure only means the log stays longer.
+    fn compact(&self, index: u64) {
+        if let Err(e) = self.consensus.compact(index) {
+            tracing::warn!(channel = %self.channel_id, error = %e, "cannot compact the raft log");
+        }
+    }
+
     fn write_block(&mut self, batch: Batch, raft_index: u64) -> Result<(), ChainError> {
         let info = self.ledger.info();
         let number = info.height;
@@ -412,8 +537,8 @@ impl Chain {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| ChainError::Random)?;
         let consenter_metadata = RaftBlockMetadata {
-            consenter_ids: vec![NODE_ID],
-            next_consenter_id: NODE_ID + 1,
+            consenter_ids: self.consensus.voters().to_vec(),
+            next_consenter_id: self.consensus.voters().iter().max().copied().unwrap_or(0) + 1,
             raft_index,
         };
         sign_block(
@@ -430,9 +555,18 @@ impl Chain {
         self.blocks_since_compaction += 1;
         if self.blocks_since_compaction >= COMPACT_EVERY_BLOCKS {
             self.blocks_since_compaction = 0;
-            if let Err(e) = self.consensus.compact(self.last_block_raft_index) {
-                // The log only grows; ordering goes on.
-                tracing::warn!(channel = %self.channel_id, error = %e, "cannot compact the raft log");
+            if self.consensus.is_single_voter() {
+                self.compact(self.last_block_raft_index);
+            } else if self.consensus.is_leader() {
+                // Several consenters: discard only what every voter holds, so a lagging
+                // follower always catches up from the log (no Raft snapshots are sent), and
+                // do it everywhere at the same point by logging it.
+                let upto = self.consensus.min_matched().min(self.last_block_raft_index);
+                if upto > 0 {
+                    if let Err(e) = self.consensus.propose(&Proposal::Compact { index: upto }) {
+                        tracing::debug!(channel = %self.channel_id, error = %e, "cannot propose a log compaction");
+                    }
+                }
             }
         }
         Ok(())

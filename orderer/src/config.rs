@@ -27,6 +27,11 @@
 //! max_concurrent_streams = 1024
 //! deliver_time_window_s = 900
 //!
+//! [cluster]           # optional: other orderers of the channels' consenter sets
+//! # CAs that issued the other consenters' TLS certificates; Raft messages and forwarded
+//! # envelopes travel over mutual TLS checked against them (and against the channel config).
+//! tls_ca_certs = ["organizations/OrdererMSP/tlsca/tlsca.pem"]
+//!
 //! [raft]              # optional
 //! tick_ms = 100
 //! max_uncommitted_bytes = 67108864
@@ -90,6 +95,18 @@ pub struct OrdererConfig {
     /// Local Raft timing.
     #[serde(default)]
     pub raft: RaftConfig,
+    /// The orderer-to-orderer transport.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// The orderer-to-orderer transport's TLS trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// PEM CA certificates the other consenters' TLS certificates (server and client) chain
+    /// to. Empty: this orderer can only serve channels with a single consenter.
+    pub tls_ca_certs: Vec<PathBuf>,
 }
 
 /// The gRPC server's TLS material.
@@ -203,6 +220,7 @@ impl OrdererConfig {
         resolve(&mut self.tls.server_cert);
         resolve(&mut self.tls.server_key);
         self.tls.client_ca_certs.iter_mut().for_each(resolve);
+        self.cluster.tls_ca_certs.iter_mut().for_each(resolve);
     }
 
     /// Checks every field without touching the files it names.

@@ -1,5 +1,7 @@
 //! The ordering service: `orderer.AtomicBroadcast` (Broadcast and Deliver), the block cutter,
-//! single-node Raft consensus on tikv/raft-rs, signed blocks, and channel participation.
+//! Raft consensus on tikv/raft-rs among each channel's consenters (`cluster`: mutual-TLS
+//! orderer-to-orderer transport, Broadcast forwarding to the leader), signed blocks, and
+//! channel participation.
 //!
 //! Flow of one envelope: Broadcast screens it (parse, channel, size, type, creator, signature,
 //! `/Channel/Writers`; `broadcast`) and hands it to its channel's ordering loop (`chain`),
@@ -14,6 +16,8 @@
 //! - [`participation`]: joining channels with a genesis block ([`join_channel`]).
 //! - [`cutter`]: the block cutter, a plain state machine.
 //! - [`block`]: block assembly, orderer signature and metadata.
+//! - `cluster`: membership from the consenter list, the `gridledger.Cluster` service and its
+//!   client side.
 //! - `consensus`, `chain`, `registry`, `access`, `broadcast`, `deliver`: internals.
 //!
 //! # Use from the CLI
@@ -21,6 +25,11 @@
 //! - `gridledger orderer start --config orderer.toml`: `let config =
 //!   OrdererConfig::load(path)?;` then `gridledger_orderer::run(config, ctrl_c_or_sigterm).await`
 //!   (or [`Orderer::bind`] then [`Orderer::serve`] to learn the bound address first).
+//! - A channel with several consenters (the channel config's `Orderer/ConsensusType` metadata,
+//!   numbered from 1 in list order) needs `[cluster] tls_ca_certs` in every consenter's
+//!   `orderer.toml`: the CAs of the consenters' TLS certificates. Consenters reach each other
+//!   on the host and port the consenter list names (the orderer's own listen address serves
+//!   the cluster service too); a node finds itself by its TLS server certificate.
 //! - `gridledger orderer join --config orderer.toml --block market.block` (orderer stopped):
 //!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, copy
 //!   the block into `<data_dir>/join/` instead; it is joined within a second.
@@ -28,6 +37,10 @@
 //! Invariant: only entries committed in the channel's Raft log become blocks, and only the
 //! channel's ordering loop writes its ledger.
 //! Invariant: raft-rs types never leave the `consensus` module.
+//! Invariant: a Raft message is accepted only from a TLS client certificate that is one of the
+//! channel's consenters', and only as coming from that consenter's node id.
+//! Invariant: Broadcast answers SUCCESS only once the envelope's entry committed in the Raft
+//! log (on a quorum's disks), whichever orderer the client reached.
 //! Invariant: every block records the Raft index it reflects, so a restart resumes from the
 //! ledger and the log without losing or repeating a block.
 
@@ -35,6 +48,7 @@ mod access;
 pub mod block;
 mod broadcast;
 mod chain;
+mod cluster;
 pub mod config;
 mod consensus;
 pub mod cutter;
@@ -45,7 +59,8 @@ mod registry;
 mod server;
 
 pub use chain::{ChainError, SubmitError};
-pub use config::{ConfigError, Limits, OrdererConfig, RaftConfig, TlsConfig};
+pub use cluster::ClusterError;
+pub use config::{ClusterConfig, ConfigError, Limits, OrdererConfig, RaftConfig, TlsConfig};
 pub use consensus::ConsensusError;
 pub use cutter::{BatchSettings, BlockCutter};
 pub use error::OrdererError;

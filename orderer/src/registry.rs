@@ -14,7 +14,10 @@ use gridledger_identity::SigningIdentity;
 use gridledger_ledger::Ledger;
 
 use crate::block::orderer_metadata;
-use crate::chain::{self, ChainError, ChainHandle, ChainSetup};
+use gridledger_proto::orderer::BroadcastResponse;
+
+use crate::chain::{self, ChainError, ChainHandle, ChainSetup, NoPeers, RaftOutbound};
+use crate::cluster::{ChannelOutbound, ClusterError, Members, Transport};
 use crate::config::OrdererConfig;
 use crate::consensus::RaftSettings;
 use crate::cutter::BatchSettings;
@@ -38,6 +41,8 @@ pub(crate) struct ChannelState {
     pub chain: ChainHandle,
     /// The batch rules (AbsoluteMaxBytes is checked at Broadcast).
     pub batch: BatchSettings,
+    /// The channel's consenters and this node's Raft id among them.
+    pub members: Members,
 }
 
 /// A join file already looked at: path, length and modification time.
@@ -49,16 +54,41 @@ pub(crate) struct Registry {
     config: OrdererConfig,
     signer: Arc<SigningIdentity>,
     seen_join_files: Mutex<HashSet<SeenFile>>,
+    /// DER of this node's TLS server certificate: how it finds itself among consenters.
+    own_tls_cert: Vec<u8>,
+    /// Connections to the other orderers.
+    transport: Arc<Transport>,
 }
 
 impl Registry {
-    pub(crate) fn new(config: OrdererConfig, signer: Arc<SigningIdentity>) -> Registry {
+    pub(crate) fn new(
+        config: OrdererConfig,
+        signer: Arc<SigningIdentity>,
+        own_tls_cert: Vec<u8>,
+        transport: Arc<Transport>,
+    ) -> Registry {
         Registry {
             channels: RwLock::new(BTreeMap::new()),
             config,
             signer,
             seen_join_files: Mutex::new(HashSet::new()),
+            own_tls_cert,
+            transport,
         }
+    }
+
+    /// Forwards an envelope of `channel_id` to its Raft leader, node `leader`.
+    pub(crate) async fn forward(
+        &self,
+        channel_id: &str,
+        leader: u64,
+        envelope: Vec<u8>,
+    ) -> Result<BroadcastResponse, ClusterError> {
+        let member = self
+            .get(channel_id)
+            .and_then(|c| c.members.get(leader).cloned())
+            .ok_or(ClusterError::UnknownNode(leader))?;
+        self.transport.forward(channel_id, &member, envelope).await
     }
 
     /// The channel with this id, if served.
@@ -169,6 +199,16 @@ impl Registry {
             .map_or((DEFAULT_ELECTION_TICK, DEFAULT_HEARTBEAT_TICK), |o| {
                 (o.election_tick, o.heartbeat_tick)
             });
+        let members = Members::from_consenters(&orderer.consenters, &self.own_tls_cert)?;
+        let outbound: Arc<dyn RaftOutbound> = if members.members.len() == 1 {
+            Arc::new(NoPeers)
+        } else {
+            Arc::new(ChannelOutbound {
+                channel_id: channel_id.to_string(),
+                members: members.clone(),
+                transport: self.transport.clone(),
+            })
+        };
         let heartbeat = heartbeat.max(1) as usize;
         let election = (election as usize).max(heartbeat + 1);
         let handle = chain::start(ChainSetup {
@@ -184,6 +224,9 @@ impl Registry {
             },
             tick: Duration::from_millis(self.config.raft.tick_ms),
             queue_depth: self.config.limits.submit_queue_depth as usize,
+            node_id: members.self_id,
+            voters: members.voters(),
+            outbound,
         })?;
         let state = Arc::new(ChannelState {
             id: channel_id.to_string(),
@@ -191,6 +234,7 @@ impl Registry {
             ledger,
             chain: handle,
             batch,
+            members,
         });
         if let Ok(mut channels) = self.channels.write() {
             channels.insert(channel_id.to_string(), state);

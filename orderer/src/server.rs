@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use gridledger_proto::gridledger::cluster_server::ClusterServer;
+
+use crate::cluster::{ClientTls, ClusterService, Transport};
 use crate::config::{Limits, OrdererConfig, TlsConfig};
 use crate::error::OrdererError;
 use crate::participation::{CHANNELS_DIR, JOIN_DIR};
@@ -54,7 +57,28 @@ impl Orderer {
         config.validate()?;
         let signer =
             SigningIdentity::load(&config.msp_id, &config.signing_cert, &config.signing_key)?;
-        let tls = server_tls(&config.tls)?;
+        let tls = server_tls(&config.tls, &config.cluster.tls_ca_certs)?;
+        let cert_pem = read("read TLS certificate", &config.tls.server_cert)?;
+        let own_tls_cert = pem::parse(&cert_pem)
+            .map(pem::Pem::into_contents)
+            .map_err(|e| {
+                OrdererError::Tls(format!(
+                    "{} is not a PEM certificate: {e}",
+                    config.tls.server_cert.display()
+                ))
+            })?;
+        let mut ca_pems = Vec::new();
+        for path in &config.cluster.tls_ca_certs {
+            ca_pems.push(read("read cluster TLS CA", path)?);
+        }
+        let transport = Arc::new(Transport::new(
+            tokio::runtime::Handle::current(),
+            ClientTls {
+                cert_pem,
+                key_pem: read("read TLS key", &config.tls.server_key)?,
+                ca_pems,
+            },
+        ));
         for folder in [CHANNELS_DIR, JOIN_DIR] {
             let path = config.data_dir.join(folder);
             std::fs::create_dir_all(&path).map_err(|source| OrdererError::Io {
@@ -63,7 +87,12 @@ impl Orderer {
                 source,
             })?;
         }
-        let registry = Arc::new(Registry::new(config.clone(), Arc::new(signer)));
+        let registry = Arc::new(Registry::new(
+            config.clone(),
+            Arc::new(signer),
+            own_tls_cert,
+            transport,
+        ));
         let starting = registry.clone();
         let started = tokio::task::spawn_blocking(move || {
             starting.open_joined()?;
@@ -136,6 +165,12 @@ impl Orderer {
         let grpc = AtomicBroadcastServer::new(service)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
+        let cluster = ClusterServer::new(ClusterService {
+            registry: registry.clone(),
+            stopping: stopping.clone(),
+        })
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
 
         let scanner = tokio::spawn(scan_join_folder(registry.clone(), stopping.clone()));
         let signal = async move {
@@ -148,6 +183,7 @@ impl Orderer {
                 .tls_config(tls)?
                 .max_concurrent_streams(limits.max_concurrent_streams)
                 .add_service(grpc)
+                .add_service(cluster)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
                 .await
         }
@@ -200,8 +236,12 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, OrdererError> {
 }
 
 /// The rustls server configuration: server certificate and key, and the client CAs when
-/// mutual TLS is asked for.
-fn server_tls(config: &TlsConfig) -> Result<ServerTlsConfig, OrdererError> {
+/// mutual TLS is asked for. Cluster CAs make client certificates optional but checked: the
+/// cluster service then demands a consenter's certificate, other services take anyone.
+fn server_tls(
+    config: &TlsConfig,
+    cluster_cas: &[PathBuf],
+) -> Result<ServerTlsConfig, OrdererError> {
     let cert = read("read TLS certificate", &config.server_cert)?;
     let key = read("read TLS key", &config.server_key)?;
     if pem_blocks(&cert, "CERTIFICATE") == 0 {
@@ -217,9 +257,9 @@ fn server_tls(config: &TlsConfig) -> Result<ServerTlsConfig, OrdererError> {
         )));
     }
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if !config.client_ca_certs.is_empty() {
+    if !config.client_ca_certs.is_empty() || !cluster_cas.is_empty() {
         let mut bundle = Vec::new();
-        for path in &config.client_ca_certs {
+        for path in config.client_ca_certs.iter().chain(cluster_cas) {
             let ca = read("read TLS client CA", path)?;
             if pem_blocks(&ca, "CERTIFICATE") == 0 {
                 return Err(OrdererError::Tls(format!(
@@ -230,7 +270,9 @@ fn server_tls(config: &TlsConfig) -> Result<ServerTlsConfig, OrdererError> {
             bundle.extend_from_slice(&ca);
             bundle.push(b'\n');
         }
-        tls = tls.client_ca_root(Certificate::from_pem(bundle));
+        tls = tls
+            .client_ca_root(Certificate::from_pem(bundle))
+            .client_auth_optional(config.client_ca_certs.is_empty());
     }
     Ok(tls)
 }

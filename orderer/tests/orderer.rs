@@ -1066,6 +1066,77 @@ async fn mutual_tls_requires_a_client_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_calls_need_a_consenters_tls_certificate_while_clients_need_none() {
+    use gridledger_proto::gridledger::cluster_client::ClusterClient;
+    use gridledger_proto::gridledger::{StepRequest, SubmitRequest};
+
+    let net = Network::new("cluster-auth");
+    net.join();
+    let mut config = net.orderer_config();
+    config.cluster.tls_ca_certs = vec![
+        net.path("organizations/DSOMSP/tlsca/tlsca.pem"),
+        net.path("organizations/OrdererMSP/tlsca/tlsca.pem"),
+    ];
+    let orderer = start(config).await;
+    let ca = std::fs::read(net.path("organizations/OrdererMSP/tlsca/tlsca.pem")).expect("CA");
+    let endpoint = |tls: ClientTlsConfig| {
+        Endpoint::from_shared(format!("https://{}", orderer.addr))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("client TLS")
+    };
+    let anonymous = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.clone()))
+        .domain_name("localhost");
+    let channel = endpoint(anonymous).connect().await.expect("anonymous TLS");
+
+    // Clients of Deliver need no certificate: client authentication is optional.
+    let dso = net.user("DSOMSP");
+    let request = seek(
+        &dso,
+        "market",
+        specified(0),
+        specified(0),
+        SeekBehavior::FailIfNotReady,
+    );
+    let (blocks, status) = deliver(&mut AtomicBroadcastClient::new(channel.clone()), request).await;
+    assert_eq!((status, blocks.len()), (Status::Success, 1));
+
+    // The cluster service refuses a caller without a certificate …
+    let submit = SubmitRequest {
+        channel: "market".into(),
+        envelope: Vec::new(),
+    };
+    let err = ClusterClient::new(channel.clone())
+        .submit(submit.clone())
+        .await
+        .expect_err("anonymous cluster call");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+
+    // … and one whose certificate chains to a trusted CA but is no consenter's.
+    let user_tls = net.path("organizations/DSOMSP/users/User1/tls");
+    let identity = tonic::transport::Identity::from_pem(
+        std::fs::read(user_tls.join("client.crt")).expect("client cert"),
+        std::fs::read(user_tls.join("client.key")).expect("client key"),
+    );
+    let with_cert = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost")
+        .identity(identity);
+    let channel = endpoint(with_cert).connect().await.expect("mutual TLS");
+    let mut client = ClusterClient::new(channel);
+    let err = client.submit(submit).await.expect_err("not a consenter");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let steps = tokio_stream::iter(vec![StepRequest {
+        channel: "market".into(),
+        message: vec![1, 2, 3],
+    }]);
+    let err = client.step(steps).await.expect_err("not a consenter");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    orderer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_fails_clearly_on_bad_material() {
     let net = Network::new("bad-material");
     let mut config = net.orderer_config();

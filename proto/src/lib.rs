@@ -45,6 +45,13 @@ pub mod orderer {
     include!(concat!(env!("OUT_DIR"), "/orderer.rs"));
 }
 
+/// Package `gridledger`: GridLedger's own orderer-to-orderer cluster protocol (Raft messages
+/// and forwarded Broadcast envelopes).
+#[allow(missing_docs, clippy::all)]
+pub mod gridledger {
+    include!(concat!(env!("OUT_DIR"), "/gridledger.rs"));
+}
+
 /// Package `etcdraft`: Raft consenter set and options (the `ConsensusType.metadata`).
 #[allow(missing_docs, clippy::all)]
 pub mod etcdraft {

@@ -195,7 +195,8 @@ impl Storage for LogStorage {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A single node never sends snapshots; state transfer arrives with the cluster work.
+        // Compaction never passes what every voter holds (`Proposal::Compact`), so a follower
+        // never needs a snapshot; this orderer does not send them.
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -1,0 +1,685 @@
+//! Fault tests of the three-orderer Raft cluster with real processes: `gridledger up` lays out
+//! the network (crypto, channel, node configs) and is stopped, then the test starts every node
+//! itself (three orderers, three peers) so it can `kill -9` and restart single orderers.
+//! A steady load of CreateAsset transactions goes through the peers' Gateways while orderers
+//! die; every transaction whose commit status was VALID must then be in the ledger of every
+//! peer, and all peers must hold the same blocks (header and data; the orderer signature in
+//! metadata is each orderer's own).
+//!
+//! Which orderer leads is read from the orderers' logs ("raft leader changed … leader=N",
+//! N being the consenter's position in the channel config, from 1). Every process is owned
+//! by a [`Cluster`], which kills it on drop; on failure the logs' tails are printed and the
+//! folder is kept. Every wait is bounded.
+
+use gridledger_identity::SigningIdentity;
+use gridledger_proto::prost::Message;
+use gridledger_proto::{common, protos};
+use gridledger_sdk::{Gateway, commit_status};
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHANNEL: &str = "market";
+const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
+/// Nodes and their port offsets from the base port, as `up` lays them out.
+const NODES: [(&str, u16); 6] = [
+    ("orderer0", 0),
+    ("peer0.dso", 1),
+    ("peer0.retailer", 2),
+    ("peer0.community", 3),
+    ("orderer1", 4),
+    ("orderer2", 5),
+];
+const ORDERERS: [&str; 3] = ["orderer0", "orderer1", "orderer2"];
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A new leader must be known within this long (a few election timeouts of 1–2 s).
+const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
+const LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Six consecutive free loopback ports below the ephemeral range.
+fn free_base_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as u64
+        ^ (u64::from(std::process::id()) << 20);
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
+        let listeners: Vec<_> = (0..6u16)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if listeners.len() == 6 {
+            return base;
+        }
+    }
+    panic!("no six consecutive free loopback ports in 20000..32000");
+}
+
+fn signal(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+}
+
+fn stop_process(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    signal(child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn log_sink(path: &Path) -> (Stdio, Stdio) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open a log file in the test folder");
+    let err = file.try_clone().expect("duplicate a log file handle");
+    (Stdio::from(file), Stdio::from(err))
+}
+
+/// Strips ANSI colour sequences from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct Org {
+    msp_id: String,
+    endpoint: String,
+    tls_ca: Vec<u8>,
+    server_name: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The network's folder and the processes the test runs.
+struct Cluster {
+    dir: PathBuf,
+    base_port: u16,
+    nodes: Vec<(String, Child)>,
+    orgs: Vec<Org>,
+}
+
+impl Cluster {
+    /// Lays the network out with `gridledger up`, stops it, and starts all six nodes.
+    fn start(name: &str) -> Cluster {
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test folder");
+        let base_port = free_base_port();
+        let (out, err) = log_sink(&dir.join("up.log"));
+        let mut up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .args(["up", "--dir"])
+            .arg(&dir)
+            .arg("--base-port")
+            .arg(base_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start gridledger up");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let network_json = dir.join("network.json");
+        let json = loop {
+            if let Ok(bytes) = std::fs::read(&network_json) {
+                break bytes;
+            }
+            if let Ok(Some(status)) = up.try_wait() {
+                panic!("gridledger up exited before writing network.json ({status})");
+            }
+            assert!(Instant::now() < deadline, "up wrote no network.json");
+            std::thread::sleep(POLL);
+        };
+        stop_process(&mut up);
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("network.json");
+        assert_eq!(
+            value["orderers"].as_array().map(Vec::len),
+            Some(3),
+            "up lists three orderers"
+        );
+        let orgs = value["organizations"]
+            .as_array()
+            .expect("organizations")
+            .iter()
+            .map(|org| {
+                let peer = &org["peers"][0];
+                let user = &org["users"][0];
+                let s = |v: &serde_json::Value| v.as_str().expect("string").to_owned();
+                Org {
+                    msp_id: s(&org["mspId"]),
+                    endpoint: s(&peer["endpoint"]),
+                    tls_ca: std::fs::read(dir.join(s(&peer["tlsCaCert"]))).expect("tls ca"),
+                    server_name: s(&peer["serverName"]),
+                    cert: dir.join(s(&user["cert"])),
+                    key: dir.join(s(&user["key"])),
+                }
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir,
+            base_port,
+            nodes: Vec::new(),
+            orgs,
+        };
+        for (node, _) in NODES {
+            cluster.start_node(node);
+        }
+        cluster
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        let offset = NODES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| *o)
+            .unwrap_or_else(|| panic!("unknown node {name}"));
+        SocketAddr::from(([127, 0, 0, 1], self.base_port + offset))
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    fn start_node(&mut self, name: &str) {
+        let (kind, file) = if name.starts_with("orderer") {
+            ("orderer", "orderer.toml")
+        } else {
+            ("peer", "peer.toml")
+        };
+        let config = self.dir.join("nodes").join(name).join(file);
+        let (out, err) = log_sink(&self.log_path(name));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .args([kind, "start", "--config"])
+            .arg(&config)
+            .arg("--exit-on-stdin-close")
+            .env("RUST_LOG", "info,gridledger_orderer::broadcast=debug")
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let addr = self.addr(name);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited during start-up ({status})");
+            }
+            assert!(Instant::now() < deadline, "{name} did not serve on {addr}");
+            std::thread::sleep(POLL);
+        }
+        self.nodes.push((name.to_owned(), child));
+    }
+
+    fn kill_node(&mut self, name: &str) {
+        let index = self
+            .nodes
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        let (_, mut child) = self.nodes.remove(index);
+        signal(&child, "-KILL");
+        let status = child.wait().expect("reap a killed node");
+        assert!(!status.success(), "{name} should have died of SIGKILL");
+        eprintln!("[test] killed {name}");
+    }
+
+    fn running(&self, name: &str) -> bool {
+        self.nodes.iter().any(|(n, _)| n == name)
+    }
+
+    /// The leader a running orderer last logged (consenter position from 1), if any.
+    fn logged_leader(&self, orderer: &str) -> Option<usize> {
+        let text = std::fs::read_to_string(self.log_path(orderer)).ok()?;
+        let line = text
+            .lines()
+            .rev()
+            .map(plain)
+            .find(|l| l.contains("raft leader changed") || l.contains("orderer listening"))?;
+        if line.contains("orderer listening") {
+            return None; // restarted since it last saw a leader
+        }
+        let value = line.split("leader=").nth(1)?.split_whitespace().next()?;
+        value.parse::<usize>().ok().filter(|&l| l > 0)
+    }
+
+    /// Waits until every running orderer names the same running leader; returns its name.
+    fn wait_leader(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen: BTreeSet<Option<usize>> = ORDERERS
+                .iter()
+                .filter(|o| self.running(o))
+                .map(|o| self.logged_leader(o))
+                .collect();
+            if let [Some(id)] = seen.iter().copied().collect::<Vec<_>>()[..] {
+                let name = ORDERERS[id - 1];
+                if self.running(name) {
+                    return name.to_owned();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among the running orderers within {timeout:?}: {seen:?}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The highest block number an orderer logged writing.
+    fn orderer_tip(&self, orderer: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(self.log_path(orderer)).ok()?;
+        text.lines()
+            .rev()
+            .map(plain)
+            .find(|l| l.contains("block written"))
+            .and_then(|l| {
+                l.split("block=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    }
+
+    async fn gateway(&self, index: usize) -> Gateway {
+        let org = &self.orgs[index];
+        let signer = SigningIdentity::load(&org.msp_id, &org.cert, &org.key).expect("User1");
+        Gateway::connect(&org.endpoint, &org.tls_ca, &org.server_name, signer)
+            .await
+            .expect("connect a gateway")
+            .with_timeout(CALL_TIMEOUT)
+    }
+
+    async fn gateways(&self) -> Vec<Gateway> {
+        let mut out = Vec::new();
+        for i in 0..ORGS.len() {
+            out.push(self.gateway(i).await);
+        }
+        out
+    }
+
+    fn print_logs(&self) {
+        for (name, _) in NODES {
+            let Ok(text) = std::fs::read_to_string(self.log_path(name)) else {
+                continue;
+            };
+            let lines: Vec<String> = text.lines().map(plain).collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
+            eprintln!("----- {name} (last {} lines)", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in self.nodes.iter_mut() {
+            stop_process(child);
+        }
+        if std::thread::panicking() {
+            self.print_logs();
+            eprintln!("[test] cluster folder kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A steady load of CreateAsset submissions through the three Gateways.
+struct Load {
+    stop: Arc<AtomicBool>,
+    valid: Arc<Mutex<Vec<String>>>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(gateways: &[Gateway], tag: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let valid = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for (worker, gateway) in gateways.iter().enumerate() {
+            let gateway = gateway.clone();
+            let (stop, valid, failed) = (stop.clone(), valid.clone(), failed.clone());
+            let tag = tag.to_owned();
+            tasks.push(tokio::spawn(async move {
+                let contract = gateway.network(CHANNEL).contract("basic");
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let id = format!("{tag}-{worker}-{n}");
+                    let outcome = async {
+                        let tx = contract
+                            .proposal("CreateAsset", &[&id, "blue", "5", "Alice", "10"])?
+                            .endorse()
+                            .await?;
+                        let commit = tx.submit().await?;
+                        let status = commit.status().await?;
+                        Ok::<_, gridledger_sdk::SdkError>((commit.tx_id().to_owned(), status))
+                    }
+                    .await;
+                    match outcome {
+                        Ok((tx_id, status)) if status.is_valid() => {
+                            valid.lock().expect("load results").push(tx_id);
+                        }
+                        Ok(_) | Err(_) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        Load {
+            stop,
+            valid,
+            failed,
+            tasks,
+        }
+    }
+
+    fn valid_count(&self) -> usize {
+        self.valid.lock().expect("load results").len()
+    }
+
+    /// Waits until at least `more` further transactions were VALID.
+    async fn wait_progress(&self, more: usize, timeout: Duration) {
+        let target = self.valid_count() + more;
+        let deadline = Instant::now() + timeout;
+        while self.valid_count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "submissions did not progress: {} valid, wanted {target}, {} failed",
+                self.valid_count(),
+                self.failed.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+        }
+        let valid = self.valid.lock().expect("load results").clone();
+        eprintln!(
+            "[test] load: {} valid, {} failed or retried",
+            valid.len(),
+            self.failed.load(Ordering::SeqCst)
+        );
+        valid
+    }
+}
+
+async fn chain_height(gateway: &Gateway) -> u64 {
+    let bytes = gateway
+        .network(CHANNEL)
+        .contract("qscc")
+        .evaluate("GetChainInfo", &[CHANNEL])
+        .await
+        .unwrap_or_else(|e| panic!("qscc GetChainInfo: {e}"));
+    common::BlockchainInfo::decode(bytes.as_slice())
+        .expect("BlockchainInfo")
+        .height
+}
+
+/// Header and data of a block: what every orderer's copy has in common.
+async fn block_core(gateway: &Gateway, number: u64) -> Vec<u8> {
+    let bytes = gateway
+        .network(CHANNEL)
+        .contract("qscc")
+        .evaluate("GetBlockByNumber", &[CHANNEL, &number.to_string()])
+        .await
+        .unwrap_or_else(|e| panic!("qscc GetBlockByNumber {number}: {e}"));
+    let block = common::Block::decode(bytes.as_slice()).expect("Block");
+    let mut out = block.header.expect("header").encode_to_vec();
+    out.extend(block.data.expect("data").encode_to_vec());
+    out
+}
+
+/// Waits until all peers have the same height (at least `at_least`); returns it.
+async fn converge(gateways: &[Gateway], at_least: u64) -> u64 {
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    loop {
+        let mut heights = Vec::new();
+        for g in gateways {
+            heights.push(chain_height(g).await);
+        }
+        if heights.iter().all(|&h| h == heights[0] && h >= at_least) {
+            return heights[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peers did not converge: heights {heights:?}, wanted at least {at_least}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every VALID transaction is VALID in every peer's ledger and all peers hold the same blocks.
+async fn check_ledgers(gateways: &[Gateway], valid: &[String]) {
+    let height = converge(gateways, 2).await;
+    for number in 0..height {
+        let first = block_core(&gateways[0], number).await;
+        for g in &gateways[1..] {
+            assert!(
+                block_core(g, number).await == first,
+                "block {number} differs between peers"
+            );
+        }
+    }
+    for tx_id in valid {
+        for g in gateways {
+            let status = tokio::time::timeout(CALL_TIMEOUT, commit_status(g, CHANNEL, tx_id))
+                .await
+                .unwrap_or_else(|_| panic!("tx {tx_id} is missing from a peer's ledger"))
+                .unwrap_or_else(|e| panic!("commit status of {tx_id}: {e}"));
+            assert_eq!(
+                status.code,
+                protos::TxValidationCode::Valid as i32,
+                "tx {tx_id} acknowledged VALID is not VALID on every peer"
+            );
+        }
+    }
+    eprintln!(
+        "[test] {} valid transactions on all 3 peers, {height} identical blocks",
+        valid.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_raft_leader_under_load_elects_another_and_loses_no_valid_transaction() {
+    let mut net = Cluster::start("leader");
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "leader");
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+
+    net.kill_node(&leader);
+    let killed_at = Instant::now();
+    let new_leader = net.wait_leader(ELECTION_TIMEOUT);
+    assert_ne!(new_leader, leader, "a killed node cannot lead");
+    eprintln!(
+        "[test] {new_leader} leads {:?} after {leader} was killed",
+        killed_at.elapsed()
+    );
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+
+    // The old leader comes back as a follower and catches up from the log.
+    net.start_node(&leader);
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(&leader) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "restarted {leader} did not catch up to block {}: at {:?}",
+            height - 1,
+            net.orderer_tip(&leader)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    check_ledgers(&gateways, &valid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_killed_and_restarted_catches_up_from_the_log() {
+    let mut net = Cluster::start("follower");
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let follower = ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string();
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "follower");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    net.kill_node(&follower);
+    load.wait_progress(30, LEDGER_TIMEOUT).await;
+    net.start_node(&follower);
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(&follower) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "restarted {follower} did not catch up to block {}: at {:?}",
+            height - 1,
+            net.orderer_tip(&follower)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    check_ledgers(&gateways, &valid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_of_three_orderers_down_orders_nothing_and_one_back_resumes() {
+    let mut net = Cluster::start("minority");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "minority");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid_before = load.finish().await;
+    let height = converge(&gateways, 2).await;
+
+    net.kill_node("orderer0");
+    net.kill_node("orderer1");
+    // The lone orderer has no quorum: nothing is acknowledged and no block is written.
+    let contract = gateways[0].network(CHANNEL).contract("basic");
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        let tx = contract
+            .proposal("CreateAsset", &["minority-lost", "red", "1", "Bob", "1"])?
+            .endorse()
+            .await?;
+        tx.submit().await.map(|_| ())
+    })
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(()))),
+        "a minority of orderers acknowledged a submission"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for g in &gateways {
+        assert_eq!(
+            chain_height(g).await,
+            height,
+            "a block was written without quorum"
+        );
+    }
+
+    net.start_node("orderer1");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let load = Load::start(&gateways, "restored");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let mut valid = load.finish().await;
+    valid.extend(valid_before);
+    check_ledgers(&gateways, &valid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_every_node_loses_nothing_committed() {
+    let mut net = Cluster::start("restart");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "before");
+    load.wait_progress(30, LEDGER_TIMEOUT).await;
+    let mut valid = load.finish().await;
+    drop(gateways);
+
+    for (name, _) in NODES {
+        net.kill_node(name);
+    }
+    for (name, _) in NODES {
+        net.start_node(name);
+    }
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "after");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    valid.extend(load.finish().await);
+    check_ledgers(&gateways, &valid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_forwards_broadcast_to_the_leader() {
+    let mut net = Cluster::start("forward");
+    // Make orderer0, the first endpoint every gateway tries, a follower.
+    if net.wait_leader(ELECTION_TIMEOUT) == "orderer0" {
+        net.kill_node("orderer0");
+        net.wait_leader(ELECTION_TIMEOUT);
+        net.start_node("orderer0");
+    }
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    assert_ne!(leader, "orderer0");
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "forward");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let log = std::fs::read_to_string(net.log_path("orderer0")).expect("orderer0 log");
+    let forwarded = log
+        .lines()
+        .map(plain)
+        .filter(|l| l.contains("envelope forwarded to the raft leader") && l.contains("status=200"))
+        .count();
+    assert!(
+        forwarded >= 10,
+        "orderer0 (a follower) forwarded only {forwarded} envelopes to {leader}"
+    );
+    check_ledgers(&gateways, &valid).await;
+}
