@@ -11,7 +11,9 @@
 //! - [`stub`]: `ChaincodeStub`, the chaincode's view of one transaction, and the recording of
 //!   reads, range queries and writes.
 //! - [`composite`]: Fabric's composite keys.
-//! - [`simulate`](mod@simulate): running a chaincode and building the read-write set.
+//! - [`simulate`](mod@simulate): running a chaincode and building the read-write set; [`complete`]
+//!   builds the same result for a chaincode that ran elsewhere (an external chaincode server
+//!   whose requests the peer recorded in a stub).
 //! - [`registry`]: chaincode name → implementation.
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
 
@@ -26,7 +28,7 @@ pub use composite::{
     split_composite_key,
 };
 pub use registry::Registry;
-pub use simulate::{SimulationResult, simulate, tx_rwset};
+pub use simulate::{SimulationResult, complete, failed, simulate, tx_rwset};
 pub use stub::{ChaincodeStub, Invocation, StateReader, StubError};
 
 use gridledger_proto::protos;

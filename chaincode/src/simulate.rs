@@ -50,25 +50,41 @@ pub fn simulate(
             return finish(error(format!("chaincode panicked: {reason}")), None, None);
         }
     };
+    complete(stub, response)
+}
+
+/// Finishes a simulation whose chaincode ran elsewhere — an external chaincode server driven
+/// through the shim protocol — and recorded its reads, range queries, writes and event in
+/// `stub`: the same read-write set, failure rule and event stamping as [`simulate()`].
+pub fn complete(stub: ChaincodeStub<'_>, response: protos::Response) -> SimulationResult {
+    let namespace = stub.namespace().to_owned();
+    let tx_id = stub.tx_id().to_owned();
     let output = stub.finish();
     let response = match output.state_failure {
         Some(failure) => error(failure.to_string()),
         None => response,
     };
     let ns_rwset = output.kv_rwset.map(|kv| NsReadWriteSet {
-        namespace: namespace.to_owned(),
+        namespace: namespace.clone(),
         rwset: kv.encode_to_vec(),
         collection_hashed_rwset: Vec::new(),
     });
     let event = output
         .event
         .map(|(event_name, payload)| protos::ChaincodeEvent {
-            chaincode_id: namespace.to_owned(),
-            tx_id: inv.tx_id.clone(),
+            chaincode_id: namespace,
+            tx_id,
             event_name,
             payload,
         });
     finish(response, ns_rwset, event)
+}
+
+/// The outcome of a simulation that failed before the chaincode produced anything usable
+/// (an external chaincode that timed out or broke the protocol): status 500 with `message`
+/// and an empty read-write set.
+pub fn failed(message: impl Into<String>) -> SimulationResult {
+    finish(error(message), None, None)
 }
 
 /// A `TxReadWriteSet` (data model KV) of `ns_rwsets` in Fabric's order: sorted by namespace.

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use gridledger_proto::kvrwset::{self, KvRead, KvWrite, KvrwSet, QueryReads, RangeQueryInfo};
+use gridledger_proto::queryresult::KeyModification;
 use gridledger_proto::{prost_types, protos};
 use thiserror::Error;
 
@@ -50,6 +51,19 @@ pub trait StateReader: Send + Sync {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, kvrwset::Version)>, String>;
+
+    /// The writes of `key` by valid transactions, newest first, at most `limit` (Fabric's
+    /// `GetHistoryForKey`). History is not part of the read-write set. Readers without a
+    /// history index keep this default, which reports that history is unavailable.
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<KeyModification>, String> {
+        let _ = (namespace, key, limit);
+        Err("key history is not available from this state reader".to_owned())
+    }
 }
 
 /// Everything about one proposal that a chaincode may observe, besides the world state.
@@ -213,6 +227,30 @@ impl<'a> ChaincodeStub<'a> {
             }
         }
         self.range_scan(start, end)
+    }
+
+    /// Committed keys in `[start, end)` exactly as given, recorded like any range query — the
+    /// peer side of a shim's `GET_STATE_BY_RANGE`, where the shim has already substituted an
+    /// empty start key and built partial composite-key bounds. At most [`TOTAL_QUERY_LIMIT`].
+    pub fn get_state_by_key_range(
+        &mut self,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
+        self.range_scan(start, end)
+    }
+
+    /// The history of `key` (newest first, at most `limit` entries) from the state reader.
+    /// Nothing is recorded in the read-write set, as in Fabric.
+    pub fn get_history_for_key(
+        &mut self,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<KeyModification>, StubError> {
+        match self.state.history(self.namespace, key, limit) {
+            Ok(entries) => Ok(entries),
+            Err(reason) => Err(self.state_error(key, reason)),
+        }
     }
 
     /// Committed composite keys of `object_type` whose leading attributes equal `attributes`

@@ -12,8 +12,8 @@ use gridledger_chaincode::stub::{
 };
 use gridledger_chaincode::{
     Chaincode, ChaincodeStub, CompositeKeyError, Invocation, Registry, SimulationResult,
-    StateReader, StubError, create_composite_key, error, simulate, split_composite_key, success,
-    tx_rwset,
+    StateReader, StubError, complete, create_composite_key, error, failed, simulate,
+    split_composite_key, success, tx_rwset,
 };
 use gridledger_proto::kvrwset::{
     KvRead, KvWrite, KvrwSet, RangeQueryInfo, Version, range_query_info::ReadsInfo,
@@ -1017,4 +1017,88 @@ fn registry_register_replaces_and_returns_the_previous_chaincode() {
     let cc = registry.get("cc").expect("registered");
     let new = simulate(cc.as_ref(), "cc", &invocation(&["f"]), &MemState::default());
     assert_eq!(new.response.payload, b"v2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording for chaincode that runs elsewhere (external chaincode servers)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn complete_builds_the_same_result_as_simulate_for_the_same_operations() {
+    let state = state_with_asset1();
+    let inv = invocation(&["any"]);
+    let ops = |stub: &mut ChaincodeStub<'_>| {
+        stub.get_state("asset1").unwrap();
+        stub.get_state_by_range("a", "z").unwrap();
+        stub.put_state("asset2", b"two").unwrap();
+        stub.set_event("Made", b"p").unwrap();
+    };
+    let in_process = simulate(
+        &FnChaincode(move |stub: &mut ChaincodeStub<'_>| {
+            ops(stub);
+            success(b"done".to_vec())
+        }),
+        NS,
+        &inv,
+        &state,
+    );
+    let mut stub = ChaincodeStub::new(NS, &inv, &state);
+    ops(&mut stub);
+    let external = complete(stub, success(b"done".to_vec()));
+    assert_eq!(external, in_process);
+    let event = external.event.unwrap();
+    assert_eq!(
+        (event.chaincode_id.as_str(), event.tx_id.as_str()),
+        (NS, TX_ID)
+    );
+}
+
+#[test]
+fn complete_turns_a_state_failure_into_status_500() {
+    let inv = invocation(&["any"]);
+    let mut stub = ChaincodeStub::new(NS, &inv, &BrokenState);
+    assert!(stub.get_state("k").is_err());
+    let result = complete(stub, success(b"ignored the error".to_vec()));
+    assert_eq!(result.response.status, 500);
+    assert!(result.response.message.contains("disk on fire"));
+}
+
+#[test]
+fn failed_is_status_500_with_an_empty_rwset() {
+    let result = failed("chaincode timed out");
+    assert_eq!(result.response.status, 500);
+    assert_eq!(result.response.message, "chaincode timed out");
+    assert!(result.rwset.ns_rwset.is_empty());
+    assert!(result.event.is_none());
+}
+
+#[test]
+fn key_range_takes_bounds_as_given_including_composite_keys() {
+    let composite = create_composite_key("meter", &["m1"]).unwrap();
+    let state = MemState::default()
+        .with(NS, &composite, b"c", 1, 0)
+        .with(NS, "plain", b"p", 1, 1);
+    let inv = invocation(&["any"]);
+    let mut stub = ChaincodeStub::new(NS, &inv, &state);
+    let rows = stub.get_state_by_key_range("", "").unwrap();
+    assert_eq!(rows.len(), 2, "an empty start is not replaced here");
+    let mut stub = ChaincodeStub::new(NS, &inv, &state);
+    let rows = stub.get_state_by_key_range(&composite, "").unwrap();
+    assert_eq!(rows[0].0, composite);
+    let result = complete(stub, success(Vec::new()));
+    let info = &kv(&result).range_queries_info[0];
+    assert_eq!(info.start_key, composite);
+    assert!(info.itr_exhausted);
+}
+
+#[test]
+fn history_from_a_reader_without_history_is_an_error_not_a_panic() {
+    let state = MemState::default();
+    let inv = invocation(&["any"]);
+    let mut stub = ChaincodeStub::new(NS, &inv, &state);
+    let err = stub.get_history_for_key("k", 10).unwrap_err();
+    assert!(
+        err.to_string().contains("history is not available"),
+        "{err}"
+    );
 }

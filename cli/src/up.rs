@@ -43,6 +43,10 @@ pub struct UpArgs {
     /// orderer2 on the two after them.
     #[arg(long, default_value_t = 7050)]
     pub base_port: u16,
+    /// An external chaincode server (chaincode-as-a-service) to define on `market` for every
+    /// peer, as NAME=HOST:PORT; repeatable. The peers dial it and speak Fabric's shim protocol.
+    #[arg(long = "external-chaincode", value_name = "NAME=HOST:PORT")]
+    pub external_chaincode: Vec<String>,
 }
 
 struct Node {
@@ -325,6 +329,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "--base-port leaves no room for the peers"
     );
     let nodes = prepare(&dir, args.base_port)?;
+    add_external_chaincodes(&nodes, &args.external_chaincode)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let _ = std::fs::remove_file(dir.join("network.json"));
@@ -388,4 +393,36 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(reason) => bail!("{reason}; see the logs in {}", logs.display()),
         None => Ok(()),
     }
+}
+
+/// Appends one `[[chaincodes]]` definition with an `address` per `NAME=HOST:PORT` to every
+/// peer's freshly written `peer.toml` (same version and endorsement policy as `basic`).
+fn add_external_chaincodes(nodes: &[Node], specs: &[String]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for spec in specs {
+        let Some((name, address)) = spec.split_once('=') else {
+            bail!("--external-chaincode {spec:?}: expected NAME=HOST:PORT");
+        };
+        anyhow::ensure!(
+            !name.is_empty() && name != CHAINCODE && address.contains(':'),
+            "--external-chaincode {spec:?}: expected NAME=HOST:PORT with a name other than {CHAINCODE:?}"
+        );
+        text.push_str(&format!(
+            "\n[[chaincodes]]\nchannel = \"{CHANNEL}\"\nname = {name:?}\nversion = \"1.0\"\n\
+             endorsement_policy = \"{ENDORSEMENT_POLICY}\"\naddress = {address:?}\n"
+        ));
+        println!(
+            "[up] chaincode '{name}' on '{CHANNEL}' is served by the external chaincode server at {address}"
+        );
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    for node in nodes.iter().filter(|n| n.kind == "peer") {
+        let mut config = std::fs::read_to_string(&node.config)
+            .with_context(|| format!("reading {}", node.config.display()))?;
+        config.push_str(&text);
+        write(&node.config, config.as_bytes())?;
+    }
+    Ok(())
 }

@@ -58,6 +58,34 @@ pub struct ChaincodeSpec {
     /// `/Channel/Application/Endorsement` (the default).
     #[serde(default)]
     pub endorsement_policy: Option<String>,
+    /// `host:port` of an external chaincode server (chaincode-as-a-service, plaintext HTTP/2):
+    /// when set, the endorser dials it and speaks Fabric's shim protocol instead of running a
+    /// chaincode compiled into the peer.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Deadline of one execution on the external server, milliseconds (default 30 000).
+    #[serde(default)]
+    pub execute_timeout_ms: Option<u64>,
+    /// With `address`: dial the server over TLS, trusting this CA certificate (PEM); the
+    /// address's host is the server name checked.
+    #[serde(default)]
+    pub tls_ca_cert: Option<PathBuf>,
+}
+
+impl ChaincodeSpec {
+    /// The external chaincode server this definition names, if any.
+    pub fn external(&self) -> Option<crate::external::ExternalChaincode> {
+        self.address
+            .as_ref()
+            .map(|address| crate::external::ExternalChaincode {
+                address: address.clone(),
+                execute_timeout: self
+                    .execute_timeout_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(crate::external::DEFAULT_EXECUTE_TIMEOUT),
+                tls_ca_cert: self.tls_ca_cert.clone(),
+            })
+    }
 }
 
 fn default_version() -> String {
@@ -108,6 +136,11 @@ impl PeerConfig {
         if let Some(ca) = config.tls_client_ca.as_mut().filter(|p| p.is_relative()) {
             *ca = base.join(&*ca);
         }
+        for cc in &mut config.chaincodes {
+            if let Some(ca) = cc.tls_ca_cert.as_mut().filter(|p| p.is_relative()) {
+                *ca = base.join(&*ca);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -125,6 +158,25 @@ impl PeerConfig {
             ));
         }
         for cc in &self.chaincodes {
+            if cc.address.as_deref().is_some_and(|a| a.trim().is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "chaincode {} on {}: address must be host:port",
+                    cc.name, cc.channel
+                )));
+            }
+            if cc.address.is_none() && (cc.tls_ca_cert.is_some() || cc.execute_timeout_ms.is_some())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "chaincode {} on {}: tls_ca_cert and execute_timeout_ms need an address",
+                    cc.name, cc.channel
+                )));
+            }
+            if cc.execute_timeout_ms == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "chaincode {} on {}: execute_timeout_ms must be at least 1",
+                    cc.name, cc.channel
+                )));
+            }
             if let Some(rule) = cc
                 .endorsement_policy
                 .as_deref()

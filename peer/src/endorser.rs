@@ -219,12 +219,21 @@ impl Peer {
                     channel: channel.id().into(),
                 }
             })?;
-            let chaincode = self.registry().get(&p.chaincode_name).ok_or_else(|| {
-                ProposalError::UnknownChaincode {
-                    name: p.chaincode_name.clone(),
-                    channel: channel.id().into(),
-                }
-            })?;
+            let external = self
+                .config()
+                .chaincodes
+                .iter()
+                .find(|cc| cc.channel == channel.id() && cc.name == p.chaincode_name)
+                .and_then(crate::config::ChaincodeSpec::external);
+            let compiled = match external {
+                Some(external) => Err(external),
+                None => Ok(self.registry().get(&p.chaincode_name).ok_or_else(|| {
+                    ProposalError::UnknownChaincode {
+                        name: p.chaincode_name.clone(),
+                        channel: channel.id().into(),
+                    }
+                })?),
+            };
             let snapshot = channel
                 .ledger()
                 .snapshot()
@@ -241,12 +250,21 @@ impl Peer {
                 timestamp: p.channel_header.timestamp,
                 signed_proposal: Some(p.signed.clone()),
             };
-            gridledger_chaincode::simulate(
-                chaincode.as_ref(),
-                &definition.name,
-                &invocation,
-                &SnapshotReader(snapshot),
-            )
+            let reader = SnapshotReader(snapshot);
+            match compiled {
+                Ok(chaincode) => gridledger_chaincode::simulate(
+                    chaincode.as_ref(),
+                    &definition.name,
+                    &invocation,
+                    &reader,
+                ),
+                Err(external) => crate::external::execute_blocking(
+                    &external,
+                    &definition.name,
+                    &invocation,
+                    &reader,
+                ),
+            }
         };
         let version = channel
             .chaincodes()
@@ -342,6 +360,27 @@ impl StateReader for SnapshotReader {
             .map(|rows| {
                 rows.into_iter()
                     .map(|(k, vv)| (k, vv.value, to_proto(vv.version)))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    }
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<gridledger_proto::queryresult::KeyModification>, String> {
+        self.0
+            .history(namespace, key, limit)
+            .map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|e| gridledger_proto::queryresult::KeyModification {
+                        tx_id: e.tx_id,
+                        is_delete: e.value.is_none(),
+                        value: e.value.unwrap_or_default(),
+                        timestamp: e.timestamp,
+                    })
                     .collect()
             })
             .map_err(|e| e.to_string())

@@ -4,6 +4,8 @@
 //! - [`node`]: the running peer — identity, joined channels (ledger + config), join.
 //! - [`endorser`]: proposal checks, simulation on a snapshot, signed responses; the Endorser
 //!   service for peer-to-peer endorsement.
+//! - [`external`]: chaincode-as-a-service — the shim protocol client for external chaincode
+//!   servers.
 //! - [`gateway`]: Fabric's Gateway service (Evaluate, Endorse, Submit, CommitStatus,
 //!   ChaincodeEvents).
 //! - [`deliver`]: Fabric's Deliver service for block events.
@@ -19,6 +21,7 @@ pub mod committer;
 pub mod config;
 pub mod deliver;
 pub mod endorser;
+pub mod external;
 pub mod gateway;
 pub mod node;
 pub mod qscc;

@@ -1,0 +1,83 @@
+/*
+ * An asset contract written against Fabric's official fabric-contract-api, run unmodified as a
+ * chaincode server (chaincode-as-a-service) that GridLedger peers dial. It exercises what the
+ * peer must serve over the shim protocol: state reads and writes, range iteration, key
+ * history, chaincode events, errors, and the client identity taken from the signed proposal.
+ *
+ * Start: CORE_PEER_LOCALMSPID=DSOMSP npx fabric-chaincode-node server \
+ *          --chaincode-address 127.0.0.1:9999 --chaincode-id assets_1.0:0000
+ */
+'use strict';
+
+const { Contract } = require('fabric-contract-api');
+
+class AssetContract extends Contract {
+    constructor() {
+        super('AssetContract');
+    }
+
+    async CreateAsset(ctx, id, value) {
+        if (await this._exists(ctx, id)) {
+            throw new Error(`the asset ${id} already exists`);
+        }
+        const asset = { id, value, owner: ctx.clientIdentity.getMSPID() };
+        const bytes = Buffer.from(JSON.stringify(asset));
+        await ctx.stub.putState(id, bytes);
+        ctx.stub.setEvent('AssetCreated', bytes);
+        return JSON.stringify(asset);
+    }
+
+    async ReadAsset(ctx, id) {
+        const bytes = await ctx.stub.getState(id);
+        if (!bytes || bytes.length === 0) {
+            throw new Error(`the asset ${id} does not exist`);
+        }
+        return bytes.toString();
+    }
+
+    async UpdateAsset(ctx, id, value) {
+        const asset = JSON.parse(await this.ReadAsset(ctx, id));
+        asset.value = value;
+        await ctx.stub.putState(id, Buffer.from(JSON.stringify(asset)));
+        return JSON.stringify(asset);
+    }
+
+    async DeleteAsset(ctx, id) {
+        await this.ReadAsset(ctx, id);
+        await ctx.stub.deleteState(id);
+    }
+
+    async GetAllAssets(ctx) {
+        const assets = [];
+        for await (const { key, value } of ctx.stub.getStateByRange('', '')) {
+            assets.push({ key, value: JSON.parse(value.toString()) });
+        }
+        return JSON.stringify(assets);
+    }
+
+    async GetHistory(ctx, id) {
+        const history = [];
+        for await (const entry of ctx.stub.getHistoryForKey(id)) {
+            history.push({ txId: entry.txId, isDelete: entry.isDelete });
+        }
+        return JSON.stringify(history);
+    }
+
+    async WhoAmI(ctx) {
+        return JSON.stringify({
+            mspId: ctx.clientIdentity.getMSPID(),
+            id: ctx.clientIdentity.getID(),
+            txId: ctx.stub.getTxID(),
+            channel: ctx.stub.getChannelID(),
+            peerMspId: ctx.stub.getMspID(),
+        });
+    }
+
+    async _exists(ctx, id) {
+        const bytes = await ctx.stub.getState(id);
+        return !!bytes && bytes.length > 0;
+    }
+}
+
+module.exports.AssetContract = AssetContract;
+module.exports.contracts = [AssetContract];
