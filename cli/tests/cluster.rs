@@ -3,8 +3,10 @@
 //! itself (three orderers, three peers) so it can `kill -9` and restart single orderers.
 //! A steady load of CreateAsset transactions goes through the peers' Gateways while orderers
 //! die; every transaction whose commit status was VALID must then be in the ledger of every
-//! peer, and all peers must hold the same blocks (header and data; the orderer signature in
-//! metadata is each orderer's own).
+//! peer, and all peers must hold byte-identical blocks (the leader's block signature is part
+//! of consensus, so every orderer writes the same metadata); after a leader kill every
+//! orderer's Deliver must also serve the same bytes as every other, equal to the peers' blocks
+//! except for the TRANSACTIONS_FILTER the peers fill in.
 //!
 //! Which orderer leads is read from the orderers' logs ("raft leader changed … leader=N",
 //! N being the consenter's position in the channel config, from 1). Every process is owned
@@ -13,7 +15,7 @@
 
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, protos};
+use gridledger_proto::{common, orderer, prost_types, protos};
 use gridledger_sdk::{Gateway, commit_status};
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::codegen::tokio_stream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 const CHANNEL: &str = "market";
 const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
@@ -120,12 +124,21 @@ struct Org {
     key: PathBuf,
 }
 
+/// How the test reaches one orderer.
+struct OrdererEndpoint {
+    name: String,
+    endpoint: String,
+    tls_ca: Vec<u8>,
+    server_name: String,
+}
+
 /// The network's folder and the processes the test runs.
 struct Cluster {
     dir: PathBuf,
     base_port: u16,
     nodes: Vec<(String, Child)>,
     orgs: Vec<Org>,
+    orderers: Vec<OrdererEndpoint>,
 }
 
 impl Cluster {
@@ -184,11 +197,26 @@ impl Cluster {
                 }
             })
             .collect();
+        let orderers = value["orderers"]
+            .as_array()
+            .expect("orderers")
+            .iter()
+            .map(|o| {
+                let s = |v: &serde_json::Value| v.as_str().expect("string").to_owned();
+                OrdererEndpoint {
+                    name: s(&o["name"]),
+                    endpoint: s(&o["endpoint"]),
+                    tls_ca: std::fs::read(dir.join(s(&o["tlsCaCert"]))).expect("orderer tls ca"),
+                    server_name: s(&o["serverName"]),
+                }
+            })
+            .collect();
         let mut cluster = Cluster {
             dir,
             base_port,
             nodes: Vec::new(),
             orgs,
+            orderers,
         };
         for (node, _) in NODES {
             cluster.start_node(node);
@@ -318,6 +346,80 @@ impl Cluster {
             .await
             .expect("connect a gateway")
             .with_timeout(CALL_TIMEOUT)
+    }
+
+    /// Blocks `0..height` of the channel as `orderer`'s Deliver serves them (encoded),
+    /// waiting for blocks it has not written yet; requested as the first organization's User1.
+    async fn orderer_blocks(&self, orderer_name: &str, height: u64) -> Vec<Vec<u8>> {
+        let o = self
+            .orderers
+            .iter()
+            .find(|o| o.name == orderer_name)
+            .unwrap_or_else(|| panic!("unknown orderer {orderer_name}"));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&o.tls_ca))
+            .domain_name(&o.server_name);
+        let channel: Channel = Endpoint::from_shared(format!("https://{}", o.endpoint))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("tls config")
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {orderer_name}: {e:?}"));
+        let org = &self.orgs[0];
+        let signer = SigningIdentity::load(&org.msp_id, &org.cert, &org.key).expect("User1");
+        let envelope = seek_envelope(&signer, 0, height - 1);
+        let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel)
+            .max_decoding_message_size(100 * 1024 * 1024);
+        let mut stream = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.deliver(tokio_stream::iter(vec![envelope])),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{orderer_name} Deliver did not answer"))
+        .unwrap_or_else(|e| panic!("{orderer_name} Deliver: {e}"))
+        .into_inner();
+        let mut blocks = Vec::new();
+        while (blocks.len() as u64) < height {
+            let response = tokio::time::timeout(LEDGER_TIMEOUT, stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("{orderer_name} did not deliver block {}", blocks.len()))
+                .unwrap_or_else(|e| panic!("{orderer_name} Deliver stream: {e}"))
+                .unwrap_or_else(|| panic!("{orderer_name} ended Deliver early"));
+            match response.r#type {
+                Some(orderer::deliver_response::Type::Block(block)) => {
+                    blocks.push(block.encode_to_vec());
+                }
+                other => panic!("{orderer_name} Deliver answered {other:?} before the blocks"),
+            }
+        }
+        blocks
+    }
+
+    /// Every orderer serves the same bytes for blocks `0..height`, and they equal the peers'
+    /// blocks (`peer_blocks`) once the peers' TRANSACTIONS_FILTER is left out.
+    async fn check_orderers(&self, peer_blocks: &[Vec<u8>]) {
+        let height = peer_blocks.len() as u64;
+        let first = self.orderer_blocks(ORDERERS[0], height).await;
+        for name in &ORDERERS[1..] {
+            let blocks = self.orderer_blocks(name, height).await;
+            for (number, (a, b)) in first.iter().zip(&blocks).enumerate() {
+                assert!(
+                    a == b,
+                    "block {number} from {name} differs from {}'s",
+                    ORDERERS[0]
+                );
+            }
+        }
+        for (number, (ordered, committed)) in first.iter().zip(peer_blocks).enumerate() {
+            assert!(
+                without_transactions_filter(ordered) == without_transactions_filter(committed),
+                "block {number}: the orderers' copy differs from the peers' beyond the \
+                 transactions filter"
+            );
+        }
+        eprintln!("[test] {height} blocks byte-identical on all 3 orderers");
     }
 
     async fn gateways(&self) -> Vec<Gateway> {
@@ -457,18 +559,73 @@ async fn chain_height(gateway: &Gateway) -> u64 {
         .height
 }
 
-/// Header and data of a block: what every orderer's copy has in common.
-async fn block_core(gateway: &Gateway, number: u64) -> Vec<u8> {
-    let bytes = gateway
+/// A block as a peer stores it (encoded, TRANSACTIONS_FILTER filled in).
+async fn block_bytes(gateway: &Gateway, number: u64) -> Vec<u8> {
+    gateway
         .network(CHANNEL)
         .contract("qscc")
         .evaluate("GetBlockByNumber", &[CHANNEL, &number.to_string()])
         .await
-        .unwrap_or_else(|e| panic!("qscc GetBlockByNumber {number}: {e}"));
-    let block = common::Block::decode(bytes.as_slice()).expect("Block");
-    let mut out = block.header.expect("header").encode_to_vec();
-    out.extend(block.data.expect("data").encode_to_vec());
-    out
+        .unwrap_or_else(|e| panic!("qscc GetBlockByNumber {number}: {e}"))
+}
+
+/// An encoded block with its TRANSACTIONS_FILTER slot emptied (the slot a committing peer
+/// fills in).
+fn without_transactions_filter(bytes: &[u8]) -> Vec<u8> {
+    let mut block = common::Block::decode(bytes).expect("Block");
+    let slot = common::BlockMetadataIndex::TransactionsFilter as usize;
+    if let Some(entry) = block
+        .metadata
+        .as_mut()
+        .and_then(|m| m.metadata.get_mut(slot))
+    {
+        entry.clear();
+    }
+    block.encode_to_vec()
+}
+
+/// A signed Deliver request for blocks `start..=stop`, waiting for blocks not yet written.
+fn seek_envelope(signer: &SigningIdentity, start: u64, stop: u64) -> common::Envelope {
+    let position = |number| orderer::SeekPosition {
+        r#type: Some(orderer::seek_position::Type::Specified(
+            orderer::SeekSpecified { number },
+        )),
+    };
+    let info = orderer::SeekInfo {
+        start: Some(position(start)),
+        stop: Some(position(stop)),
+        behavior: orderer::seek_info::SeekBehavior::BlockUntilReady as i32,
+        error_response: 0,
+        content_type: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let payload = common::Payload {
+        header: Some(common::Header {
+            channel_header: common::ChannelHeader {
+                r#type: common::HeaderType::DeliverSeekInfo as i32,
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: now.as_secs() as i64,
+                    nanos: 0,
+                }),
+                channel_id: CHANNEL.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: common::SignatureHeader {
+                creator: signer.serialized().to_vec(),
+                nonce: Vec::new(),
+            }
+            .encode_to_vec(),
+        }),
+        data: info.encode_to_vec(),
+    }
+    .encode_to_vec();
+    common::Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    }
 }
 
 /// Waits until all peers have the same height (at least `at_least`); returns it.
@@ -490,17 +647,20 @@ async fn converge(gateways: &[Gateway], at_least: u64) -> u64 {
     }
 }
 
-/// Every VALID transaction is VALID in every peer's ledger and all peers hold the same blocks.
-async fn check_ledgers(gateways: &[Gateway], valid: &[String]) {
+/// Every VALID transaction is VALID in every peer's ledger and all peers hold byte-identical
+/// blocks; returns the first peer's blocks.
+async fn check_ledgers(gateways: &[Gateway], valid: &[String]) -> Vec<Vec<u8>> {
     let height = converge(gateways, 2).await;
+    let mut blocks = Vec::new();
     for number in 0..height {
-        let first = block_core(&gateways[0], number).await;
+        let first = block_bytes(&gateways[0], number).await;
         for g in &gateways[1..] {
             assert!(
-                block_core(g, number).await == first,
+                block_bytes(g, number).await == first,
                 "block {number} differs between peers"
             );
         }
+        blocks.push(first);
     }
     for tx_id in valid {
         for g in gateways {
@@ -519,6 +679,7 @@ async fn check_ledgers(gateways: &[Gateway], valid: &[String]) {
         "[test] {} valid transactions on all 3 peers, {height} identical blocks",
         valid.len()
     );
+    blocks
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -554,7 +715,8 @@ async fn killing_the_raft_leader_under_load_elects_another_and_loses_no_valid_tr
         );
         tokio::time::sleep(POLL).await;
     }
-    check_ledgers(&gateways, &valid).await;
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -585,7 +747,8 @@ async fn a_follower_killed_and_restarted_catches_up_from_the_log() {
         );
         tokio::time::sleep(POLL).await;
     }
-    check_ledgers(&gateways, &valid).await;
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -653,7 +816,8 @@ async fn restarting_every_node_loses_nothing_committed() {
     let load = Load::start(&gateways, "after");
     load.wait_progress(10, LEDGER_TIMEOUT).await;
     valid.extend(load.finish().await);
-    check_ledgers(&gateways, &valid).await;
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,9 @@
 //! `raft_index` is the last Raft log index whose effect the chain up to this block contains,
 //! which is where the orderer resumes after a restart.
 //!
-//! Building and signing are plain functions; the nonce is an input.
+//! Building and signing are plain functions; the nonce is an input. Signing is split in two
+//! ([`signatures_metadata`], [`attach_signatures`]) because in a Raft cluster the leader
+//! makes the SIGNATURES slot once and every consenter attaches those same bytes.
 
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::blockutil::{block_data_hash, block_header_bytes};
@@ -99,11 +101,30 @@ pub fn sign_block(
     consenter_metadata: &RaftBlockMetadata,
     nonce: &[u8; NONCE_LEN],
 ) {
-    let header_bytes = block
-        .header
-        .as_ref()
-        .map(block_header_bytes)
-        .unwrap_or_else(|| block_header_bytes(&common::BlockHeader::default()));
+    let header = block.header.clone().unwrap_or_default();
+    let slot = signatures_metadata(
+        &header,
+        signer,
+        last_config_index,
+        consenter_metadata,
+        nonce,
+    );
+    attach_signatures(block, slot, last_config_index);
+}
+
+/// The encoded SIGNATURES slot for a block with `header`: the orderer metadata (last config
+/// and consenter metadata) and `signer`'s signature over it and the header.
+///
+/// In a Raft cluster the leader makes this once per block and orders it through Raft, so
+/// every consenter stores exactly the same bytes.
+pub fn signatures_metadata(
+    header: &common::BlockHeader,
+    signer: &SigningIdentity,
+    last_config_index: u64,
+    consenter_metadata: &RaftBlockMetadata,
+    nonce: &[u8; NONCE_LEN],
+) -> Vec<u8> {
+    let header_bytes = block_header_bytes(header);
     let value = common::OrdererBlockMetadata {
         last_config: Some(common::LastConfig {
             index: last_config_index,
@@ -126,7 +147,7 @@ pub fn sign_block(
     signed.extend_from_slice(&header_bytes);
     let signature = signer.sign(&signed);
 
-    let signatures_slot = common::Metadata {
+    common::Metadata {
         value,
         signatures: vec![common::MetadataSignature {
             signature_header,
@@ -134,7 +155,16 @@ pub fn sign_block(
             identifier_header: Vec::new(),
         }],
     }
-    .encode_to_vec();
+    .encode_to_vec()
+}
+
+/// Puts an encoded SIGNATURES slot (from [`signatures_metadata`]) into `block`, and the
+/// LAST_CONFIG slot derived from `last_config_index`.
+pub fn attach_signatures(
+    block: &mut common::Block,
+    signatures_slot: Vec<u8>,
+    last_config_index: u64,
+) {
     let last_config_slot = common::Metadata {
         value: common::LastConfig {
             index: last_config_index,

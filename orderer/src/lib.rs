@@ -7,7 +7,8 @@
 //! `/Channel/Writers`; `broadcast`) and hands it to its channel's ordering loop (`chain`),
 //! which proposes it to Raft (`consensus`). Once the entry commits the client hears SUCCESS
 //! and the envelope enters the [`cutter`]; every batch the cutter closes becomes a block
-//! ([`block`]) signed by the orderer and appended to the channel's ledger. Deliver streams
+//! ([`block`]); the Raft leader signs it and orders the signature through Raft, and once that
+//! commits every consenter appends the block, with that signature, to the channel's ledger. Deliver streams
 //! those blocks to peers and clients (`deliver`).
 //!
 //! Module map:
@@ -43,6 +44,8 @@
 //! log (on a quorum's disks), whichever orderer the client reached.
 //! Invariant: every block records the Raft index it reflects, so a restart resumes from the
 //! ledger and the log without losing or repeating a block.
+//! Invariant: a block is written only when its signature entry commits, with exactly that
+//! entry's metadata, so every consenter's copy of block N is byte-identical.
 
 mod access;
 pub mod block;
@@ -64,7 +67,7 @@ pub use config::{ClusterConfig, ConfigError, Limits, OrdererConfig, RaftConfig, 
 pub use consensus::ConsensusError;
 pub use cutter::{BatchSettings, BlockCutter};
 pub use error::OrdererError;
-pub use participation::{JoinError, JoinedChannel, join_channel};
+pub use participation::{JoinError, JoinedChannel, ListChannelsError, join_channel, list_channels};
 pub use server::{Orderer, run};
 
 /// Seconds since the Unix epoch by the local clock: the validation time of identities on the

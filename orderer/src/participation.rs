@@ -68,6 +68,52 @@ pub struct JoinedChannel {
     pub height: u64,
 }
 
+/// Why the joined channels could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListChannelsError {
+    /// The channels folder could not be read.
+    #[error("cannot list the channel folders in {path}: {source}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A channel's ledger could not be opened (it is locked while the orderer runs).
+    #[error("ledger of channel {channel_id} (is the orderer running?): {source}")]
+    Ledger {
+        /// The channel.
+        channel_id: String,
+        /// The ledger's error.
+        source: LedgerError,
+    },
+}
+
+/// The channels joined under `data_dir`, sorted by id, each with its ledger height; for
+/// `gridledger orderer channel list` while the orderer is stopped (a running orderer holds
+/// its ledgers' locks). A folder whose join never wrote block 0 is not listed.
+pub fn list_channels(data_dir: &Path) -> Result<Vec<JoinedChannel>, ListChannelsError> {
+    let folders = channel_folders(data_dir).map_err(|source| ListChannelsError::Io {
+        path: data_dir.join(CHANNELS_DIR),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for channel_id in folders {
+        let ledger =
+            Ledger::open(&channel_dir(data_dir, &channel_id), &channel_id).map_err(|source| {
+                ListChannelsError::Ledger {
+                    channel_id: channel_id.clone(),
+                    source,
+                }
+            })?;
+        let height = ledger.height();
+        if height > 0 {
+            out.push(JoinedChannel { channel_id, height });
+        }
+    }
+    Ok(out)
+}
+
 /// The folder of channel `channel_id`'s ledger and Raft log.
 pub fn channel_dir(data_dir: &Path, channel_id: &str) -> PathBuf {
     data_dir.join(CHANNELS_DIR).join(channel_id)

@@ -221,6 +221,7 @@ impl Registry {
                 election_tick: election,
                 heartbeat_tick: heartbeat,
                 max_uncommitted_bytes: self.config.raft.max_uncommitted_bytes,
+                fixed_election_timeout: false,
             },
             tick: Duration::from_millis(self.config.raft.tick_ms),
             queue_depth: self.config.limits.submit_queue_depth as usize,

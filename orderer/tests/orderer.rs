@@ -14,7 +14,9 @@ use gridledger_identity::SigningIdentity;
 use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_orderer::block::{NONCE_LEN, RaftBlockMetadata};
 use gridledger_orderer::participation::{JOIN_DIR, channel_dir};
-use gridledger_orderer::{JoinError, Orderer, OrdererConfig, OrdererError, join_channel};
+use gridledger_orderer::{
+    JoinError, Orderer, OrdererConfig, OrdererError, join_channel, list_channels,
+};
 use gridledger_proto::blockutil::{block_data_hash, block_header_bytes, block_header_hash};
 use gridledger_proto::common::{self, HeaderType, Status};
 use gridledger_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
@@ -929,6 +931,11 @@ async fn restart_keeps_the_chain_and_orders_what_was_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_are_joined_with_their_genesis_block() {
     let net = Network::new("join");
+    assert_eq!(
+        list_channels(&net.data_dir()).expect("list"),
+        [],
+        "nothing joined yet"
+    );
     // Offline join, then a second join of the same block is refused.
     let joined = join_channel(&net.data_dir(), &net.genesis).expect("join");
     assert_eq!((joined.channel_id.as_str(), joined.height), ("market", 1));
@@ -999,6 +1006,16 @@ async fn channels_are_joined_with_their_genesis_block() {
         [Status::Success]
     );
     orderer.stop().await;
+
+    // Stopped, the orderer's channels are listed from its data dir, with their heights.
+    let listed = list_channels(&net.data_dir()).expect("list");
+    let ids: Vec<&str> = listed.iter().map(|c| c.channel_id.as_str()).collect();
+    assert_eq!(ids, ["grid", "market"]);
+    assert_eq!(listed[1].height, 1, "market holds its genesis block only");
+    assert!(
+        listed[0].height >= 1,
+        "grid holds at least its genesis block"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! Consensus: one channel's Raft node, on tikv/raft-rs, wrapped so that nothing outside this
 //! module sees raft-rs types.
 //!
-//! The orderer proposes [`Proposal`]s (an envelope to order, or a *time-to-cut* marker for a
-//! block number) and receives [`Committed`] entries in log order. Only committed entries
-//! become blocks, and the block cutter runs on committed entries, so every node of a channel
-//! cuts the same blocks from the same log (a batch timeout is itself a log entry, as in
-//! Fabric's Kafka-era time-to-cut messages).
+//! The orderer proposes [`Proposal`]s (an envelope to order, a *time-to-cut* marker for a
+//! block number, a log compaction, or the leader's signature for a cut block) and receives
+//! [`Committed`] entries in log order. Only committed entries become blocks, and the block
+//! cutter runs on committed entries, so every node of a channel cuts the same blocks from the
+//! same log (a batch timeout is itself a log entry, as in Fabric's Kafka-era time-to-cut
+//! messages), and writes each with the one signature that committed for it.
 //!
 //! The Raft log is the ledger crate's [`RaftStore`]; [`Consensus::advance`] follows raft-rs's
 //! `Ready` protocol: persist new entries and hard state in one durable write, then hand back
@@ -45,6 +46,10 @@ const TAG_ENVELOPE: u8 = 1;
 const TAG_TIME_TO_CUT: u8 = 2;
 /// Tag byte of a log-compaction proposal.
 const TAG_COMPACT: u8 = 3;
+/// Tag byte of a block-signature proposal.
+const TAG_BLOCK_SIGNATURE: u8 = 4;
+/// Length of a block header hash (SHA-256).
+const HEADER_HASH_LEN: usize = 32;
 
 /// Consensus failures.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,17 @@ pub(crate) enum Proposal {
         /// The last index that may be discarded.
         index: u64,
     },
+    /// The leader's signature for block `number`, cut from the log but not yet written: once
+    /// this commits every consenter writes the block with exactly this SIGNATURES metadata,
+    /// so all copies of the block are byte-identical.
+    BlockSignature {
+        /// The block number.
+        number: u64,
+        /// The header hash of the block the leader signed (checked against the local cut).
+        header_hash: [u8; HEADER_HASH_LEN],
+        /// The encoded SIGNATURES metadata slot.
+        metadata: Vec<u8>,
+    },
 }
 
 impl Proposal {
@@ -122,6 +138,18 @@ impl Proposal {
                 out.extend_from_slice(&index.to_be_bytes());
                 out
             }
+            Proposal::BlockSignature {
+                number,
+                header_hash,
+                metadata,
+            } => {
+                let mut out = Vec::with_capacity(1 + 8 + HEADER_HASH_LEN + metadata.len());
+                out.push(TAG_BLOCK_SIGNATURE);
+                out.extend_from_slice(&number.to_be_bytes());
+                out.extend_from_slice(header_hash);
+                out.extend_from_slice(metadata);
+                out
+            }
         }
     }
 
@@ -143,6 +171,21 @@ impl Proposal {
                     .map_err(|_| unknown(format!("compaction of {} bytes", rest.len())))?;
                 Ok(Proposal::Compact {
                     index: u64::from_be_bytes(bytes),
+                })
+            }
+            Some((&TAG_BLOCK_SIGNATURE, rest)) => {
+                if rest.len() < 8 + HEADER_HASH_LEN {
+                    return Err(unknown(format!("block signature of {} bytes", rest.len())));
+                }
+                let (number, rest) = rest.split_at(8);
+                let (hash, metadata) = rest.split_at(HEADER_HASH_LEN);
+                let number: [u8; 8] = number.try_into().expect("split at 8 bytes");
+                let header_hash: [u8; HEADER_HASH_LEN] =
+                    hash.try_into().expect("split at the hash length");
+                Ok(Proposal::BlockSignature {
+                    number: u64::from_be_bytes(number),
+                    header_hash,
+                    metadata: metadata.to_vec(),
                 })
             }
             Some((tag, _)) => Err(unknown(format!("unknown tag {tag}"))),
@@ -171,6 +214,10 @@ pub(crate) struct RaftSettings {
     pub heartbeat_tick: usize,
     /// Bytes of uncommitted entries the leader accepts.
     pub max_uncommitted_bytes: u64,
+    /// When true the election timeout is exactly `election_tick` ticks instead of a random
+    /// value in `[election_tick, 2 * election_tick)`: raft-rs draws that value from an
+    /// unseeded generator, so seeded simulations fix it (and vary it per node themselves).
+    pub fixed_election_timeout: bool,
 }
 
 /// The output of one [`Consensus::advance`]: what committed and what to send.
@@ -262,6 +309,16 @@ impl Consensus {
             // its waiting submitters hear SERVICE_UNAVAILABLE instead of waiting forever.
             check_quorum: true,
             max_uncommitted_size: settings.max_uncommitted_bytes,
+            min_election_tick: if settings.fixed_election_timeout {
+                settings.election_tick
+            } else {
+                0
+            },
+            max_election_tick: if settings.fixed_election_timeout {
+                settings.election_tick + 1
+            } else {
+                0
+            },
             ..raft::Config::default()
         };
         config.validate()?;
@@ -358,6 +415,11 @@ impl Consensus {
     /// Advances Raft's logical clock by one tick.
     pub(crate) fn tick(&mut self) {
         self.node.tick();
+    }
+
+    /// The current Raft term.
+    pub(crate) fn term(&self) -> u64 {
+        self.node.raft.term
     }
 
     /// Whether this node currently leads the channel.
@@ -483,6 +545,7 @@ mod tests {
         election_tick: 10,
         heartbeat_tick: 1,
         max_uncommitted_bytes: 1024 * 1024,
+        fixed_election_timeout: false,
     };
 
     fn drain(node: &mut Consensus) -> Vec<Committed> {
@@ -503,11 +566,17 @@ mod tests {
             Proposal::Envelope(Vec::new()),
             Proposal::TimeToCut { block_number: 9 },
             Proposal::Compact { index: 77 },
+            Proposal::BlockSignature {
+                number: 3,
+                header_hash: [7; HEADER_HASH_LEN],
+                metadata: b"slot".to_vec(),
+            },
         ] {
             assert_eq!(Proposal::decode(1, &p.encode()).expect("decodes"), p);
         }
         assert!(Proposal::decode(1, &[7, 1]).is_err());
         assert!(Proposal::decode(1, &[TAG_TIME_TO_CUT, 1, 2]).is_err());
+        assert!(Proposal::decode(1, &[TAG_BLOCK_SIGNATURE, 0, 0, 0, 0, 0, 0, 0, 1, 9]).is_err());
     }
 
     #[test]
@@ -649,19 +718,27 @@ mod tests {
         let mut rng = Rng(seed | 1);
         let base = scratch(&format!("sim-{seed}"));
         let voters = [1u64, 2, 3];
-        let open = |id: u64, applied: u64| {
+        // Election timeouts drawn from the seed (raft-rs's own draw is not seeded).
+        let open = |id: u64, applied: u64, rng: &mut Rng| {
+            let settings = RaftSettings {
+                election_tick: 10 + (rng.next() % 10) as usize,
+                fixed_election_timeout: true,
+                ..SETTINGS
+            };
             Consensus::open(
                 RaftStore::open(&base.join(id.to_string())).expect("store"),
                 applied,
-                SETTINGS,
+                settings,
                 "sim",
                 id,
                 &voters,
             )
             .expect("open")
         };
-        let mut nodes: Vec<Option<Consensus>> =
-            voters.iter().map(|&id| Some(open(id, 0))).collect();
+        let mut nodes: Vec<Option<Consensus>> = voters
+            .iter()
+            .map(|&id| Some(open(id, 0, &mut rng)))
+            .collect();
         // Per node: committed (index -> proposal) as applied, durable across "crashes".
         let mut applied: Vec<BTreeMap<u64, Option<Proposal>>> = vec![BTreeMap::new(); 3];
         let mut in_flight: Vec<(u64, u64, Vec<u8>, u64)> = Vec::new(); // (deliver_at, to, bytes, from)
@@ -682,7 +759,7 @@ mod tests {
                 let victim = (rng.next() % 3) as usize;
                 nodes[victim] = None;
                 let last = applied[victim].keys().next_back().copied().unwrap_or(0);
-                nodes[victim] = Some(open(victim as u64 + 1, last));
+                nodes[victim] = Some(open(victim as u64 + 1, last, &mut rng));
             }
             // Deliver due messages.
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut in_flight)
