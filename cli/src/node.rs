@@ -28,6 +28,20 @@ pub enum OrdererCommand {
         #[arg(long, hide = true)]
         exit_on_stdin_close: bool,
     },
+    /// Join the orderer to a channel with its genesis block (run while the orderer is stopped;
+    /// while it runs, copy the block into <data_dir>/join/ instead).
+    Join {
+        #[arg(long)]
+        config: PathBuf,
+        /// The channel's genesis block (`gridledger channel genesis`).
+        #[arg(long)]
+        block: PathBuf,
+    },
+    /// List the channels the orderer has joined, with their heights (orderer stopped).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -99,10 +113,36 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
 }
 
 pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
-    let OrdererCommand::Start {
-        config,
-        exit_on_stdin_close,
-    } = cmd;
+    let (config, exit_on_stdin_close) = match cmd {
+        OrdererCommand::Start {
+            config,
+            exit_on_stdin_close,
+        } => (config, exit_on_stdin_close),
+        OrdererCommand::Join { config, block } => {
+            let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+            let bytes =
+                std::fs::read(&block).with_context(|| format!("reading {}", block.display()))?;
+            let joined = gridledger_orderer::join_channel(&parsed.data_dir, &bytes)
+                .with_context(|| format!("joining the channel of {}", block.display()))?;
+            println!(
+                "joined channel '{}' (height {})",
+                joined.channel_id, joined.height
+            );
+            return Ok(());
+        }
+        OrdererCommand::List { config } => {
+            let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+            let channels =
+                gridledger_orderer::list_channels(&parsed.data_dir).context("listing channels")?;
+            if channels.is_empty() {
+                println!("no channels joined");
+            }
+            for c in channels {
+                println!("{}\theight {}", c.channel_id, c.height);
+            }
+            return Ok(());
+        }
+    };
     init_logging();
     let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
     runtime()?

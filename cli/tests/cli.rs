@@ -232,3 +232,86 @@ fn every_command_has_help() {
         assert!(out.contains("Usage"), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn orderer_join_and_list_work_on_a_stopped_orderer() {
+    let dir = temp_dir("orderer-join");
+    let d = dir.to_str().expect("utf8");
+    let crypto = root().join("examples/crypto-config.toml");
+    ok(&gridledger(&[
+        "crypto",
+        "generate",
+        "--config",
+        crypto.to_str().expect("utf8"),
+        "--out",
+        d,
+    ]));
+    let block = dir.join("market.block");
+    let channel = root().join("examples/market-channel.toml");
+    ok(&gridledger(&[
+        "channel",
+        "genesis",
+        "--config",
+        channel.to_str().expect("utf8"),
+        "--base-dir",
+        d,
+        "--out",
+        block.to_str().expect("utf8"),
+    ]));
+    let o = dir.join("organizations/OrdererMSP/orderers/orderer0");
+    let config = dir.join("orderer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"orderer0\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\n\n[tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\n",
+            dir.join("data").display(),
+            o.join("msp/signcerts/cert.pem").display(),
+            o.join("msp/keystore/key.pem").display(),
+            o.join("tls/server.crt").display(),
+            o.join("tls/server.key").display(),
+        ),
+    )
+    .expect("write orderer.toml");
+    let c = config.to_str().expect("utf8");
+    assert!(ok(&gridledger(&["orderer", "list", "--config", c])).contains("no channels joined"));
+    let joined = ok(&gridledger(&[
+        "orderer",
+        "join",
+        "--config",
+        c,
+        "--block",
+        block.to_str().expect("utf8"),
+    ]));
+    assert!(
+        joined.contains("joined channel 'market' (height 1)"),
+        "{joined}"
+    );
+    let listed = ok(&gridledger(&["orderer", "list", "--config", c]));
+    assert!(listed.contains("market\theight 1"), "{listed}");
+    // Joining twice is refused with a reason, and a block that is not a genesis block too.
+    fails_with(
+        &gridledger(&[
+            "orderer",
+            "join",
+            "--config",
+            c,
+            "--block",
+            block.to_str().expect("utf8"),
+        ]),
+        "market",
+    );
+    let tx_block = root().join("tests/fixtures/fabric-2.5.5-chain/block001.pb");
+    fails_with(
+        &gridledger(&[
+            "orderer",
+            "join",
+            "--config",
+            c,
+            "--block",
+            tx_block.to_str().expect("utf8"),
+        ]),
+        "joining",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
