@@ -7,6 +7,10 @@
 //!   fixed-rate mode after a warm-up, and reports committed tps, commit-latency percentiles,
 //!   validation codes, errors by gRPC code, and CPU and memory of every node process (read from
 //!   `/proc`) and of the client itself.
+//! - `bench order`: the ordering service alone — signed ENDORSER_TRANSACTION envelopes over
+//!   concurrent Broadcast streams spread across the Raft orderers (SUCCESS acks per second and
+//!   their latency), and one Deliver stream measuring envelopes per second landing in blocks
+//!   and the broadcast-to-block latency.
 //!
 //! The load generator is Rust on purpose: a Node client costs milliseconds of CPU per
 //! transaction and would saturate a 2-core box on its own. Everything it does is bounded: the
@@ -49,6 +53,10 @@ enum Named {
     /// End to end through the Gateway of a running network (`gridledger up`): committed tps,
     /// commit latency, validation codes, CPU and memory per node process.
     Gateway(GatewayArgs),
+    /// The ordering service alone: signed envelopes over concurrent Broadcast streams spread
+    /// across the orderers; acks per second and ack latency, and envelopes per second landing
+    /// in blocks on one orderer's Deliver stream with the broadcast-to-block latency.
+    Order(OrderArgs),
 }
 
 impl FromArgMatches for BenchCommand {
@@ -158,6 +166,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             json,
         } => crypto(seconds, repeat.max(1), json),
         Named::Gateway(args) => gateway(&args),
+        Named::Order(args) => order(&args),
     }
 }
 
@@ -1133,6 +1142,780 @@ fn print_report(r: &Report) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The ordering service alone (`bench order`).
+// ---------------------------------------------------------------------------------------------
+
+/// Options of `bench order`: the 3-node Raft ordering service alone, driven by Broadcast.
+#[derive(Debug, Clone, Args)]
+pub struct OrderArgs {
+    /// The network.json written by `gridledger up`.
+    #[arg(long, value_name = "FILE")]
+    pub network: PathBuf,
+    /// Length of the measured window, after the warm-up.
+    #[arg(long, default_value_t = 15.0)]
+    pub seconds: f64,
+    /// Load before the measured window; excluded from every statistic.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup_seconds: f64,
+    /// Concurrent Broadcast streams, spread round-robin over the orderers.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Envelopes in flight per stream (each stream waits for its oldest ack beyond this).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    /// Approximate encoded size of each envelope (the transaction is padded up to it).
+    #[arg(long, default_value_t = 1024)]
+    pub envelope_bytes: usize,
+    /// The organization whose user signs (default: the first).
+    #[arg(long, value_name = "MSPID")]
+    pub org: Option<String>,
+    /// The user (from network.json) that signs.
+    #[arg(long, default_value = "User1")]
+    pub user: String,
+    /// Channel.
+    #[arg(long, default_value = "market")]
+    pub channel: String,
+    /// The orderer whose Deliver stream measures blocks (default: the first listed).
+    #[arg(long, value_name = "NAME")]
+    pub deliver_orderer: Option<String>,
+    /// Longest wait for outstanding acks and blocks after the window.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_seconds: f64,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The parts of network.json `bench order` reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderNetworkFile {
+    orderers: Vec<OrdererEntry>,
+    organizations: Vec<OrgEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrdererEntry {
+    name: String,
+    endpoint: String,
+    tls_ca_cert: String,
+    server_name: String,
+}
+
+/// One orderer to connect to.
+#[derive(Debug, Clone)]
+struct OrdererTarget {
+    name: String,
+    endpoint: String,
+    server_name: String,
+    tls_ca_pem: Vec<u8>,
+}
+
+/// Everything `bench order` resolved from network.json.
+struct OrderTarget {
+    orderers: Vec<OrdererTarget>,
+    /// Index into `orderers` of the one whose blocks are watched.
+    deliver: usize,
+    signer: SigningIdentity,
+    network_dir: PathBuf,
+}
+
+fn resolve_order_target(args: &OrderArgs) -> anyhow::Result<OrderTarget> {
+    let path = &args.network;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: OrderNetworkFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a network.json", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let network_dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    ensure!(
+        !file.orderers.is_empty(),
+        "{} lists no orderers",
+        path.display()
+    );
+    let mut orderers = Vec::with_capacity(file.orderers.len());
+    for o in &file.orderers {
+        let ca = network_dir.join(&o.tls_ca_cert);
+        orderers.push(OrdererTarget {
+            name: o.name.clone(),
+            endpoint: o.endpoint.clone(),
+            server_name: o.server_name.clone(),
+            tls_ca_pem: std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?,
+        });
+    }
+    let deliver = match &args.deliver_orderer {
+        Some(name) => orderers
+            .iter()
+            .position(|o| &o.name == name)
+            .with_context(|| format!("orderer {name} is not in {}", path.display()))?,
+        None => 0,
+    };
+    let org = match &args.org {
+        Some(msp_id) => file
+            .organizations
+            .iter()
+            .find(|o| &o.msp_id == msp_id)
+            .with_context(|| format!("organization {msp_id} is not in {}", path.display()))?,
+        None => file
+            .organizations
+            .first()
+            .with_context(|| format!("{} lists no organizations", path.display()))?,
+    };
+    let user = org
+        .users
+        .iter()
+        .find(|u| u.name == args.user)
+        .with_context(|| format!("organization {} has no user {}", org.msp_id, args.user))?;
+    let signer = SigningIdentity::load(
+        &org.msp_id,
+        &network_dir.join(&user.cert),
+        &network_dir.join(&user.key),
+    )
+    .with_context(|| format!("loading {} of {}", user.name, org.msp_id))?;
+    Ok(OrderTarget {
+        orderers,
+        deliver,
+        signer,
+        network_dir,
+    })
+}
+
+/// A TLS gRPC channel to one orderer, checking its certificate for `serverName`.
+async fn orderer_channel(o: &OrdererTarget) -> anyhow::Result<tonic::transport::Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&o.tls_ca_pem))
+        .domain_name(&o.server_name);
+    Endpoint::from_shared(format!("https://{}", o.endpoint))
+        .with_context(|| format!("orderer {} endpoint {}", o.name, o.endpoint))?
+        .tls_config(tls)
+        .with_context(|| format!("TLS settings for orderer {}", o.name))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to orderer {} at {}", o.name, o.endpoint))
+}
+
+/// Makes signed ENDORSER_TRANSACTION envelopes with unique tx ids (nonce = run prefix +
+/// counter, tx id = SHA-256(nonce ‖ creator) as Fabric computes it). The transaction is one
+/// action whose payload is filler bytes sized so the envelope is about `envelope_bytes`; the
+/// orderer never looks inside it.
+struct EnvelopeFactory {
+    signer: SigningIdentity,
+    channel: String,
+    prefix: [u8; 16],
+    counter: AtomicU64,
+    filler: Vec<u8>,
+}
+
+impl EnvelopeFactory {
+    fn new(signer: SigningIdentity, channel: &str, envelope_bytes: usize) -> EnvelopeFactory {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut prefix = [0u8; 16];
+        prefix[..8].copy_from_slice(&(now.as_nanos() as u64).to_be_bytes());
+        prefix[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+        let mut factory = EnvelopeFactory {
+            signer,
+            channel: channel.to_owned(),
+            prefix,
+            counter: AtomicU64::new(0),
+            filler: Vec::new(),
+        };
+        let (_, probe) = factory.make();
+        let base = prost::Message::encoded_len(&probe);
+        factory.filler = vec![0x5a; envelope_bytes.saturating_sub(base)];
+        factory
+    }
+
+    /// The next envelope and its tx id.
+    fn make(&self) -> (String, gridledger_proto::common::Envelope) {
+        use gridledger_proto::{common, protos};
+        use prost::Message;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut nonce = self.prefix.to_vec();
+        nonce.extend_from_slice(&n.to_be_bytes());
+        let creator = self.signer.serialized().to_vec();
+        let tx_id = gridledger_proto::compute_tx_id(&nonce, &creator);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let transaction = protos::Transaction {
+            actions: vec![protos::TransactionAction {
+                header: Vec::new(),
+                payload: self.filler.clone(),
+            }],
+        };
+        let payload = common::Payload {
+            header: Some(common::Header {
+                channel_header: common::ChannelHeader {
+                    r#type: common::HeaderType::EndorserTransaction as i32,
+                    timestamp: Some(gridledger_proto::prost_types::Timestamp {
+                        seconds: now.as_secs() as i64,
+                        nanos: now.subsec_nanos() as i32,
+                    }),
+                    channel_id: self.channel.clone(),
+                    tx_id: tx_id.clone(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+                signature_header: common::SignatureHeader { creator, nonce }.encode_to_vec(),
+            }),
+            data: transaction.encode_to_vec(),
+        }
+        .encode_to_vec();
+        let envelope = common::Envelope {
+            signature: self.signer.sign(&payload),
+            payload,
+        };
+        (tx_id, envelope)
+    }
+}
+
+/// A signed Deliver request for every block from the newest on, waiting for new ones.
+fn seek_from_newest(signer: &SigningIdentity, channel: &str) -> gridledger_proto::common::Envelope {
+    use gridledger_proto::{common, orderer};
+    use prost::Message;
+    let info = orderer::SeekInfo {
+        start: Some(orderer::SeekPosition {
+            r#type: Some(orderer::seek_position::Type::Newest(orderer::SeekNewest {})),
+        }),
+        stop: Some(orderer::SeekPosition {
+            r#type: Some(orderer::seek_position::Type::Specified(
+                orderer::SeekSpecified { number: u64::MAX },
+            )),
+        }),
+        behavior: orderer::seek_info::SeekBehavior::BlockUntilReady as i32,
+        error_response: 0,
+        content_type: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let payload = common::Payload {
+        header: Some(common::Header {
+            channel_header: common::ChannelHeader {
+                r#type: common::HeaderType::DeliverSeekInfo as i32,
+                timestamp: Some(gridledger_proto::prost_types::Timestamp {
+                    seconds: now.as_secs() as i64,
+                    nanos: 0,
+                }),
+                channel_id: channel.to_owned(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: common::SignatureHeader {
+                creator: signer.serialized().to_vec(),
+                nonce: Vec::new(),
+            }
+            .encode_to_vec(),
+        }),
+        data: info.encode_to_vec(),
+    }
+    .encode_to_vec();
+    common::Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    }
+}
+
+/// The tx ids of a block's envelopes, in order; an envelope that does not parse yields an
+/// empty id (it is still counted as an envelope in the block).
+fn block_tx_ids(block: &gridledger_proto::common::Block) -> Vec<String> {
+    use gridledger_proto::common;
+    use prost::Message;
+    let Some(data) = &block.data else {
+        return Vec::new();
+    };
+    data.data
+        .iter()
+        .map(|bytes| {
+            common::Envelope::decode(bytes.as_slice())
+                .ok()
+                .and_then(|e| common::Payload::decode(e.payload.as_slice()).ok())
+                .and_then(|p| p.header)
+                .and_then(|h| common::ChannelHeader::decode(h.channel_header.as_slice()).ok())
+                .map(|ch| ch.tx_id)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Latency percentiles in ms of a set of samples (nearest rank).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+struct LatencyStats {
+    count: usize,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    mean_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+impl LatencyStats {
+    /// Sorts `values_ms` and summarizes them.
+    fn of(mut values_ms: Vec<f64>) -> LatencyStats {
+        values_ms.sort_by(f64::total_cmp);
+        let count = values_ms.len();
+        LatencyStats {
+            count,
+            p50_ms: percentile(&values_ms, 50.0),
+            p95_ms: percentile(&values_ms, 95.0),
+            p99_ms: percentile(&values_ms, 99.0),
+            mean_ms: (count > 0).then(|| values_ms.iter().sum::<f64>() / count as f64),
+            max_ms: values_ms.last().copied(),
+        }
+    }
+}
+
+/// One Broadcast ack.
+#[derive(Debug, Clone, Copy)]
+struct AckSample {
+    sent: Instant,
+    acked: Instant,
+    /// `common.Status` of the response.
+    status: i32,
+}
+
+/// One block seen on the Deliver stream.
+#[derive(Debug, Clone)]
+struct BlockSample {
+    at: Instant,
+    envelopes: usize,
+    /// Broadcast-to-block latencies of the envelopes this run sent (others are not known).
+    latencies_ms: Vec<f64>,
+}
+
+/// Acks whose response arrived in `[from, to)`: SUCCESS count, count per status name, and the
+/// latencies of the SUCCESS acks.
+fn summarize_acks(
+    samples: &[AckSample],
+    from: Instant,
+    to: Instant,
+) -> (u64, BTreeMap<String, u64>, LatencyStats) {
+    use gridledger_proto::common::Status;
+    let mut ok = 0;
+    let mut statuses = BTreeMap::new();
+    let mut latencies = Vec::new();
+    for s in samples.iter().filter(|s| s.acked >= from && s.acked < to) {
+        let name = Status::try_from(s.status)
+            .map(|st| st.as_str_name().to_owned())
+            .unwrap_or_else(|_| format!("STATUS_{}", s.status));
+        *statuses.entry(name).or_insert(0) += 1;
+        if s.status == Status::Success as i32 {
+            ok += 1;
+            latencies.push((s.acked - s.sent).as_secs_f64() * 1e3);
+        }
+    }
+    (ok, statuses, LatencyStats::of(latencies))
+}
+
+/// Blocks that arrived in `[from, to)`: (blocks, envelopes, broadcast-to-block latencies).
+fn summarize_blocks(
+    samples: &[BlockSample],
+    from: Instant,
+    to: Instant,
+) -> (u64, u64, LatencyStats) {
+    let mut blocks = 0;
+    let mut envelopes = 0;
+    let mut latencies = Vec::new();
+    for b in samples.iter().filter(|b| b.at >= from && b.at < to) {
+        blocks += 1;
+        envelopes += b.envelopes as u64;
+        latencies.extend_from_slice(&b.latencies_ms);
+    }
+    (blocks, envelopes, LatencyStats::of(latencies))
+}
+
+/// Shared state of one `bench order` run.
+struct OrderLoad {
+    factory: EnvelopeFactory,
+    /// Send time of each envelope not yet seen in a block.
+    in_flight: Mutex<HashMap<String, Instant>>,
+    acks: Mutex<Vec<AckSample>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    stop: AtomicBool,
+}
+
+impl OrderLoad {
+    fn error(&self, what: String) {
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry(what).or_insert(0) += 1;
+        }
+    }
+}
+
+/// One Broadcast stream: keeps `window` envelopes in flight until told to stop, then waits for
+/// the outstanding acks (the caller bounds the wait).
+async fn broadcast_stream(load: Arc<OrderLoad>, channel: tonic::transport::Channel, window: usize) {
+    use gridledger_proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+    let (tx, rx) = tokio::sync::mpsc::channel(window);
+    let mut pending: std::collections::VecDeque<Instant> =
+        std::collections::VecDeque::with_capacity(window);
+    let send = |pending: &mut std::collections::VecDeque<Instant>| {
+        let (tx_id, envelope) = load.factory.make();
+        let now = Instant::now();
+        if let Ok(mut map) = load.in_flight.lock() {
+            map.insert(tx_id, now);
+        }
+        pending.push_back(now);
+        envelope
+    };
+    // Fill the window before opening the stream so the first request body is ready.
+    for _ in 0..window {
+        let envelope = send(&mut pending);
+        if tx.try_send(envelope).is_err() {
+            pending.pop_back();
+            break;
+        }
+    }
+    let mut client = AtomicBroadcastClient::new(channel);
+    let mut responses = match client
+        .broadcast(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            load.error(format!("broadcast:{:?}", status.code()));
+            return;
+        }
+    };
+    while let Some(sent) = pending.pop_front() {
+        match responses.message().await {
+            Ok(Some(response)) => {
+                let acked = Instant::now();
+                if let Ok(mut acks) = load.acks.lock() {
+                    acks.push(AckSample {
+                        sent,
+                        acked,
+                        status: response.status,
+                    });
+                }
+            }
+            Ok(None) => {
+                load.error("broadcast:stream ended early".into());
+                return;
+            }
+            Err(status) => {
+                load.error(format!("broadcast:{:?}", status.code()));
+                return;
+            }
+        }
+        if !load.stop.load(Ordering::Relaxed) {
+            let envelope = send(&mut pending);
+            if tx.send(envelope).await.is_err() {
+                pending.pop_back();
+            }
+        }
+    }
+}
+
+/// The Deliver stream on one orderer: records every block as it arrives.
+async fn watch_blocks(
+    load: Arc<OrderLoad>,
+    channel: tonic::transport::Channel,
+    seek: gridledger_proto::common::Envelope,
+    blocks: Arc<Mutex<Vec<BlockSample>>>,
+    ready: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+) {
+    use gridledger_proto::orderer::{
+        atomic_broadcast_client::AtomicBroadcastClient, deliver_response,
+    };
+    let mut client =
+        AtomicBroadcastClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
+    let mut stream = match client.deliver(tokio_stream::iter(vec![seek])).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            let _ = ready.send(Err(anyhow::anyhow!("Deliver refused: {status}")));
+            return;
+        }
+    };
+    let mut ready = Some(ready);
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => match response.r#type {
+                Some(deliver_response::Type::Block(block)) => {
+                    let at = Instant::now();
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                    let ids = block_tx_ids(&block);
+                    let mut latencies_ms = Vec::new();
+                    if let Ok(mut map) = load.in_flight.lock() {
+                        for id in &ids {
+                            if let Some(sent) = map.remove(id) {
+                                latencies_ms.push((at - sent).as_secs_f64() * 1e3);
+                            }
+                        }
+                    }
+                    if let Ok(mut b) = blocks.lock() {
+                        b.push(BlockSample {
+                            at,
+                            envelopes: ids.len(),
+                            latencies_ms,
+                        });
+                    }
+                }
+                other => {
+                    let message = format!("Deliver answered {other:?} instead of a block");
+                    match ready.take() {
+                        Some(r) => {
+                            let _ = r.send(Err(anyhow::anyhow!(message)));
+                        }
+                        None => load.error(format!("deliver:{message}")),
+                    }
+                    return;
+                }
+            },
+            Ok(None) => return,
+            Err(status) => {
+                match ready.take() {
+                    Some(r) => {
+                        let _ = r.send(Err(anyhow::anyhow!("Deliver stream: {status}")));
+                    }
+                    None => load.error(format!("deliver:{:?}", status.code())),
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The result of `bench order`; `--json` prints it as is.
+#[derive(Debug, Serialize)]
+struct OrderReport {
+    orderers: Vec<String>,
+    deliver_orderer: String,
+    concurrency: usize,
+    window: usize,
+    envelope_bytes: usize,
+    seconds: f64,
+    warmup_seconds: f64,
+    /// SUCCESS acks (envelopes committed by Raft on a quorum) whose ack arrived in the window.
+    acked: u64,
+    /// `acked` per second.
+    acks_per_s: f64,
+    /// Broadcast ack latency of the SUCCESS acks.
+    ack_latency: LatencyStats,
+    /// Acks in the window per status.
+    statuses: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    /// Blocks and envelopes the Deliver stream received in the window.
+    blocks: u64,
+    delivered: u64,
+    /// Envelopes landing in blocks per second (the ordering throughput).
+    delivered_per_s: f64,
+    envelopes_per_block: Option<f64>,
+    /// From Broadcast send to the block holding the envelope arriving on Deliver.
+    block_latency: LatencyStats,
+    /// CPU of each orderer process over the window, in percent of one core.
+    orderer_cpu_percent: BTreeMap<String, Option<f64>>,
+    /// CPU of all peer processes (idle but following the chain) over the window.
+    peers_cpu_percent: Option<f64>,
+    client_cpu_percent: Option<f64>,
+    load_average_1m: Option<f64>,
+}
+
+fn order(args: &OrderArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.seconds > 0.0 && args.seconds <= 3600.0,
+        "--seconds must be in (0, 3600]"
+    );
+    ensure!(
+        args.warmup_seconds >= 0.0 && args.warmup_seconds <= 600.0,
+        "--warmup-seconds must be in [0, 600]"
+    );
+    ensure!(
+        (1..=4096).contains(&args.concurrency),
+        "--concurrency must be in 1..=4096"
+    );
+    ensure!(
+        (1..=4096).contains(&args.window),
+        "--window must be in 1..=4096"
+    );
+    ensure!(
+        args.envelope_bytes <= 64 * 1024 * 1024,
+        "--envelope-bytes must be at most 64 MiB"
+    );
+    let target = resolve_order_target(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(measure_order(args, target))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_order_report(&report);
+    }
+    Ok(())
+}
+
+async fn measure_order(args: &OrderArgs, target: OrderTarget) -> anyhow::Result<OrderReport> {
+    let mut channels = Vec::with_capacity(target.orderers.len());
+    for o in &target.orderers {
+        channels.push(orderer_channel(o).await?);
+    }
+    let seek = seek_from_newest(&target.signer, &args.channel);
+    let deliver_channel = channels[target.deliver].clone();
+    let load = Arc::new(OrderLoad {
+        factory: EnvelopeFactory::new(target.signer, &args.channel, args.envelope_bytes),
+        in_flight: Mutex::new(HashMap::new()),
+        acks: Mutex::new(Vec::new()),
+        errors: Mutex::new(BTreeMap::new()),
+        stop: AtomicBool::new(false),
+    });
+    let envelope_bytes = prost::Message::encoded_len(&load.factory.make().1);
+
+    let blocks = Arc::new(Mutex::new(Vec::new()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_blocks(
+        load.clone(),
+        deliver_channel,
+        seek,
+        blocks.clone(),
+        ready_tx,
+    ));
+    // The newest block arrives at once; the load starts after it so it is not mistaken for load.
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .context("the Deliver stream sent no block within 10 s")?
+        .context("the Deliver stream ended")??;
+
+    let nodes = find_node_processes(&target.network_dir);
+    let own_pid = std::process::id();
+    let start = Instant::now();
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..args.concurrency {
+        let channel = channels[i % channels.len()].clone();
+        streams.spawn(broadcast_stream(load.clone(), channel, args.window));
+    }
+    let window_start = start + Duration::from_secs_f64(args.warmup_seconds);
+    let window_end = window_start + Duration::from_secs_f64(args.seconds);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(window_start)).await;
+    let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
+    let client_before = cpu_seconds(own_pid);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(window_end)).await;
+    let cpu_after: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
+    let client_after = cpu_seconds(own_pid);
+    let load_average_1m = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok());
+    load.stop.store(true, Ordering::Relaxed);
+    let measured = window_end.duration_since(window_start).as_secs_f64();
+
+    let drain = Duration::from_secs_f64(args.drain_seconds.clamp(0.0, 600.0));
+    let drained = tokio::time::timeout(drain, async {
+        while streams.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        load.error(format!("drain:{} streams still waiting", streams.len()));
+        streams.abort_all();
+    }
+    // Blocks holding the last acked envelopes follow their acks closely.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watcher.abort();
+
+    let acks = load.acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let (acked, statuses, ack_latency) = summarize_acks(&acks, window_start, window_end);
+    let block_samples = blocks.lock().map(|b| b.clone()).unwrap_or_default();
+    let (block_count, delivered, block_latency) =
+        summarize_blocks(&block_samples, window_start, window_end);
+    let errors = load.errors.lock().map(|e| e.clone()).unwrap_or_default();
+
+    let percent =
+        |before: Option<f64>, after: Option<f64>| Some(100.0 * (after? - before?) / measured);
+    let mut orderer_cpu_percent = BTreeMap::new();
+    let mut peers_cpu: Option<f64> = None;
+    for ((node, before), after) in nodes.iter().zip(&cpu_before).zip(&cpu_after) {
+        let p = percent(*before, *after);
+        if node.name.starts_with("orderer") {
+            orderer_cpu_percent.insert(node.name.clone(), p);
+        } else if let Some(p) = p {
+            peers_cpu = Some(peers_cpu.unwrap_or(0.0) + p);
+        }
+    }
+    Ok(OrderReport {
+        orderers: target.orderers.iter().map(|o| o.name.clone()).collect(),
+        deliver_orderer: target.orderers[target.deliver].name.clone(),
+        concurrency: args.concurrency,
+        window: args.window,
+        envelope_bytes,
+        seconds: measured,
+        warmup_seconds: args.warmup_seconds,
+        acked,
+        acks_per_s: acked as f64 / measured,
+        ack_latency,
+        statuses,
+        errors,
+        blocks: block_count,
+        delivered,
+        delivered_per_s: delivered as f64 / measured,
+        envelopes_per_block: (block_count > 0).then(|| delivered as f64 / block_count as f64),
+        block_latency,
+        orderer_cpu_percent,
+        peers_cpu_percent: peers_cpu,
+        client_cpu_percent: percent(client_before, client_after),
+        load_average_1m,
+    })
+}
+
+fn print_order_report(r: &OrderReport) {
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    println!(
+        "bench order: {} orderers, {} Broadcast streams x {} in flight, {} B envelopes, {:.1} s window after {:.1} s warm-up",
+        r.orderers.len(),
+        r.concurrency,
+        r.window,
+        r.envelope_bytes,
+        r.seconds,
+        r.warmup_seconds
+    );
+    println!(
+        "acks (SUCCESS)   {:>10} {:>10.0}/s  p50 {} ms  p95 {} ms  p99 {} ms",
+        r.acked,
+        r.acks_per_s,
+        ms(r.ack_latency.p50_ms),
+        ms(r.ack_latency.p95_ms),
+        ms(r.ack_latency.p99_ms)
+    );
+    println!(
+        "in blocks ({}) {:>8} {:>10.0}/s  {} blocks, {:.1} envelopes/block; broadcast→block p50 {} ms  p99 {} ms",
+        r.deliver_orderer,
+        r.delivered,
+        r.delivered_per_s,
+        r.blocks,
+        r.envelopes_per_block.unwrap_or(0.0),
+        ms(r.block_latency.p50_ms),
+        ms(r.block_latency.p99_ms)
+    );
+    println!("statuses: {:?}", r.statuses);
+    if !r.errors.is_empty() {
+        println!("errors: {:?}", r.errors);
+    }
+    let pct = |v: Option<f64>| v.map(|v| format!("{v:.0}%")).unwrap_or_else(|| "-".into());
+    for (name, p) in &r.orderer_cpu_percent {
+        println!("cpu {name}: {}", pct(*p));
+    }
+    println!(
+        "cpu peers: {}  client: {}  load average (1 min): {}",
+        pct(r.peers_cpu_percent),
+        pct(r.client_cpu_percent),
+        r.load_average_1m
+            .map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "-".into())
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1395,5 +2178,202 @@ mod tests {
         assert_eq!(node_name_in_cmdline(&other_network, nodes, None), None);
         let editor = cmdline(&["vim", "/tmp/net/nodes/peer0.dso/peer.toml"]);
         assert_eq!(node_name_in_cmdline(&editor, nodes, None), None);
+    }
+
+    fn test_signer() -> SigningIdentity {
+        use gridledger_identity::material::{
+            CertificateAuthority, LeafSpec, SEEDED_NOT_BEFORE, Seed,
+        };
+        let ca = CertificateAuthority::new_root(
+            &Seed::from_text("order-bench-test"),
+            "Org1MSP",
+            "ca.org1",
+            SEEDED_NOT_BEFORE,
+            SEEDED_NOT_BEFORE + 86_400,
+        )
+        .expect("a test CA");
+        let spec = LeafSpec::new(
+            "User1",
+            Some(gridledger_identity::Role::Client),
+            SEEDED_NOT_BEFORE,
+            SEEDED_NOT_BEFORE + 86_400,
+        );
+        let issued = ca.issue("Org1MSP", &spec).expect("a test user");
+        SigningIdentity::from_pem(
+            "Org1MSP",
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )
+        .expect("the test user signs")
+    }
+
+    #[test]
+    fn bench_order_parses_with_defaults_and_overrides() {
+        let Named::Order(defaults) = parse(&["bench", "order", "--network", "n/network.json"])
+            .expect("order parses")
+            .0
+        else {
+            panic!("`bench order` is not the order benchmark");
+        };
+        assert_eq!(defaults.concurrency, 8);
+        assert_eq!(defaults.window, 1);
+        assert_eq!(defaults.envelope_bytes, 1024);
+        assert_eq!(defaults.seconds, 15.0);
+        let Named::Order(set) = parse(&[
+            "bench",
+            "order",
+            "--network",
+            "n/network.json",
+            "--seconds",
+            "5",
+            "--concurrency",
+            "64",
+            "--envelope-bytes",
+            "3000",
+            "--json",
+        ])
+        .expect("order parses")
+        .0
+        else {
+            panic!("`bench order` is not the order benchmark");
+        };
+        assert_eq!(
+            (set.seconds, set.concurrency, set.envelope_bytes, set.json),
+            (5.0, 64, 3000, true)
+        );
+    }
+
+    #[test]
+    fn latency_stats_are_nearest_rank_over_sorted_values() {
+        let stats = LatencyStats::of((1..=100).rev().map(f64::from).collect());
+        assert_eq!(stats.count, 100);
+        assert_eq!(stats.p50_ms, Some(50.0));
+        assert_eq!(stats.p95_ms, Some(95.0));
+        assert_eq!(stats.p99_ms, Some(99.0));
+        assert_eq!(stats.max_ms, Some(100.0));
+        assert_eq!(stats.mean_ms, Some(50.5));
+        let empty = LatencyStats::of(Vec::new());
+        assert_eq!(empty.count, 0);
+        assert_eq!(
+            (empty.p50_ms, empty.mean_ms, empty.max_ms),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn summarize_acks_counts_window_and_times_only_successes() {
+        use gridledger_proto::common::Status;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let samples = [
+            // Before the window: excluded.
+            AckSample {
+                sent: at(0),
+                acked: at(5),
+                status: Status::Success as i32,
+            },
+            AckSample {
+                sent: at(10),
+                acked: at(14),
+                status: Status::Success as i32,
+            },
+            AckSample {
+                sent: at(12),
+                acked: at(20),
+                status: Status::Success as i32,
+            },
+            AckSample {
+                sent: at(15),
+                acked: at(30),
+                status: Status::ServiceUnavailable as i32,
+            },
+            // At the window's end: excluded.
+            AckSample {
+                sent: at(90),
+                acked: at(100),
+                status: Status::Success as i32,
+            },
+        ];
+        let (ok, statuses, latency) = summarize_acks(&samples, at(10), at(100));
+        assert_eq!(ok, 2);
+        assert_eq!(statuses.get("SUCCESS"), Some(&2));
+        assert_eq!(statuses.get("SERVICE_UNAVAILABLE"), Some(&1));
+        assert_eq!(latency.count, 2);
+        assert_eq!(latency.p99_ms, Some(8.0));
+        assert_eq!(latency.p50_ms, Some(4.0));
+    }
+
+    #[test]
+    fn summarize_blocks_adds_envelopes_of_blocks_inside_the_window() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let block = |ms, envelopes, latencies_ms: Vec<f64>| BlockSample {
+            at: at(ms),
+            envelopes,
+            latencies_ms,
+        };
+        let samples = [
+            block(5, 100, vec![1.0]),
+            block(20, 10, vec![3.0, 7.0]),
+            block(40, 30, vec![5.0]),
+            block(100, 1000, vec![900.0]),
+        ];
+        let (blocks, envelopes, latency) = summarize_blocks(&samples, at(10), at(100));
+        assert_eq!((blocks, envelopes), (2, 40));
+        assert_eq!(latency.count, 3);
+        assert_eq!(latency.p50_ms, Some(5.0));
+        assert_eq!(latency.max_ms, Some(7.0));
+    }
+
+    #[test]
+    fn envelope_factory_signs_unique_sized_endorser_transactions_that_blocks_give_back() {
+        use gridledger_proto::common;
+        use prost::Message;
+        let signer = test_signer();
+        let creator = signer.serialized().to_vec();
+        let public_key = signer.certificate().public_key.clone();
+        let factory = EnvelopeFactory::new(signer, "market", 2000);
+        let (id_a, a) = factory.make();
+        let (id_b, b) = factory.make();
+        assert_ne!(id_a, id_b, "tx ids must be unique");
+        let size = a.encoded_len();
+        assert!(
+            (1990..=2010).contains(&size),
+            "envelope is {size} bytes, asked 2000"
+        );
+        let payload = common::Payload::decode(a.payload.as_slice()).expect("payload");
+        let header = payload.header.expect("header");
+        let channel_header = common::ChannelHeader::decode(header.channel_header.as_slice())
+            .expect("channel header");
+        assert_eq!(
+            channel_header.r#type,
+            common::HeaderType::EndorserTransaction as i32
+        );
+        assert_eq!(channel_header.channel_id, "market");
+        assert_eq!(channel_header.tx_id, id_a);
+        let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
+            .expect("signature header");
+        assert_eq!(signature_header.creator, creator);
+        assert_eq!(
+            gridledger_proto::compute_tx_id(&signature_header.nonce, &signature_header.creator),
+            id_a
+        );
+        assert!(
+            gridledger_identity::signature::verify_p256(&public_key, &a.payload, &a.signature)
+                .is_ok(),
+            "the creator's signature over the payload must verify"
+        );
+        let block = common::Block {
+            data: Some(common::BlockData {
+                data: vec![
+                    a.encode_to_vec(),
+                    b"not an envelope".to_vec(),
+                    b.encode_to_vec(),
+                ],
+            }),
+            ..Default::default()
+        };
+        assert_eq!(block_tx_ids(&block), vec![id_a, String::new(), id_b]);
+        assert!(block_tx_ids(&common::Block::default()).is_empty());
     }
 }
