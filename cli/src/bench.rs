@@ -294,10 +294,10 @@ struct Target {
     network_dir: PathBuf,
 }
 
-fn resolve_target(args: &GatewayArgs) -> anyhow::Result<Target> {
-    let path = &args.network;
+/// Reads network.json as `T`; returns it with the file's folder (paths inside are relative to it).
+fn read_network<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<(T, PathBuf)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: NetworkFile = serde_json::from_slice(&bytes)
+    let file: T = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a network.json", path.display()))?;
     let dir = path
         .parent()
@@ -306,6 +306,12 @@ fn resolve_target(args: &GatewayArgs) -> anyhow::Result<Target> {
     let network_dir = dir
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
+    Ok((file, network_dir))
+}
+
+fn resolve_target(args: &GatewayArgs) -> anyhow::Result<Target> {
+    let path = &args.network;
+    let (file, network_dir): (NetworkFile, PathBuf) = read_network(path)?;
     let org = match &args.org {
         Some(msp_id) => file
             .organizations
@@ -1224,16 +1230,7 @@ struct OrderTarget {
 
 fn resolve_order_target(args: &OrderArgs) -> anyhow::Result<OrderTarget> {
     let path = &args.network;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: OrderNetworkFile = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a network.json", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let network_dir = dir
-        .canonicalize()
-        .with_context(|| format!("resolving {}", dir.display()))?;
+    let (file, network_dir): (OrderNetworkFile, PathBuf) = read_network(path)?;
     ensure!(
         !file.orderers.is_empty(),
         "{} lists no orderers",
