@@ -131,7 +131,7 @@ pub(crate) fn authorize(
 }
 
 /// A multi-line explanation folded into one line for a status `info`.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

@@ -184,13 +184,17 @@ pub fn attach_signatures(
 
 /// What the orderer needs from a block it wrote earlier (or a genesis block) to continue the
 /// chain after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrdererMetadata {
     /// The number of the last config block (`OrdererBlockMetadata.last_config.index`).
     pub last_config_index: u64,
     /// The Raft index the chain reflects up to this block (0 when the block carries no
     /// consenter metadata, as a genesis block).
     pub raft_index: u64,
+    /// The consenters' Raft ids in config order (empty without consenter metadata).
+    pub consenter_ids: Vec<u64>,
+    /// The id the next added consenter gets (0 without consenter metadata).
+    pub next_consenter_id: u64,
 }
 
 /// Reads the orderer metadata of slot 0 (SIGNATURES).
@@ -216,18 +220,19 @@ pub fn orderer_metadata(block: &common::Block) -> Result<OrdererMetadata, BlockM
         common::Metadata::decode(bytes.as_slice()).map_err(decode_err("SIGNATURES metadata"))?;
     let orderer = common::OrdererBlockMetadata::decode(metadata.value.as_slice())
         .map_err(decode_err("OrdererBlockMetadata"))?;
-    let raft_index = if orderer.consenter_metadata.is_empty() {
-        0
+    let raft = if orderer.consenter_metadata.is_empty() {
+        RaftBlockMetadata::default()
     } else {
         let consenter = common::Metadata::decode(orderer.consenter_metadata.as_slice())
             .map_err(decode_err("consenter metadata"))?;
         RaftBlockMetadata::decode(consenter.value.as_slice())
             .map_err(decode_err("etcdraft BlockMetadata"))?
-            .raft_index
     };
     Ok(OrdererMetadata {
         last_config_index: orderer.last_config.map_or(0, |c| c.index),
-        raft_index,
+        raft_index: raft.raft_index,
+        consenter_ids: raft.consenter_ids,
+        next_consenter_id: raft.next_consenter_id,
     })
 }
 
@@ -263,7 +268,9 @@ mod tests {
             orderer_metadata(&block).expect("empty slot decodes"),
             OrdererMetadata {
                 last_config_index: 0,
-                raft_index: 0
+                raft_index: 0,
+                consenter_ids: Vec::new(),
+                next_consenter_id: 0,
             }
         );
         let mut broken = block.clone();

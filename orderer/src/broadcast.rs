@@ -6,10 +6,12 @@
 //! 1. it parses (payload, header, channel header, signature header) — else BAD_REQUEST;
 //! 2. its channel is served here — else NOT_FOUND;
 //! 3. it is no larger than the channel's AbsoluteMaxBytes — else REQUEST_ENTITY_TOO_LARGE;
-//! 4. it is an ENDORSER_TRANSACTION — CONFIG_UPDATE is NOT_IMPLEMENTED (channel config
-//!    updates are not ordered yet), any other type BAD_REQUEST;
+//! 4. it is an ENDORSER_TRANSACTION or a CONFIG_UPDATE — any other type is BAD_REQUEST;
 //! 5. its creator is a valid identity of the channel, its signature over the payload verifies
-//!    and the creator satisfies `/Channel/Writers` — else FORBIDDEN with the explanation.
+//!    and the creator satisfies `/Channel/Writers` — else FORBIDDEN with the explanation;
+//! 6. a CONFIG_UPDATE must moreover be authorized by its own signatures and yield a valid
+//!    config (`crate::configtx`) — else FORBIDDEN or BAD_REQUEST with the reason — and is
+//!    ordered as the CONFIG transaction this orderer builds from it, in a block of its own.
 //!
 //! An accepted envelope goes to the channel's ordering loop; SUCCESS is answered once its
 //! Raft entry has committed, SERVICE_UNAVAILABLE when the queue or Raft is over its bound.
@@ -27,8 +29,11 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{Rejection, authorize, parse_envelope};
-use crate::chain::SubmitError;
+use crate::block::NONCE_LEN;
+use crate::chain::{Submission, SubmitError};
+use crate::configtx::process_config_update;
 use crate::registry::{ChannelState, Registry};
+use ring::rand::{SecureRandom, SystemRandom};
 
 /// The policy a broadcaster must satisfy.
 pub(crate) const WRITERS_POLICY_PATH: &str = "/Channel/Writers";
@@ -39,8 +44,10 @@ enum Pending {
     Ordering {
         channel: String,
         outcome: oneshot::Receiver<Result<(), SubmitError>>,
-        /// The envelope's bytes, kept to forward them to the leader.
+        /// The client's envelope bytes, kept to forward them to the leader.
         envelope: Vec<u8>,
+        /// What was submitted here, kept to submit it again while no leader is known.
+        submitted: Resubmit,
         /// Whether a follower may forward it (not for envelopes that were forwarded here).
         forward: bool,
     },
@@ -53,12 +60,20 @@ fn response(status: Status, info: impl Into<String>) -> BroadcastResponse {
     }
 }
 
-/// Screens one envelope (steps 1–5 above) at `now_unix_secs`.
+/// What a pending envelope was submitted as.
+#[derive(Clone)]
+enum Resubmit {
+    Transaction,
+    Config(Vec<u8>),
+}
+
+/// Screens one envelope (steps 1–6 above) at `now_unix_secs`; returns its channel and what
+/// to order.
 fn screen(
     registry: &Registry,
     envelope: &common::Envelope,
     now_unix_secs: u64,
-) -> Result<Arc<ChannelState>, Rejection> {
+) -> Result<(Arc<ChannelState>, Submission), Rejection> {
     let parsed = parse_envelope(envelope)?;
     let channel_id = &parsed.channel_header.channel_id;
     let channel = registry.get(channel_id).ok_or_else(|| {
@@ -67,8 +82,16 @@ fn screen(
             format!("channel '{channel_id}' does not exist on this orderer"),
         )
     })?;
+    if channel.view.is_evicted() {
+        return Err(Rejection::new(
+            Status::ServiceUnavailable,
+            format!(
+                "this orderer is no longer one of channel '{channel_id}''s consenters; broadcast to another orderer"
+            ),
+        ));
+    }
     let size = envelope.encoded_len();
-    let limit = channel.batch.absolute_max_bytes as usize;
+    let limit = channel.view.batch().absolute_max_bytes as usize;
     if size > limit {
         return Err(Rejection::new(
             Status::RequestEntityTooLarge,
@@ -77,13 +100,28 @@ fn screen(
             ),
         ));
     }
+    let config = channel.view.config();
     match HeaderType::try_from(parsed.channel_header.r#type) {
         Ok(HeaderType::EndorserTransaction) => {}
         Ok(HeaderType::ConfigUpdate) => {
-            return Err(Rejection::new(
-                Status::NotImplemented,
-                "CONFIG_UPDATE is not supported yet: this orderer does not order channel configuration updates",
-            ));
+            let members = channel.view.members();
+            let ids = members.voters();
+            let mut nonce = [0u8; NONCE_LEN];
+            SystemRandom::new()
+                .fill(&mut nonce)
+                .map_err(|_| Rejection::new(Status::InternalServerError, "cannot draw a nonce"))?;
+            let accepted = process_config_update(
+                &config,
+                &ids,
+                envelope,
+                &parsed,
+                registry.signer(),
+                nonce,
+                now_unix_secs,
+            )?;
+            tracing::info!(channel = %channel_id, sequence = accepted.config.sequence(),
+                "config update accepted for ordering");
+            return Ok((channel, Submission::Config(accepted.envelope)));
         }
         Ok(other) => {
             return Err(Rejection::bad_request(format!(
@@ -99,13 +137,13 @@ fn screen(
         }
     }
     authorize(
-        &channel.config,
+        &config,
         envelope,
         &parsed,
         WRITERS_POLICY_PATH,
         now_unix_secs,
     )?;
-    Ok(channel)
+    Ok((channel, Submission::Transaction(envelope.encode_to_vec())))
 }
 
 /// Screens an envelope and hands it to its channel's ordering loop.
@@ -117,13 +155,25 @@ fn accept(registry: &Registry, envelope: common::Envelope, forward: bool) -> Pen
                 info = %rejection.info, "broadcast rejected");
             Pending::Done(response(rejection.status, rejection.info))
         }
-        Ok(channel) => {
-            let bytes = envelope.encode_to_vec();
-            match channel.chain.submit(bytes.clone()) {
+        Ok((channel, submission)) => {
+            let (bytes, submitted) = match &submission {
+                Submission::Transaction(bytes) => (bytes.clone(), Resubmit::Transaction),
+                Submission::Config(config) => {
+                    (envelope.encode_to_vec(), Resubmit::Config(config.clone()))
+                }
+            };
+            let Some(chain) = &channel.chain else {
+                return Pending::Done(response(
+                    Status::ServiceUnavailable,
+                    format!("this orderer does not order channel '{}'", channel.id),
+                ));
+            };
+            match chain.submit(submission) {
                 Ok(outcome) => Pending::Ordering {
                     channel: channel.id.clone(),
                     outcome,
                     envelope: bytes,
+                    submitted,
                     forward,
                 },
                 Err(e) => {
@@ -158,9 +208,14 @@ async fn resolve(registry: &Registry, pending: Pending) -> BroadcastResponse {
             channel,
             outcome,
             envelope,
+            submitted,
             forward,
-        } => match wait_for_leader(registry, &channel, outcome, &envelope).await {
+        } => match wait_for_leader(registry, &channel, outcome, &envelope, &submitted).await {
             Ok(Ok(())) => response(Status::Success, ""),
+            Ok(Err(SubmitError::Refused(reason))) => {
+                tracing::info!(channel = %channel, reason = %reason, "config update refused");
+                response(Status::BadRequest, reason)
+            }
             Ok(Err(SubmitError::NotLeader {
                 leader: Some(leader),
             })) if forward => match registry.forward(&channel, leader, envelope).await {
@@ -194,6 +249,7 @@ async fn wait_for_leader(
     channel_id: &str,
     mut outcome: oneshot::Receiver<Result<(), SubmitError>>,
     envelope: &[u8],
+    submitted: &Resubmit,
 ) -> Result<Result<(), SubmitError>, oneshot::error::RecvError> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
     loop {
@@ -211,7 +267,14 @@ async fn wait_for_leader(
         let Some(channel) = registry.get(channel_id) else {
             return result;
         };
-        outcome = match channel.chain.submit(envelope.to_vec()) {
+        let Some(chain) = channel.chain.as_ref() else {
+            return result;
+        };
+        let submission = match submitted {
+            Resubmit::Transaction => Submission::Transaction(envelope.to_vec()),
+            Resubmit::Config(config) => Submission::Config(config.clone()),
+        };
+        outcome = match chain.submit(submission) {
             Ok(next) => next,
             Err(e) => return Ok(Err(e)),
         };

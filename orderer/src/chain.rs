@@ -52,8 +52,12 @@ use crate::block::{
     BlockMetadataError, NONCE_LEN, RaftBlockMetadata, assemble_block, attach_signatures,
     orderer_metadata, signatures_metadata,
 };
+use crate::cluster::{ConsenterChange, consenter_change};
+use crate::configtx::ordered_config;
 use crate::consensus::{Committed, Consensus, ConsensusError, Proposal, RaftSettings};
 use crate::cutter::{Batch, BatchSettings, BlockCutter};
+use crate::view::ChannelView;
+use gridledger_channels::config::ChannelConfig;
 
 /// Submissions taken from the queue per loop iteration, so ticks and commits keep flowing
 /// under load.
@@ -96,6 +100,9 @@ pub enum ChainError {
     /// The loop thread could not be started.
     #[error("cannot start the ordering thread: {0}")]
     Thread(std::io::Error),
+    /// A config block removed this orderer from the channel's consenters.
+    #[error("this orderer was removed from the channel's consenters")]
+    Evicted,
 }
 
 /// Why an envelope was not ordered.
@@ -117,14 +124,25 @@ pub enum SubmitError {
     /// The channel's ordering loop stopped (shutdown or a fatal error).
     #[error("ordering of this channel has stopped")]
     Stopped,
+    /// A config update was refused (stale, invalid, or unsafe for the cluster).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a client asks the ordering loop to order.
+pub(crate) enum Submission {
+    /// An endorser transaction (the envelope's bytes as they go into a block).
+    Transaction(Vec<u8>),
+    /// A CONFIG envelope built from an authorized config update.
+    Config(Vec<u8>),
 }
 
 /// What the loop is asked to do.
 pub(crate) enum ChainInput {
     /// Order an envelope; the reply is sent once its Raft entry commits (or fails).
     Submit {
-        /// The envelope bytes as they go into a block.
-        envelope: Vec<u8>,
+        /// What to order.
+        submission: Submission,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), SubmitError>>,
     },
@@ -180,6 +198,8 @@ pub(crate) struct ChainSetup {
     pub voters: Vec<u64>,
     /// Where Raft messages for other consenters go.
     pub outbound: Arc<dyn RaftOutbound>,
+    /// The channel's config and consenters, updated when a config block is written.
+    pub view: Arc<ChannelView>,
 }
 
 /// The handle the server holds on a running chain.
@@ -197,7 +217,7 @@ impl ChainHandle {
     /// queue is [`SubmitError::Overloaded`].
     pub(crate) fn submit(
         &self,
-        envelope: Vec<u8>,
+        submission: Submission,
     ) -> Result<oneshot::Receiver<Result<(), SubmitError>>, SubmitError> {
         let (reply, outcome) = oneshot::channel();
         if self.queued.load(Ordering::SeqCst) >= self.queue_depth {
@@ -206,7 +226,10 @@ impl ChainHandle {
             ));
         }
         self.queued.fetch_add(1, Ordering::SeqCst);
-        match self.sender.try_send(ChainInput::Submit { envelope, reply }) {
+        match self
+            .sender
+            .try_send(ChainInput::Submit { submission, reply })
+        {
             Ok(()) => Ok(outcome),
             Err(TrySendError::Full(_)) => {
                 self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -253,7 +276,7 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         .ok_or(ChainError::EmptyLedger)?;
     let tip_metadata = orderer_metadata(&tip)?;
     let store = RaftStore::open(&setup.dir)?;
-    let consensus = Consensus::open(
+    let mut consensus = Consensus::open(
         store,
         tip_metadata.raft_index,
         setup.raft,
@@ -261,6 +284,13 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         setup.node_id,
         &setup.voters,
     )?;
+    if consensus.voters() != setup.voters.as_slice() {
+        // The last config block changed the consenters but the process stopped before the
+        // membership change was persisted: make it now, at the same point of the log.
+        tracing::info!(channel = %setup.channel_id, voters = ?setup.voters,
+            "applying the consenter change of the last config block");
+        consensus.set_voters(&setup.voters)?;
+    }
     tracing::info!(
         channel = %setup.channel_id,
         height,
@@ -276,8 +306,9 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         &setup.channel_id,
         setup.ledger,
         setup.batch,
-        consensus.voters().to_vec(),
-    )?;
+        setup.voters.clone(),
+    )?
+    .with_config(setup.view.config());
     let mut chain = Chain {
         channel_id: setup.channel_id.clone(),
         signer: setup.signer,
@@ -293,6 +324,7 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         outbound: setup.outbound,
         queued: queued.clone(),
         known_leader: None,
+        view: setup.view,
     };
     let stop_flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -327,13 +359,21 @@ struct Chain {
     queued: Arc<AtomicUsize>,
     /// The leader last logged, to log changes once.
     known_leader: Option<u64>,
+    view: Arc<ChannelView>,
 }
 
 impl Chain {
     fn run(&mut self, inputs: &Receiver<ChainInput>, stop: &AtomicBool) {
         let outcome = self.run_until_stopped(inputs, stop);
-        if let Err(e) = &outcome {
-            tracing::error!(channel = %self.channel_id, error = %e, "channel ordering stopped");
+        match &outcome {
+            Ok(()) => {}
+            Err(ChainError::Evicted) => {
+                tracing::warn!(channel = %self.channel_id,
+                    "this orderer was removed from the channel's consenters; it stops ordering the channel and keeps serving the blocks it has");
+            }
+            Err(e) => {
+                tracing::error!(channel = %self.channel_id, error = %e, "channel ordering stopped");
+            }
         }
         for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
             let _ = reply.send(Err(SubmitError::Stopped));
@@ -427,7 +467,7 @@ impl Chain {
                     tracing::warn!(channel = %self.channel_id, from, error = %e, "raft message refused");
                 }
             }
-            ChainInput::Submit { envelope, reply } => {
+            ChainInput::Submit { submission, reply } => {
                 self.queued.fetch_sub(1, Ordering::SeqCst);
                 if reply.is_closed() {
                     // The broadcaster went away before its turn; nothing to order for it.
@@ -439,7 +479,17 @@ impl Chain {
                     }));
                     return;
                 }
-                match self.consensus.propose(&Proposal::Envelope(envelope)) {
+                let proposal = match submission {
+                    Submission::Transaction(envelope) => Proposal::Envelope(envelope),
+                    Submission::Config(envelope) => match self.admit_config(envelope) {
+                        Ok(proposal) => proposal,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return;
+                        }
+                    },
+                };
+                match self.consensus.propose(&proposal) {
                     Ok((index, term)) => {
                         self.waiting.insert(index, (term, reply));
                     }
@@ -495,7 +545,7 @@ impl Chain {
             term,
             proposal,
         } = committed;
-        if let Some((wanted_term, reply)) = self.waiting.remove(&index) {
+        let waiting = self.waiting.remove(&index).map(|(wanted_term, reply)| {
             let outcome = if wanted_term == term {
                 Ok(())
             } else {
@@ -503,19 +553,110 @@ impl Chain {
                     "another Raft leader's entry replaced the envelope".to_string(),
                 ))
             };
-            let _ = reply.send(outcome);
-        }
+            (outcome, reply)
+        });
+        let is_config = matches!(proposal, Some(Proposal::Config(_)));
+        let mut result = Ok(());
         match proposal {
-            None => Ok(()),
+            None => {}
             Some(Proposal::Compact { index }) => {
                 self.compact(index.min(self.writer.last_block_raft_index()));
+            }
+            Some(proposal) => match self.writer.apply(index, proposal, Instant::now()) {
+                Ok(written) => self.after_blocks_written(written),
+                Err(e) => result = Err(e),
+            },
+        }
+        let refusal = if is_config {
+            self.writer.take_config_refusal()
+        } else {
+            None
+        };
+        if let Some((outcome, reply)) = waiting {
+            let outcome = match (outcome, refusal, &result) {
+                (Err(e), _, _) => Err(e),
+                (Ok(()), _, Err(e)) => Err(SubmitError::Unavailable(e.to_string())),
+                (Ok(()), Some(reason), Ok(())) => Err(SubmitError::Refused(reason)),
+                (Ok(()), None, Ok(())) => Ok(()),
+            };
+            let _ = reply.send(outcome);
+        }
+        result?;
+        for written in self.writer.take_written_configs() {
+            self.config_written(written)?;
+        }
+        Ok(())
+    }
+
+    /// On the leader, before a config is proposed: checks that it follows the channel's
+    /// config in log order and that a consenter change leaves a quorum of reachable
+    /// consenters; a leader about to be removed hands leadership over first (the client
+    /// retries and the new leader orders the update).
+    fn admit_config(&mut self, envelope: Vec<u8>) -> Result<Proposal, SubmitError> {
+        let change = self
+            .writer
+            .config_change(&envelope)
+            .map_err(SubmitError::Refused)?;
+        if !change.added.is_empty() || !change.removed.is_empty() {
+            let own = self.consensus.id();
+            let active = self.consensus.active_voters();
+            if change.removed.contains(&own) {
+                let successor = active
+                    .iter()
+                    .copied()
+                    .find(|id| *id != own && change.ids.contains(id));
+                return match successor {
+                    Some(to) => {
+                        tracing::info!(channel = %self.channel_id, to,
+                            "handing Raft leadership over before this orderer is removed");
+                        self.consensus.transfer_leader(to);
+                        Err(SubmitError::Unavailable(format!(
+                            "the update removes the Raft leader; leadership is being handed to node {to}: submit the update again"
+                        )))
+                    }
+                    None => Err(SubmitError::Refused(
+                        "the update removes the Raft leader and no remaining consenter is reachable to take over"
+                            .to_string(),
+                    )),
+                };
+            }
+            let reachable = change.ids.iter().filter(|id| active.contains(id)).count();
+            let quorum = change.ids.len() / 2 + 1;
+            if reachable < quorum {
+                return Err(SubmitError::Refused(format!(
+                    "the consenter change would lose quorum: after it {reachable} of {} consenters \
+                     are reachable, fewer than the quorum of {quorum}; bring the unreachable \
+                     consenters back first",
+                    change.ids.len()
+                )));
+            }
+        }
+        Ok(Proposal::Config(envelope))
+    }
+
+    /// After a config block is written: installs its config and consenters, changes the
+    /// Raft membership, and stops when this orderer is no longer a consenter.
+    fn config_written(&mut self, written: WrittenConfig) -> Result<(), ChainError> {
+        tracing::info!(channel = %self.channel_id, block = written.number,
+            sequence = written.config.sequence(), consenters = ?written.consenter_ids,
+            "config block written");
+        self.view.set_config(written.config.clone());
+        let members = crate::cluster::Members::from_consenters(
+            &written.config.orderer().consenters,
+            &written.consenter_ids,
+            self.view.own_tls_cert(),
+        );
+        self.consensus.set_voters(&written.consenter_ids)?;
+        match members {
+            Ok(members) if written.consenter_ids.contains(&members.self_id) => {
+                self.view.set_members(members);
                 Ok(())
             }
-            Some(proposal) => {
-                let written = self.writer.apply(index, proposal, Instant::now())?;
-                self.after_blocks_written(written);
-                Ok(())
+            Ok(_) | Err(crate::cluster::ClusterError::NotAConsenter(_)) => {
+                self.view.set_evicted();
+                Err(ChainError::Evicted)
             }
+            Err(e) => Err(ChainError::Cluster(e)),
         }
     }
 
@@ -634,6 +775,24 @@ struct CutBlock {
     header_hash: [u8; 32],
     /// The last Raft index the chain up to this block reflects.
     raft_index: u64,
+    /// The number of the last config block at or before this one.
+    last_config_index: u64,
+    /// The consenters' Raft ids in force with this block (in config order).
+    consenter_ids: Vec<u64>,
+    /// The id the next added consenter will get.
+    next_consenter_id: u64,
+    /// The configuration this block carries, when it is a config block.
+    config: Option<Arc<ChannelConfig>>,
+}
+
+/// A config block the writer wrote, for the loop to act on.
+pub(crate) struct WrittenConfig {
+    /// The block number.
+    pub number: u64,
+    /// The configuration it carries.
+    pub config: Arc<ChannelConfig>,
+    /// The consenters' Raft ids from this block on (in config order).
+    pub consenter_ids: Vec<u64>,
 }
 
 /// The deterministic half of a channel's chain: the block cutter, the blocks cut but not yet
@@ -650,8 +809,19 @@ pub(crate) struct BlockWriter {
     cutter: BlockCutter,
     /// Blocks cut and not yet written, in number order from the ledger's height.
     cut: VecDeque<CutBlock>,
+    /// The last config block at or before the next block cut.
     last_config_index: u64,
-    voters: Vec<u64>,
+    /// The consenters' Raft ids for the next block cut (in config order).
+    consenter_ids: Vec<u64>,
+    /// The id the next added consenter gets.
+    next_consenter_id: u64,
+    /// The channel configuration in log order (including config blocks cut and not yet
+    /// written); `None` only in tests of the cutting itself, where configs are refused.
+    config: Option<Arc<ChannelConfig>>,
+    /// Config blocks written since the loop last asked.
+    written_configs: Vec<WrittenConfig>,
+    /// Why the last config entry applied was not cut into a block.
+    config_refusal: Option<String>,
     /// The Raft index the ledger's tip reflects.
     last_block_raft_index: u64,
 }
@@ -670,15 +840,65 @@ impl BlockWriter {
             .ok_or(ChainError::EmptyLedger)?;
         let tip = ledger.block(tip_number)?.ok_or(ChainError::EmptyLedger)?;
         let tip_metadata = orderer_metadata(&tip)?;
+        let consenter_ids = if tip_metadata.consenter_ids.is_empty() {
+            voters
+        } else {
+            tip_metadata.consenter_ids.clone()
+        };
+        let next_consenter_id = tip_metadata
+            .next_consenter_id
+            .max(consenter_ids.iter().max().copied().unwrap_or(0) + 1);
         Ok(BlockWriter {
             channel_id: channel_id.to_string(),
             ledger,
             cutter: BlockCutter::new(batch),
             cut: VecDeque::new(),
             last_config_index: tip_metadata.last_config_index,
-            voters,
+            consenter_ids,
+            next_consenter_id,
+            config: None,
+            written_configs: Vec::new(),
+            config_refusal: None,
             last_block_raft_index: tip_metadata.raft_index,
         })
+    }
+
+    /// This writer with the channel configuration at the ledger's tip, so config updates can
+    /// be ordered.
+    pub(crate) fn with_config(mut self, config: Arc<ChannelConfig>) -> BlockWriter {
+        self.config = Some(config);
+        self
+    }
+
+    /// The consenter change a CONFIG envelope makes, if it is the channel's next config
+    /// (in log order); the reason otherwise.
+    pub(crate) fn config_change(&self, envelope: &[u8]) -> Result<ConsenterChange, String> {
+        self.admit_config(envelope).map(|(_, change)| change)
+    }
+
+    fn admit_config(&self, envelope: &[u8]) -> Result<(ChannelConfig, ConsenterChange), String> {
+        let current = self
+            .config
+            .as_ref()
+            .ok_or_else(|| "this orderer has no channel configuration to update".to_string())?;
+        let config = ordered_config(current, envelope)?;
+        let change = consenter_change(
+            &current.orderer().consenters,
+            &self.consenter_ids,
+            self.next_consenter_id,
+            &config.orderer().consenters,
+        )?;
+        Ok((config, change))
+    }
+
+    /// Config blocks written since the last call.
+    pub(crate) fn take_written_configs(&mut self) -> Vec<WrittenConfig> {
+        std::mem::take(&mut self.written_configs)
+    }
+
+    /// Why the last config entry applied was refused, if it was.
+    pub(crate) fn take_config_refusal(&mut self) -> Option<String> {
+        self.config_refusal.take()
     }
 
     /// The number the next cut block gets: the ledger's height plus the blocks awaiting
@@ -733,11 +953,45 @@ impl BlockWriter {
                 header_hash,
                 metadata,
             } => self.write_signed(number, &header_hash, metadata),
+            Proposal::Config(envelope) => {
+                match self.admit_config(&envelope) {
+                    Err(reason) => {
+                        tracing::warn!(channel = %self.channel_id, raft_index = index, reason = %reason,
+                            "config entry not ordered");
+                        self.config_refusal = Some(reason);
+                    }
+                    Ok((config, change)) => {
+                        // A config transaction is a block of its own: what is pending goes
+                        // first.
+                        if let Some(batch) = self.cutter.cut() {
+                            self.push_cut(batch, index.saturating_sub(1));
+                        }
+                        self.consenter_ids = change.ids;
+                        self.next_consenter_id = change.next_id;
+                        self.last_config_index = self.next_block_number();
+                        self.cutter
+                            .set_settings(BatchSettings::from_config(&config.orderer().batch));
+                        let config = Arc::new(config);
+                        self.config = Some(config.clone());
+                        self.push_cut_block(vec![envelope], index, Some(config));
+                    }
+                }
+                Ok(0)
+            }
             Proposal::Compact { .. } => Ok(0),
         }
     }
 
     fn push_cut(&mut self, batch: Batch, raft_index: u64) {
+        self.push_cut_block(batch, raft_index, None);
+    }
+
+    fn push_cut_block(
+        &mut self,
+        batch: Batch,
+        raft_index: u64,
+        config: Option<Arc<ChannelConfig>>,
+    ) {
         let number = self.next_block_number();
         let previous_hash = match self.cut.back() {
             Some(last) => last.header_hash.to_vec(),
@@ -752,6 +1006,10 @@ impl BlockWriter {
             block,
             header_hash,
             raft_index,
+            last_config_index: self.last_config_index,
+            consenter_ids: self.consenter_ids.clone(),
+            next_consenter_id: self.next_consenter_id,
+            config,
         });
     }
 
@@ -769,8 +1027,12 @@ impl BlockWriter {
         let metadata = signatures_metadata(
             header,
             signer,
-            self.last_config_index,
-            &self.consenter_metadata(cut.raft_index),
+            cut.last_config_index,
+            &RaftBlockMetadata {
+                consenter_ids: cut.consenter_ids.clone(),
+                next_consenter_id: cut.next_consenter_id,
+                raft_index: cut.raft_index,
+            },
             nonce,
         );
         Some(Proposal::BlockSignature {
@@ -778,14 +1040,6 @@ impl BlockWriter {
             header_hash: cut.header_hash,
             metadata,
         })
-    }
-
-    fn consenter_metadata(&self, raft_index: u64) -> RaftBlockMetadata {
-        RaftBlockMetadata {
-            consenter_ids: self.voters.clone(),
-            next_consenter_id: self.voters.iter().max().copied().unwrap_or(0) + 1,
-            raft_index,
-        }
     }
 
     /// Writes the next block with the committed signature `metadata` if it is for that block
@@ -811,11 +1065,11 @@ impl BlockWriter {
             return Ok(0);
         }
         let mut block = front.block.clone();
-        attach_signatures(&mut block, metadata, self.last_config_index);
+        attach_signatures(&mut block, metadata, front.last_config_index);
         match orderer_metadata(&block) {
             Ok(m)
                 if m.raft_index == front.raft_index
-                    && m.last_config_index == self.last_config_index => {}
+                    && m.last_config_index == front.last_config_index => {}
             Ok(m) => {
                 tracing::warn!(channel = %self.channel_id, block = number,
                     signed_raft_index = m.raft_index, cut_raft_index = front.raft_index,
@@ -831,7 +1085,15 @@ impl BlockWriter {
         let raft_index = front.raft_index;
         let txs = block.data.as_ref().map_or(0, |d| d.data.len());
         self.ledger.append_block(&block)?;
-        self.cut.pop_front();
+        if let Some(front) = self.cut.pop_front() {
+            if let Some(config) = front.config {
+                self.written_configs.push(WrittenConfig {
+                    number,
+                    config,
+                    consenter_ids: front.consenter_ids,
+                });
+            }
+        }
         self.last_block_raft_index = raft_index;
         tracing::info!(channel = %self.channel_id, block = number, txs, raft_index, "block written");
         Ok(1)

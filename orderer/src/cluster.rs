@@ -104,18 +104,124 @@ fn der_of(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(block.into_contents())
 }
 
+/// Checks that every consenter's TLS certificates are PEM certificates.
+pub(crate) fn validate_consenters(consenters: &[ConsenterConfig]) -> Result<(), ClusterError> {
+    for (index, c) in consenters.iter().enumerate() {
+        der_of(&c.server_tls_cert).map_err(|reason| ClusterError::BadConsenterCert {
+            index,
+            which: "server TLS",
+            reason,
+        })?;
+        der_of(&c.client_tls_cert).map_err(|reason| ClusterError::BadConsenterCert {
+            index,
+            which: "client TLS",
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether two consenter entries are the same orderer: the same TLS certificates (it may
+/// have moved to another host or port).
+fn same_consenter(a: &ConsenterConfig, b: &ConsenterConfig) -> bool {
+    a.client_tls_cert == b.client_tls_cert && a.server_tls_cert == b.server_tls_cert
+}
+
+/// How a config update changes a channel's consenters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsenterChange {
+    /// The Raft id of each consenter of the new list, in its order.
+    pub ids: Vec<u64>,
+    /// The id the next added consenter gets.
+    pub next_id: u64,
+    /// Ids of consenters the update adds.
+    pub added: Vec<u64>,
+    /// Ids of consenters the update removes.
+    pub removed: Vec<u64>,
+}
+
+/// Maps the consenter list `new` onto `old` (whose Raft ids are `old_ids`; positions from 1
+/// when they do not match the list) the way the ordering service numbers consenters: one
+/// that stays keeps its id, an added one gets the next unused id. Refuses what Raft cannot
+/// do safely in one step: more than one consenter added or removed (a certificate rotation
+/// counts as both), or no consenter left.
+pub(crate) fn consenter_change(
+    old: &[ConsenterConfig],
+    old_ids: &[u64],
+    next_id: u64,
+    new: &[ConsenterConfig],
+) -> Result<ConsenterChange, String> {
+    let old_ids: Vec<u64> = if old_ids.len() == old.len() {
+        old_ids.to_vec()
+    } else {
+        (1..=old.len() as u64).collect()
+    };
+    if new.is_empty() {
+        return Err("the update leaves the channel without consenters".to_string());
+    }
+    let mut next_id = next_id.max(old_ids.iter().max().copied().unwrap_or(0) + 1);
+    let mut ids = Vec::with_capacity(new.len());
+    let mut added = Vec::new();
+    for (index, c) in new.iter().enumerate() {
+        if new[..index]
+            .iter()
+            .any(|earlier| same_consenter(earlier, c))
+        {
+            return Err(format!(
+                "consenter {}:{} is listed twice (same TLS certificates)",
+                c.host, c.port
+            ));
+        }
+        match old.iter().position(|o| same_consenter(o, c)) {
+            Some(position) => ids.push(old_ids[position]),
+            None => {
+                ids.push(next_id);
+                added.push(next_id);
+                next_id += 1;
+            }
+        }
+    }
+    let removed: Vec<u64> = old_ids
+        .iter()
+        .copied()
+        .filter(|id| !ids.contains(id))
+        .collect();
+    if added.len() + removed.len() > 1 {
+        return Err(format!(
+            "the update adds {} and removes {} consenters; change one consenter per config \
+             update (a certificate rotation is a removal and an addition: do them one at a time)",
+            added.len(),
+            removed.len()
+        ));
+    }
+    Ok(ConsenterChange {
+        ids,
+        next_id,
+        added,
+        removed,
+    })
+}
+
 impl Members {
-    /// The members of a channel from its consenter list, `own_tls_cert` being this node's
+    /// The members of a channel from its consenter list and their Raft ids (`ids[i]` is
+    /// consenter `i`'s; when `ids` does not match the list, as before any block recorded
+    /// them, consenters are numbered by position from 1), `own_tls_cert` being this node's
     /// TLS server certificate (DER). A channel with a single consenter whose certificate is
-    /// not this node's is still served, as node 1 (configurations written before clusters).
+    /// not this node's is still served, as that consenter (configurations written before
+    /// clusters).
     pub(crate) fn from_consenters(
         consenters: &[ConsenterConfig],
+        ids: &[u64],
         own_tls_cert: &[u8],
     ) -> Result<Members, ClusterError> {
+        let ids: Vec<u64> = if ids.len() == consenters.len() {
+            ids.to_vec()
+        } else {
+            (1..=consenters.len() as u64).collect()
+        };
         let mut members = Vec::with_capacity(consenters.len());
         let mut self_id = None;
-        for (index, c) in consenters.iter().enumerate() {
-            let id = index as u64 + 1;
+        for (index, (c, &id)) in consenters.iter().zip(&ids).enumerate() {
             let server =
                 der_of(&c.server_tls_cert).map_err(|reason| ClusterError::BadConsenterCert {
                     index,
@@ -140,7 +246,7 @@ impl Members {
         }
         let self_id = match self_id {
             Some(id) => id,
-            None if members.len() == 1 => 1,
+            None if members.len() == 1 => members[0].id,
             None => return Err(ClusterError::NotAConsenter(members.len())),
         };
         Ok(Members { self_id, members })
@@ -351,7 +457,7 @@ impl ClusterService {
         let channel = self.registry.get(channel_id).ok_or_else(|| {
             tonic::Status::not_found(format!("channel '{channel_id}' is not served here"))
         })?;
-        let id = channel.members.id_of_client(cert).ok_or_else(|| {
+        let id = channel.view.members().id_of_client(cert).ok_or_else(|| {
             tonic::Status::permission_denied(format!(
                 "the TLS client certificate is not one of channel '{channel_id}''s consenters"
             ))
@@ -376,7 +482,9 @@ impl Cluster for ClusterService {
             };
             let Some(step) = next else { break };
             let (channel, from) = self.authenticate(&step.channel, &cert)?;
-            channel.chain.step(from, step.message);
+            if let Some(chain) = &channel.chain {
+                chain.step(from, step.message);
+            }
         }
         Ok(tonic::Response::new(StepResponse {}))
     }
@@ -406,16 +514,17 @@ impl Cluster for ClusterService {
 pub(crate) struct ChannelOutbound {
     /// The channel id.
     pub channel_id: String,
-    /// Its members.
-    pub members: Members,
+    /// Its consenters (they change with config blocks).
+    pub view: Arc<crate::view::ChannelView>,
     /// The shared transport.
     pub transport: Arc<Transport>,
 }
 
 impl crate::chain::RaftOutbound for ChannelOutbound {
     fn send(&self, to: u64, message: Vec<u8>) -> bool {
-        match self.members.get(to) {
-            Some(member) if to != self.members.self_id => {
+        let members = self.view.members();
+        match members.get(to) {
+            Some(member) if to != members.self_id => {
                 self.transport.send_step(&self.channel_id, member, message)
             }
             _ => false,
@@ -440,7 +549,7 @@ mod tests {
     #[test]
     fn node_ids_follow_the_consenter_order_and_self_is_found_by_certificate() {
         let list = [consenter(b"a"), consenter(b"b"), consenter(b"c")];
-        let members = Members::from_consenters(&list, b"b").expect("members");
+        let members = Members::from_consenters(&list, &[], b"b").expect("members");
         assert_eq!(members.self_id, 2);
         assert_eq!(members.voters(), vec![1, 2, 3]);
         assert_eq!(members.id_of_client(b"c"), Some(3));
@@ -455,10 +564,10 @@ mod tests {
     #[test]
     fn an_orderer_outside_a_multi_node_consenter_set_is_refused() {
         let list = [consenter(b"a"), consenter(b"b")];
-        let err = Members::from_consenters(&list, b"x").expect_err("not a consenter");
+        let err = Members::from_consenters(&list, &[], b"x").expect_err("not a consenter");
         assert!(matches!(err, ClusterError::NotAConsenter(2)), "{err}");
         // A single-consenter channel is still served as node 1.
-        let single = Members::from_consenters(&[consenter(b"a")], b"x").expect("single");
+        let single = Members::from_consenters(&[consenter(b"a")], &[], b"x").expect("single");
         assert_eq!(single.self_id, 1);
     }
 
@@ -467,8 +576,73 @@ mod tests {
         let mut bad = consenter(b"a");
         bad.client_tls_cert = b"not pem".to_vec();
         assert!(matches!(
-            Members::from_consenters(&[bad], b"a"),
+            Members::from_consenters(&[bad], &[], b"a"),
             Err(ClusterError::BadConsenterCert { .. })
         ));
+    }
+
+    #[test]
+    fn recorded_ids_survive_a_removal_and_additions_get_fresh_ids() {
+        let (a, b, c, d) = (
+            consenter(b"a"),
+            consenter(b"b"),
+            consenter(b"c"),
+            consenter(b"d"),
+        );
+        // Removing b keeps a and c at 1 and 3.
+        let removal = consenter_change(
+            &[a.clone(), b.clone(), c.clone()],
+            &[],
+            4,
+            &[a.clone(), c.clone()],
+        )
+        .expect("one removal");
+        assert_eq!(
+            (removal.ids.clone(), removal.removed.clone()),
+            (vec![1, 3], vec![2])
+        );
+        let members =
+            Members::from_consenters(&[a.clone(), c.clone()], &removal.ids, b"c").expect("members");
+        assert_eq!((members.self_id, members.voters()), (3, vec![1, 3]));
+        // Adding d afterwards gives it 4, never the removed 2.
+        let addition = consenter_change(
+            &[a.clone(), c.clone()],
+            &removal.ids,
+            removal.next_id,
+            &[a.clone(), c.clone(), d.clone()],
+        )
+        .expect("one addition");
+        assert_eq!(
+            (addition.ids, addition.added, addition.next_id),
+            (vec![1, 3, 4], vec![4], 5)
+        );
+        // A consenter moving host keeps its id; nothing added or removed.
+        let mut moved = a.clone();
+        moved.host = "orderer.example.com".into();
+        let same = consenter_change(&[a.clone(), c.clone()], &[1, 3], 5, &[moved, c.clone()])
+            .expect("a move");
+        assert!(same.added.is_empty() && same.removed.is_empty());
+        assert_eq!(same.ids, vec![1, 3]);
+    }
+
+    #[test]
+    fn more_than_one_consenter_change_or_none_left_is_refused() {
+        let (a, b, c, d) = (
+            consenter(b"a"),
+            consenter(b"b"),
+            consenter(b"c"),
+            consenter(b"d"),
+        );
+        let only_a = std::slice::from_ref(&a);
+        let two =
+            consenter_change(&[a.clone(), b.clone(), c], &[], 4, only_a).expect_err("two removals");
+        assert!(two.contains("removes 2"), "{two}");
+        let swap = consenter_change(&[a.clone(), b], &[], 3, &[a.clone(), d])
+            .expect_err("a swap is two changes");
+        assert!(swap.contains("adds 1 and removes 1"), "{swap}");
+        assert!(consenter_change(only_a, &[], 2, &[]).is_err());
+        let twice =
+            consenter_change(only_a, &[], 2, &[a.clone(), a.clone()]).expect_err("duplicate");
+        assert!(twice.contains("listed twice"), "{twice}");
     }
 }

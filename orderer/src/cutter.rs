@@ -76,6 +76,12 @@ impl BlockCutter {
         &self.settings
     }
 
+    /// Replaces the batch rules (a config block changed them); what is pending stays and is
+    /// cut by the new rules.
+    pub fn set_settings(&mut self, settings: BatchSettings) {
+        self.settings = settings;
+    }
+
     /// Adds the next ordered envelope, received at `now`, and returns the batches this closes:
     /// none, one, or two (the pending batch, then an oversized envelope alone).
     pub fn ordered(&mut self, envelope: Vec<u8>, now: Instant) -> Vec<Batch> {

@@ -70,7 +70,7 @@ fn screen(
         )));
     }
     authorize(
-        &channel.config,
+        &channel.view.config(),
         envelope,
         &parsed,
         READERS_POLICY_PATH,

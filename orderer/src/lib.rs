@@ -53,6 +53,7 @@ mod broadcast;
 mod chain;
 mod cluster;
 pub mod config;
+mod configtx;
 mod consensus;
 pub mod cutter;
 mod deliver;
@@ -60,6 +61,7 @@ mod error;
 pub mod participation;
 mod registry;
 mod server;
+mod view;
 
 pub use chain::{ChainError, SubmitError};
 pub use cluster::ClusterError;

@@ -23,6 +23,7 @@ use crate::consensus::RaftSettings;
 use crate::cutter::BatchSettings;
 use crate::error::OrdererError;
 use crate::participation::{self, JoinError};
+use crate::view::ChannelView;
 
 /// Election ticks used when the channel config carries no etcdraft options.
 const DEFAULT_ELECTION_TICK: u32 = 10;
@@ -33,16 +34,13 @@ const DEFAULT_HEARTBEAT_TICK: u32 = 1;
 pub(crate) struct ChannelState {
     /// The channel id.
     pub id: String,
-    /// The channel's current configuration.
-    pub config: ChannelConfig,
+    /// The channel's current configuration and consenters.
+    pub view: Arc<ChannelView>,
     /// The channel's ledger (read by Deliver, written only by the chain).
     pub ledger: Arc<Ledger>,
-    /// The ordering loop.
-    pub chain: ChainHandle,
-    /// The batch rules (AbsoluteMaxBytes is checked at Broadcast).
-    pub batch: BatchSettings,
-    /// The channel's consenters and this node's Raft id among them.
-    pub members: Members,
+    /// The ordering loop; `None` when this orderer is not one of the channel's consenters
+    /// (it was removed), so it only serves the blocks it has.
+    pub chain: Option<ChainHandle>,
 }
 
 /// A join file already looked at: path, length and modification time.
@@ -86,9 +84,14 @@ impl Registry {
     ) -> Result<BroadcastResponse, ClusterError> {
         let member = self
             .get(channel_id)
-            .and_then(|c| c.members.get(leader).cloned())
+            .and_then(|c| c.view.members().get(leader).cloned())
             .ok_or(ClusterError::UnknownNode(leader))?;
         self.transport.forward(channel_id, &member, envelope).await
+    }
+
+    /// This orderer's signing identity.
+    pub(crate) fn signer(&self) -> &SigningIdentity {
+        &self.signer
     }
 
     /// The channel with this id, if served.
@@ -193,19 +196,53 @@ impl Registry {
         let config = current_config(&ledger)?;
         let orderer = config.orderer();
         let batch = BatchSettings::from_config(&orderer.batch);
+        let consenter_ids = tip_consenter_ids(&ledger)?;
         let (election, heartbeat) = orderer
             .options
             .as_ref()
             .map_or((DEFAULT_ELECTION_TICK, DEFAULT_HEARTBEAT_TICK), |o| {
                 (o.election_tick, o.heartbeat_tick)
             });
-        let members = Members::from_consenters(&orderer.consenters, &self.own_tls_cert)?;
+        let members = match Members::from_consenters(
+            &orderer.consenters,
+            &consenter_ids,
+            &self.own_tls_cert,
+        ) {
+            Ok(members) => members,
+            Err(ClusterError::NotAConsenter(count)) if ledger.height() > 1 => {
+                // Removed from the consenters by a config block: serve what we have.
+                tracing::warn!(channel = %channel_id, consenters = count,
+                    "this orderer is not one of the channel's consenters; serving its blocks without ordering");
+                let view = Arc::new(ChannelView::new(
+                    config,
+                    Members {
+                        self_id: 0,
+                        members: Vec::new(),
+                    },
+                    self.own_tls_cert.clone(),
+                ));
+                view.set_evicted();
+                self.insert(Arc::new(ChannelState {
+                    id: channel_id.to_string(),
+                    view,
+                    ledger,
+                    chain: None,
+                }));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let view = Arc::new(ChannelView::new(
+            config,
+            members.clone(),
+            self.own_tls_cert.clone(),
+        ));
         let outbound: Arc<dyn RaftOutbound> = if members.members.len() == 1 {
             Arc::new(NoPeers)
         } else {
             Arc::new(ChannelOutbound {
                 channel_id: channel_id.to_string(),
-                members: members.clone(),
+                view: view.clone(),
                 transport: self.transport.clone(),
             })
         };
@@ -228,19 +265,21 @@ impl Registry {
             node_id: members.self_id,
             voters: members.voters(),
             outbound,
+            view: view.clone(),
         })?;
-        let state = Arc::new(ChannelState {
+        self.insert(Arc::new(ChannelState {
             id: channel_id.to_string(),
-            config,
+            view,
             ledger,
-            chain: handle,
-            batch,
-            members,
-        });
-        if let Ok(mut channels) = self.channels.write() {
-            channels.insert(channel_id.to_string(), state);
-        }
+            chain: Some(handle),
+        }));
         Ok(())
+    }
+
+    fn insert(&self, state: Arc<ChannelState>) {
+        if let Ok(mut channels) = self.channels.write() {
+            channels.insert(state.id.clone(), state);
+        }
     }
 
     /// Stops every channel's ordering loop (blocking until the threads end).
@@ -251,10 +290,23 @@ impl Registry {
             .map(|mut c| std::mem::take(&mut *c).into_values().collect())
             .unwrap_or_default();
         for channel in channels {
-            channel.chain.stop();
-            tracing::info!(channel = %channel.id, "channel ordering stopped");
+            if let Some(chain) = &channel.chain {
+                chain.stop();
+                tracing::info!(channel = %channel.id, "channel ordering stopped");
+            }
         }
     }
+}
+
+/// The consenters' Raft ids the tip block records (empty before any block recorded them, as
+/// in a genesis block: then they are numbered by position).
+fn tip_consenter_ids(ledger: &Ledger) -> Result<Vec<u64>, ChainError> {
+    let tip_number = ledger
+        .height()
+        .checked_sub(1)
+        .ok_or(ChainError::EmptyLedger)?;
+    let tip = ledger.block(tip_number)?.ok_or(ChainError::EmptyLedger)?;
+    Ok(orderer_metadata(&tip)?.consenter_ids)
 }
 
 /// The configuration in force at the tip: from the last config block the tip names.

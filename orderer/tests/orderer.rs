@@ -473,13 +473,19 @@ fn check_orderer_block(channel: &ChannelConfig, block: &common::Block) -> RaftBl
 
     let orderer_metadata = common::OrdererBlockMetadata::decode(signatures.value.as_slice())
         .expect("orderer metadata");
-    assert_eq!(orderer_metadata.last_config.expect("last config").index, 0);
+    // Both slots name the same last config block, which is `channel`'s.
+    let last_config_index = orderer_metadata.last_config.expect("last config").index;
     let last_config = common::Metadata::decode(slots[1].as_slice()).expect("LAST_CONFIG slot");
     assert_eq!(
         common::LastConfig::decode(last_config.value.as_slice())
             .expect("LastConfig")
             .index,
-        0
+        last_config_index
+    );
+    assert_eq!(
+        last_config_index == 0,
+        channel.sequence() == 0,
+        "blocks of the genesis config name block 0"
     );
     let consenter = common::Metadata::decode(orderer_metadata.consenter_metadata.as_slice())
         .expect("consenter metadata");
@@ -620,7 +626,7 @@ async fn bad_broadcasts_get_fabric_statuses_and_order_nothing() {
             Status::Forbidden,
             Status::Forbidden,
             Status::Forbidden,
-            Status::NotImplemented,
+            Status::BadRequest,
             Status::BadRequest,
             Status::RequestEntityTooLarge,
         ]
@@ -646,8 +652,8 @@ async fn bad_broadcasts_get_fabric_statuses_and_order_nothing() {
         responses[4].info
     );
     assert!(
-        responses[5].info.contains("CONFIG_UPDATE"),
-        "{}",
+        responses[5].info.contains("ConfigUpdateEnvelope"),
+        "a CONFIG_UPDATE that carries no update says so: {}",
         responses[5].info
     );
     assert!(
@@ -662,6 +668,165 @@ async fn bad_broadcasts_get_fabric_statuses_and_order_nothing() {
     assert_eq!(statuses(&responses), [Status::Success]);
     let chain = blocks(&mut client, &dso, 1, 1).await;
     assert_eq!(envelopes_of(&chain[0]), [good.encode_to_vec()]);
+    orderer.stop().await;
+}
+
+/// The admin of `msp_id` (generated for every organization).
+fn admin(net: &Network, msp_id: &str) -> SigningIdentity {
+    let base = net.path(&format!("organizations/{msp_id}/users/Admin/msp"));
+    SigningIdentity::load(
+        msp_id,
+        &base.join("signcerts/cert.pem"),
+        &base.join("keystore/key.pem"),
+    )
+    .expect("load admin")
+}
+
+/// A CONFIG_UPDATE that sets the channel's BatchSize.MaxMessageCount, computed against
+/// `current`, signed by `signers` and submitted by the first of them.
+fn batch_size_update(
+    current: &ChannelConfig,
+    max_message_count: u32,
+    signers: &[&SigningIdentity],
+) -> common::Envelope {
+    use gridledger_channels::config::{BATCH_SIZE_KEY, ORDERER_GROUP};
+    use gridledger_channels::update;
+    use gridledger_proto::orderer::BatchSize;
+    let mut desired = current.config().clone();
+    let orderer = desired
+        .channel_group
+        .as_mut()
+        .and_then(|g| g.groups.get_mut(ORDERER_GROUP))
+        .expect("the channel has an Orderer group");
+    let value = orderer
+        .values
+        .get_mut(BATCH_SIZE_KEY)
+        .expect("the Orderer group has a BatchSize");
+    let mut batch = BatchSize::decode(value.value.as_slice()).expect("BatchSize decodes");
+    batch.max_message_count = max_message_count;
+    value.value = batch.encode_to_vec();
+    let config_update =
+        update::compute_update("market", current.config(), &desired).expect("a difference");
+    let mut envelope = update::new_envelope(&config_update);
+    for (i, signer) in signers.iter().enumerate() {
+        update::sign(&mut envelope, signer, [i as u8 + 1; NONCE_LEN]);
+    }
+    update::config_update_transaction(
+        "market",
+        &envelope,
+        signers[0],
+        [42; NONCE_LEN],
+        prost_types::Timestamp {
+            seconds: now_unix_secs(),
+            nanos: 0,
+        },
+    )
+}
+
+/// The config a config block carries.
+fn config_of(block: &common::Block) -> ChannelConfig {
+    ChannelConfig::from_block(block).expect("a config block")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_updates_are_authorized_then_ordered_alone_and_take_effect() {
+    let net = Network::new("config-update");
+    net.join();
+    let orderer = net.start().await;
+    let mut client = net.client(&orderer).await;
+    let dso = net.user("DSOMSP");
+    let orderer_admin = admin(&net, "OrdererMSP");
+    let dso_admin = admin(&net, "DSOMSP");
+
+    // The Orderer group's values are the orderer organization's to change: the DSO's admin
+    // alone is refused, with the policy named; a garbage update is a bad request.
+    let by_dso = batch_size_update(&net.channel, 1, &[&dso_admin]);
+    let mut garbage = batch_size_update(&net.channel, 1, &[&orderer_admin]);
+    let mut payload = common::Payload::decode(garbage.payload.as_slice()).expect("payload");
+    payload.data = b"not an update".to_vec();
+    garbage = signed(&orderer_admin, payload);
+    let responses = broadcast(&mut client, vec![by_dso, garbage]).await;
+    assert_eq!(
+        statuses(&responses),
+        [Status::Forbidden, Status::BadRequest]
+    );
+    assert!(
+        responses[0].info.contains("Admins"),
+        "the unmet policy is named: {}",
+        responses[0].info
+    );
+
+    // A pending transaction, then the authorized update: the transaction's block is cut
+    // first and the config gets a block of its own.
+    let before = transaction(&dso, "market", b"before the update");
+    let update = batch_size_update(&net.channel, 1, &[&orderer_admin, &dso_admin]);
+    let responses = broadcast(&mut client, vec![before.clone(), update.clone()]).await;
+    assert_eq!(statuses(&responses), [Status::Success, Status::Success]);
+    let chain = blocks(&mut client, &dso, 0, 2).await;
+    check_links(&chain);
+    assert_eq!(envelopes_of(&chain[1]), [before.encode_to_vec()]);
+    let config_block = &chain[2];
+    assert_eq!(
+        envelopes_of(config_block).len(),
+        1,
+        "a config block holds only its config"
+    );
+    let updated = config_of(config_block);
+    assert_eq!(updated.sequence(), 1);
+    assert_eq!(updated.orderer().batch.max_message_count, 1);
+    let raft = check_orderer_block(&updated, config_block);
+    assert_eq!(raft.consenter_ids, [1]);
+    assert_eq!(
+        gridledger_orderer::block::orderer_metadata(config_block)
+            .expect("metadata")
+            .last_config_index,
+        2,
+        "a config block is its own last config"
+    );
+    let config_envelope =
+        common::Envelope::decode(envelopes_of(config_block)[0].as_slice()).expect("envelope");
+    let config_payload =
+        common::Payload::decode(config_envelope.payload.as_slice()).expect("payload");
+    let carried = common::ConfigEnvelope::decode(config_payload.data.as_slice()).expect("config");
+    assert_eq!(
+        carried.last_update.as_ref(),
+        Some(&update),
+        "the client's signed update travels with the config"
+    );
+
+    // The same update again is stale: computed against sequence 0.
+    let responses = broadcast(&mut client, vec![update.clone()]).await;
+    assert_eq!(statuses(&responses), [Status::BadRequest]);
+    assert!(
+        responses[0].info.contains("config update refused"),
+        "{}",
+        responses[0].info
+    );
+
+    // The new batch size is in force: two transactions make two blocks naming block 2 as
+    // their last config, also after a restart.
+    let (a, b) = (
+        transaction(&dso, "market", b"after 1"),
+        transaction(&dso, "market", b"after 2"),
+    );
+    let responses = broadcast(&mut client, vec![a.clone(), b.clone()]).await;
+    assert_eq!(statuses(&responses), [Status::Success, Status::Success]);
+    let chain = blocks(&mut client, &dso, 3, 4).await;
+    assert_eq!(envelopes_of(&chain[0]), [a.encode_to_vec()]);
+    assert_eq!(envelopes_of(&chain[1]), [b.encode_to_vec()]);
+    for block in &chain {
+        let metadata = gridledger_orderer::block::orderer_metadata(block).expect("metadata");
+        assert_eq!(metadata.last_config_index, 2);
+    }
+    orderer.stop().await;
+
+    let orderer = net.start().await;
+    let mut client = net.client(&orderer).await;
+    let c = transaction(&dso, "market", b"after restart");
+    let responses = broadcast(&mut client, vec![c.clone()]).await;
+    assert_eq!(statuses(&responses), [Status::Success]);
+    let chain = blocks(&mut client, &dso, 5, 5).await;
+    assert_eq!(envelopes_of(&chain[0]), [c.encode_to_vec()]);
     orderer.stop().await;
 }
 

@@ -48,6 +48,8 @@ const TAG_TIME_TO_CUT: u8 = 2;
 const TAG_COMPACT: u8 = 3;
 /// Tag byte of a block-signature proposal.
 const TAG_BLOCK_SIGNATURE: u8 = 4;
+/// Tag of a [`Proposal::Config`] entry.
+const TAG_CONFIG: u8 = 5;
 /// Length of a block header hash (SHA-256).
 const HEADER_HASH_LEN: usize = 32;
 
@@ -93,6 +95,9 @@ impl From<raft::Error> for ConsensusError {
 pub(crate) enum Proposal {
     /// An envelope (its bytes as they go into a block).
     Envelope(Vec<u8>),
+    /// A CONFIG envelope made by the leader from an authorized CONFIG_UPDATE; it is cut into
+    /// a block of its own, and only if it still follows the channel's config in log order.
+    Config(Vec<u8>),
     /// The batch timeout of block `block_number` expired on the leader.
     TimeToCut {
         /// The block the pending batch would become.
@@ -123,6 +128,12 @@ impl Proposal {
             Proposal::Envelope(bytes) => {
                 let mut out = Vec::with_capacity(bytes.len() + 1);
                 out.push(TAG_ENVELOPE);
+                out.extend_from_slice(bytes);
+                out
+            }
+            Proposal::Config(bytes) => {
+                let mut out = Vec::with_capacity(bytes.len() + 1);
+                out.push(TAG_CONFIG);
                 out.extend_from_slice(bytes);
                 out
             }
@@ -157,6 +168,7 @@ impl Proposal {
         let unknown = |reason: String| ConsensusError::UnknownEntry { index, reason };
         match data.split_first() {
             Some((&TAG_ENVELOPE, rest)) => Ok(Proposal::Envelope(rest.to_vec())),
+            Some((&TAG_CONFIG, rest)) => Ok(Proposal::Config(rest.to_vec())),
             Some((&TAG_TIME_TO_CUT, rest)) => {
                 let bytes: [u8; 8] = rest
                     .try_into()
@@ -489,6 +501,68 @@ impl Consensus {
         Ok(out)
     }
 
+    /// The consenters the leader heard from recently (always itself); on a follower only
+    /// itself, since it does not track the others.
+    pub(crate) fn active_voters(&self) -> Vec<u64> {
+        let own = self.id();
+        if !self.is_leader() {
+            return vec![own];
+        }
+        self.node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, progress)| **id == own || progress.recent_active)
+            .map(|(id, _)| *id)
+            .filter(|id| self.voters.contains(id))
+            .collect()
+    }
+
+    /// Hands leadership to `to` (a voter), e.g. before this leader is removed.
+    pub(crate) fn transfer_leader(&mut self, to: u64) {
+        self.node.transfer_leader(to);
+    }
+
+    /// Makes `voters` the Raft membership, by adding and removing single nodes (the ordering
+    /// service changes at most one consenter per config update, so no joint consensus is
+    /// needed), and persists the result. Every consenter calls this at the same point of the
+    /// log: when the config block that changed the consenter set is written.
+    pub(crate) fn set_voters(&mut self, voters: &[u64]) -> Result<(), ConsensusError> {
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+        let mut changes = Vec::new();
+        for id in voters.iter().filter(|id| !self.voters.contains(id)) {
+            let mut change = ConfChangeSingle::default();
+            change.set_change_type(ConfChangeType::AddNode);
+            change.node_id = *id;
+            changes.push(change);
+        }
+        for id in self.voters.iter().filter(|id| !voters.contains(id)) {
+            let mut change = ConfChangeSingle::default();
+            change.set_change_type(ConfChangeType::RemoveNode);
+            change.node_id = *id;
+            changes.push(change);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut conf_state = self.voters_conf_state();
+        for change in changes {
+            let mut cc = ConfChangeV2::default();
+            cc.set_changes(vec![change].into());
+            conf_state = self.node.apply_conf_change(&cc)?;
+        }
+        self.store.set_conf_state(&encode_conf_state(&conf_state))?;
+        self.voters = conf_state.voters.clone();
+        Ok(())
+    }
+
+    fn voters_conf_state(&self) -> ConfState {
+        ConfState {
+            voters: self.voters.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Discards log entries up to and including `index`, which the ledger already reflects.
     pub(crate) fn compact(&self, index: u64) -> Result<(), ConsensusError> {
         Ok(self.store.compact(index)?)
@@ -564,6 +638,7 @@ mod tests {
         for p in [
             Proposal::Envelope(b"env".to_vec()),
             Proposal::Envelope(Vec::new()),
+            Proposal::Config(b"config".to_vec()),
             Proposal::TimeToCut { block_number: 9 },
             Proposal::Compact { index: 77 },
             Proposal::BlockSignature {
