@@ -847,3 +847,244 @@ async fn a_follower_forwards_broadcast_to_the_leader() {
     );
     check_ledgers(&gateways, &valid).await;
 }
+
+/// The OrdererMSP admin `up` generated.
+fn orderer_admin(net: &Cluster) -> SigningIdentity {
+    let base = net
+        .dir
+        .join("crypto/organizations/OrdererMSP/users/Admin/msp");
+    SigningIdentity::load(
+        "OrdererMSP",
+        &base.join("signcerts/cert.pem"),
+        &base.join("keystore/key.pem"),
+    )
+    .expect("load the OrdererMSP admin")
+}
+
+/// A CONFIG_UPDATE against `current` that removes the consenter listening on `port` (and
+/// its endpoint from the orderer organization), signed and submitted by `admin`.
+fn remove_consenter_update(
+    current: &gridledger_channels::config::ChannelConfig,
+    port: u16,
+    admin: &SigningIdentity,
+) -> common::Envelope {
+    use gridledger_channels::config::{CONSENSUS_TYPE_KEY, ENDPOINTS_KEY, ORDERER_GROUP};
+    use gridledger_channels::update;
+    let mut desired = current.config().clone();
+    let orderer_group = desired
+        .channel_group
+        .as_mut()
+        .and_then(|g| g.groups.get_mut(ORDERER_GROUP))
+        .expect("an Orderer group");
+    let consensus = orderer_group
+        .values
+        .get_mut(CONSENSUS_TYPE_KEY)
+        .expect("a ConsensusType");
+    let mut consensus_type =
+        orderer::ConsensusType::decode(consensus.value.as_slice()).expect("ConsensusType");
+    let mut metadata =
+        gridledger_proto::etcdraft::ConfigMetadata::decode(consensus_type.metadata.as_slice())
+            .expect("etcdraft metadata");
+    let before = metadata.consenters.len();
+    metadata.consenters.retain(|c| c.port != u32::from(port));
+    assert_eq!(
+        metadata.consenters.len() + 1,
+        before,
+        "one consenter removed"
+    );
+    consensus_type.metadata = metadata.encode_to_vec();
+    consensus.value = consensus_type.encode_to_vec();
+    let org = orderer_group
+        .groups
+        .get_mut("OrdererMSP")
+        .expect("the OrdererMSP group");
+    let endpoints = org.values.get_mut(ENDPOINTS_KEY).expect("Endpoints");
+    let mut addresses =
+        common::OrdererAddresses::decode(endpoints.value.as_slice()).expect("OrdererAddresses");
+    addresses
+        .addresses
+        .retain(|a| !a.ends_with(&format!(":{port}")));
+    endpoints.value = addresses.encode_to_vec();
+
+    let config_update =
+        update::compute_update(CHANNEL, current.config(), &desired).expect("a difference");
+    let mut envelope = update::new_envelope(&config_update);
+    let mut nonce = [0u8; 24];
+    nonce[..2].copy_from_slice(&port.to_be_bytes());
+    update::sign(&mut envelope, admin, nonce);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    nonce[2] = 1;
+    update::config_update_transaction(
+        CHANNEL,
+        &envelope,
+        admin,
+        nonce,
+        prost_types::Timestamp {
+            seconds: now.as_secs() as i64,
+            nanos: 0,
+        },
+    )
+}
+
+impl Cluster {
+    /// Broadcasts one envelope to `orderer_name` and returns its answer.
+    async fn broadcast(
+        &self,
+        orderer_name: &str,
+        envelope: common::Envelope,
+    ) -> orderer::BroadcastResponse {
+        let o = self
+            .orderers
+            .iter()
+            .find(|o| o.name == orderer_name)
+            .unwrap_or_else(|| panic!("unknown orderer {orderer_name}"));
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&o.tls_ca))
+            .domain_name(&o.server_name);
+        let channel: Channel = Endpoint::from_shared(format!("https://{}", o.endpoint))
+            .expect("endpoint")
+            .tls_config(tls)
+            .expect("tls config")
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {orderer_name}: {e:?}"));
+        let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel);
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.broadcast(tokio_stream::iter(vec![envelope])),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{orderer_name} Broadcast did not answer"))
+        .unwrap_or_else(|e| panic!("{orderer_name} Broadcast: {e}"))
+        .into_inner();
+        tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{orderer_name} gave no Broadcast response"))
+            .unwrap_or_else(|e| panic!("{orderer_name} Broadcast stream: {e}"))
+            .unwrap_or_else(|| panic!("{orderer_name} closed Broadcast without a response"))
+    }
+
+    /// The port an orderer listens on (its consenter port).
+    fn port(&self, name: &str) -> u16 {
+        self.addr(name).port()
+    }
+}
+
+/// The channel configuration in force at the peers (from the newest config block).
+async fn current_channel_config(gateway: &Gateway) -> gridledger_channels::config::ChannelConfig {
+    let height = chain_height(gateway).await;
+    let mut config = None;
+    for number in 0..height {
+        let block =
+            common::Block::decode(block_bytes(gateway, number).await.as_slice()).expect("Block");
+        if let Ok(c) = gridledger_channels::config::ChannelConfig::from_block(&block) {
+            config = Some(c);
+        }
+    }
+    config.expect("the channel has a config block")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consenters_are_removed_by_config_update_unless_quorum_would_be_lost() {
+    let mut net = Cluster::start("consenters");
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let followers: Vec<String> = ORDERERS
+        .iter()
+        .filter(|o| **o != leader)
+        .map(|o| o.to_string())
+        .collect();
+    let (down, up) = (&followers[0], &followers[1]);
+    let gateways = net.gateways().await;
+    let admin = orderer_admin(&net);
+    let load = Load::start(&gateways, "consenters");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+
+    // One follower dies; the leader notices within an election timeout.
+    net.kill_node(down);
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let genesis_config = current_channel_config(&gateways[0]).await;
+    assert_eq!(genesis_config.orderer().consenters.len(), 3);
+
+    // Removing the *running* follower would leave the leader and a dead node: refused.
+    let refused = net
+        .broadcast(
+            &leader,
+            remove_consenter_update(&genesis_config, net.port(up), &admin),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        common::Status::BadRequest as i32,
+        "{}",
+        refused.info
+    );
+    assert!(
+        refused.info.contains("quorum"),
+        "the refusal explains the quorum loss: {}",
+        refused.info
+    );
+
+    // Removing the dead one keeps a quorum of two: accepted, through a follower too.
+    let accepted = net
+        .broadcast(
+            up,
+            remove_consenter_update(&genesis_config, net.port(down), &admin),
+        )
+        .await;
+    assert_eq!(
+        accepted.status,
+        common::Status::Success as i32,
+        "{}",
+        accepted.info
+    );
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    let updated = loop {
+        let config = current_channel_config(&gateways[0]).await;
+        if config.sequence() == 1 {
+            break config;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the peers never received the config block"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(updated.orderer().consenters.len(), 2);
+    assert!(
+        updated
+            .orderer()
+            .consenters
+            .iter()
+            .all(|c| c.port != net.port(down)),
+        "the removed consenter is gone"
+    );
+    // Two consenters keep ordering.
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+
+    // The removed orderer comes back with its old view of the channel: its Raft messages
+    // are refused, so it cannot join the quorum or disturb the other two.
+    net.start_node(down);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    let tip = net.orderer_tip(down).unwrap_or(0);
+    assert!(
+        tip < height - 1,
+        "the removed orderer must not take part in ordering (its tip {tip}, height {height})"
+    );
+    for remaining in [up.as_str(), leader.as_str()] {
+        let log = std::fs::read_to_string(net.log_path(remaining)).expect("log");
+        assert!(
+            log.lines()
+                .map(plain)
+                .any(|l| l.contains("config block written")),
+            "{remaining} wrote the config block"
+        );
+    }
+    check_ledgers(&gateways, &valid).await;
+}
