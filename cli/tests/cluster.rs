@@ -1086,5 +1086,42 @@ async fn consenters_are_removed_by_config_update_unless_quorum_would_be_lost() {
             "{remaining} wrote the config block"
         );
     }
+
+    // Removing the leader itself: it hands leadership to the other consenter and asks for
+    // the update again, which the new leader orders; the channel goes on with one consenter.
+    let removal = remove_consenter_update(&updated, net.port(&leader), &admin);
+    let first = net.broadcast(&leader, removal.clone()).await;
+    assert_eq!(
+        first.status,
+        common::Status::ServiceUnavailable as i32,
+        "{}",
+        first.info
+    );
+    assert!(
+        first.info.contains("submit the update again"),
+        "{}",
+        first.info
+    );
+    let deadline = Instant::now() + ELECTION_TIMEOUT;
+    loop {
+        let answer = net.broadcast(up, removal.clone()).await;
+        if answer.status == common::Status::Success as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the update removing the old leader was never ordered: {}",
+            answer.info
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let load = Load::start(&gateways, "single");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let mut valid = valid;
+    valid.extend(load.finish().await);
+    let last = current_channel_config(&gateways[0]).await;
+    assert_eq!(last.sequence(), 2);
+    assert_eq!(last.orderer().consenters.len(), 1);
+    assert_eq!(last.orderer().consenters[0].port, net.port(up));
     check_ledgers(&gateways, &valid).await;
 }
