@@ -42,6 +42,20 @@ pub enum OrdererCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Remove a channel from the orderer: its ledger, Raft log and any pending join file
+    /// (orderer stopped).
+    #[command(group(clap::ArgGroup::new("orderer").required(true).args(["config", "data_dir"])))]
+    Remove {
+        /// The orderer's config file (its data_dir is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The orderer's data folder, instead of --config.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The channel to remove.
+        #[arg(long)]
+        channel: String,
+    },
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -140,6 +154,21 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
             for c in channels {
                 println!("{}\theight {}", c.channel_id, c.height);
             }
+            return Ok(());
+        }
+        OrdererCommand::Remove {
+            config,
+            data_dir,
+            channel,
+        } => {
+            let data_dir = match (data_dir, config) {
+                (Some(dir), _) => dir,
+                (None, Some(config)) => gridledger_orderer::OrdererConfig::load(&config)?.data_dir,
+                (None, None) => anyhow::bail!("give --config or --data-dir"),
+            };
+            let removed = gridledger_orderer::remove_channel(&data_dir, &channel)
+                .with_context(|| format!("removing channel '{channel}'"))?;
+            println!("removed channel '{}'", removed.channel_id);
             return Ok(());
         }
     };

@@ -227,15 +227,17 @@ fn every_command_has_help() {
         vec!["channel", "genesis", "--help"],
         vec!["channel", "inspect", "--help"],
         vec!["bench", "crypto", "--help"],
+        vec!["orderer", "remove", "--help"],
     ] {
         let out = ok(&gridledger(&args));
         assert!(out.contains("Usage"), "{args:?}: {out}");
     }
 }
 
-#[test]
-fn orderer_join_and_list_work_on_a_stopped_orderer() {
-    let dir = temp_dir("orderer-join");
+/// Crypto material, the market genesis block and an orderer0 config under a fresh folder
+/// named after `name`; returns (folder, genesis block path, orderer.toml path).
+fn stopped_orderer(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
     let d = dir.to_str().expect("utf8");
     let crypto = root().join("examples/crypto-config.toml");
     ok(&gridledger(&[
@@ -273,6 +275,12 @@ fn orderer_join_and_list_work_on_a_stopped_orderer() {
         ),
     )
     .expect("write orderer.toml");
+    (dir, block, config)
+}
+
+#[test]
+fn orderer_join_and_list_work_on_a_stopped_orderer() {
+    let (dir, block, config) = stopped_orderer("orderer-join");
     let c = config.to_str().expect("utf8");
     assert!(ok(&gridledger(&["orderer", "list", "--config", c])).contains("no channels joined"));
     let joined = ok(&gridledger(&[
@@ -312,6 +320,63 @@ fn orderer_join_and_list_work_on_a_stopped_orderer() {
             tx_block.to_str().expect("utf8"),
         ]),
         "joining",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn orderer_remove_deletes_a_joined_channel_and_refuses_unknown_or_unsafe_ones() {
+    let (dir, block, config) = stopped_orderer("orderer-remove");
+    let c = config.to_str().expect("utf8");
+    let data = dir.join("data");
+    let data_dir = data.to_str().expect("utf8");
+    ok(&gridledger(&[
+        "orderer",
+        "join",
+        "--config",
+        c,
+        "--block",
+        block.to_str().expect("utf8"),
+    ]));
+    let listed = ok(&gridledger(&["orderer", "list", "--config", c]));
+    assert!(listed.contains("market\theight 1"), "{listed}");
+    // A genesis block waiting in the join folder goes too, or the next start would rejoin.
+    std::fs::create_dir_all(data.join("join")).expect("join folder");
+    std::fs::copy(&block, data.join("join/market.block")).expect("pending join file");
+
+    let removed = ok(&gridledger(&[
+        "orderer",
+        "remove",
+        "--data-dir",
+        data_dir,
+        "--channel",
+        "market",
+    ]));
+    assert!(removed.contains("removed channel 'market'"), "{removed}");
+    assert!(
+        !data.join("channels/market").exists(),
+        "ledger and Raft log gone"
+    );
+    assert!(
+        !data.join("join/market.block").exists(),
+        "pending join file gone"
+    );
+    assert!(ok(&gridledger(&["orderer", "list", "--config", c])).contains("no channels joined"));
+
+    fails_with(
+        &gridledger(&["orderer", "remove", "--config", c, "--channel", "market"]),
+        "channel market is not joined here",
+    );
+    fails_with(
+        &gridledger(&[
+            "orderer",
+            "remove",
+            "--data-dir",
+            data_dir,
+            "--channel",
+            "../market",
+        ]),
+        "cannot be used as a folder name",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,10 @@
 //! orderer's Deliver must also serve the same bytes as every other, equal to the peers' blocks
 //! except for the TRANSACTIONS_FILTER the peers fill in.
 //!
+//! A frozen orderer (SIGSTOP) keeps its TCP connections open; peers must notice it through
+//! their keepalive pings and the Gateway must bound its Broadcast to it, so both move on to
+//! the next orderer endpoint.
+//!
 //! Which orderer leads is read from the orderers' logs ("raft leader changed … leader=N",
 //! N being the consenter's position in the channel config, from 1). Every process is owned
 //! by a [`Cluster`], which kills it on drop; on failure the logs' tails are printed and the
@@ -43,6 +47,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A new leader must be known within this long (a few election timeouts of 1–2 s).
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
 const LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Peers and Gateways must move off a frozen orderer and commit again within this long: the
+/// peers' keepalive ping (5 s, plus 5 s for its answer) and a Broadcast attempt bounded by the
+/// 10 s RPC timeout, with room to spare.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(35);
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 
@@ -76,6 +84,7 @@ fn stop_process(child: &mut Child) {
         return;
     }
     signal(child, "-TERM");
+    signal(child, "-CONT"); // a frozen node handles the TERM only once it runs again
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
@@ -278,6 +287,17 @@ impl Cluster {
         let status = child.wait().expect("reap a killed node");
         assert!(!status.success(), "{name} should have died of SIGKILL");
         eprintln!("[test] killed {name}");
+    }
+
+    /// Sends `sig` (`-STOP` to freeze, `-CONT` to thaw) to a running node.
+    fn signal_node(&self, name: &str, sig: &str) {
+        let (_, child) = self
+            .nodes
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        signal(child, sig);
+        eprintln!("[test] sent {sig} to {name}");
     }
 
     fn running(&self, name: &str) -> bool {
@@ -1124,4 +1144,55 @@ async fn consenters_are_removed_by_config_update_unless_quorum_would_be_lost() {
     assert_eq!(last.orderer().consenters.len(), 1);
     assert_eq!(last.orderer().consenters[0].port, net.port(up));
     check_ledgers(&gateways, &valid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_orderer_is_failed_over_by_peers_and_gateways_and_catches_up_when_thawed() {
+    let net = Cluster::start("frozen");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "frozen");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+
+    // orderer0 is the channel config's first orderer endpoint: the one every peer's committer
+    // delivers from and every Gateway broadcasts to first. Frozen, it answers nothing but its
+    // connections stay open.
+    let frozen = ORDERERS[0];
+    net.signal_node(frozen, "-STOP");
+    load.wait_progress(10, FAILOVER_TIMEOUT).await;
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let before_thaw = converge(&gateways, 2).await;
+    eprintln!("[test] peers at height {before_thaw} with {frozen} frozen");
+
+    net.signal_node(frozen, "-CONT");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, before_thaw).await;
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(frozen) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "thawed {frozen} did not catch up to block {}: at {:?}",
+            height - 1,
+            net.orderer_tip(frozen)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let frozen_endpoint = &net
+        .orderers
+        .iter()
+        .find(|o| o.name == frozen)
+        .expect("the frozen orderer's endpoint")
+        .endpoint;
+    for (name, _) in &NODES[1..4] {
+        let log = std::fs::read_to_string(net.log_path(name)).expect("peer log");
+        assert!(
+            log.lines()
+                .map(plain)
+                .any(|l| l.contains("block delivery interrupted") && l.contains(frozen_endpoint)),
+            "{name} never left the frozen {frozen} ({frozen_endpoint})"
+        );
+    }
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
 }

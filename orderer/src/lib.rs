@@ -14,7 +14,8 @@
 //! Module map:
 //! - [`config`]: `orderer.toml` ([`OrdererConfig`]).
 //! - `server`: the gRPC server ([`Orderer`], [`run`]); TLS, limits, shutdown.
-//! - [`participation`]: joining channels with a genesis block ([`join_channel`]).
+//! - [`participation`]: joining channels with a genesis block ([`join_channel`]), listing
+//!   and removing them ([`list_channels`], [`remove_channel`]).
 //! - [`cutter`]: the block cutter, a plain state machine.
 //! - [`block`]: block assembly, orderer signature and metadata.
 //! - `cluster`: membership from the consenter list, the `gridledger.Cluster` service and its
@@ -34,6 +35,9 @@
 //! - `gridledger orderer join --config orderer.toml --block market.block` (orderer stopped):
 //!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, copy
 //!   the block into `<data_dir>/join/` instead; it is joined within a second.
+//! - `gridledger orderer list` / `gridledger orderer remove --channel C` (orderer stopped):
+//!   [`list_channels`] / [`remove_channel`]`(&data_dir, "C")`, which deletes the channel's
+//!   ledger, Raft log and pending join file.
 //!
 //! Invariant: only entries committed in the channel's Raft log become blocks, and only the
 //! channel's ordering loop writes its ledger.
@@ -69,7 +73,10 @@ pub use config::{ClusterConfig, ConfigError, Limits, OrdererConfig, RaftConfig, 
 pub use consensus::ConsensusError;
 pub use cutter::{BatchSettings, BlockCutter};
 pub use error::OrdererError;
-pub use participation::{JoinError, JoinedChannel, ListChannelsError, join_channel, list_channels};
+pub use participation::{
+    JoinError, JoinedChannel, ListChannelsError, RemoveError, RemovedChannel, join_channel,
+    list_channels, remove_channel,
+};
 pub use server::{Orderer, run};
 
 /// Seconds since the Unix epoch by the local clock: the validation time of identities on the

@@ -11,12 +11,16 @@
 //!   checked every second). The file is left in place; a block of a channel already joined
 //!   with the same genesis block is skipped.
 //!
-//! A runtime admin API (Fabric's channel participation REST API) comes with the cluster work.
+//! [`list_channels`] lists the joined channels and [`remove_channel`] removes one (Fabric's
+//! channel participation "remove"): its ledger, its Raft log and any genesis block of it waiting
+//! in `<data_dir>/join/`. Both run while the orderer is stopped (`gridledger orderer list` /
+//! `gridledger orderer remove`). A runtime admin API (Fabric's channel participation REST API)
+//! is not there yet.
 
 use std::path::{Path, PathBuf};
 
 use gridledger_channels::config::{ChannelConfig, ConfigError};
-use gridledger_ledger::{Ledger, LedgerError};
+use gridledger_ledger::{LEDGER_FILE, Ledger, LedgerError, RAFT_FILE, RaftStore};
 use gridledger_proto::blockutil::block_header_hash;
 use gridledger_proto::common;
 use prost::Message;
@@ -87,6 +91,128 @@ pub enum ListChannelsError {
         /// The ledger's error.
         source: LedgerError,
     },
+}
+
+/// Why a channel could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// The channel id cannot name a folder.
+    #[error("channel id {0:?} cannot be used as a folder name")]
+    UnsafeChannelId(String),
+    /// The orderer has neither joined the channel nor a genesis block of it waiting to be
+    /// joined.
+    #[error("channel {0} is not joined here and has no pending join file")]
+    UnknownChannel(String),
+    /// A file of the channel could not be opened, most likely because the orderer runs and
+    /// holds its lock.
+    #[error("cannot open {what} of channel {channel_id} (is the orderer running?): {source}")]
+    InUse {
+        /// The channel.
+        channel_id: String,
+        /// Which file: the ledger or the Raft log.
+        what: &'static str,
+        /// The storage error.
+        source: LedgerError,
+    },
+    /// A folder or file could not be read or deleted.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The folder or file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What [`remove_channel`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedChannel {
+    /// The channel id.
+    pub channel_id: String,
+    /// The channel's folder (ledger and Raft log), if there was one.
+    pub channel_dir: Option<PathBuf>,
+    /// The channel's genesis block files removed from `<data_dir>/join/`.
+    pub join_files: Vec<PathBuf>,
+}
+
+/// Removes channel `channel_id` from the orderer whose data folder is `data_dir`: its folder
+/// `<data_dir>/channels/<channel_id>/` (ledger and Raft log) and every genesis block of the
+/// channel in `<data_dir>/join/` (so it is not joined again at the next start). Run it while the
+/// orderer is stopped: the channel's ledger and Raft log are opened first, which fails while a
+/// running orderer holds them. Fails with [`RemoveError::UnknownChannel`] when there is nothing
+/// of the channel to remove.
+pub fn remove_channel(data_dir: &Path, channel_id: &str) -> Result<RemovedChannel, RemoveError> {
+    if !is_safe_folder_name(channel_id) {
+        return Err(RemoveError::UnsafeChannelId(channel_id.to_string()));
+    }
+    let dir = channel_dir(data_dir, channel_id);
+    let has_dir = dir.is_dir();
+    let join_dir = data_dir.join(JOIN_DIR);
+    let pending: Vec<PathBuf> = join_files(data_dir)
+        .map_err(|source| RemoveError::Io {
+            what: "list the join files in",
+            path: join_dir,
+            source,
+        })?
+        .into_iter()
+        .filter(|path| join_file_channel(path).as_deref() == Some(channel_id))
+        .collect();
+    if !has_dir && pending.is_empty() {
+        return Err(RemoveError::UnknownChannel(channel_id.to_string()));
+    }
+    if has_dir {
+        ensure_not_in_use(&dir, channel_id)?;
+    }
+    // Join files first: a channel folder left behind by a failure stays a joined channel,
+    // whereas a join file left behind would silently join the channel again.
+    for path in &pending {
+        std::fs::remove_file(path).map_err(|source| RemoveError::Io {
+            what: "delete",
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if has_dir {
+        std::fs::remove_dir_all(&dir).map_err(|source| RemoveError::Io {
+            what: "delete",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    tracing::info!(channel = %channel_id, "removed channel");
+    Ok(RemovedChannel {
+        channel_id: channel_id.to_string(),
+        channel_dir: has_dir.then_some(dir),
+        join_files: pending,
+    })
+}
+
+/// Opens (and closes again) the channel's ledger and Raft log, where they exist, to make sure
+/// no running orderer holds them.
+fn ensure_not_in_use(dir: &Path, channel_id: &str) -> Result<(), RemoveError> {
+    let in_use = |what, source| RemoveError::InUse {
+        channel_id: channel_id.to_string(),
+        what,
+        source,
+    };
+    if dir.join(LEDGER_FILE).is_file() {
+        drop(Ledger::open(dir, channel_id).map_err(|e| in_use("the ledger", e))?);
+    }
+    if dir.join(RAFT_FILE).is_file() {
+        drop(RaftStore::open(dir).map_err(|e| in_use("the Raft log", e))?);
+    }
+    Ok(())
+}
+
+/// The channel id of the genesis block in join file `path`, if it reads and decodes.
+fn join_file_channel(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let block = common::Block::decode(bytes.as_slice()).ok()?;
+    ChannelConfig::from_block(&block)
+        .ok()
+        .map(|c| c.channel_id().to_string())
 }
 
 /// The channels joined under `data_dir`, sorted by id, each with its ledger height; for
@@ -231,6 +357,132 @@ pub(crate) fn join_files(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridledger_channels::genesis::genesis_block;
+    use gridledger_identity::material::{self, CryptoConfig};
+
+    const CRYPTO: &str = r#"
+seed = "gridledger-participation-tests"
+
+[[organizations]]
+msp_id = "OrdererMSP"
+orderers = [{ name = "orderer0" }]
+
+[[organizations]]
+msp_id = "DSOMSP"
+peers = [{ name = "peer0.dso" }]
+"#;
+
+    const CHANNEL: &str = r#"
+name = "market"
+
+[orderer]
+[[orderer.organizations]]
+msp_id = "OrdererMSP"
+msp_dir = "organizations/OrdererMSP/msp"
+endpoints = ["127.0.0.1:7050"]
+
+[[orderer.consenters]]
+host = "127.0.0.1"
+port = 7050
+client_tls_cert = "organizations/OrdererMSP/orderers/orderer0/tls/server.crt"
+server_tls_cert = "organizations/OrdererMSP/orderers/orderer0/tls/server.crt"
+
+[[organizations]]
+msp_id = "DSOMSP"
+msp_dir = "organizations/DSOMSP/msp"
+"#;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "gridledger-participation-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch folder");
+        dir
+    }
+
+    /// The genesis block of channel "market", with its crypto material generated under `dir`.
+    fn market_genesis(dir: &Path) -> Vec<u8> {
+        let crypto: CryptoConfig = toml::from_str(CRYPTO).expect("crypto config parses");
+        material::generate(&crypto, dir, 0).expect("generate material");
+        let file = dir.join("market.toml");
+        std::fs::write(&file, CHANNEL).expect("write the channel file");
+        let (spec, config) =
+            gridledger_channels::config::config_from_file(&file).expect("channel builds");
+        genesis_block(&spec.name, config, prost_types::Timestamp::default()).encode_to_vec()
+    }
+
+    #[test]
+    fn removing_a_channel_deletes_its_ledger_raft_log_and_join_file() {
+        let dir = scratch("remove");
+        let genesis = market_genesis(&dir);
+        let data = dir.join("data");
+        join_channel(&data, &genesis).expect("join market");
+        drop(RaftStore::open(&channel_dir(&data, "market")).expect("create the Raft log"));
+        let join = data.join(JOIN_DIR);
+        std::fs::create_dir_all(&join).expect("create the join folder");
+        std::fs::write(join.join("market.block"), &genesis).expect("write a join file");
+        std::fs::write(join.join("other.block"), b"not a block").expect("write a join file");
+        let listed: Vec<String> = list_channels(&data)
+            .expect("list")
+            .into_iter()
+            .map(|c| c.channel_id)
+            .collect();
+        assert_eq!(listed, ["market"]);
+
+        // While something holds the ledger (a running orderer), nothing is removed.
+        let held = Ledger::open(&channel_dir(&data, "market"), "market").expect("open");
+        assert!(matches!(
+            remove_channel(&data, "market"),
+            Err(RemoveError::InUse { .. })
+        ));
+        assert!(join.join("market.block").exists() && channel_dir(&data, "market").exists());
+        drop(held);
+
+        let removed = remove_channel(&data, "market").expect("remove market");
+        assert_eq!(removed.channel_id, "market");
+        assert_eq!(removed.channel_dir, Some(channel_dir(&data, "market")));
+        assert_eq!(removed.join_files, [join.join("market.block")]);
+        assert!(
+            !channel_dir(&data, "market").exists(),
+            "ledger and Raft log gone"
+        );
+        assert!(!join.join("market.block").exists(), "join file gone");
+        assert!(join.join("other.block").exists(), "other join files stay");
+        assert!(list_channels(&data).expect("list").is_empty());
+        assert!(matches!(
+            remove_channel(&data, "market"),
+            Err(RemoveError::UnknownChannel(c)) if c == "market"
+        ));
+
+        // A channel only waiting in the join folder is removed too.
+        std::fs::write(join.join("market.block"), &genesis).expect("write a join file");
+        let removed = remove_channel(&data, "market").expect("remove the pending join");
+        assert_eq!(removed.channel_dir, None);
+        assert_eq!(removed.join_files, [join.join("market.block")]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn removing_refuses_unsafe_and_unknown_channel_ids() {
+        let dir = scratch("remove-refused");
+        for bad in ["", "..", "../market", "a/b", "Market"] {
+            assert!(
+                matches!(
+                    remove_channel(&dir, bad),
+                    Err(RemoveError::UnsafeChannelId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            remove_channel(&dir, "nowhere"),
+            Err(RemoveError::UnknownChannel(_))
+        ));
+        assert!(!channel_dir(&dir, "nowhere").exists(), "nothing is created");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_channel_names_become_folders() {

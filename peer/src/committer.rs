@@ -3,6 +3,21 @@
 //! atomic ledger transaction. Waiters (CommitStatus, Deliver, ChaincodeEvents) wake on the
 //! ledger's height.
 //!
+//! Failover: the committer pulls from one orderer endpoint at a time, in the channel config's
+//! order, and moves to the next when the Deliver stream errors, ends, or is found stale, or
+//! when a config block it committed removed that endpoint from the channel. An
+//! orderer that hangs rather than dies is caught two ways:
+//!
+//! - the connection's HTTP/2 keepalive pings (`tls`) go unanswered, which drops the
+//!   connection and fails the stream;
+//! - while a stream stays silent, every [`SILENCE_BEFORE_PROBE`] the other endpoints are all
+//!   asked at once, each with a header-only Deliver request that does not wait, for the next
+//!   block this peer needs. One that has it is "ahead", and delivery moves to it. When none has
+//!   it the channel is simply idle and the stream is kept; a block arriving on the stream
+//!   meanwhile cancels the asking. The check costs one small request per other endpoint per
+//!   silent period, and nothing while blocks flow. It catches an orderer that still answers pings but no longer receives blocks (cut
+//!   off from its Raft cluster).
+//!
 //! Invariant: a block is committed only after its orderer signatures, hash chain and every
 //! transaction were validated against the state it extends; a block that fails block-level
 //! checks is refused and fetched again (from another orderer if need be), never skipped.
@@ -16,9 +31,41 @@ use gridledger_proto::{common, orderer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 
 /// Delay before retrying after an orderer failed or refused us.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long a Deliver stream may stay silent before the other endpoints are asked whether
+/// they are ahead of it (see the module doc).
+pub const SILENCE_BEFORE_PROBE: Duration = Duration::from_secs(10);
+
+/// An orderer endpoint with the TLS roots of its organization.
+type OrdererEndpoint = (String, Vec<Vec<u8>>);
+
+/// Why a Deliver stream was given up.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    /// The connection, the stream or a block failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The stream stayed silent while the endpoint at this index (into the endpoint list)
+    /// already had the next block.
+    #[error("the orderer stayed silent while {endpoint} had block {number}")]
+    Behind {
+        /// Index of the endpoint that is ahead.
+        index: usize,
+        /// That endpoint.
+        endpoint: String,
+        /// The block it had.
+        number: u64,
+    },
+}
+
+impl From<String> for PullError {
+    fn from(message: String) -> PullError {
+        PullError::Failed(message)
+    }
+}
 
 /// Validates and commits one block; returns an error naming what was wrong when the block is
 /// refused.
@@ -51,8 +98,9 @@ pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), Strin
     Ok(())
 }
 
-/// The signed Deliver request for blocks from `start` on.
-fn seek_envelope(peer: &Peer, channel_id: &str, start: u64) -> common::Envelope {
+/// The signed Deliver request for blocks from `start` on; with `probe`, for block `start`
+/// alone, header only, failing instead of waiting when the orderer does not have it yet.
+fn seek_envelope(peer: &Peer, channel_id: &str, start: u64, probe: bool) -> common::Envelope {
     let now = now_unix_secs() as i64;
     let channel_header = common::ChannelHeader {
         r#type: common::HeaderType::DeliverSeekInfo as i32,
@@ -72,10 +120,20 @@ fn seek_envelope(peer: &Peer, channel_id: &str, start: u64) -> common::Envelope 
             orderer::SeekSpecified { number },
         )),
     };
-    let seek = orderer::SeekInfo {
-        start: Some(specified(start)),
-        stop: Some(specified(u64::MAX)),
-        ..Default::default()
+    let seek = if probe {
+        orderer::SeekInfo {
+            start: Some(specified(start)),
+            stop: Some(specified(start)),
+            behavior: orderer::seek_info::SeekBehavior::FailIfNotReady as i32,
+            content_type: orderer::seek_info::SeekContentType::HeaderWithSig as i32,
+            ..Default::default()
+        }
+    } else {
+        orderer::SeekInfo {
+            start: Some(specified(start)),
+            stop: Some(specified(u64::MAX)),
+            ..Default::default()
+        }
     };
     let payload = common::Payload {
         header: Some(common::Header {
@@ -99,7 +157,7 @@ pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Re
             return;
         }
         let config = channel.config();
-        let endpoints: Vec<(String, Vec<Vec<u8>>)> = config
+        let endpoints: Vec<OrdererEndpoint> = config
             .orderer()
             .organizations
             .iter()
@@ -112,11 +170,15 @@ pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Re
             tracing::error!(channel = %channel.id(), "the channel config names no orderer endpoint");
             return;
         }
-        let (endpoint, roots) = &endpoints[next_endpoint % endpoints.len()];
-        next_endpoint += 1;
+        let current = next_endpoint % endpoints.len();
+        next_endpoint = current + 1;
+        let endpoint = &endpoints[current].0;
         tokio::select! {
-            outcome = pull(&peer, &channel, endpoint, roots) => {
+            outcome = pull(&peer, &channel, &endpoints, current) => {
                 if let Err(e) = outcome {
+                    if let PullError::Behind { index, .. } = e {
+                        next_endpoint = index;
+                    }
                     tracing::warn!(channel = %channel.id(), orderer = %endpoint, error = %e, "block delivery interrupted; retrying");
                 }
             }
@@ -126,49 +188,160 @@ pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Re
     }
 }
 
+/// Pulls blocks from `endpoints[current]` until the stream fails, ends, or is found behind
+/// another endpoint.
 async fn pull(
     peer: &Arc<Peer>,
     channel: &Arc<Channel>,
-    endpoint: &str,
-    roots: &[Vec<u8>],
-) -> Result<(), String> {
+    endpoints: &[OrdererEndpoint],
+    current: usize,
+) -> Result<(), PullError> {
+    let (endpoint, roots) = &endpoints[current];
     let connection = crate::tls::client_channel(endpoint, roots, peer.rpc_timeout(), None)
         .map_err(|e| e.to_string())?;
     let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(connection);
     // Keep the request stream open for the life of the delivery.
     let (request_tx, request_rx) = tokio::sync::mpsc::channel(1);
     request_tx
-        .send(seek_envelope(peer, channel.id(), channel.ledger().height()))
+        .send(seek_envelope(
+            peer,
+            channel.id(),
+            channel.ledger().height(),
+            false,
+        ))
         .await
         .map_err(|e| e.to_string())?;
-    let mut responses = client
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(request_rx))
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner();
-    while let Some(response) = responses
-        .message()
-        .await
-        .map_err(|s| s.message().to_owned())?
-    {
+    let mut responses = tokio::time::timeout(
+        peer.rpc_timeout(),
+        client.deliver(tokio_stream::wrappers::ReceiverStream::new(request_rx)),
+    )
+    .await
+    .map_err(|_| "the orderer did not answer the Deliver request in time".to_string())?
+    .map_err(|s| s.message().to_owned())?
+    .into_inner();
+    loop {
+        // Wait for the next response; while none comes, ask the others now and then whether
+        // they are ahead. A response arriving meanwhile cancels the asking.
+        let next = tokio::select! {
+            next = responses.next() => next,
+            (index, number) = watch_for_newer(peer, channel, endpoints, current) => {
+                return Err(PullError::Behind {
+                    index,
+                    endpoint: endpoints[index].0.clone(),
+                    number,
+                });
+            }
+        };
+        let Some(response) = next.transpose().map_err(|s| s.message().to_owned())? else {
+            break;
+        };
         match response.r#type {
             Some(orderer::deliver_response::Type::Block(block)) => {
                 let number = block.header.as_ref().map_or(0, |h| h.number);
                 if number < channel.ledger().height() {
                     continue; // already committed (a re-sent block after a reconnect)
                 }
-                let channel = channel.clone();
-                tokio::task::spawn_blocking(move || commit_block(&channel, block))
+                let sequence = channel.config().sequence();
+                let committing = channel.clone();
+                tokio::task::spawn_blocking(move || commit_block(&committing, block))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| format!("block {number} refused: {e}"))?;
+                let config = channel.config();
+                if config.sequence() != sequence
+                    && !config
+                        .orderer()
+                        .organizations
+                        .iter()
+                        .any(|o| o.endpoints.iter().any(|e| e == endpoint))
+                {
+                    // A config update removed this orderer: it may no longer receive blocks.
+                    return Err(PullError::Failed(format!(
+                        "config block {number} removed {endpoint} from the channel's orderer endpoints"
+                    )));
+                }
             }
             Some(orderer::deliver_response::Type::Status(s)) => {
-                return Err(format!("orderer ended delivery with status {s}"));
+                return Err(format!("orderer ended delivery with status {s}").into());
             }
-            None => return Err("empty deliver response".into()),
+            None => return Err(PullError::Failed("empty deliver response".into())),
         }
     }
     drop(request_tx);
-    Err("the orderer closed the delivery stream".into())
+    Err(PullError::Failed(
+        "the orderer closed the delivery stream".into(),
+    ))
+}
+
+/// Completes, with the endpoint's index and the block number, once another endpoint has the
+/// block this peer needs next; checks every [`SILENCE_BEFORE_PROBE`] (see the module doc).
+/// Never completes while no other endpoint is ahead.
+async fn watch_for_newer(
+    peer: &Arc<Peer>,
+    channel: &Arc<Channel>,
+    endpoints: &[OrdererEndpoint],
+    current: usize,
+) -> (usize, u64) {
+    loop {
+        tokio::time::sleep(SILENCE_BEFORE_PROBE).await;
+        let number = channel.ledger().height();
+        // Ask all others at once, so one hung endpoint does not delay the answer.
+        let mut probes = tokio::task::JoinSet::new();
+        for (index, (endpoint, roots)) in endpoints.iter().enumerate() {
+            if index == current {
+                continue;
+            }
+            let (peer, channel_id) = (peer.clone(), channel.id().to_owned());
+            let (endpoint, roots) = (endpoint.clone(), roots.clone());
+            probes.spawn(async move {
+                let ahead = has_block(&peer, &channel_id, &endpoint, &roots, number).await;
+                (index, ahead)
+            });
+        }
+        while let Some(outcome) = probes.join_next().await {
+            if let Ok((index, true)) = outcome {
+                return (index, number);
+            }
+        }
+    }
+}
+
+/// Whether the orderer at `endpoint` already has block `number` of the channel: one
+/// header-only Deliver request that fails rather than waits, bounded by the RPC timeout. Any
+/// failure counts as "no".
+async fn has_block(
+    peer: &Peer,
+    channel_id: &str,
+    endpoint: &str,
+    roots: &[Vec<u8>],
+    number: u64,
+) -> bool {
+    let probe = async {
+        let connection = crate::tls::client_channel(endpoint, roots, peer.rpc_timeout(), None)
+            .map_err(|e| e.to_string())?;
+        let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(connection);
+        let request = seek_envelope(peer, channel_id, number, true);
+        let mut responses = client
+            .deliver(tokio_stream::once(request))
+            .await
+            .map_err(|s| s.message().to_owned())?
+            .into_inner();
+        let first = responses
+            .message()
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        Ok::<bool, String>(matches!(
+            first.and_then(|r| r.r#type),
+            Some(orderer::deliver_response::Type::Block(block))
+                if block.header.as_ref().is_some_and(|h| h.number == number)
+        ))
+    };
+    match tokio::time::timeout(peer.rpc_timeout(), probe).await {
+        Ok(Ok(ahead)) => ahead,
+        Ok(Err(e)) => {
+            tracing::debug!(orderer = %endpoint, error = %e, "probe for a newer block failed");
+            false
+        }
+        Err(_) => false,
+    }
 }

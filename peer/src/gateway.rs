@@ -6,6 +6,13 @@
 //! required organization (`Endorser.ProcessProposal`, at the org's anchor peer), checks the
 //! responses are byte-identical, and assembles the prepared transaction exactly as Fabric
 //! does. Failures are gRPC statuses with `gateway.ErrorDetail` details.
+//!
+//! Submit broadcasts the transaction to the channel's orderer endpoints in turn, each attempt
+//! bounded by the RPC timeout, and stops at the first orderer that accepts it (an orderer
+//! answers SUCCESS only once the envelope is committed in its Raft log on a quorum). It
+//! reports failure only when no orderer accepted it. An endpoint that failed or timed out is
+//! tried after the others for [`SUSPECT_PERIOD`], so a hung orderer does not cost every
+//! submission a timeout.
 
 use crate::blocks;
 use crate::endorser::{ProposalError, UnpackedProposal, unpack};
@@ -18,16 +25,22 @@ use gridledger_proto::prost::Message;
 use gridledger_proto::{common, gateway, google, msp, orderer, protos};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 /// Largest number of organizations the endorsement planner searches exhaustively.
 const MAX_PLANNED_ORGS: usize = 16;
 
+/// How long an orderer endpoint whose Broadcast failed or timed out is tried after the others.
+pub const SUSPECT_PERIOD: Duration = Duration::from_secs(30);
+
 /// The Gateway service of one peer.
 pub struct GatewayService {
     peer: Arc<Peer>,
     connections: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// Orderer endpoints whose last Broadcast failed or timed out, with when.
+    suspects: Mutex<HashMap<String, Instant>>,
 }
 
 impl GatewayService {
@@ -35,6 +48,27 @@ impl GatewayService {
         GatewayService {
             peer,
             connections: Mutex::new(HashMap::new()),
+            suspects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `endpoint`'s Broadcast failed within the last [`SUSPECT_PERIOD`].
+    fn is_suspect(&self, endpoint: &str) -> bool {
+        self.suspects
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint).copied())
+            .is_some_and(|at| at.elapsed() < SUSPECT_PERIOD)
+    }
+
+    /// Records whether `endpoint` answered its last Broadcast.
+    fn set_suspect(&self, endpoint: &str, suspect: bool) {
+        if let Ok(mut m) = self.suspects.lock() {
+            if suspect {
+                m.insert(endpoint.to_owned(), Instant::now());
+            } else {
+                m.remove(endpoint);
+            }
         }
     }
 
@@ -579,41 +613,60 @@ impl GatewayService {
         let channel = self.joined_channel(&channel_header.channel_id)?;
         let config = channel.config();
         let mut details = Vec::new();
+        // The channel config's order, with endpoints that failed recently moved to the end.
+        let mut endpoints: Vec<(&str, &str, Vec<Vec<u8>>)> = Vec::new();
         for org in &config.orderer().organizations {
             let roots = tls_roots(&config, &org.msp_id);
             for endpoint in &org.endpoints {
-                match self.broadcast_one(endpoint, &roots, envelope.clone()).await {
-                    Ok(response) if response.status == common::Status::Success as i32 => {
-                        return Ok(gateway::SubmitResponse {});
-                    }
-                    Ok(response) => {
-                        let message = format!(
-                            "received unsuccessful response from orderer: status={} info={}",
-                            response.status, response.info
-                        );
-                        if (400..500).contains(&response.status) {
-                            return Err(status_with_details(
-                                Code::Aborted,
-                                message.clone(),
-                                vec![gateway::ErrorDetail {
-                                    address: endpoint.clone(),
-                                    msp_id: org.msp_id.clone(),
-                                    message,
-                                }],
-                            ));
-                        }
-                        details.push(gateway::ErrorDetail {
-                            address: endpoint.clone(),
-                            msp_id: org.msp_id.clone(),
-                            message,
-                        });
-                    }
-                    Err(message) => details.push(gateway::ErrorDetail {
-                        address: endpoint.clone(),
-                        msp_id: org.msp_id.clone(),
-                        message,
-                    }),
+                endpoints.push((endpoint, &org.msp_id, roots.clone()));
+            }
+        }
+        endpoints.sort_by_key(|(endpoint, _, _)| self.is_suspect(endpoint));
+        for (endpoint, msp_id, roots) in endpoints {
+            let (endpoint, msp_id) = (endpoint.to_owned(), msp_id.to_owned());
+            let attempt = tokio::time::timeout(
+                self.peer.rpc_timeout(),
+                self.broadcast_one(&endpoint, &roots, envelope.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the orderer did not answer within {:?}",
+                    self.peer.rpc_timeout()
+                ))
+            });
+            self.set_suspect(&endpoint, attempt.is_err());
+            match attempt {
+                Ok(response) if response.status == common::Status::Success as i32 => {
+                    return Ok(gateway::SubmitResponse {});
                 }
+                Ok(response) => {
+                    let message = format!(
+                        "received unsuccessful response from orderer: status={} info={}",
+                        response.status, response.info
+                    );
+                    if (400..500).contains(&response.status) {
+                        return Err(status_with_details(
+                            Code::Aborted,
+                            message.clone(),
+                            vec![gateway::ErrorDetail {
+                                address: endpoint.clone(),
+                                msp_id: msp_id.clone(),
+                                message,
+                            }],
+                        ));
+                    }
+                    details.push(gateway::ErrorDetail {
+                        address: endpoint.clone(),
+                        msp_id: msp_id.clone(),
+                        message,
+                    });
+                }
+                Err(message) => details.push(gateway::ErrorDetail {
+                    address: endpoint.clone(),
+                    msp_id: msp_id.clone(),
+                    message,
+                }),
             }
         }
         Err(status_with_details(
