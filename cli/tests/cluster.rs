@@ -483,6 +483,8 @@ impl Drop for Cluster {
 struct Load {
     stop: Arc<AtomicBool>,
     valid: Arc<Mutex<Vec<String>>>,
+    /// Transactions the ordering service acknowledged (the Gateway's Submit succeeded).
+    accepted: Arc<Mutex<Vec<String>>>,
     failed: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -491,11 +493,13 @@ impl Load {
     fn start(gateways: &[Gateway], tag: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let valid = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for (worker, gateway) in gateways.iter().enumerate() {
             let gateway = gateway.clone();
             let (stop, valid, failed) = (stop.clone(), valid.clone(), failed.clone());
+            let accepted = accepted.clone();
             let tag = tag.to_owned();
             tasks.push(tokio::spawn(async move {
                 let contract = gateway.network(CHANNEL).contract("basic");
@@ -509,6 +513,10 @@ impl Load {
                             .endorse()
                             .await?;
                         let commit = tx.submit().await?;
+                        accepted
+                            .lock()
+                            .expect("load results")
+                            .push(commit.tx_id().to_owned());
                         let status = commit.status().await?;
                         Ok::<_, gridledger_sdk::SdkError>((commit.tx_id().to_owned(), status))
                     }
@@ -528,6 +536,7 @@ impl Load {
         Load {
             stop,
             valid,
+            accepted,
             failed,
             tasks,
         }
@@ -553,6 +562,11 @@ impl Load {
     }
 
     async fn finish(self) -> Vec<String> {
+        self.finish_with_accepted().await.0
+    }
+
+    /// Stops the load; returns the VALID transactions and every acknowledged one.
+    async fn finish_with_accepted(self) -> (Vec<String>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
@@ -563,7 +577,8 @@ impl Load {
             valid.len(),
             self.failed.load(Ordering::SeqCst)
         );
-        valid
+        let accepted = self.accepted.lock().expect("load results").clone();
+        (valid, accepted)
     }
 }
 
@@ -667,6 +682,25 @@ async fn converge(gateways: &[Gateway], at_least: u64) -> u64 {
     }
 }
 
+/// Every transaction the ordering service acknowledged is in every peer's ledger, with some
+/// validation code: none was dropped, not even across a leader change.
+async fn check_accepted(gateways: &[Gateway], accepted: &[String]) {
+    for tx_id in accepted {
+        for g in gateways {
+            tokio::time::timeout(CALL_TIMEOUT, commit_status(g, CHANNEL, tx_id))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("tx {tx_id} was acknowledged by the orderers but never committed")
+                })
+                .unwrap_or_else(|e| panic!("commit status of {tx_id}: {e}"));
+        }
+    }
+    eprintln!(
+        "[test] all {} acknowledged transactions are on all 3 peers",
+        accepted.len()
+    );
+}
+
 /// Every VALID transaction is VALID in every peer's ledger and all peers hold byte-identical
 /// blocks; returns the first peer's blocks.
 async fn check_ledgers(gateways: &[Gateway], valid: &[String]) -> Vec<Vec<u8>> {
@@ -723,7 +757,7 @@ async fn killing_the_raft_leader_under_load_elects_another_and_loses_no_valid_tr
     // The old leader comes back as a follower and catches up from the log.
     net.start_node(&leader);
     load.wait_progress(10, LEDGER_TIMEOUT).await;
-    let valid = load.finish().await;
+    let (valid, accepted) = load.finish_with_accepted().await;
     let height = converge(&gateways, 2).await;
     let deadline = Instant::now() + LEDGER_TIMEOUT;
     while net.orderer_tip(&leader) != Some(height - 1) {
@@ -736,6 +770,7 @@ async fn killing_the_raft_leader_under_load_elects_another_and_loses_no_valid_tr
         tokio::time::sleep(POLL).await;
     }
     let blocks = check_ledgers(&gateways, &valid).await;
+    check_accepted(&gateways, &accepted).await;
     net.check_orderers(&blocks).await;
 }
 
