@@ -7,6 +7,7 @@
 mod bench;
 mod channel;
 mod crypto;
+mod grid;
 mod ledger;
 mod node;
 mod up;
@@ -41,6 +42,9 @@ enum Command {
     /// Inspect and verify ledgers in Fabric's block format (GridLedger's or Fabric's own).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// The DSO's grid model: feasibility checks of trades on a feeder.
+    #[command(subcommand)]
+    Grid(grid::GridCommand),
     /// Micro-benchmarks (results go to BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Crypto(cmd) => crypto::run(cmd),
         Command::Channel(cmd) => channel::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Grid(cmd) => grid::run(cmd),
         Command::Up(args) => up::run(args),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Peer(cmd) => node::run_peer(cmd),

@@ -228,6 +228,7 @@ fn every_command_has_help() {
         vec!["channel", "inspect", "--help"],
         vec!["bench", "crypto", "--help"],
         vec!["orderer", "remove", "--help"],
+        vec!["grid", "check", "--help"],
     ] {
         let out = ok(&gridledger(&args));
         assert!(out.contains("Usage"), "{args:?}: {out}");
@@ -379,4 +380,71 @@ fn orderer_remove_deletes_a_joined_channel_and_refuses_unknown_or_unsafe_ones() 
         "cannot be used as a folder name",
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn grid_check_reproduces_the_ieee33_reference_and_explains_a_refusal() {
+    let feeder = root().join("grid/feeders/ieee33.json");
+    let feeder = feeder.to_str().expect("utf8");
+    let base = ok(&gridledger(&[
+        "grid", "check", "--feeder", feeder, "--json",
+    ]));
+    let verdict: serde_json::Value = serde_json::from_str(&base).expect("one JSON object");
+    for key in [
+        "feasible",
+        "min_vm_pu",
+        "min_vm_bus",
+        "max_vm_pu",
+        "max_vm_bus",
+        "losses_kw",
+        "max_loading_line",
+        "max_loading_pct",
+        "violations",
+    ] {
+        assert!(verdict.get(key).is_some(), "missing {key}: {base}");
+    }
+    let losses = verdict["losses_kw"].as_f64().expect("losses");
+    assert!((losses - 202.68).abs() <= 0.1, "{losses}");
+    assert_eq!(verdict["min_vm_bus"], 17);
+    assert!((verdict["min_vm_pu"].as_f64().expect("min") - 0.91309).abs() <= 1e-5);
+
+    // 3.4 MW into the 2-22-23-24 lateral at light load overloads line 21.
+    let args = [
+        "grid",
+        "check",
+        "--feeder",
+        feeder,
+        "--load-scale",
+        "0.3",
+        "--trade",
+        "1:22:3400",
+    ];
+    let refused: serde_json::Value =
+        serde_json::from_str(&ok(&gridledger(&[&args[..], &["--json"]].concat()))).expect("json");
+    assert_eq!(refused["feasible"], false);
+    assert_eq!(refused["max_loading_line"], 21);
+    assert_eq!(refused["violations"][0]["kind"], "overcurrent");
+    let text = ok(&gridledger(&args));
+    assert!(text.contains("NOT FEASIBLE"), "{text}");
+    assert!(text.contains("overcurrent on line 21"), "{text}");
+
+    // Bad input: a malformed trade, a bus the feeder lacks, a file that is not a feeder.
+    fails_with(
+        &gridledger(&["grid", "check", "--feeder", feeder, "--trade", "1-22-5"]),
+        "SELLER_BUS:BUYER_BUS:KW",
+    );
+    fails_with(
+        &gridledger(&["grid", "check", "--feeder", feeder, "--trade", "1:99:5"]),
+        "bus 99 does not exist",
+    );
+    let cargo_toml = root().join("Cargo.toml");
+    fails_with(
+        &gridledger(&[
+            "grid",
+            "check",
+            "--feeder",
+            cargo_toml.to_str().expect("utf8"),
+        ]),
+        "feeder",
+    );
 }

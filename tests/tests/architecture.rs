@@ -17,6 +17,7 @@ fn allowed() -> BTreeMap<&'static str, Option<Vec<&'static str>>> {
             Some(vec!["gridledger-proto", "gridledger-identity"]),
         ),
         ("gridledger-ledger", Some(vec!["gridledger-proto"])),
+        ("gridledger-grid", Some(vec![])),
         (
             "gridledger-chaincode",
             Some(vec!["gridledger-proto", "gridledger-identity"]),
