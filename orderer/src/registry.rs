@@ -16,6 +16,7 @@ use gridledger_ledger::Ledger;
 use crate::block::orderer_metadata;
 use gridledger_proto::orderer::BroadcastResponse;
 
+use crate::catchup::{DeliverSource, PolicySignatures};
 use crate::chain::{self, ChainError, ChainHandle, ChainSetup, NoPeers, RaftOutbound};
 use crate::cluster::{ChannelOutbound, ClusterError, Members, Transport};
 use crate::config::OrdererConfig;
@@ -228,6 +229,14 @@ impl Registry {
             node_id: members.self_id,
             voters: members.voters(),
             outbound,
+            snapshot_interval_blocks: self.config.raft.snapshot_interval_blocks,
+            blocks: Arc::new(DeliverSource {
+                channel_id: channel_id.to_string(),
+                members: members.clone(),
+                transport: self.transport.clone(),
+                signer: self.signer.clone(),
+            }),
+            signatures: Arc::new(PolicySignatures::default()),
         })?;
         let state = Arc::new(ChannelState {
             id: channel_id.to_string(),
