@@ -41,7 +41,7 @@ mod storage;
 use std::sync::Arc;
 
 use gridledger_ledger::{HardState as StoredHardState, LedgerError, RaftSnapshotMeta, RaftStore};
-use raft::eraftpb::{ConfState, Entry, EntryType, Message};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
 use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
 pub(crate) use snapshot::SnapshotData;
@@ -442,6 +442,16 @@ impl Consensus {
             return Err(ConsensusError::BadMessage(format!(
                 "node {from} is not a voter of this channel"
             )));
+        }
+        let mut message = message;
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.node.raft.raft_log.last_index()
+        {
+            // The leader believes this node holds entries it does not have: its log was lost
+            // (a deleted `raft.redb` or a re-joined channel). Raft cannot commit what it does
+            // not hold, so the heartbeat advances nothing; the leader's appends find the log's
+            // real end (or send a snapshot) and carry the commit index with them.
+            message.commit = self.node.raft.raft_log.committed;
         }
         match self.node.step(message) {
             // Late messages about peers or steps raft-rs ignores are harmless.
@@ -895,6 +905,40 @@ mod tests {
         );
         let committed = drain(&mut node);
         assert!(committed.iter().any(|c| c.index == index));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_heartbeat_committing_entries_a_lost_log_lacks_advances_nothing() {
+        let dir = scratch("lost-log-heartbeat");
+        let mut node = Consensus::open(
+            RaftStore::open(&dir).expect("store"),
+            0,
+            SETTINGS,
+            "c",
+            2,
+            &[1, 2, 3],
+        )
+        .expect("open");
+        // The leader still remembers this node as holding entries up to 24.
+        let mut heartbeat = Message {
+            from: 1,
+            to: 2,
+            term: 5,
+            commit: 24,
+            ..Default::default()
+        };
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        let bytes = protobuf::Message::write_to_bytes(&heartbeat).expect("encodes");
+        node.step(1, &bytes).expect("taken, not a panic");
+        let out = node.advance().expect("advance");
+        assert!(out.committed.is_empty());
+        assert_eq!(node.node.raft.raft_log.committed, 0);
+        assert_eq!(
+            node.leader(),
+            Some(1),
+            "the heartbeat still names the leader"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
