@@ -322,6 +322,8 @@ pub(crate) struct DeliverSource {
     pub transport: Arc<Transport>,
     /// Signs the seek requests.
     pub signer: Arc<SigningIdentity>,
+    /// Largest Deliver response accepted, in bytes (the orderer's message limit).
+    pub max_message_bytes: usize,
 }
 
 impl DeliverSource {
@@ -393,9 +395,10 @@ impl BlockSource for DeliverSource {
         let envelope = self.seek_envelope(start, end);
         // Called on the channel's ordering thread, outside the runtime: block on the stream,
         // handing each block to the sink (which writes the ledger) between reads.
+        let max_message_bytes = self.max_message_bytes;
         self.transport.runtime().block_on(async move {
             let mut client =
-                AtomicBroadcastClient::new(channel).max_decoding_message_size(usize::MAX);
+                AtomicBroadcastClient::new(channel).max_decoding_message_size(max_message_bytes);
             let mut stream = tokio::time::timeout(
                 BLOCK_WAIT,
                 client.deliver(tokio_stream::iter(vec![envelope])),

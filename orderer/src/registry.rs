@@ -235,6 +235,7 @@ impl Registry {
                 members: members.clone(),
                 transport: self.transport.clone(),
                 signer: self.signer.clone(),
+                max_message_bytes: self.config.limits.max_message_bytes as usize,
             }),
             signatures: Arc::new(PolicySignatures::default()),
         })?;
