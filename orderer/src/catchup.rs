@@ -548,4 +548,103 @@ mod tests {
         assert_eq!(ledger.height(), 3, "blocks before the named one were sound");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    const CRYPTO: &str = r#"
+seed = "gridledger-catchup-tests"
+
+[[organizations]]
+msp_id = "OrdererMSP"
+orderers = [{ name = "orderer0" }]
+
+[[organizations]]
+msp_id = "DSOMSP"
+peers = [{ name = "peer0.dso" }]
+"#;
+
+    const CHANNEL: &str = r#"
+name = "market"
+
+[[orderer.organizations]]
+msp_id = "OrdererMSP"
+msp_dir = "organizations/OrdererMSP/msp"
+endpoints = ["127.0.0.1:7050"]
+
+[[orderer.consenters]]
+host = "127.0.0.1"
+port = 7050
+client_tls_cert = "organizations/OrdererMSP/orderers/orderer0/tls/server.crt"
+server_tls_cert = "organizations/OrdererMSP/orderers/orderer0/tls/server.crt"
+
+[[organizations]]
+msp_id = "DSOMSP"
+msp_dir = "organizations/DSOMSP/msp"
+"#;
+
+    #[test]
+    fn pulled_blocks_need_orderer_signatures_satisfying_block_validation() {
+        use gridledger_identity::material::{self, CryptoConfig};
+
+        let dir = scratch("policy");
+        let crypto: CryptoConfig = toml::from_str(CRYPTO).expect("crypto config");
+        material::generate(&crypto, &dir, 0).expect("material");
+        std::fs::write(dir.join("market.toml"), CHANNEL).expect("channel file");
+        let (spec, config) =
+            gridledger_channels::config::config_from_file(&dir.join("market.toml"))
+                .expect("channel builds");
+        let genesis = gridledger_channels::genesis::genesis_block(
+            &spec.name,
+            config,
+            gridledger_proto::prost_types::Timestamp::default(),
+        );
+        let ledger = Ledger::open(&dir.join("ledger"), "market").expect("ledger");
+        ledger.append_block(&genesis).expect("genesis");
+        let load = |msp: &str, path: &str| {
+            let msp_dir = dir.join(path);
+            SigningIdentity::load(
+                msp,
+                &msp_dir.join("signcerts/cert.pem"),
+                &msp_dir.join("keystore/key.pem"),
+            )
+            .expect("identity")
+        };
+        let orderer = load(
+            "OrdererMSP",
+            "organizations/OrdererMSP/orderers/orderer0/msp",
+        );
+        let peer = load("DSOMSP", "organizations/DSOMSP/peers/peer0.dso/msp");
+        let next = assemble_block(
+            1,
+            ledger.info().current_block_hash,
+            vec![b"envelope".to_vec()],
+        );
+        let signed_by = |signer: &SigningIdentity| {
+            let mut block = next.clone();
+            crate::block::sign_block(
+                &mut block,
+                signer,
+                0,
+                &crate::block::RaftBlockMetadata::default(),
+                &[1; crate::block::NONCE_LEN],
+            );
+            block
+        };
+        let check = PolicySignatures::default();
+        check
+            .check(&ledger, &signed_by(&orderer))
+            .expect("an orderer's signature satisfies BlockValidation");
+        let err = check
+            .check(&ledger, &signed_by(&peer))
+            .expect_err("a peer is not an orderer");
+        assert!(err.contains("BlockValidation"), "{err}");
+        let mut forged = signed_by(&orderer);
+        if let Some(header) = forged.header.as_mut() {
+            header.data_hash[0] ^= 1; // the signature covers the header
+        }
+        assert!(check.check(&ledger, &forged).is_err());
+        assert!(
+            check.check(&ledger, &next).is_err(),
+            "an unsigned block is refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
