@@ -103,9 +103,6 @@ pub enum ChainError {
     /// The channel's consenter set does not include this orderer, or is unreadable.
     #[error("cluster membership: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
-    /// Catching up to a Raft snapshot found the ledger diverged or failed to write it.
-    #[error("catch-up: {0}")]
-    CatchUp(#[from] CatchUpError),
     /// The loop thread could not be started.
     #[error("cannot start the ordering thread: {0}")]
     Thread(std::io::Error),
