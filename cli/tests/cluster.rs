@@ -12,6 +12,11 @@
 //! their keepalive pings and the Gateway must bound its Broadcast to it, so both move on to
 //! the next orderer endpoint.
 //!
+//! Two tests make the orderers snapshot their Raft log every few blocks
+//! (`[raft] snapshot_interval_blocks` in orderer.toml) so that a follower that was down, or
+//! lost its channel folder, is behind every other orderer's compacted log and must catch up
+//! by a Raft snapshot, pulling the blocks from the other orderers' Deliver.
+//!
 //! Which orderer leads is read from the orderers' logs ("raft leader changed … leader=N",
 //! N being the consenter's position in the channel config, from 1). Every process is owned
 //! by a [`Cluster`], which kills it on drop; on failure the logs' tails are printed and the
@@ -153,6 +158,12 @@ struct Cluster {
 impl Cluster {
     /// Lays the network out with `gridledger up`, stops it, and starts all six nodes.
     fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, None)
+    }
+
+    /// [`Cluster::start`], the orderers snapshotting their Raft log every
+    /// `snapshot_interval_blocks` blocks when given.
+    fn start_with(name: &str, snapshot_interval_blocks: Option<u64>) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("gridledger-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -220,6 +231,16 @@ impl Cluster {
                 }
             })
             .collect();
+        if let Some(interval) = snapshot_interval_blocks {
+            for name in ORDERERS {
+                let path = dir.join("nodes").join(name).join("orderer.toml");
+                let mut text = std::fs::read_to_string(&path).expect("orderer.toml");
+                text.push_str(&format!(
+                    "\n[raft]\nsnapshot_interval_blocks = {interval}\n"
+                ));
+                std::fs::write(&path, text).expect("write orderer.toml");
+            }
+        }
         let mut cluster = Cluster {
             dir,
             base_port,
@@ -298,6 +319,12 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{name} is not running"));
         signal(child, sig);
         eprintln!("[test] sent {sig} to {name}");
+    }
+
+    /// Whether `name`'s log has a line containing `text`.
+    fn logged(&self, name: &str, text: &str) -> bool {
+        std::fs::read_to_string(self.log_path(name))
+            .is_ok_and(|log| log.lines().map(plain).any(|l| l.contains(text)))
     }
 
     fn running(&self, name: &str) -> bool {
@@ -1229,5 +1256,112 @@ async fn a_frozen_orderer_is_failed_over_by_peers_and_gateways_and_catches_up_wh
         );
     }
     let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
+}
+/// Waits until `orderer` logged writing the block before `height`.
+async fn wait_orderer_tip(net: &Cluster, orderer: &str, height: u64) {
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(orderer) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "{orderer} did not catch up to block {}: at {:?}",
+            height - 1,
+            net.orderer_tip(orderer)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_down_past_every_compaction_catches_up_by_snapshot() {
+    let mut net = Cluster::start_with("snapshot", Some(4));
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let follower = ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string();
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "snapshot");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    net.kill_node(&follower);
+    let height_at_kill = converge(&gateways, 2).await;
+    // Enough blocks that the other orderers snapshot and compact several times past it.
+    load.wait_progress(60, LEDGER_TIMEOUT).await;
+    let height_while_down = converge(&gateways, height_at_kill + 12).await;
+    eprintln!(
+        "[test] {follower} down from height {height_at_kill} to at least {height_while_down}"
+    );
+    net.start_node(&follower);
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    wait_orderer_tip(&net, &follower, height).await;
+    assert!(
+        net.logged(&follower, "caught up to a raft snapshot"),
+        "{follower} caught up without a raft snapshot: the log was not compacted past it"
+    );
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.check_orderers(&blocks).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orderer_that_lost_its_channel_rejoins_catches_up_and_votes_again() {
+    let mut net = Cluster::start_with("rejoin", Some(4));
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let lost = ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string();
+    let gateways = net.gateways().await;
+    let load = Load::start(&gateways, "rejoin");
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    net.kill_node(&lost);
+    // The orderer loses its whole channel folder (ledger and Raft log) and its join folder.
+    let data = net.dir.join("nodes").join(&lost).join("data");
+    std::fs::remove_dir_all(data.join("channels").join(CHANNEL)).expect("delete the channel");
+    let _ = std::fs::remove_dir_all(data.join("join"));
+    load.wait_progress(40, LEDGER_TIMEOUT).await;
+
+    // Re-joined with the genesis block while stopped, as an operator would.
+    let joined = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["orderer", "join", "--config"])
+        .arg(net.dir.join("nodes").join(&lost).join("orderer.toml"))
+        .arg("--block")
+        .arg(net.dir.join(format!("{CHANNEL}.block")))
+        .output()
+        .expect("run gridledger orderer join");
+    assert!(
+        joined.status.success(),
+        "orderer join failed: {}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    net.start_node(&lost);
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let height = converge(&gateways, 2).await;
+    wait_orderer_tip(&net, &lost, height).await;
+    assert!(
+        net.logged(&lost, "caught up to a raft snapshot"),
+        "{lost} caught up without a raft snapshot"
+    );
+
+    // It votes again: with the leader gone, it and the remaining orderer are the quorum.
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let victim = if leader == lost {
+        ORDERERS
+            .iter()
+            .find(|o| **o != lost)
+            .expect("another orderer")
+            .to_string()
+    } else {
+        leader
+    };
+    net.kill_node(&victim);
+    net.wait_leader(ELECTION_TIMEOUT);
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let blocks = check_ledgers(&gateways, &valid).await;
+    net.start_node(&victim);
     net.check_orderers(&blocks).await;
 }

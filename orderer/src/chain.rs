@@ -30,7 +30,14 @@
 //! Each block records (in its consenter metadata) the last Raft index its *cut* reflects, so
 //! a restarted loop resumes from the ledger and replays the log after it: it cuts the
 //! following blocks again and writes them when their (replayed) signature entries apply,
-//! without losing or repeating a block.
+//! without losing or repeating a block; entries the ledger already reflects are skipped.
+//!
+//! Every `snapshot_interval_blocks` written blocks the loop stores a Raft snapshot naming its
+//! tip block and compacts its log up to the tip's Raft index. A follower that receives a
+//! snapshot beyond its ledger pulls the missing blocks from the other consenters
+//! ([`crate::catchup`]), verifying each, retrying until it has them (or the loop is stopped),
+//! and only then lets Raft persist the snapshot; it then resumes cutting after the snapshot's
+//! Raft index with an empty block cutter, as a restart would.
 //! Ledger and log writes are blocking redb transactions, which is why this is a thread and not
 //! a task.
 
@@ -52,9 +59,12 @@ use crate::block::{
     BlockMetadataError, NONCE_LEN, RaftBlockMetadata, assemble_block, attach_signatures,
     orderer_metadata, signatures_metadata,
 };
+use crate::catchup::{BlockSource, CatchUpError, SignatureCheck, catch_up};
 use crate::cluster::{ConsenterChange, consenter_change};
 use crate::configtx::ordered_config;
-use crate::consensus::{Committed, Consensus, ConsensusError, Proposal, RaftSettings};
+use crate::consensus::{
+    Committed, Consensus, ConsensusError, Proposal, RaftSettings, SnapshotData,
+};
 use crate::cutter::{Batch, BatchSettings, BlockCutter};
 use crate::view::ChannelView;
 use gridledger_channels::config::ChannelConfig;
@@ -64,8 +74,8 @@ use gridledger_channels::config::ChannelConfig;
 const MAX_SUBMISSIONS_PER_ROUND: usize = 1024;
 /// Ready cycles run per loop iteration.
 const MAX_READY_ROUNDS: usize = 16;
-/// The Raft log is compacted every this many blocks, up to the index the ledger reflects.
-const COMPACT_EVERY_BLOCKS: u64 = 64;
+/// Pause before a catch-up that failed on every consenter is tried again.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(1);
 /// A leader whose block signature has not been written after this long proposes it again
 /// (a safety net: a leader's own entries commit while it stays leader).
 const SIGNATURE_RETRY: Duration = Duration::from_secs(2);
@@ -200,6 +210,12 @@ pub(crate) struct ChainSetup {
     pub outbound: Arc<dyn RaftOutbound>,
     /// The channel's config and consenters, updated when a config block is written.
     pub view: Arc<ChannelView>,
+    /// A Raft snapshot is stored (and the log compacted) every this many written blocks.
+    pub snapshot_interval_blocks: u64,
+    /// Where blocks missing behind a received snapshot are pulled from.
+    pub blocks: Arc<dyn BlockSource>,
+    /// How the orderer signatures of pulled blocks are checked.
+    pub signatures: Arc<dyn SignatureCheck>,
 }
 
 /// The handle the server holds on a running chain.
@@ -320,11 +336,15 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         signing: None,
         tick: setup.tick,
         next_tick: Instant::now() + setup.tick,
-        blocks_since_compaction: 0,
+        blocks_since_snapshot: 0,
+        snapshot_interval_blocks: setup.snapshot_interval_blocks.max(1),
         outbound: setup.outbound,
         queued: queued.clone(),
         known_leader: None,
         view: setup.view,
+        blocks: setup.blocks,
+        signatures: setup.signatures,
+        stop: stop.clone(),
     };
     let stop_flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -354,12 +374,17 @@ struct Chain {
     signing: Option<Signing>,
     tick: Duration,
     next_tick: Instant,
-    blocks_since_compaction: u64,
+    blocks_since_snapshot: u64,
+    snapshot_interval_blocks: u64,
     outbound: Arc<dyn RaftOutbound>,
     queued: Arc<AtomicUsize>,
     /// The leader last logged, to log changes once.
     known_leader: Option<u64>,
     view: Arc<ChannelView>,
+    blocks: Arc<dyn BlockSource>,
+    signatures: Arc<dyn SignatureCheck>,
+    /// Set when the loop must stop (also ends a catch-up that keeps failing).
+    stop: Arc<AtomicBool>,
 }
 
 impl Chain {
@@ -513,11 +538,56 @@ impl Chain {
             if !self.consensus.has_ready() {
                 break;
             }
-            let advanced = self.consensus.advance()?;
+            // The consenters to pull blocks from if a snapshot arrives: the leader first.
+            let me = self.consensus.id();
+            let leader = self.consensus.leader();
+            let mut others: Vec<u64> = leader.into_iter().filter(|&l| l != me).collect();
+            others.extend(
+                self.consensus
+                    .voters()
+                    .iter()
+                    .copied()
+                    .filter(|&v| v != me && Some(v) != leader),
+            );
+            let Chain {
+                consensus,
+                writer,
+                blocks,
+                signatures,
+                stop,
+                channel_id,
+                ..
+            } = self;
+            let advanced = consensus.advance_with(&mut |snapshot| loop {
+                match install_snapshot(writer, snapshot, &others, &**blocks, &**signatures) {
+                    Ok(()) => return Ok(()),
+                    Err(e @ (CatchUpError::Diverged { .. } | CatchUpError::Ledger(_))) => {
+                        return Err(ConsensusError::SnapshotNotInstalled {
+                            index: snapshot.raft_index,
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(e) => {
+                        if stop.load(Ordering::SeqCst) {
+                            return Err(ConsensusError::SnapshotNotInstalled {
+                                index: snapshot.raft_index,
+                                reason: format!("stopped while catching up: {e}"),
+                            });
+                        }
+                        tracing::warn!(channel = %channel_id, block = snapshot.block_number,
+                            error = %e, "cannot catch up to the raft snapshot yet; retrying");
+                        std::thread::sleep(CATCH_UP_RETRY);
+                    }
+                }
+            })?;
             for (to, message) in advanced.messages {
                 if !self.outbound.send(to, message) {
                     self.consensus.report_unreachable(to);
                 }
+            }
+            // Config blocks pulled behind a snapshot.
+            for written in self.writer.take_written_configs() {
+                self.config_written(written)?;
             }
             for committed in advanced.committed {
                 self.apply(committed)?;
@@ -558,10 +628,8 @@ impl Chain {
         let is_config = matches!(proposal, Some(Proposal::Config(_)));
         let mut result = Ok(());
         match proposal {
-            None => {}
-            Some(Proposal::Compact { index }) => {
-                self.compact(index.min(self.writer.last_block_raft_index()));
-            }
+            // A compaction logged before snapshots existed: each node now compacts on its own.
+            None | Some(Proposal::Compact { .. }) => {}
             Some(proposal) => match self.writer.apply(index, proposal, Instant::now()) {
                 Ok(written) => self.after_blocks_written(written),
                 Err(e) => result = Err(e),
@@ -678,37 +746,66 @@ impl Chain {
         )
     }
 
-    /// Discards the Raft log up to `index`; a failure only means the log stays longer.
-    fn compact(&self, index: u64) {
-        if let Err(e) = self.consensus.compact(index) {
-            tracing::warn!(channel = %self.channel_id, error = %e, "cannot compact the raft log");
-        }
-    }
-
-    /// Counts written blocks and, every [`COMPACT_EVERY_BLOCKS`], compacts the log (or, with
-    /// several voters, has the leader propose a compaction).
+    /// Counts written blocks and, every `snapshot_interval_blocks`, stores a Raft snapshot
+    /// of the tip and compacts the log behind it; a failure only means the log stays longer.
     fn after_blocks_written(&mut self, written: u64) {
-        self.blocks_since_compaction += written;
-        if self.blocks_since_compaction >= COMPACT_EVERY_BLOCKS {
-            self.blocks_since_compaction = 0;
-            if self.consensus.is_single_voter() {
-                self.compact(self.writer.last_block_raft_index());
-            } else if self.consensus.is_leader() {
-                // Several consenters: discard only what every voter holds, so a lagging
-                // follower always catches up from the log (no Raft snapshots are sent), and
-                // do it everywhere at the same point by logging it.
-                let upto = self
-                    .consensus
-                    .min_matched()
-                    .min(self.writer.last_block_raft_index());
-                if upto > 0 {
-                    if let Err(e) = self.consensus.propose(&Proposal::Compact { index: upto }) {
-                        tracing::debug!(channel = %self.channel_id, error = %e, "cannot propose a log compaction");
-                    }
-                }
+        self.blocks_since_snapshot += written;
+        if self.blocks_since_snapshot >= self.snapshot_interval_blocks {
+            self.blocks_since_snapshot = 0;
+            if let Err(e) = take_snapshot(&mut self.consensus, &self.writer) {
+                tracing::warn!(channel = %self.channel_id, error = %e,
+                    "cannot snapshot and compact the raft log");
             }
         }
     }
+}
+
+/// Stores a Raft snapshot naming `writer`'s tip block and compacts the log up to the Raft
+/// index the tip reflects.
+pub(crate) fn take_snapshot(
+    consensus: &mut Consensus,
+    writer: &BlockWriter,
+) -> Result<(), ChainError> {
+    let info = writer.ledger.info();
+    let Some(block_number) = info.height.checked_sub(1) else {
+        return Ok(());
+    };
+    let header_hash: [u8; 32] = info.current_block_hash.as_slice().try_into().map_err(|_| {
+        ChainError::Ledger(LedgerError::Corrupt {
+            what: format!(
+                "the tip's header hash is {} bytes long",
+                info.current_block_hash.len()
+            ),
+        })
+    })?;
+    consensus.snapshot(&SnapshotData {
+        block_number,
+        header_hash,
+        raft_index: writer.last_block_raft_index(),
+    })?;
+    Ok(())
+}
+
+/// Brings `writer`'s ledger up to the block `snapshot` names (pulling from `consenters` in
+/// turn) and restarts the writer after it, with an empty cutter.
+pub(crate) fn install_snapshot(
+    writer: &mut BlockWriter,
+    snapshot: &SnapshotData,
+    consenters: &[u64],
+    source: &dyn BlockSource,
+    signatures: &dyn SignatureCheck,
+) -> Result<(), CatchUpError> {
+    let before = writer.ledger.height();
+    catch_up(&writer.ledger, snapshot, consenters, source, signatures)?;
+    writer.restart().map_err(|e| match e {
+        ChainError::Ledger(e) => CatchUpError::Ledger(e),
+        other => CatchUpError::Ledger(LedgerError::Corrupt {
+            what: other.to_string(),
+        }),
+    })?;
+    tracing::info!(channel = %writer.channel_id, from = before, to = writer.ledger.height(),
+        raft_index = snapshot.raft_index, "caught up to a raft snapshot");
+    Ok(())
 }
 
 /// The block signatures a leader proposed in its term.
@@ -912,16 +1009,56 @@ impl BlockWriter {
         self.last_block_raft_index
     }
 
+    /// Starts over from the ledger's tip (after blocks were appended behind a snapshot):
+    /// nothing pending in the cutter, no cut blocks.
+    fn restart(&mut self) -> Result<(), ChainError> {
+        let settings = *self.cutter.settings();
+        let known_config_index = self.last_config_index;
+        let config = self.config.take();
+        let mut fresh = BlockWriter::new(
+            &self.channel_id,
+            self.ledger.clone(),
+            settings,
+            std::mem::take(&mut self.consenter_ids),
+        )?;
+        fresh.config = config;
+        if fresh.last_config_index != known_config_index && fresh.config.is_some() {
+            // The pulled blocks include a config block: it is now the channel's config, and
+            // the loop installs it as if it had written the block itself.
+            let number = fresh.last_config_index;
+            let block = fresh
+                .ledger
+                .block(number)?
+                .ok_or(ChainError::MissingConfigBlock(number))?;
+            let config = Arc::new(ChannelConfig::from_block(&block).map_err(ChainError::Config)?);
+            fresh
+                .cutter
+                .set_settings(BatchSettings::from_config(&config.orderer().batch));
+            fresh.config = Some(config.clone());
+            fresh.written_configs.push(WrittenConfig {
+                number,
+                config,
+                consenter_ids: fresh.consenter_ids.clone(),
+            });
+        }
+        *self = fresh;
+        Ok(())
+    }
+
     /// Applies committed entry `index`; returns how many blocks were written. Envelopes and
     /// time-to-cut entries cut blocks, a signature entry writes the next block. A signature
     /// for a block already written (a re-sign by a later leader, or a replay after a restart)
-    /// is ignored, as is one that does not match the block cut here.
+    /// is ignored, as is one that does not match the block cut here, and so is every entry
+    /// the ledger already reflects (a log that was behind the ledger).
     pub(crate) fn apply(
         &mut self,
         index: u64,
         proposal: Proposal,
         now: Instant,
     ) -> Result<u64, ChainError> {
+        if index <= self.last_block_raft_index {
+            return Ok(0);
+        }
         match proposal {
             Proposal::Envelope(envelope) => {
                 let batches = self.cutter.ordered(envelope, now);
@@ -1306,16 +1443,93 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
         }
     }
 
+    /// Blocks written between two Raft snapshots of a simulated orderer.
+    const SIM_SNAPSHOT_BLOCKS: u64 = 4;
+
+    /// Accepts a block whose SIGNATURES metadata carries a signature by one of the simulated
+    /// orderers (the simulation's channel has no configuration to evaluate a policy against).
+    struct SimSignatures(Vec<Vec<u8>>);
+
+    impl SignatureCheck for SimSignatures {
+        fn check(&self, _ledger: &Ledger, block: &common::Block) -> Result<(), String> {
+            let raw = block
+                .metadata
+                .as_ref()
+                .and_then(|m| m.metadata.first())
+                .ok_or("no SIGNATURES slot")?;
+            let metadata: common::Metadata =
+                prost::Message::decode(raw.as_slice()).map_err(|e| e.to_string())?;
+            let signed = metadata.signatures.iter().any(|s| {
+                !s.signature.is_empty()
+                    && prost::Message::decode(s.signature_header.as_slice())
+                        .is_ok_and(|h: common::SignatureHeader| self.0.contains(&h.creator))
+            });
+            signed
+                .then_some(())
+                .ok_or_else(|| "not signed by a simulated orderer".to_string())
+        }
+    }
+
+    /// The other simulated orderers' ledgers as a block source: unreachable when down or
+    /// partitioned away, losing the connection after `fail_after` blocks, and one of them
+    /// (`tamper`) adding an envelope to every block it serves.
+    struct SimSource {
+        ledgers: BTreeMap<u64, Arc<Ledger>>,
+        fail_after: Option<u64>,
+        tamper: Option<u64>,
+    }
+
+    impl BlockSource for SimSource {
+        fn pull(
+            &self,
+            from: u64,
+            start: u64,
+            end: u64,
+            sink: &mut dyn FnMut(common::Block) -> Result<(), CatchUpError>,
+        ) -> Result<(), CatchUpError> {
+            let failed = |reason: &str| CatchUpError::Source {
+                from,
+                reason: reason.to_string(),
+            };
+            let ledger = self
+                .ledgers
+                .get(&from)
+                .ok_or_else(|| failed("unreachable"))?;
+            for (served, number) in (start..=end).enumerate() {
+                if self.fail_after == Some(served as u64) {
+                    return Err(failed("connection lost"));
+                }
+                let mut block = ledger
+                    .block(number)
+                    .map_err(|e| failed(&e.to_string()))?
+                    .ok_or_else(|| failed("no such block"))?;
+                if self.tamper == Some(from) {
+                    if let Some(data) = block.data.as_mut() {
+                        data.data.push(b"forged".to_vec());
+                    }
+                }
+                sink(block)?;
+            }
+            Ok(())
+        }
+    }
+
     /// Three orderers (Raft, block cutter, block signing and writing, ledgers on disk) over a
     /// simulated network that drops, delays and partitions messages, and crashes orderers
     /// (reopening them from their ledger and Raft log, as a restart does). Time is simulated:
-    /// one step is 10 ms. Checks that no two orderers ever write different bytes at one
-    /// height, that no written block is lost by a crash, and that after healing all orderers
-    /// hold the same chain.
+    /// one step is 10 ms. Every orderer snapshots and compacts its log every
+    /// [`SIM_SNAPSHOT_BLOCKS`] blocks, and one orderer is down long enough that the others
+    /// compact past it: it is sent a snapshot and pulls the missing blocks from the others
+    /// (some unreachable, one serving forged blocks, connections lost midway — a catch-up
+    /// that fails is a crash, and the orderer is reopened from disk). Checks that no two
+    /// orderers ever hold different bytes at one height (blocks written or pulled), that no
+    /// written block is lost by a crash, and that after healing all orderers hold the same
+    /// chain with every committed envelope exactly once.
     fn simulate(seed: u64) {
         let mut rng = Rng(seed | 1);
         let base = scratch(&format!("sim-{seed}"));
         let signers = signers(&base.join("crypto"));
+        let check = SimSignatures(signers.iter().map(|s| s.serialized().to_vec()).collect());
         let start = Instant::now();
         let mut nodes: Vec<Option<SimNode>> = (1..=3)
             .map(|id| Some(open_node(&base, id, &mut rng)))
@@ -1327,10 +1541,15 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
         let mut isolated: Option<u64> = None;
         let mut proposed = 0u64;
         let mut crashes = 0u32;
+        let mut installed = 0u32;
+        let mut failed_installs = 0u32;
+        let mut since_snapshot = [0u64; 3];
         // Every envelope whose entry committed (on any orderer).
         let mut committed: std::collections::BTreeSet<Vec<u8>> = Default::default();
         let steps = 2500u64;
         let quiet = steps - 500;
+        let long_down = (rng.next() % 3) as usize;
+        let (down_from, down_until) = (600u64, 1300u64);
         for step in 0..steps {
             let now = start + Duration::from_millis(10 * step);
             let healing = step >= quiet;
@@ -1341,21 +1560,26 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
             } else if rng.chance(1) {
                 isolated = None;
             }
+            if step == down_from {
+                nodes[long_down] = None;
+            }
+            if step == down_until {
+                nodes[long_down] = Some(open_node(&base, long_down as u64 + 1, &mut rng));
+            }
             if !healing && rng.chance(1) {
                 let victim = (rng.next() % 3) as usize;
-                let before = nodes[victim]
-                    .as_ref()
-                    .map_or(0, |n| n.writer.ledger.height());
-                crashes += 1;
-                nodes[victim] = None; // crash: only the disk survives
-                let node = open_node(&base, victim as u64 + 1, &mut rng);
-                let after = node.writer.ledger.height();
-                assert!(
-                    after >= before,
-                    "seed {seed}: orderer {} lost blocks in a crash ({before} -> {after})",
-                    victim + 1
-                );
-                nodes[victim] = Some(node);
+                if let Some(before) = nodes[victim].as_ref().map(|n| n.writer.ledger.height()) {
+                    crashes += 1;
+                    nodes[victim] = None; // crash: only the disk survives
+                    let node = open_node(&base, victim as u64 + 1, &mut rng);
+                    let after = node.writer.ledger.height();
+                    assert!(
+                        after >= before,
+                        "seed {seed}: orderer {} lost blocks in a crash ({before} -> {after})",
+                        victim + 1
+                    );
+                    nodes[victim] = Some(node);
+                }
             }
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut in_flight)
                 .into_iter()
@@ -1370,6 +1594,20 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
                 }
             }
             for i in 0..3 {
+                let id = i as u64 + 1;
+                // What this orderer could pull blocks from right now.
+                let reachable: BTreeMap<u64, Arc<Ledger>> = if isolated == Some(id) {
+                    BTreeMap::new()
+                } else {
+                    nodes
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, n)| {
+                            Some((j as u64 + 1, n.as_ref()?.writer.ledger.clone()))
+                        })
+                        .filter(|(j, _)| *j != id && isolated != Some(*j))
+                        .collect()
+                };
                 let Some(node) = nodes[i].as_mut() else {
                     continue;
                 };
@@ -1387,6 +1625,7 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
                         .propose(&Proposal::TimeToCut { block_number });
                 }
                 let mut nonce_counter = rng.next();
+                let mut crashed = false;
                 loop {
                     propose_signatures(
                         &mut node.consensus,
@@ -1405,17 +1644,53 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
                     if !node.consensus.has_ready() {
                         break;
                     }
-                    let out = node
-                        .consensus
-                        .advance()
-                        .unwrap_or_else(|e| panic!("seed {seed}: orderer {} failed: {e}", i + 1));
+                    let source = SimSource {
+                        ledgers: reachable.clone(),
+                        fail_after: rng.chance(30).then(|| rng.next() % 4),
+                        tamper: rng.chance(30).then(|| 1 + rng.next() % 3),
+                    };
+                    let consenters: Vec<u64> = (1..=3).filter(|&j| j != id).collect();
+                    let height_before = node.writer.ledger.height();
+                    let mut snapshot_seen = false;
+                    let writer = &mut node.writer;
+                    let outcome = node.consensus.advance_with(&mut |data| {
+                        snapshot_seen = true;
+                        install_snapshot(writer, data, &consenters, &source, &check).map_err(|e| {
+                            ConsensusError::SnapshotNotInstalled {
+                                index: data.raft_index,
+                                reason: e.to_string(),
+                            }
+                        })
+                    });
+                    // Blocks pulled behind a snapshot (even by a catch-up that failed later)
+                    // are the agreed ones.
+                    let height_after = node.writer.ledger.height();
+                    for number in height_before..height_after {
+                        let bytes = node
+                            .writer
+                            .ledger
+                            .block_bytes(number)
+                            .expect("read block")
+                            .expect("pulled block");
+                        assert!(
+                            chain.get(&number) == Some(&bytes),
+                            "seed {seed}: orderer {id} pulled a block {number} nobody wrote"
+                        );
+                    }
+                    let out = match outcome {
+                        Ok(out) => out,
+                        Err(ConsensusError::SnapshotNotInstalled { .. }) => {
+                            failed_installs += 1;
+                            crashed = true;
+                            break;
+                        }
+                        Err(e) => panic!("seed {seed}: orderer {id} failed: {e}"),
+                    };
+                    if snapshot_seen {
+                        installed += 1;
+                    }
                     for c in out.committed {
                         let Some(proposal) = c.proposal else { continue };
-                        if let Proposal::Compact { index } = proposal {
-                            let upto = index.min(node.writer.last_block_raft_index());
-                            node.consensus.compact(upto).expect("compact");
-                            continue;
-                        }
                         if let Proposal::Envelope(envelope) = &proposal {
                             committed.insert(envelope.clone());
                         }
@@ -1423,7 +1698,7 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
                         let written = node
                             .writer
                             .apply(c.index, proposal, now)
-                            .unwrap_or_else(|e| panic!("seed {seed}: orderer {}: {e}", i + 1));
+                            .unwrap_or_else(|e| panic!("seed {seed}: orderer {id}: {e}"));
                         for number in height..height + written {
                             let bytes = node
                                 .writer
@@ -1434,25 +1709,35 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
                             let agreed = chain.entry(number).or_insert_with(|| bytes.clone());
                             assert!(
                                 *agreed == bytes,
-                                "seed {seed}: orderer {} wrote a different block {number}",
-                                i + 1
+                                "seed {seed}: orderer {id} wrote a different block {number}"
                             );
                         }
+                        since_snapshot[i] += written;
+                    }
+                    if since_snapshot[i] >= SIM_SNAPSHOT_BLOCKS {
+                        since_snapshot[i] = 0;
+                        take_snapshot(&mut node.consensus, &node.writer).expect("snapshot");
                     }
                     for (to, bytes) in out.messages {
                         if !healing && rng.chance(10) {
                             continue; // dropped
                         }
                         let delay = 1 + rng.next() % 3;
-                        in_flight.push((step + delay, to, bytes, i as u64 + 1));
+                        in_flight.push((step + delay, to, bytes, id));
                     }
                 }
-                if node.consensus.is_leader() && rng.chance(2) {
-                    let upto = node
-                        .consensus
-                        .min_matched()
-                        .min(node.writer.last_block_raft_index());
-                    let _ = node.consensus.propose(&Proposal::Compact { index: upto });
+                if crashed {
+                    // A catch-up that failed is a crash mid-catch-up: the Raft log must be as
+                    // it was, and the orderer restarts from its disk.
+                    let first = node.consensus.first_index().expect("first index");
+                    nodes[i] = None;
+                    let node = open_node(&base, id, &mut rng);
+                    assert_eq!(
+                        node.consensus.first_index().expect("first index"),
+                        first,
+                        "seed {seed}: a failed catch-up changed orderer {id}'s raft log"
+                    );
+                    nodes[i] = Some(node);
                 }
             }
         }
@@ -1466,12 +1751,17 @@ orderers = [{ name = "orderer0" }, { name = "orderer1" }, { name = "orderer2" }]
         // The same seed prints the same line: the simulation is deterministic.
         eprintln!(
             "seed {seed}: {written} blocks (tip {}), {proposed} envelopes proposed, \
-             {crashes} crashes",
+             {crashes} crashes, {installed} snapshots installed, {failed_installs} catch-ups failed",
             hex::encode(tip)
         );
         assert!(
             written > 10,
             "seed {seed}: too little progress ({written} blocks)"
+        );
+        assert!(
+            installed > 0,
+            "seed {seed}: orderer {} was down long enough but never installed a snapshot",
+            long_down + 1
         );
         for (i, node) in nodes.iter().enumerate() {
             let node = node.as_ref().expect("every orderer runs after healing");

@@ -301,8 +301,14 @@ impl Transport {
         }
     }
 
-    /// A lazily connecting mutual-TLS channel to `member` (cached per endpoint).
-    fn channel(&self, member: &Member) -> Result<Channel, ClusterError> {
+    /// The runtime the transport's connections run on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// A lazily connecting mutual-TLS channel to `member` (cached per endpoint); the channel
+    /// carries cluster calls and, for a catch-up, the member's Deliver service.
+    pub(crate) fn channel(&self, member: &Member) -> Result<Channel, ClusterError> {
         let call = |reason: String| ClusterError::Call {
             endpoint: member.endpoint.clone(),
             reason,

@@ -35,6 +35,10 @@
 //! [raft]              # optional
 //! tick_ms = 100
 //! max_uncommitted_bytes = 67108864
+//! # Every this many written blocks, each orderer stores a Raft snapshot naming its tip block
+//! # and discards its Raft log up to the tip; a consenter that lags behind the discarded part
+//! # is sent the snapshot and pulls the blocks from the other consenters' Deliver.
+//! snapshot_interval_blocks = 64
 //! ```
 
 use std::net::ToSocketAddrs;
@@ -167,6 +171,9 @@ pub struct RaftConfig {
     /// Bytes of proposed but not yet committed entries the leader accepts before it refuses
     /// new proposals (answered SERVICE_UNAVAILABLE).
     pub max_uncommitted_bytes: u64,
+    /// Written blocks between two Raft snapshots (each followed by a compaction of the Raft
+    /// log up to the snapshot).
+    pub snapshot_interval_blocks: u64,
 }
 
 impl Default for RaftConfig {
@@ -174,6 +181,7 @@ impl Default for RaftConfig {
         RaftConfig {
             tick_ms: 100,
             max_uncommitted_bytes: 64 * 1024 * 1024,
+            snapshot_interval_blocks: 64,
         }
     }
 }
@@ -308,6 +316,12 @@ impl OrdererConfig {
                 "must be at least 1024 bytes",
             ));
         }
+        if self.raft.snapshot_interval_blocks == 0 {
+            return Err(invalid(
+                "raft.snapshot_interval_blocks",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 }
@@ -359,6 +373,7 @@ server_key = "tls/server.key"
         assert_eq!(config.tls.server_key, Path::new("/etc/gl/tls/server.key"));
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.raft.tick_ms, 100);
+        assert_eq!(config.raft.snapshot_interval_blocks, 64);
         assert!(config.tls.client_ca_certs.is_empty());
     }
 
@@ -382,6 +397,10 @@ server_key = "tls/server.key"
             ),
             (MINIMAL.replace("\"orderer0\"", "\"  \""), "name"),
             (format!("{MINIMAL}\n[raft]\ntick_ms = 0\n"), "raft.tick_ms"),
+            (
+                format!("{MINIMAL}\n[raft]\nsnapshot_interval_blocks = 0\n"),
+                "raft.snapshot_interval_blocks",
+            ),
             (
                 format!("{MINIMAL}\n[limits]\nsubmit_queue_depth = 0\n"),
                 "limits.submit_queue_depth",

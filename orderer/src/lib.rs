@@ -54,6 +54,7 @@
 mod access;
 pub mod block;
 mod broadcast;
+mod catchup;
 mod chain;
 mod cluster;
 pub mod config;

@@ -16,6 +16,7 @@ use gridledger_ledger::Ledger;
 use crate::block::orderer_metadata;
 use gridledger_proto::orderer::BroadcastResponse;
 
+use crate::catchup::{DeliverSource, PolicySignatures};
 use crate::chain::{self, ChainError, ChainHandle, ChainSetup, NoPeers, RaftOutbound};
 use crate::cluster::{ChannelOutbound, ClusterError, Members, Transport};
 use crate::config::OrdererConfig;
@@ -266,6 +267,15 @@ impl Registry {
             voters: members.voters(),
             outbound,
             view: view.clone(),
+            snapshot_interval_blocks: self.config.raft.snapshot_interval_blocks,
+            blocks: Arc::new(DeliverSource {
+                channel_id: channel_id.to_string(),
+                view: view.clone(),
+                transport: self.transport.clone(),
+                signer: self.signer.clone(),
+                max_message_bytes: self.config.limits.max_message_bytes as usize,
+            }),
+            signatures: Arc::new(PolicySignatures::default()),
         })?;
         self.insert(Arc::new(ChannelState {
             id: channel_id.to_string(),

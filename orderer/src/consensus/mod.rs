@@ -16,30 +16,43 @@
 //! voter the node elects itself as soon as it opens, otherwise it waits for an election
 //! (pre-vote on, so a returning node does not disturb a working leader).
 //!
-//! Log compaction with several voters is itself a logged [`Proposal::Compact`], proposed by
-//! the leader no further than every voter's matched index, so no follower ever needs entries
-//! that were discarded and Raft snapshots are never sent (a node whose disk lost its log must
-//! be re-joined).
+//! Snapshots: every node compacts its own log, independently, up to the Raft index its ledger
+//! reflects, and first stores a Raft snapshot at that index ([`Consensus::snapshot`]) whose
+//! data names the last block it covers ([`SnapshotData`]) and whose conf state is Raft's
+//! membership at that moment. raft-rs sends that snapshot to a follower whose next entry was
+//! compacted away. The follower hands the snapshot's data to the caller's *installer* inside
+//! [`Consensus::advance_with`] (the orderer fetches the missing blocks from the other
+//! consenters) and only when the installer succeeded is the snapshot persisted and reported
+//! applied; when it fails nothing was persisted and the caller must reopen the node from its
+//! store. (The older logged [`Proposal::Compact`] still decodes; it is no longer proposed.)
 //!
 //! Restart: the caller passes the Raft index its ledger already reflects (`applied`); raft-rs
 //! then re-delivers every committed entry after it, which rebuilds the block cutter's pending
-//! batch. A log that is *behind* the ledger (lost or replaced `raft.redb`) is restarted after
-//! the ledger's index rather than replayed.
+//! batch. A log that is *behind* the ledger (a lost `raft.redb`, or a catch-up that fetched
+//! blocks and stopped before its snapshot was persisted) is kept as it is with several voters:
+//! the entries it has are all reflected in the ledger, and the leader sends the rest (or a
+//! snapshot); the caller skips entries its ledger already reflects. A single voter has nobody
+//! to learn from, so its log is restarted after the ledger's index.
 
 mod log;
+mod snapshot;
 mod storage;
 
 use std::sync::Arc;
 
 use gridledger_ledger::{HardState as StoredHardState, LedgerError, RaftSnapshotMeta, RaftStore};
-use raft::eraftpb::{ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 
+pub(crate) use snapshot::SnapshotData;
 use storage::{LogStorage, decode_conf_state, encode_conf_state, encode_entry};
 
 /// Bound on the bytes of one Raft message (entries are batched up to it).
 const MAX_MESSAGE_BYTES: u64 = 1024 * 1024;
 
+/// Election timeouts a leader waits for a follower to acknowledge a snapshot before it
+/// sends it again.
+const SNAPSHOT_RETRY_ELECTIONS: usize = 4;
 /// Tag byte of an envelope proposal.
 const TAG_ENVELOPE: u8 = 1;
 /// Tag byte of a time-to-cut proposal.
@@ -71,6 +84,22 @@ pub enum ConsensusError {
     /// A cluster message does not decode or is not addressed as its sender claims.
     #[error("bad raft message: {0}")]
     BadMessage(String),
+    /// A snapshot's data does not decode or does not match the snapshot.
+    #[error("bad raft snapshot at index {index}: {reason}")]
+    BadSnapshot {
+        /// The snapshot's Raft index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The caller could not bring its state to a received snapshot; nothing was persisted.
+    #[error("raft snapshot at index {index} not installed: {reason}")]
+    SnapshotNotInstalled {
+        /// The snapshot's Raft index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
     /// A committed entry is not one this orderer writes.
     #[error("raft entry {index} is not an orderer entry: {reason}")]
     UnknownEntry {
@@ -103,8 +132,9 @@ pub(crate) enum Proposal {
         /// The block the pending batch would become.
         block_number: u64,
     },
-    /// Every node may discard its log up to `index` (at most what its ledger reflects): the
-    /// leader saw every voter hold the log that far, so nobody will ask for those entries.
+    /// Every node may discard its log up to `index` (at most what its ledger reflects). Logs
+    /// written before snapshots existed hold these; they are decoded and ignored, as every
+    /// node now compacts on its own behind a snapshot.
     Compact {
         /// The last index that may be discarded.
         index: u64,
@@ -247,6 +277,9 @@ pub(crate) struct Consensus {
     store: Arc<RaftStore>,
     hard_state: StoredHardState,
     voters: Vec<u64>,
+    channel_id: String,
+    /// On the leader: ticks each follower has been waiting for its snapshot.
+    snapshot_ticks: std::collections::HashMap<u64, usize>,
 }
 
 impl Consensus {
@@ -275,10 +308,18 @@ impl Consensus {
         };
 
         let mut hard_state = store.hard_state()?;
+        let boundary = store.first_index()? - 1;
         let last = store.last_index()?;
-        if applied > last {
-            // The ledger holds blocks from entries this log no longer has: start the log
-            // again just after them instead of replaying.
+        if hard_state.commit < boundary {
+            // Everything a stored snapshot covers was committed (the commit index is written
+            // after the snapshot when one is installed).
+            hard_state.commit = boundary;
+            store.set_hard_state(&hard_state)?;
+        }
+        let single_voter = conf_state.voters == [id];
+        let raft_applied = if applied > last && single_voter {
+            // The ledger holds blocks from entries this log no longer has, and no other node
+            // can send them: start the log again just after them instead of replaying.
             tracing::warn!(
                 channel = channel_id,
                 ledger_raft_index = applied,
@@ -300,18 +341,38 @@ impl Consensus {
                 commit: applied,
             };
             store.set_hard_state(&hard_state)?;
-        } else if applied > hard_state.commit {
-            // Blocks are only cut from committed entries, so everything up to `applied` was
-            // committed even if the commit index on disk lags.
-            hard_state.commit = applied;
-            store.set_hard_state(&hard_state)?;
-        }
+            applied
+        } else if applied > last {
+            // Every entry of this log is reflected in the ledger: keep the log truthful and
+            // let the leader send what follows (entries or a snapshot); the caller skips what
+            // its ledger already holds.
+            tracing::warn!(
+                channel = channel_id,
+                ledger_raft_index = applied,
+                raft_last_index = last,
+                "raft log is behind the ledger; catching up from the other consenters"
+            );
+            hard_state.commit.min(last)
+        } else if applied < boundary && applied > 0 {
+            return Err(ConsensusError::Raft(format!(
+                "the ledger reflects raft index {applied}, but the log was compacted up to \
+                 {boundary}: the ledger is behind its own snapshot"
+            )));
+        } else {
+            if applied > hard_state.commit {
+                // Blocks are only cut from committed entries, so everything up to `applied`
+                // was committed even if the commit index on disk lags.
+                hard_state.commit = applied;
+                store.set_hard_state(&hard_state)?;
+            }
+            applied
+        };
 
         let config = raft::Config {
             id,
             election_tick: settings.election_tick,
             heartbeat_tick: settings.heartbeat_tick,
-            applied,
+            applied: raft_applied,
             max_size_per_msg: MAX_MESSAGE_BYTES,
             // Appends in flight per follower; with the transport's per-link queue this bounds
             // what a slow follower costs the leader.
@@ -334,7 +395,6 @@ impl Consensus {
             ..raft::Config::default()
         };
         config.validate()?;
-        let single_voter = conf_state.voters == [id];
         let voters = conf_state.voters.clone();
         let storage = LogStorage::new(store.clone(), conf_state);
         let mut node = RawNode::new(&config, storage, &log::logger(channel_id))?;
@@ -348,6 +408,8 @@ impl Consensus {
             store,
             hard_state,
             voters,
+            channel_id: channel_id.to_string(),
+            snapshot_ticks: std::collections::HashMap::new(),
         })
     }
 
@@ -359,11 +421,6 @@ impl Consensus {
     /// The voters' ids.
     pub(crate) fn voters(&self) -> &[u64] {
         &self.voters
-    }
-
-    /// Whether this node is the channel's only voter.
-    pub(crate) fn is_single_voter(&self) -> bool {
-        self.voters == [self.id()]
     }
 
     /// The leader this node knows of, if any.
@@ -398,6 +455,16 @@ impl Consensus {
                 "node {from} is not a voter of this channel"
             )));
         }
+        let mut message = message;
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.node.raft.raft_log.last_index()
+        {
+            // The leader believes this node holds entries it does not have: its log was lost
+            // (a deleted `raft.redb` or a re-joined channel). Raft cannot commit what it does
+            // not hold, so the heartbeat advances nothing; the leader's appends find the log's
+            // real end (or send a snapshot) and carry the commit index with them.
+            message.commit = self.node.raft.raft_log.committed;
+        }
         match self.node.step(message) {
             // Late messages about peers or steps raft-rs ignores are harmless.
             Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
@@ -405,28 +472,40 @@ impl Consensus {
         }
     }
 
-    /// On the leader, the lowest log index every voter is known to hold (0 elsewhere).
-    pub(crate) fn min_matched(&self) -> u64 {
-        if !self.is_leader() {
-            return 0;
-        }
-        self.node
-            .raft
-            .prs()
-            .iter()
-            .map(|(_, progress)| progress.matched)
-            .min()
-            .unwrap_or(0)
-    }
-
     /// Tells Raft that `to` could not be reached, so it probes instead of streaming.
     pub(crate) fn report_unreachable(&mut self, to: u64) {
         self.node.report_unreachable(to);
     }
 
-    /// Advances Raft's logical clock by one tick.
+    /// Advances Raft's logical clock by one tick. On the leader, a follower that was sent a
+    /// snapshot and has not acknowledged it within [`SNAPSHOT_RETRY_ELECTIONS`] election
+    /// timeouts is reported as having failed it (it may have crashed while catching up), so
+    /// Raft probes it again and sends a new snapshot if it still needs one.
     pub(crate) fn tick(&mut self) {
         self.node.tick();
+        if !self.is_leader() {
+            self.snapshot_ticks.clear();
+            return;
+        }
+        let limit = self.node.raft.election_timeout() * SNAPSHOT_RETRY_ELECTIONS;
+        let mut failed = Vec::new();
+        let mut waiting = std::collections::HashMap::new();
+        for (&id, progress) in self.node.raft.prs().iter() {
+            if progress.state == ProgressState::Snapshot {
+                let ticks = self.snapshot_ticks.get(&id).copied().unwrap_or(0) + 1;
+                if ticks >= limit {
+                    failed.push(id);
+                } else {
+                    waiting.insert(id, ticks);
+                }
+            }
+        }
+        self.snapshot_ticks = waiting;
+        for id in failed {
+            tracing::debug!(channel = %self.channel_id, node = id,
+                "raft snapshot not acknowledged; sending it again if still needed");
+            self.node.report_snapshot(id, SnapshotStatus::Failure);
+        }
     }
 
     /// The current Raft term.
@@ -454,9 +533,29 @@ impl Consensus {
         self.node.has_ready()
     }
 
+    /// Runs one `Ready` cycle without a snapshot installer: a received snapshot is refused
+    /// ([`ConsensusError::SnapshotNotInstalled`]).
+    #[cfg(test)]
+    pub(crate) fn advance(&mut self) -> Result<Advanced, ConsensusError> {
+        self.advance_with(&mut |data| {
+            Err(ConsensusError::SnapshotNotInstalled {
+                index: data.raft_index,
+                reason: "no installer".to_string(),
+            })
+        })
+    }
+
     /// Runs one `Ready` cycle: persists new entries and hard state, and returns the entries
     /// that committed, in order.
-    pub(crate) fn advance(&mut self) -> Result<Advanced, ConsensusError> {
+    ///
+    /// A snapshot received from the leader is first handed to `install`, which must bring the
+    /// caller's state up to the snapshot (for the orderer: its ledger up to the named block);
+    /// only then is it persisted and reported to Raft. When `install` fails, this fails with
+    /// nothing of this cycle persisted, and the node must be reopened from its store.
+    pub(crate) fn advance_with(
+        &mut self,
+        install: &mut dyn FnMut(&SnapshotData) -> Result<(), ConsensusError>,
+    ) -> Result<Advanced, ConsensusError> {
         let mut out = Advanced::default();
         if !self.node.has_ready() {
             return Ok(out);
@@ -465,11 +564,37 @@ impl Consensus {
         // A leader's messages may go out before its own entries are durable.
         encode_messages(ready.take_messages(), &mut out.messages);
         if !ready.snapshot().is_empty() {
-            return Err(ConsensusError::Raft(
-                "received a raft snapshot; orderers keep their full log while a channel has \
-                 several consenters and never send one"
-                    .to_string(),
-            ));
+            let snapshot = ready.snapshot().clone();
+            let meta = snapshot.get_metadata();
+            let index = meta.index;
+            let data =
+                SnapshotData::decode(&snapshot.data).map_err(|e| ConsensusError::BadSnapshot {
+                    index,
+                    reason: e.to_string(),
+                })?;
+            if data.raft_index != index {
+                return Err(ConsensusError::BadSnapshot {
+                    index,
+                    reason: format!("its data names raft index {}", data.raft_index),
+                });
+            }
+            install(&data)?;
+            let conf_state = meta.get_conf_state().clone();
+            self.store.apply_snapshot(
+                &RaftSnapshotMeta {
+                    index,
+                    term: meta.term,
+                    conf_state: encode_conf_state(&conf_state),
+                },
+                &snapshot.data,
+            )?;
+            self.voters = conf_state.voters.clone();
+            tracing::info!(
+                channel = %self.channel_id,
+                raft_index = index,
+                block = data.block_number,
+                "raft snapshot installed"
+            );
         }
         decode_committed(ready.take_committed_entries(), &mut out.committed)?;
 
@@ -529,6 +654,8 @@ impl Consensus {
     /// log: when the config block that changed the consenter set is written.
     pub(crate) fn set_voters(&mut self, voters: &[u64]) -> Result<(), ConsensusError> {
         use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+        // Raft's live membership (a snapshot may have replaced it) is what changes.
+        self.voters = self.node.raft.prs().conf().to_conf_state().voters;
         let mut changes = Vec::new();
         for id in voters.iter().filter(|id| !self.voters.contains(id)) {
             let mut change = ConfChangeSingle::default();
@@ -563,9 +690,51 @@ impl Consensus {
         }
     }
 
-    /// Discards log entries up to and including `index`, which the ledger already reflects.
-    pub(crate) fn compact(&self, index: u64) -> Result<(), ConsensusError> {
-        Ok(self.store.compact(index)?)
+    /// Stores a snapshot standing for `data` (whose Raft index this node has applied: the
+    /// index its ledger reflects) with Raft's current membership, then discards the log up to
+    /// that index. Does nothing when the log is already compacted that far.
+    pub(crate) fn snapshot(&mut self, data: &SnapshotData) -> Result<(), ConsensusError> {
+        let index = data.raft_index;
+        let boundary = self.store.first_index()? - 1;
+        if index <= boundary {
+            return Ok(());
+        }
+        let applied = self.node.raft.raft_log.applied;
+        if index > applied {
+            return Err(ConsensusError::BadSnapshot {
+                index,
+                reason: format!("only raft index {applied} is applied here"),
+            });
+        }
+        let stored = self.store.snapshot()?.map_or(0, |(meta, _)| meta.index);
+        if stored < index {
+            let term = self
+                .store
+                .term(index)?
+                .ok_or_else(|| ConsensusError::BadSnapshot {
+                    index,
+                    reason: "the log has no entry at that index".to_string(),
+                })?;
+            let conf_state = self.node.raft.prs().conf().to_conf_state();
+            self.store.save_snapshot(
+                &RaftSnapshotMeta {
+                    index,
+                    term,
+                    conf_state: encode_conf_state(&conf_state),
+                },
+                &data.encode(),
+            )?;
+        }
+        // A crash between the two writes leaves a snapshot ahead of the boundary, which is
+        // harmless: the log still holds every entry after it.
+        self.store.compact(index)?;
+        Ok(())
+    }
+
+    /// The index of the first entry still in the log (1 + the compaction boundary).
+    #[cfg(test)]
+    pub(crate) fn first_index(&self) -> Result<u64, ConsensusError> {
+        Ok(self.store.first_index()?)
     }
 }
 
@@ -703,6 +872,94 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_names_the_block_and_membership_and_compacts_the_log() {
+        let dir = scratch("snapshot");
+        let mut node = Consensus::open(
+            RaftStore::open(&dir).expect("store"),
+            0,
+            SETTINGS,
+            "c",
+            1,
+            &[1],
+        )
+        .expect("open");
+        drain(&mut node);
+        for i in 0..5u8 {
+            node.propose(&Proposal::Envelope(vec![i])).expect("propose");
+        }
+        let last = drain(&mut node).last().expect("committed").index;
+        let data = SnapshotData {
+            block_number: 2,
+            header_hash: [5; 32],
+            raft_index: last - 1,
+        };
+        let beyond = SnapshotData {
+            raft_index: last + 1,
+            ..data
+        };
+        assert!(
+            matches!(
+                node.snapshot(&beyond),
+                Err(ConsensusError::BadSnapshot { .. })
+            ),
+            "a snapshot past what was applied is refused"
+        );
+        node.snapshot(&data).expect("snapshot");
+        assert_eq!(node.first_index().expect("first"), last);
+        let (meta, bytes) = node.store.snapshot().expect("read").expect("stored");
+        assert_eq!(meta.index, last - 1);
+        assert_eq!(SnapshotData::decode(&bytes), Ok(data));
+        assert_eq!(
+            decode_conf_state(&meta.conf_state)
+                .expect("conf state")
+                .voters,
+            vec![1],
+            "the membership is Raft's"
+        );
+        // Again at the same index: nothing changes.
+        node.snapshot(&data).expect("idempotent");
+        assert_eq!(node.first_index().expect("first"), last);
+        drop(node);
+        // Reopened behind its snapshot the node keeps working.
+        let mut node = Consensus::open(
+            RaftStore::open(&dir).expect("store"),
+            last,
+            SETTINGS,
+            "c",
+            1,
+            &[1],
+        )
+        .expect("reopen");
+        drain(&mut node);
+        let (index, _) = node
+            .propose(&Proposal::Envelope(b"after".to_vec()))
+            .expect("propose");
+        assert!(drain(&mut node).iter().any(|c| c.index == index));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_behind_the_ledger_of_several_voters_is_kept() {
+        let dir = scratch("behind-cluster");
+        let node = Consensus::open(
+            RaftStore::open(&dir).expect("store"),
+            40,
+            SETTINGS,
+            "c",
+            1,
+            &[1, 2, 3],
+        )
+        .expect("open");
+        assert_eq!(
+            node.first_index().expect("first"),
+            1,
+            "no entries are invented: the leader sends them or a snapshot"
+        );
+        assert_eq!(node.store.last_index().expect("last"), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn log_behind_the_ledger_restarts_after_it() {
         let dir = scratch("behind");
         // A fresh log, but the ledger claims index 40 was applied.
@@ -725,6 +982,40 @@ mod tests {
         );
         let committed = drain(&mut node);
         assert!(committed.iter().any(|c| c.index == index));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_heartbeat_committing_entries_a_lost_log_lacks_advances_nothing() {
+        let dir = scratch("lost-log-heartbeat");
+        let mut node = Consensus::open(
+            RaftStore::open(&dir).expect("store"),
+            0,
+            SETTINGS,
+            "c",
+            2,
+            &[1, 2, 3],
+        )
+        .expect("open");
+        // The leader still remembers this node as holding entries up to 24.
+        let mut heartbeat = Message {
+            from: 1,
+            to: 2,
+            term: 5,
+            commit: 24,
+            ..Default::default()
+        };
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        let bytes = protobuf::Message::write_to_bytes(&heartbeat).expect("encodes");
+        node.step(1, &bytes).expect("taken, not a panic");
+        let out = node.advance().expect("advance");
+        assert!(out.committed.is_empty());
+        assert_eq!(node.node.raft.raft_log.committed, 0);
+        assert_eq!(
+            node.leader(),
+            Some(1),
+            "the heartbeat still names the leader"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -785,10 +1076,35 @@ mod tests {
         }
     }
 
+    /// The simulated state machine's state after applying `proposal` at `index` on top of
+    /// `previous`: a hash chain over every applied entry.
+    fn next_state(previous: &[u8; 32], index: u64, proposal: &Option<Proposal>) -> [u8; 32] {
+        let mut input = previous.to_vec();
+        input.extend_from_slice(&index.to_be_bytes());
+        if let Some(p) = proposal {
+            input.extend_from_slice(&p.encode());
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+        digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+    }
+
+    /// A simulated node's applied entries, by index.
+    type Applied = BTreeMap<u64, Option<Proposal>>;
+    /// A simulated node's state after each applied index.
+    type States = BTreeMap<u64, [u8; 32]>;
+
+    /// Entries applied between two snapshots of one simulated node.
+    const SIM_SNAPSHOT_EVERY: usize = 20;
+
     /// Three nodes over a simulated network that drops, delays and partitions messages and
-    /// crashes nodes (reopening them from their durable log). Checks that no two nodes ever
-    /// commit different entries at one index, that what a node committed survives its crash,
-    /// and that after healing every proposal made by a leader that committed is on all nodes.
+    /// crashes nodes (reopening them from their durable log). Every node snapshots and
+    /// compacts its own log every [`SIM_SNAPSHOT_EVERY`] applied entries, and one node is kept
+    /// down long enough that the others compact past it, so it is sent a snapshot, which it
+    /// installs by copying the state (a hash chain over the applied entries) from a node that
+    /// holds it; an installation sometimes fails, as a crash mid-catch-up would, and must
+    /// leave the node's store as it was. Checks that no two nodes ever commit different
+    /// entries or reach different states at one index, that what a node committed survives
+    /// its crash, and that after healing every node converged.
     fn simulate(seed: u64) {
         let mut rng = Rng(seed | 1);
         let base = scratch(&format!("sim-{seed}"));
@@ -814,12 +1130,22 @@ mod tests {
             .iter()
             .map(|&id| Some(open(id, 0, &mut rng)))
             .collect();
-        // Per node: committed (index -> proposal) as applied, durable across "crashes".
+        // Per node: committed (index -> proposal) as applied, and the state after each index;
+        // durable across "crashes".
         let mut applied: Vec<BTreeMap<u64, Option<Proposal>>> = vec![BTreeMap::new(); 3];
+        let mut states: Vec<BTreeMap<u64, [u8; 32]>> = vec![BTreeMap::new(); 3];
+        let mut since_snapshot = [0usize; 3];
         let mut in_flight: Vec<(u64, u64, Vec<u8>, u64)> = Vec::new(); // (deliver_at, to, bytes, from)
         let mut isolated: Option<u64> = None;
         let mut proposed = 0u64;
+        let mut installed = 0u32;
+        let mut failed_installs = 0u32;
         let steps = 3000u64;
+        // One node is down for a long stretch in the middle.
+        let long_down = (rng.next() % 3) as usize;
+        let (down_from, down_until) = (900u64, 1700u64);
+        let last_applied =
+            |a: &BTreeMap<u64, Option<Proposal>>| a.keys().next_back().copied().unwrap_or(0);
         for now in 0..steps {
             let healing = now >= steps - 600;
             if healing {
@@ -829,12 +1155,27 @@ mod tests {
             } else if rng.chance(1) {
                 isolated = None;
             }
+            if now == down_from {
+                nodes[long_down] = None;
+            }
+            if now == down_until {
+                nodes[long_down] = Some(open(
+                    long_down as u64 + 1,
+                    last_applied(&applied[long_down]),
+                    &mut rng,
+                ));
+            }
             // Crash and restart one node now and then.
             if !healing && rng.chance(1) {
                 let victim = (rng.next() % 3) as usize;
-                nodes[victim] = None;
-                let last = applied[victim].keys().next_back().copied().unwrap_or(0);
-                nodes[victim] = Some(open(victim as u64 + 1, last, &mut rng));
+                if nodes[victim].is_some() {
+                    nodes[victim] = None;
+                    nodes[victim] = Some(open(
+                        victim as u64 + 1,
+                        last_applied(&applied[victim]),
+                        &mut rng,
+                    ));
+                }
             }
             // Deliver due messages.
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut in_flight)
@@ -858,22 +1199,81 @@ mod tests {
                     proposed += 1;
                     let _ = node.propose(&Proposal::Envelope(proposed.to_be_bytes().to_vec()));
                 }
-                if node.is_leader() && rng.chance(2) {
-                    let upto = node
-                        .min_matched()
-                        .min(applied[i].keys().next_back().copied().unwrap_or(0));
-                    let _ = node.propose(&Proposal::Compact { index: upto });
-                }
+                let mut crashed = false;
                 while node.has_ready() {
-                    let out = node
-                        .advance()
-                        .unwrap_or_else(|e| panic!("seed {seed}: node {} failed: {e}", i + 1));
-                    for c in out.committed {
-                        if let Some(Proposal::Compact { index }) = c.proposal {
-                            let mine = applied[i].keys().next_back().copied().unwrap_or(0);
-                            node.compact(index.min(mine)).expect("compact");
+                    let fail_install = rng.chance(30);
+                    let (before, after) = applied.split_at_mut(i);
+                    let (mine, after) = after.split_first_mut().expect("node i");
+                    let others: Vec<&BTreeMap<u64, Option<Proposal>>> =
+                        before.iter().chain(after.iter()).collect();
+                    let mut copied: Option<(Applied, States)> = None;
+                    let states_view = &states;
+                    let outcome = node.advance_with(&mut |data| {
+                        if fail_install {
+                            return Err(ConsensusError::SnapshotNotInstalled {
+                                index: data.raft_index,
+                                reason: "simulated crash mid-catch-up".to_string(),
+                            });
                         }
-                        if let Some(previous) = applied[i].insert(c.index, c.proposal.clone()) {
+                        // Copy the state from a node that holds it, checking it is the one named.
+                        for (j, state) in states_view.iter().enumerate() {
+                            if j == i || state.get(&data.raft_index) != Some(&data.header_hash) {
+                                continue;
+                            }
+                            let source = others[if j < i { j } else { j - 1 }];
+                            let entries: BTreeMap<_, _> = source
+                                .range(..=data.raft_index)
+                                .map(|(k, v)| (*k, v.clone()))
+                                .collect();
+                            let hashes: BTreeMap<_, _> = state
+                                .range(..=data.raft_index)
+                                .map(|(k, v)| (*k, *v))
+                                .collect();
+                            copied = Some((entries, hashes));
+                            return Ok(());
+                        }
+                        Err(ConsensusError::SnapshotNotInstalled {
+                            index: data.raft_index,
+                            reason: "no node holds the named state".to_string(),
+                        })
+                    });
+                    let out = match outcome {
+                        Ok(out) => out,
+                        Err(ConsensusError::SnapshotNotInstalled { .. }) => {
+                            failed_installs += 1;
+                            crashed = true;
+                            break;
+                        }
+                        Err(e) => panic!("seed {seed}: node {} failed: {e}", i + 1),
+                    };
+                    if let Some((entries, hashes)) = copied.take() {
+                        installed += 1;
+                        for (index, proposal) in entries {
+                            if let Some(previous) = mine.insert(index, proposal.clone()) {
+                                assert_eq!(
+                                    previous,
+                                    proposal,
+                                    "seed {seed}: node {} installed a different entry {index}",
+                                    i + 1
+                                );
+                            }
+                        }
+                        for (index, hash) in hashes {
+                            if let Some(previous) = states[i].insert(index, hash) {
+                                assert_eq!(
+                                    previous,
+                                    hash,
+                                    "seed {seed}: node {} installed a different state at {index}",
+                                    i + 1
+                                );
+                            }
+                        }
+                    }
+                    for c in out.committed {
+                        let previous_state =
+                            states[i].values().next_back().copied().unwrap_or([0; 32]);
+                        let state = next_state(&previous_state, c.index, &c.proposal);
+                        if let Some(previous) = mine.insert(c.index, c.proposal.clone()) {
                             assert_eq!(
                                 previous,
                                 c.proposal,
@@ -882,17 +1282,31 @@ mod tests {
                                 c.index
                             );
                         }
-                        for (j, other) in applied.iter().enumerate() {
-                            if let Some(p) = other.get(&c.index) {
+                        states[i].entry(c.index).or_insert(state);
+                        for (j, other) in states.iter().enumerate() {
+                            if let Some(h) = other.get(&c.index) {
                                 assert_eq!(
-                                    p,
-                                    &c.proposal,
+                                    h,
+                                    &states[i][&c.index],
                                     "seed {seed}: nodes {} and {} differ at index {}",
                                     i + 1,
                                     j + 1,
                                     c.index
                                 );
                             }
+                        }
+                        since_snapshot[i] += 1;
+                    }
+                    if since_snapshot[i] >= SIM_SNAPSHOT_EVERY {
+                        since_snapshot[i] = 0;
+                        let index = last_applied(mine);
+                        if index > 0 {
+                            let data = SnapshotData {
+                                block_number: index,
+                                header_hash: states[i][&index],
+                                raft_index: index,
+                            };
+                            node.snapshot(&data).expect("snapshot");
                         }
                     }
                     for (to, bytes) in out.messages {
@@ -903,6 +1317,21 @@ mod tests {
                         in_flight.push((now + delay, to, bytes, i as u64 + 1));
                     }
                 }
+                if crashed {
+                    // Nothing of the failed cycle may have been persisted: reopen from disk.
+                    let boundary = nodes[i]
+                        .as_ref()
+                        .map(|n| n.first_index().expect("first index"));
+                    nodes[i] = None;
+                    let reopened = open(i as u64 + 1, last_applied(&applied[i]), &mut rng);
+                    assert_eq!(
+                        Some(reopened.first_index().expect("first index")),
+                        boundary,
+                        "seed {seed}: a failed snapshot installation changed node {}'s log",
+                        i + 1
+                    );
+                    nodes[i] = Some(reopened);
+                }
             }
         }
         // Liveness after healing: all nodes committed the same, non-trivial prefix.
@@ -911,16 +1340,8 @@ mod tests {
             lens.iter().all(|&l| l > 10),
             "seed {seed}: too little progress {lens:?}"
         );
-        let shortest = applied
-            .iter()
-            .map(|a| a.keys().next_back().copied().unwrap_or(0))
-            .min()
-            .unwrap_or(0);
-        let longest = applied
-            .iter()
-            .map(|a| a.keys().next_back().copied().unwrap_or(0))
-            .max()
-            .unwrap_or(0);
+        let shortest = applied.iter().map(last_applied).min().unwrap_or(0);
+        let longest = applied.iter().map(last_applied).max().unwrap_or(0);
         assert!(
             longest - shortest <= 5,
             "seed {seed}: nodes did not converge after healing ({shortest} vs {longest})"
@@ -928,9 +1349,18 @@ mod tests {
         let compacted = nodes
             .iter()
             .flatten()
-            .filter(|n| n.store.first_index().expect("first index") > 1)
+            .filter(|n| n.first_index().expect("first index") > 1)
             .count();
         assert!(compacted > 0, "seed {seed}: no node compacted its log");
+        eprintln!(
+            "seed {seed}: {longest} entries, {proposed} proposed, {installed} snapshots installed, \
+             {failed_installs} installations failed"
+        );
+        assert!(
+            installed > 0,
+            "seed {seed}: node {} was down long enough but never installed a snapshot",
+            long_down + 1
+        );
         let _ = std::fs::remove_dir_all(&base);
     }
 

@@ -5,10 +5,13 @@
 //! `context` 6) — index and term are the store's keys. The conf state is encoded the same way
 //! with `eraftpb.ConfState`'s numbers. Reads go to redb every time: the log on disk is the
 //! only copy, so a restart sees exactly what raft-rs was told is durable.
+//!
+//! The snapshot raft-rs asks for (to send to a follower whose next entry was compacted) is
+//! the one the orderer last stored with its log compaction ([`super::Consensus::snapshot`]).
 
 use std::sync::Arc;
 
-use gridledger_ledger::{LedgerError, RaftEntry, RaftStore};
+use gridledger_ledger::{LedgerError, RaftEntry, RaftSnapshotMeta, RaftStore};
 use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -194,13 +197,42 @@ impl Storage for LogStorage {
         self.store.last_index().map_err(other)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Compaction never passes what every voter holds (`Proposal::Compact`), so a follower
-        // never needs a snapshot; this orderer does not send them.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // raft-rs treats any other error here as fatal: whatever goes wrong, the leader tries
+        // again later.
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        match self.store.snapshot() {
+            Ok(Some((meta, data))) if meta.index >= request_index && meta.index > 0 => {
+                let conf_state = decode_conf_state(&meta.conf_state).map_err(|e| {
+                    tracing::error!(error = %e, "the stored raft snapshot is unreadable");
+                    unavailable()
+                })?;
+                Ok(to_raft_snapshot(&meta, conf_state, data))
+            }
+            Ok(_) => Err(unavailable()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored raft snapshot");
+                Err(unavailable())
+            }
+        }
     }
+}
+
+/// A raft-rs snapshot from its stored description and data.
+pub(crate) fn to_raft_snapshot(
+    meta: &RaftSnapshotMeta,
+    conf_state: ConfState,
+    data: Vec<u8>,
+) -> Snapshot {
+    let mut snapshot = Snapshot {
+        data: data.into(),
+        ..Default::default()
+    };
+    let metadata = snapshot.mut_metadata();
+    metadata.index = meta.index;
+    metadata.term = meta.term;
+    metadata.set_conf_state(conf_state);
+    snapshot
 }
 
 #[cfg(test)]
@@ -246,5 +278,63 @@ mod tests {
         };
         let bytes = encode_conf_state(&cs);
         assert_eq!(decode_conf_state(&bytes).expect("decodes"), cs);
+    }
+
+    #[test]
+    fn the_stored_snapshot_is_what_raft_is_given() {
+        let dir = std::env::temp_dir().join(format!(
+            "gridledger-orderer-storage-snapshot-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(RaftStore::open(&dir).expect("store"));
+        let storage = LogStorage::new(store.clone(), ConfState::default());
+        let unavailable = |r: raft::Result<Snapshot>| {
+            matches!(
+                r,
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable
+                ))
+            )
+        };
+        assert!(
+            unavailable(storage.snapshot(0, 2)),
+            "no snapshot stored yet"
+        );
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let meta = RaftSnapshotMeta {
+            index: 12,
+            term: 3,
+            conf_state: encode_conf_state(&cs),
+        };
+        store.save_snapshot(&meta, b"data").expect("save");
+        let snapshot = storage.snapshot(0, 2).expect("stored snapshot");
+        assert_eq!(snapshot.get_metadata().index, 12);
+        assert_eq!(snapshot.get_metadata().term, 3);
+        assert_eq!(snapshot.get_metadata().get_conf_state(), &cs);
+        assert_eq!(&snapshot.data[..], b"data");
+        assert!(
+            unavailable(storage.snapshot(13, 2)),
+            "a snapshot older than the one requested is not given"
+        );
+        store
+            .save_snapshot(
+                &RaftSnapshotMeta {
+                    conf_state: vec![0xff],
+                    ..meta
+                },
+                b"data",
+            )
+            .expect("save");
+        assert!(
+            unavailable(storage.snapshot(0, 2)),
+            "an unreadable snapshot is unavailable, never fatal"
+        );
+        drop(storage);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
