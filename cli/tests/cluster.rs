@@ -48,6 +48,10 @@ const NODES: [(&str, u16); 6] = [
     ("orderer2", 5),
 ];
 const ORDERERS: [&str; 3] = ["orderer0", "orderer1", "orderer2"];
+/// An orderer `up` generates material for but does not run, to be added as a consenter.
+const SPARE_ORDERER: (&str, u16) = ("orderer3", 6);
+/// Orderers by Raft id (from 1): the three of `up`, then the spare once added.
+const CONSENTER_IDS: [&str; 4] = ["orderer0", "orderer1", "orderer2", "orderer3"];
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A new leader must be known within this long (a few election timeouts of 1–2 s).
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,7 +63,8 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(35);
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 
-/// Six consecutive free loopback ports below the ephemeral range.
+/// Seven consecutive free loopback ports below the ephemeral range (six nodes and a spare
+/// orderer).
 fn free_base_port() -> u16 {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -68,10 +73,10 @@ fn free_base_port() -> u16 {
         ^ (u64::from(std::process::id()) << 20);
     for attempt in 0..500u64 {
         let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
-        let listeners: Vec<_> = (0..6u16)
+        let listeners: Vec<_> = (0..7u16)
             .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
-        if listeners.len() == 6 {
+        if listeners.len() == 7 {
             return base;
         }
     }
@@ -257,6 +262,7 @@ impl Cluster {
     fn addr(&self, name: &str) -> SocketAddr {
         let offset = NODES
             .iter()
+            .chain([&SPARE_ORDERER])
             .find(|(n, _)| *n == name)
             .map(|(_, o)| *o)
             .unwrap_or_else(|| panic!("unknown node {name}"));
@@ -350,13 +356,13 @@ impl Cluster {
     fn wait_leader(&self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let seen: BTreeSet<Option<usize>> = ORDERERS
+            let seen: BTreeSet<Option<usize>> = CONSENTER_IDS
                 .iter()
                 .filter(|o| self.running(o))
                 .map(|o| self.logged_leader(o))
                 .collect();
             if let [Some(id)] = seen.iter().copied().collect::<Vec<_>>()[..] {
-                let name = ORDERERS[id - 1];
+                let name = CONSENTER_IDS[id - 1];
                 if self.running(name) {
                     return name.to_owned();
                 }
@@ -943,12 +949,12 @@ fn orderer_admin(net: &Cluster) -> SigningIdentity {
     .expect("load the OrdererMSP admin")
 }
 
-/// A CONFIG_UPDATE against `current` that removes the consenter listening on `port` (and
-/// its endpoint from the orderer organization), signed and submitted by `admin`.
-fn remove_consenter_update(
+/// A CONFIG_UPDATE against `current` whose consenter list and orderer endpoints `edit`
+/// changes, signed and submitted by `admin`.
+fn consenters_update(
     current: &gridledger_channels::config::ChannelConfig,
-    port: u16,
     admin: &SigningIdentity,
+    edit: impl FnOnce(&mut Vec<gridledger_proto::etcdraft::Consenter>, &mut Vec<String>),
 ) -> common::Envelope {
     use gridledger_channels::config::{CONSENSUS_TYPE_KEY, ENDPOINTS_KEY, ORDERER_GROUP};
     use gridledger_channels::update;
@@ -967,15 +973,6 @@ fn remove_consenter_update(
     let mut metadata =
         gridledger_proto::etcdraft::ConfigMetadata::decode(consensus_type.metadata.as_slice())
             .expect("etcdraft metadata");
-    let before = metadata.consenters.len();
-    metadata.consenters.retain(|c| c.port != u32::from(port));
-    assert_eq!(
-        metadata.consenters.len() + 1,
-        before,
-        "one consenter removed"
-    );
-    consensus_type.metadata = metadata.encode_to_vec();
-    consensus.value = consensus_type.encode_to_vec();
     let org = orderer_group
         .groups
         .get_mut("OrdererMSP")
@@ -983,21 +980,23 @@ fn remove_consenter_update(
     let endpoints = org.values.get_mut(ENDPOINTS_KEY).expect("Endpoints");
     let mut addresses =
         common::OrdererAddresses::decode(endpoints.value.as_slice()).expect("OrdererAddresses");
-    addresses
-        .addresses
-        .retain(|a| !a.ends_with(&format!(":{port}")));
+    edit(&mut metadata.consenters, &mut addresses.addresses);
     endpoints.value = addresses.encode_to_vec();
+    consensus_type.metadata = metadata.encode_to_vec();
+    consensus.value = consensus_type.encode_to_vec();
 
     let config_update =
         update::compute_update(CHANNEL, current.config(), &desired).expect("a difference");
     let mut envelope = update::new_envelope(&config_update);
     let mut nonce = [0u8; 24];
-    nonce[..2].copy_from_slice(&port.to_be_bytes());
+    nonce[..8].copy_from_slice(&current.sequence().to_be_bytes());
+    nonce[8..16].copy_from_slice(&(config_update.encoded_len() as u64).to_be_bytes());
     update::sign(&mut envelope, admin, nonce);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    nonce[2] = 1;
+    nonce[16] = 1;
+    nonce[17..21].copy_from_slice(&now.subsec_nanos().to_be_bytes());
     update::config_update_transaction(
         CHANNEL,
         &envelope,
@@ -1008,6 +1007,45 @@ fn remove_consenter_update(
             nanos: 0,
         },
     )
+}
+
+/// A CONFIG_UPDATE against `current` that removes the consenter listening on `port` (and
+/// its endpoint from the orderer organization), signed and submitted by `admin`.
+fn remove_consenter_update(
+    current: &gridledger_channels::config::ChannelConfig,
+    port: u16,
+    admin: &SigningIdentity,
+) -> common::Envelope {
+    consenters_update(current, admin, |consenters, endpoints| {
+        let before = consenters.len();
+        consenters.retain(|c| c.port != u32::from(port));
+        assert_eq!(consenters.len() + 1, before, "one consenter removed");
+        endpoints.retain(|a| !a.ends_with(&format!(":{port}")));
+    })
+}
+
+/// A CONFIG_UPDATE against `current` that adds orderer `name` (its TLS certificate from the
+/// network's crypto material) as a consenter on `port`, and its endpoint.
+fn add_consenter_update(
+    net: &Cluster,
+    current: &gridledger_channels::config::ChannelConfig,
+    name: &str,
+    port: u16,
+    admin: &SigningIdentity,
+) -> common::Envelope {
+    let cert = std::fs::read(net.dir.join(format!(
+        "crypto/organizations/OrdererMSP/orderers/{name}/tls/server.crt"
+    )))
+    .expect("the spare orderer's TLS certificate");
+    consenters_update(current, admin, |consenters, endpoints| {
+        consenters.push(gridledger_proto::etcdraft::Consenter {
+            host: "127.0.0.1".into(),
+            port: u32::from(port),
+            client_tls_cert: cert.clone(),
+            server_tls_cert: cert,
+        });
+        endpoints.push(format!("127.0.0.1:{port}"));
+    })
 }
 
 impl Cluster {
@@ -1152,6 +1190,17 @@ async fn consenters_are_removed_by_config_update_unless_quorum_would_be_lost() {
     net.start_node(down);
     tokio::time::sleep(Duration::from_secs(5)).await;
     load.wait_progress(20, LEDGER_TIMEOUT).await;
+    // Hearing no leader, it asks the others for their newest config, finds itself removed,
+    // and follows the channel's blocks instead.
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while !net.logged(down, "following the channel's blocks") {
+        assert!(
+            Instant::now() < deadline,
+            "the removed {down} never found out it was removed"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(net.logged(down, "removed this orderer from the consenters"));
     let valid = load.finish().await;
     let height = converge(&gateways, 2).await;
     let tip = net.orderer_tip(down).unwrap_or(0);
@@ -1205,6 +1254,15 @@ async fn consenters_are_removed_by_config_update_unless_quorum_would_be_lost() {
     assert_eq!(last.sequence(), 2);
     assert_eq!(last.orderer().consenters.len(), 1);
     assert_eq!(last.orderer().consenters[0].port, net.port(up));
+    // The removed leader, too, ends up following the channel.
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while !net.logged(&leader, "following the channel's blocks") {
+        assert!(
+            Instant::now() < deadline,
+            "the removed {leader} never switched to following"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     check_ledgers(&gateways, &valid).await;
 }
 
@@ -1364,4 +1422,116 @@ async fn an_orderer_that_lost_its_channel_rejoins_catches_up_and_votes_again() {
     let blocks = check_ledgers(&gateways, &valid).await;
     net.start_node(&victim);
     net.check_orderers(&blocks).await;
+}
+
+impl Cluster {
+    /// Writes the spare orderer's node config (orderer2's, renamed and on the spare port)
+    /// with the channel's genesis block to join.
+    fn prepare_spare_orderer(&mut self) {
+        let (spare, _) = SPARE_ORDERER;
+        let template = std::fs::read_to_string(self.dir.join("nodes/orderer2/orderer.toml"))
+            .expect("orderer2's config");
+        let config = template
+            .replace(
+                &format!("127.0.0.1:{}", self.port("orderer2")),
+                &format!("127.0.0.1:{}", self.port(spare)),
+            )
+            .replace("orderer2", spare);
+        let node = self.dir.join("nodes").join(spare);
+        std::fs::create_dir_all(node.join("data/join")).expect("spare folders");
+        std::fs::write(node.join("orderer.toml"), config).expect("spare config");
+        std::fs::copy(
+            self.dir.join(format!("{CHANNEL}.block")),
+            node.join(format!("data/join/{CHANNEL}.block")),
+        )
+        .expect("the genesis block to join");
+        let template = self
+            .orderers
+            .iter()
+            .find(|o| o.name == "orderer2")
+            .expect("orderer2's endpoint");
+        let endpoint = OrdererEndpoint {
+            name: spare.to_string(),
+            endpoint: format!("127.0.0.1:{}", self.port(spare)),
+            tls_ca: template.tls_ca.clone(),
+            server_name: template.server_name.replace("orderer2", spare),
+        };
+        self.orderers.push(endpoint);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consenter_added_by_config_update_follows_the_chain_then_joins_the_quorum() {
+    let mut net = Cluster::start("add-consenter");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let admin = orderer_admin(&net);
+    let load = Load::start(&gateways, "grow");
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+
+    // The spare orderer joins with the genesis block, not being a consenter: it follows the
+    // channel's blocks from the consenters.
+    let (spare, _) = SPARE_ORDERER;
+    net.prepare_spare_orderer();
+    net.start_node(spare);
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while !net.logged(spare, "following the channel's blocks") {
+        assert!(Instant::now() < deadline, "{spare} never started following");
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Adding it: three of four consenters are reachable, a quorum of four, so it is ordered.
+    let genesis_config = current_channel_config(&gateways[0]).await;
+    let update = add_consenter_update(&net, &genesis_config, spare, net.port(spare), &admin);
+    let answer = net.broadcast("orderer0", update).await;
+    assert_eq!(
+        answer.status,
+        common::Status::Success as i32,
+        "{}",
+        answer.info
+    );
+    // The follower reaches the config block, becomes a consenter and writes blocks itself.
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while !net.logged(spare, "starting to order the channel") {
+        assert!(
+            Instant::now() < deadline,
+            "{spare} never became a consenter"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let config = current_channel_config(&gateways[0]).await;
+    assert_eq!(config.orderer().consenters.len(), 4);
+
+    // With four consenters the quorum is three: kill a follower of the original three, and
+    // ordering goes on only because the new consenter votes.
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let victim = ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string();
+    net.kill_node(&victim);
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(spare) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "{spare} is not at the tip {}: {:?}",
+            height - 1,
+            net.orderer_tip(spare)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let blocks = check_ledgers(&gateways, &valid).await;
+    // The new consenter serves the same bytes as the peers hold.
+    let spare_blocks = net.orderer_blocks(spare, height).await;
+    for (number, (ordered, committed)) in spare_blocks.iter().zip(&blocks).enumerate() {
+        assert!(
+            without_transactions_filter(ordered) == without_transactions_filter(committed),
+            "block {number} from {spare} differs from the peers'"
+        );
+    }
 }

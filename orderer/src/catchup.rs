@@ -85,6 +85,15 @@ pub enum CatchUpError {
 
 /// Where blocks of a channel come from.
 pub(crate) trait BlockSource: Send + Sync {
+    /// The newest block consenter `from` has (used to check whether a later config block
+    /// removed this orderer while it could not hear a leader).
+    fn newest(&self, from: u64) -> Result<common::Block, CatchUpError> {
+        Err(CatchUpError::Source {
+            from,
+            reason: "this source cannot tell its newest block".to_string(),
+        })
+    }
+
     /// Streams blocks `start..=end` of the channel from consenter `from`, in order, into
     /// `sink`; stops at the first error (of the source or of the sink).
     fn pull(
@@ -180,7 +189,11 @@ pub(crate) fn catch_up(
 
 /// Checks that `block` is block `number` of `ledger`'s chain: header present, number,
 /// previous hash equal to the tip's header hash, data hash equal to the hash of its data.
-fn check_block(ledger: &Ledger, block: &common::Block, number: u64) -> Result<(), String> {
+pub(crate) fn check_block(
+    ledger: &Ledger,
+    block: &common::Block,
+    number: u64,
+) -> Result<(), String> {
     let header = block.header.as_ref().ok_or("the block has no header")?;
     if header.number != number {
         return Err(format!("it is numbered {}", header.number));
@@ -329,6 +342,20 @@ pub(crate) struct DeliverSource {
 impl DeliverSource {
     /// The signed DELIVER_SEEK_INFO envelope for blocks `start..=end`.
     fn seek_envelope(&self, start: u64, end: u64) -> common::Envelope {
+        let specified = |number| orderer::SeekPosition {
+            r#type: Some(orderer::seek_position::Type::Specified(
+                orderer::SeekSpecified { number },
+            )),
+        };
+        self.seek_between(specified(start), specified(end))
+    }
+
+    /// The signed DELIVER_SEEK_INFO envelope for blocks `start..=stop`.
+    fn seek_between(
+        &self,
+        start: orderer::SeekPosition,
+        stop: orderer::SeekPosition,
+    ) -> common::Envelope {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -342,14 +369,9 @@ impl DeliverSource {
             creator: self.signer.serialized().to_vec(),
             nonce: Vec::new(),
         };
-        let specified = |number| orderer::SeekPosition {
-            r#type: Some(orderer::seek_position::Type::Specified(
-                orderer::SeekSpecified { number },
-            )),
-        };
         let seek = orderer::SeekInfo {
-            start: Some(specified(start)),
-            stop: Some(specified(end)),
+            start: Some(start),
+            stop: Some(stop),
             behavior: SeekBehavior::FailIfNotReady as i32,
             ..Default::default()
         };
@@ -376,6 +398,45 @@ fn prost_types_timestamp(unix_secs: u64) -> gridledger_proto::prost_types::Times
 }
 
 impl BlockSource for DeliverSource {
+    fn newest(&self, from: u64) -> Result<common::Block, CatchUpError> {
+        let failed = |reason: String| CatchUpError::Source { from, reason };
+        let members = self.view.members();
+        let member = members
+            .get(from)
+            .ok_or_else(|| failed("not a consenter of the channel".to_string()))?;
+        let channel = self
+            .transport
+            .channel(member)
+            .map_err(|e| failed(e.to_string()))?;
+        let newest = || orderer::SeekPosition {
+            r#type: Some(orderer::seek_position::Type::Newest(orderer::SeekNewest {})),
+        };
+        let envelope = self.seek_between(newest(), newest());
+        let max_message_bytes = self.max_message_bytes;
+        self.transport.runtime().block_on(async move {
+            let mut client =
+                AtomicBroadcastClient::new(channel).max_decoding_message_size(max_message_bytes);
+            let mut stream = tokio::time::timeout(
+                BLOCK_WAIT,
+                client.deliver(tokio_stream::iter(vec![envelope])),
+            )
+            .await
+            .map_err(|_| failed("Deliver did not answer".to_string()))?
+            .map_err(|status| failed(format!("Deliver refused: {}", status.message())))?
+            .into_inner();
+            let next = tokio::time::timeout(BLOCK_WAIT, stream.message())
+                .await
+                .map_err(|_| failed("Deliver stalled".to_string()))?
+                .map_err(|status| failed(format!("Deliver failed: {}", status.message())))?;
+            match next.and_then(|r| r.r#type) {
+                Some(orderer::deliver_response::Type::Block(block)) => Ok(block),
+                other => Err(failed(format!(
+                    "Deliver answered {other:?} instead of a block"
+                ))),
+            }
+        })
+    }
+
     fn pull(
         &self,
         from: u64,

@@ -74,6 +74,8 @@ use gridledger_channels::config::ChannelConfig;
 const MAX_SUBMISSIONS_PER_ROUND: usize = 1024;
 /// Ready cycles run per loop iteration.
 const MAX_READY_ROUNDS: usize = 16;
+/// How long a consenter hears no leader before it checks whether it was removed.
+const EVICTION_SUSPICION: Duration = Duration::from_secs(10);
 /// Pause before a catch-up that failed on every consenter is tried again.
 const CATCH_UP_RETRY: Duration = Duration::from_secs(1);
 /// A leader whose block signature has not been written after this long proposes it again
@@ -210,6 +212,9 @@ pub(crate) struct ChainSetup {
     pub outbound: Arc<dyn RaftOutbound>,
     /// The channel's config and consenters, updated when a config block is written.
     pub view: Arc<ChannelView>,
+    /// Called (on the loop's thread, after it stopped) when a config block removed this
+    /// orderer from the consenters: the registry switches the channel to following.
+    pub on_evicted: Option<Box<dyn FnOnce() + Send>>,
     /// A Raft snapshot is stored (and the log compacted) every this many written blocks.
     pub snapshot_interval_blocks: u64,
     /// Where blocks missing behind a received snapshot are pulled from.
@@ -341,7 +346,10 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         outbound: setup.outbound,
         queued: queued.clone(),
         known_leader: None,
+        leaderless_since: None,
+        last_eviction_check: None,
         view: setup.view,
+        on_evicted: setup.on_evicted,
         blocks: setup.blocks,
         signatures: setup.signatures,
         stop: stop.clone(),
@@ -381,6 +389,11 @@ struct Chain {
     /// The leader last logged, to log changes once.
     known_leader: Option<u64>,
     view: Arc<ChannelView>,
+    on_evicted: Option<Box<dyn FnOnce() + Send>>,
+    /// Since when no leader is known.
+    leaderless_since: Option<Instant>,
+    /// When the other consenters were last asked whether this orderer was removed.
+    last_eviction_check: Option<Instant>,
     blocks: Arc<dyn BlockSource>,
     signatures: Arc<dyn SignatureCheck>,
     /// Set when the loop must stop (also ends a catch-up that keeps failing).
@@ -394,7 +407,7 @@ impl Chain {
             Ok(()) => {}
             Err(ChainError::Evicted) => {
                 tracing::warn!(channel = %self.channel_id,
-                    "this orderer was removed from the channel's consenters; it stops ordering the channel and keeps serving the blocks it has");
+                    "this orderer was removed from the channel's consenters; it stops ordering the channel and follows its blocks");
             }
             Err(e) => {
                 tracing::error!(channel = %self.channel_id, error = %e, "channel ordering stopped");
@@ -404,6 +417,11 @@ impl Chain {
             let _ = reply.send(Err(SubmitError::Stopped));
         }
         // Submissions still queued are answered by dropping their reply senders.
+        if matches!(outcome, Err(ChainError::Evicted)) {
+            if let Some(on_evicted) = self.on_evicted.take() {
+                on_evicted();
+            }
+        }
     }
 
     fn run_until_stopped(
@@ -436,6 +454,67 @@ impl Chain {
             }
             self.propose_time_to_cut(now);
             self.step()?;
+            self.suspect_eviction(now)?;
+        }
+        Ok(())
+    }
+
+    /// A consenter removed by a config block it never received (the leader stops talking to
+    /// a removed node, possibly before it learnt the block committed) hears no leader again.
+    /// After [`EVICTION_SUSPICION`] without one it asks the other consenters for their newest
+    /// block and, if its last config block is newer than ours, checks that config's
+    /// consenters: not among them, it is evicted (and the registry switches the channel to
+    /// following, which fetches the blocks it missed).
+    fn suspect_eviction(&mut self, now: Instant) -> Result<(), ChainError> {
+        if self.consensus.leader().is_some() || self.consensus.voters().len() < 2 {
+            self.leaderless_since = None;
+            return Ok(());
+        }
+        let since = *self.leaderless_since.get_or_insert(now);
+        if now < since + EVICTION_SUSPICION
+            || self
+                .last_eviction_check
+                .is_some_and(|at| now < at + EVICTION_SUSPICION)
+        {
+            return Ok(());
+        }
+        self.last_eviction_check = Some(now);
+        let own = self.consensus.id();
+        let known_config = self.writer.last_config_index;
+        for &other in self.consensus.voters().iter().filter(|&&v| v != own) {
+            let Ok(newest) = self.blocks.newest(other) else {
+                continue;
+            };
+            let Ok(metadata) = orderer_metadata(&newest) else {
+                continue;
+            };
+            if metadata.last_config_index <= known_config {
+                continue;
+            }
+            let number = metadata.last_config_index;
+            let mut config_block = None;
+            let _ = self.blocks.pull(other, number, number, &mut |block| {
+                config_block = Some(block);
+                Ok(())
+            });
+            let Some(block) = config_block else {
+                continue;
+            };
+            if let Err(reason) = self.signatures.check(&self.writer.ledger, &block) {
+                tracing::warn!(channel = %self.channel_id, consenter = other, block = number,
+                    reason = %reason, "a newer config block offered by a consenter is not signed by the ordering service");
+                continue;
+            }
+            let Ok(config) = ChannelConfig::from_block(&block) else {
+                continue;
+            };
+            if !crate::cluster::is_consenter(&config.orderer().consenters, self.view.own_tls_cert())
+            {
+                tracing::warn!(channel = %self.channel_id, block = number,
+                    "config block {number} removed this orderer from the consenters");
+                self.view.set_evicted();
+                return Err(ChainError::Evicted);
+            }
         }
         Ok(())
     }
@@ -708,6 +787,12 @@ impl Chain {
         tracing::info!(channel = %self.channel_id, block = written.number,
             sequence = written.config.sequence(), consenters = ?written.consenter_ids,
             "config block written");
+        // A node that never found its certificate among the consenters runs a legacy
+        // single-consenter channel (see `Members::from_consenters`); it cannot be removed.
+        let identified = crate::cluster::is_consenter(
+            &self.view.config().orderer().consenters,
+            self.view.own_tls_cert(),
+        );
         self.view.set_config(written.config.clone());
         let members = crate::cluster::Members::from_consenters(
             &written.config.orderer().consenters,
@@ -715,8 +800,13 @@ impl Chain {
             self.view.own_tls_cert(),
         );
         self.consensus.set_voters(&written.consenter_ids)?;
+        let still_consenter = !identified
+            || crate::cluster::is_consenter(
+                &written.config.orderer().consenters,
+                self.view.own_tls_cert(),
+            );
         match members {
-            Ok(members) if written.consenter_ids.contains(&members.self_id) => {
+            Ok(members) if still_consenter && written.consenter_ids.contains(&members.self_id) => {
                 self.view.set_members(members);
                 Ok(())
             }

@@ -121,6 +121,14 @@ pub(crate) fn validate_consenters(consenters: &[ConsenterConfig]) -> Result<(), 
     Ok(())
 }
 
+/// Whether the orderer whose TLS server certificate is `own_tls_cert` (DER) is one of
+/// `consenters`.
+pub(crate) fn is_consenter(consenters: &[ConsenterConfig], own_tls_cert: &[u8]) -> bool {
+    consenters
+        .iter()
+        .any(|c| der_of(&c.server_tls_cert).is_ok_and(|der| der == own_tls_cert))
+}
+
 /// Whether two consenter entries are the same orderer: the same TLS certificates (it may
 /// have moved to another host or port).
 fn same_consenter(a: &ConsenterConfig, b: &ConsenterConfig) -> bool {
@@ -250,6 +258,40 @@ impl Members {
             None => return Err(ClusterError::NotAConsenter(members.len())),
         };
         Ok(Members { self_id, members })
+    }
+
+    /// The consenters of a channel this orderer is not one of (it follows the channel's
+    /// blocks): as [`Members::from_consenters`], with no member being this node (`self_id`
+    /// 0).
+    pub(crate) fn observing(
+        consenters: &[ConsenterConfig],
+        ids: &[u64],
+    ) -> Result<Members, ClusterError> {
+        validate_consenters(consenters)?;
+        let ids: Vec<u64> = if ids.len() == consenters.len() {
+            ids.to_vec()
+        } else {
+            (1..=consenters.len() as u64).collect()
+        };
+        let mut members = Vec::with_capacity(consenters.len());
+        for (c, &id) in consenters.iter().zip(&ids) {
+            let client =
+                der_of(&c.client_tls_cert).map_err(|reason| ClusterError::BadConsenterCert {
+                    index: members.len(),
+                    which: "client TLS",
+                    reason,
+                })?;
+            members.push(Member {
+                id,
+                host: c.host.clone(),
+                endpoint: format!("{}:{}", c.host, c.port),
+                client_cert: client,
+            });
+        }
+        Ok(Members {
+            self_id: 0,
+            members,
+        })
     }
 
     /// The Raft ids of all consenters.

@@ -63,6 +63,7 @@ mod consensus;
 pub mod cutter;
 mod deliver;
 mod error;
+mod follower;
 pub mod participation;
 mod registry;
 mod server;

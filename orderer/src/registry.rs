@@ -23,6 +23,7 @@ use crate::config::OrdererConfig;
 use crate::consensus::RaftSettings;
 use crate::cutter::BatchSettings;
 use crate::error::OrdererError;
+use crate::follower::{self, FollowerHandle, FollowerSetup};
 use crate::participation::{self, JoinError};
 use crate::view::ChannelView;
 
@@ -39,9 +40,10 @@ pub(crate) struct ChannelState {
     pub view: Arc<ChannelView>,
     /// The channel's ledger (read by Deliver, written only by the chain).
     pub ledger: Arc<Ledger>,
-    /// The ordering loop; `None` when this orderer is not one of the channel's consenters
-    /// (it was removed), so it only serves the blocks it has.
+    /// The ordering loop; `None` when this orderer is not one of the channel's consenters.
     pub chain: Option<ChainHandle>,
+    /// Pulls the channel's blocks while this orderer is not one of its consenters.
+    pub follower: Option<FollowerHandle>,
 }
 
 /// A join file already looked at: path, length and modification time.
@@ -117,7 +119,7 @@ impl Registry {
 
     /// Starts every channel joined earlier; a channel that fails to start fails the orderer
     /// (its ledger or log needs a human).
-    pub(crate) fn open_joined(&self) -> Result<(), OrdererError> {
+    pub(crate) fn open_joined(self: &Arc<Self>) -> Result<(), OrdererError> {
         let folders =
             participation::channel_folders(self.data_dir()).map_err(|source| OrdererError::Io {
                 what: "list channel folders in",
@@ -135,7 +137,7 @@ impl Registry {
                 tracing::warn!(channel = %channel_id, "channel folder without a genesis block; not served");
                 continue;
             }
-            self.start_channel(&channel_id, ledger)
+            self.start_channel(&channel_id, Arc::new(ledger))
                 .map_err(|source| OrdererError::Channel {
                     channel: channel_id.clone(),
                     source,
@@ -146,7 +148,7 @@ impl Registry {
 
     /// Joins the genesis blocks in `<data_dir>/join/` of channels not served yet. Problems
     /// with one file are logged and do not stop the others or the orderer.
-    pub(crate) fn join_from_folder(&self) {
+    pub(crate) fn join_from_folder(self: &Arc<Self>) {
         let files = match participation::join_files(self.data_dir()) {
             Ok(files) => files,
             Err(e) => {
@@ -176,7 +178,7 @@ impl Registry {
             };
             match participation::join_with_ledger(self.data_dir(), &bytes) {
                 Ok((joined, ledger)) => {
-                    if let Err(e) = self.start_channel(&joined.channel_id, ledger) {
+                    if let Err(e) = self.start_channel(&joined.channel_id, Arc::new(ledger)) {
                         tracing::error!(channel = %joined.channel_id, error = %e,
                             "joined channel but cannot start ordering it");
                     }
@@ -192,8 +194,23 @@ impl Registry {
     }
 
     /// Starts ordering a joined channel from its ledger.
-    fn start_channel(&self, channel_id: &str, ledger: Ledger) -> Result<(), ChainError> {
-        let ledger = Arc::new(ledger);
+    /// Starts ordering a channel whose follower just found this orderer among the
+    /// consenters of a config block it appended.
+    pub(crate) fn promote(
+        self: &Arc<Self>,
+        channel_id: &str,
+        ledger: Arc<Ledger>,
+    ) -> Result<(), ChainError> {
+        self.start_channel(channel_id, ledger)
+    }
+
+    /// Starts ordering a joined channel from its ledger — or following it, when this orderer
+    /// is not one of its consenters.
+    fn start_channel(
+        self: &Arc<Self>,
+        channel_id: &str,
+        ledger: Arc<Ledger>,
+    ) -> Result<(), ChainError> {
         let config = current_config(&ledger)?;
         let orderer = config.orderer();
         let batch = BatchSettings::from_config(&orderer.batch);
@@ -204,35 +221,19 @@ impl Registry {
             .map_or((DEFAULT_ELECTION_TICK, DEFAULT_HEARTBEAT_TICK), |o| {
                 (o.election_tick, o.heartbeat_tick)
             });
-        let members = match Members::from_consenters(
-            &orderer.consenters,
-            &consenter_ids,
-            &self.own_tls_cert,
-        ) {
-            Ok(members) => members,
-            Err(ClusterError::NotAConsenter(count)) if ledger.height() > 1 => {
-                // Removed from the consenters by a config block: serve what we have.
-                tracing::warn!(channel = %channel_id, consenters = count,
-                    "this orderer is not one of the channel's consenters; serving its blocks without ordering");
-                let view = Arc::new(ChannelView::new(
-                    config,
-                    Members {
-                        self_id: 0,
-                        members: Vec::new(),
-                    },
-                    self.own_tls_cert.clone(),
-                ));
-                view.set_evicted();
-                self.insert(Arc::new(ChannelState {
-                    id: channel_id.to_string(),
-                    view,
-                    ledger,
-                    chain: None,
-                }));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let members =
+            match Members::from_consenters(&orderer.consenters, &consenter_ids, &self.own_tls_cert)
+            {
+                Ok(members) => members,
+                Err(ClusterError::NotAConsenter(count)) => {
+                    // Not (or no longer) a consenter: follow the channel's blocks until a config
+                    // block makes this orderer one.
+                    tracing::info!(channel = %channel_id, consenters = count,
+                    "this orderer is not one of the channel's consenters");
+                    return self.start_following(channel_id, ledger);
+                }
+                Err(e) => return Err(e.into()),
+            };
         let view = Arc::new(ChannelView::new(
             config,
             members.clone(),
@@ -268,13 +269,19 @@ impl Registry {
             outbound,
             view: view.clone(),
             snapshot_interval_blocks: self.config.raft.snapshot_interval_blocks,
-            blocks: Arc::new(DeliverSource {
-                channel_id: channel_id.to_string(),
-                view: view.clone(),
-                transport: self.transport.clone(),
-                signer: self.signer.clone(),
-                max_message_bytes: self.config.limits.max_message_bytes as usize,
-            }),
+            blocks: Arc::new(self.deliver_source(channel_id, &view)),
+            on_evicted: {
+                let registry = Arc::downgrade(self);
+                let (channel_id, ledger) = (channel_id.to_string(), ledger.clone());
+                Some(Box::new(move || {
+                    if let Some(registry) = registry.upgrade() {
+                        if let Err(e) = registry.start_following(&channel_id, ledger) {
+                            tracing::error!(channel = %channel_id, error = %e,
+                                "cannot follow the channel after leaving its consenters");
+                        }
+                    }
+                }))
+            },
             signatures: Arc::new(PolicySignatures::default()),
         })?;
         self.insert(Arc::new(ChannelState {
@@ -282,8 +289,51 @@ impl Registry {
             view,
             ledger,
             chain: Some(handle),
+            follower: None,
         }));
         Ok(())
+    }
+
+    /// Follows a channel (see [`crate::follower`]) instead of ordering it: for an orderer that
+    /// is not one of its consenters, or was just removed from them (then its ledger may not
+    /// hold the config block that removed it yet).
+    fn start_following(
+        self: &Arc<Self>,
+        channel_id: &str,
+        ledger: Arc<Ledger>,
+    ) -> Result<(), ChainError> {
+        let config = current_config(&ledger)?;
+        let consenter_ids = tip_consenter_ids(&ledger)?;
+        let members = Members::observing(&config.orderer().consenters, &consenter_ids)?;
+        let view = Arc::new(ChannelView::new(config, members, self.own_tls_cert.clone()));
+        let follower = follower::start(FollowerSetup {
+            channel_id: channel_id.to_string(),
+            ledger: ledger.clone(),
+            view: view.clone(),
+            source: Box::new(self.deliver_source(channel_id, &view)),
+            signatures: Box::new(PolicySignatures::default()),
+            registry: Arc::downgrade(self),
+        })
+        .map_err(ChainError::Thread)?;
+        self.insert(Arc::new(ChannelState {
+            id: channel_id.to_string(),
+            view,
+            ledger,
+            chain: None,
+            follower: Some(follower),
+        }));
+        Ok(())
+    }
+
+    /// Pulls a channel's blocks from its consenters' Deliver.
+    fn deliver_source(&self, channel_id: &str, view: &Arc<ChannelView>) -> DeliverSource {
+        DeliverSource {
+            channel_id: channel_id.to_string(),
+            view: view.clone(),
+            transport: self.transport.clone(),
+            signer: self.signer.clone(),
+            max_message_bytes: self.config.limits.max_message_bytes as usize,
+        }
     }
 
     fn insert(&self, state: Arc<ChannelState>) {
@@ -300,6 +350,9 @@ impl Registry {
             .map(|mut c| std::mem::take(&mut *c).into_values().collect())
             .unwrap_or_default();
         for channel in channels {
+            if let Some(follower) = &channel.follower {
+                follower.stop();
+            }
             if let Some(chain) = &channel.chain {
                 chain.stop();
                 tracing::info!(channel = %channel.id, "channel ordering stopped");
