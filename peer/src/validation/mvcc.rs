@@ -458,6 +458,7 @@ mod tests {
                     validation_code: 0,
                     timestamp: None,
                     writes,
+                    metadata_writes: Vec::new(),
                 }],
             },
         );
