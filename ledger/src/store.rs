@@ -18,8 +18,8 @@ use crate::error::LedgerError;
 use crate::state::{BlockUpdates, StateSnapshot};
 use crate::tables::{
     self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
-    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION, SCHEMA_VERSION_WITHOUT_METADATA,
-    STATE, STATE_METADATA, TX_INDEX,
+    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION,
+    SCHEMA_VERSION_WITHOUT_METADATA, STATE, STATE_METADATA, TX_INDEX,
 };
 
 /// Name of the ledger file inside a channel's directory.
@@ -357,9 +357,7 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     {
         let mut meta = txn.open_table(META)?;
         match tables::read_u64(&meta, META_SCHEMA)? {
-            Some(found)
-                if found != SCHEMA_VERSION && found != SCHEMA_VERSION_WITHOUT_METADATA =>
-            {
+            Some(found) if found != SCHEMA_VERSION && found != SCHEMA_VERSION_WITHOUT_METADATA => {
                 return Err(LedgerError::SchemaVersion {
                     path: path.to_owned(),
                     found,

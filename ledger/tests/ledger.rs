@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gridledger_ledger::{
-    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, RaftEntry, RaftSnapshotMeta,
-    MetadataWrite, RaftStore, SCHEMA_VERSION, StateWrite, TxLocation, TxUpdates, Version, VersionedValue,
+    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, MetadataWrite, RaftEntry,
+    RaftSnapshotMeta, RaftStore, SCHEMA_VERSION, StateWrite, TxLocation, TxUpdates, Version,
+    VersionedValue,
 };
 use gridledger_proto::block_data_hash;
 use gridledger_proto::common::{Block, BlockData, BlockHeader, BlockMetadata};
@@ -1025,16 +1026,28 @@ fn key_metadata_lives_next_to_the_value() {
     drop(snap);
 
     // Block 2: a value write keeps the metadata.
-    commit(&ledger, vec![tx(0, "t2", VALID, 3, vec![put("cc", "a", b"2")])]);
+    commit(
+        &ledger,
+        vec![tx(0, "t2", VALID, 3, vec![put("cc", "a", b"2")])],
+    );
     assert_eq!(
         ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
         Some(b"policy".to_vec())
     );
 
     // Block 3: a delete removes it; re-creating the key starts without metadata.
-    commit(&ledger, vec![tx(0, "t3", VALID, 4, vec![delete("cc", "a")])]);
-    commit(&ledger, vec![tx(0, "t4", VALID, 5, vec![put("cc", "a", b"3")])]);
-    assert_eq!(ledger.snapshot().unwrap().metadata("cc", "a").unwrap(), None);
+    commit(
+        &ledger,
+        vec![tx(0, "t3", VALID, 4, vec![delete("cc", "a")])],
+    );
+    commit(
+        &ledger,
+        vec![tx(0, "t4", VALID, 5, vec![put("cc", "a", b"3")])],
+    );
+    assert_eq!(
+        ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
+        None
+    );
 
     // Empty metadata removes the row.
     let mut set = tx(0, "t5", VALID, 6, vec![]);
@@ -1043,7 +1056,10 @@ fn key_metadata_lives_next_to_the_value() {
     let mut clear = tx(0, "t6", VALID, 7, vec![]);
     clear.metadata_writes = vec![metadata_write("cc", "a", Some(b""))];
     commit(&ledger, vec![clear]);
-    assert_eq!(ledger.snapshot().unwrap().metadata("cc", "a").unwrap(), None);
+    assert_eq!(
+        ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -1051,7 +1067,10 @@ fn schema_version_1_file_is_upgraded_on_open() {
     let dir = TempDir::new("upgrade");
     {
         let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
-        commit(&ledger, vec![tx(0, "t0", VALID, 1, vec![put("cc", "a", b"1")])]);
+        commit(
+            &ledger,
+            vec![tx(0, "t0", VALID, 1, vec![put("cc", "a", b"1")])],
+        );
     }
     // Make the file look like a version-1 file: no metadata table, version 1.
     {
@@ -1073,6 +1092,11 @@ fn schema_version_1_file_is_upgraded_on_open() {
     let meta = txn
         .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
         .unwrap();
-    let version = meta.get("schema_version").unwrap().unwrap().value().to_vec();
+    let version = meta
+        .get("schema_version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
     assert_eq!(version, SCHEMA_VERSION.to_be_bytes().to_vec());
 }
