@@ -223,7 +223,7 @@ pub enum StubError {
 type CachedRead = Option<(Vec<u8>, kvrwset::Version)>;
 
 /// What one namespace of the transaction read and wrote.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct NsRecord {
     /// Read set and read cache: key → committed value and version at first read.
     reads: BTreeMap<String, CachedRead>,
@@ -623,7 +623,9 @@ impl<'a> ChaincodeStub<'a> {
 
     /// Runs chaincode `name` with `args` in this transaction (Fabric's `InvokeChaincode`) and
     /// returns its response. `channel` empty or this channel: the callee's reads and writes
-    /// join this transaction's read-write set under its namespace. Another channel: the callee
+    /// join this transaction's read-write set under its namespace (whatever status it answers,
+    /// as in Fabric; the caller decides), unless it could not run to completion or panicked,
+    /// in which case nothing it recorded is kept. Another channel: the callee
     /// runs read-only over that channel's state and nothing it reads is recorded. `Err` when
     /// no host can run chaincodes here, the call would nest deeper than [`MAX_CALL_DEPTH`], or
     /// the callee cannot be run; a callee that panics answers status 500.
@@ -657,12 +659,19 @@ impl<'a> ChaincodeStub<'a> {
             let saved_namespace = std::mem::replace(&mut self.namespace, name.to_owned());
             let saved_args = std::mem::replace(&mut self.args, args.to_vec());
             let saved_event = self.event.take();
+            // A callee that could not run to completion (or panicked) leaves nothing behind.
+            let saved_records = self.records.clone();
+            let saved_flags = (self.write_performed, self.paginated_query_performed);
             self.depth += 1;
             let outcome = catch_unwind(AssertUnwindSafe(|| host.run(name, self)));
             self.depth -= 1;
             self.namespace = saved_namespace;
             self.args = saved_args;
             self.event = saved_event;
+            if !matches!(outcome, Ok(Ok(_))) {
+                self.records = saved_records;
+                (self.write_performed, self.paginated_query_performed) = saved_flags;
+            }
             outcome
         } else {
             let reader = host.channel_state(channel).map_err(&invoke_error)?;

@@ -530,23 +530,30 @@ fn call_depth_is_bounded() {
 }
 
 #[test]
-fn a_panicking_callee_answers_500_and_the_caller_goes_on() {
+fn a_panicking_callee_answers_500_leaves_nothing_and_the_caller_goes_on() {
     let state = MemState::default();
     let mut host = TestHost::default();
-    host.chaincodes
-        .insert("boom".into(), chaincode(|_| panic!("callee exploded")));
+    host.chaincodes.insert(
+        "boom".into(),
+        chaincode(|stub| {
+            stub.put_state("half", b"written").unwrap();
+            panic!("callee exploded")
+        }),
+    );
     let cc = FnChaincode(|stub: &mut ChaincodeStub<'_>| {
         let response = stub.invoke_chaincode("boom", &[], "").unwrap();
         assert_eq!(response.status, 500);
         assert!(response.message.contains("callee exploded"));
         assert_eq!(stub.namespace(), "entry");
+        // Nothing of the failed call counts as a write: pagination is still allowed.
+        stub.get_state_by_range_with_pagination("", "", 1, "")
+            .unwrap();
         success(Vec::new())
     });
-    assert_ok(&simulate_with_host(
-        &cc,
-        "entry",
-        &invocation("entry", &[]),
-        &state,
-        &host,
-    ));
+    let result = simulate_with_host(&cc, "entry", &invocation("entry", &[]), &state, &host);
+    assert_ok(&result);
+    assert!(
+        kv(&result, "boom").is_none(),
+        "the panicked callee's write is dropped"
+    );
 }
