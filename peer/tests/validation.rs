@@ -1939,3 +1939,67 @@ fn metadata_change_earlier_in_the_block_is_honoured() {
     let later = Tx::new(&net, "basic", &[Ns::new("basic").write("k", b"3")]);
     assert_eq!(chain.codes(vec![later.build()]), vec![Code::Valid]);
 }
+
+#[test]
+fn key_level_policy_is_committed_to_and_enforced_from_a_real_ledger() {
+    let net = net();
+    let dir = TempDir::new("ledger-key-policy");
+    let ledger = Ledger::open(&dir.0, CHANNEL).unwrap();
+    ledger
+        .append_block(&signed_block(0, &[], vec![], &net.orderer))
+        .unwrap();
+    let commit = |data: Vec<Vec<u8>>| -> Vec<Code> {
+        let info = ledger.info();
+        let block = signed_block(info.height, &info.current_block_hash, data, &net.orderer);
+        let ctx = ctx(
+            &net.channel,
+            &net.chaincodes,
+            info.height,
+            &info.current_block_hash,
+        );
+        let snapshot = ledger.snapshot().unwrap();
+        let validated =
+            validate_block(&block, &ctx, &LedgerState::new(&snapshot, &ledger)).unwrap();
+        drop(snapshot);
+        ledger
+            .commit_block(&validated.with_codes(&block), &validated.updates)
+            .unwrap();
+        validated.codes
+    };
+    let policy = peers_of(&["Org2MSP"]);
+    let handover = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic")
+            .write("meter", b"1")
+            .validation_parameter("meter", &policy)],
+    );
+    assert_eq!(commit(vec![handover.build()]), vec![Code::Valid]);
+    let snapshot = ledger.snapshot().unwrap();
+    let stored = LedgerState::new(&snapshot, &ledger)
+        .metadata("basic", "meter")
+        .unwrap()
+        .expect("the policy is stored next to the value");
+    assert_eq!(
+        decode_metadata(&stored)
+            .unwrap()
+            .remove(VALIDATION_PARAMETER),
+        Some(policy)
+    );
+    drop(snapshot);
+    let change = Tx::new(&net, "basic", &[Ns::new("basic").write("meter", b"2")]);
+    assert_eq!(
+        commit(vec![change.build()]),
+        vec![Code::EndorsementPolicyFailure]
+    );
+    assert_eq!(
+        ledger
+            .snapshot()
+            .unwrap()
+            .get("basic", "meter")
+            .unwrap()
+            .unwrap()
+            .value,
+        b"1"
+    );
+}
