@@ -11,6 +11,7 @@
 //! - [`stub`]: `ChaincodeStub`, the chaincode's view of one transaction, and the recording of
 //!   reads, range queries and writes.
 //! - [`composite`]: Fabric's composite keys.
+//! - [`statebased`]: building key-level endorsement policies (`KeyEndorsementPolicy`).
 //! - [`simulate`](mod@simulate): running a chaincode and building the read-write set; [`complete`]
 //!   builds the same result for a chaincode that ran elsewhere (an external chaincode server
 //!   whose requests the peer recorded in a stub).
@@ -21,6 +22,7 @@ pub mod basic;
 pub mod composite;
 pub mod registry;
 pub mod simulate;
+pub mod statebased;
 pub mod stub;
 
 pub use composite::{
@@ -28,8 +30,12 @@ pub use composite::{
     split_composite_key,
 };
 pub use registry::Registry;
-pub use simulate::{SimulationResult, complete, failed, simulate, tx_rwset};
-pub use stub::{ChaincodeStub, Invocation, StateReader, StubError};
+pub use simulate::{SimulationResult, complete, failed, simulate, simulate_with_host, tx_rwset};
+pub use statebased::{KeyEndorsementPolicy, KeyPolicyError, RoleType};
+pub use stub::{
+    ChaincodeHost, ChaincodeStub, Invocation, MAX_CALL_DEPTH, Metadata, Page, StateReader,
+    StubError, VALIDATION_PARAMETER,
+};
 
 use gridledger_proto::protos;
 

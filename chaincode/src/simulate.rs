@@ -13,7 +13,7 @@ use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
 use gridledger_proto::rwset::{NsReadWriteSet, TxReadWriteSet, tx_read_write_set::DataModel};
 
-use crate::stub::{ChaincodeStub, Invocation, StateReader};
+use crate::stub::{ChaincodeHost, ChaincodeStub, Invocation, StateReader};
 use crate::{Chaincode, error};
 
 /// The outcome of simulating one proposal.
@@ -41,13 +41,35 @@ pub fn simulate(
     inv: &Invocation,
     state: &dyn StateReader,
 ) -> SimulationResult {
-    let mut stub = ChaincodeStub::new(namespace, inv, state);
+    run(cc, ChaincodeStub::new(namespace, inv, state))
+}
+
+/// [`simulate()`] with `host` running the chaincodes `cc` calls (`invoke_chaincode`).
+pub fn simulate_with_host(
+    cc: &dyn Chaincode,
+    namespace: &str,
+    inv: &Invocation,
+    state: &dyn StateReader,
+    host: &dyn ChaincodeHost,
+) -> SimulationResult {
+    run(
+        cc,
+        ChaincodeStub::new(namespace, inv, state).with_host(host),
+    )
+}
+
+/// Runs `cc` in `stub`, catching a panic.
+fn run(cc: &dyn Chaincode, mut stub: ChaincodeStub<'_>) -> SimulationResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| cc.invoke(&mut stub)));
     let response = match outcome {
         Ok(response) => response,
         Err(panic) => {
             let reason = panic_message(panic.as_ref());
-            return finish(error(format!("chaincode panicked: {reason}")), None, None);
+            return finish(
+                error(format!("chaincode panicked: {reason}")),
+                Vec::new(),
+                None,
+            );
         }
     };
     complete(stub, response)
@@ -64,11 +86,15 @@ pub fn complete(stub: ChaincodeStub<'_>, response: protos::Response) -> Simulati
         Some(failure) => error(failure.to_string()),
         None => response,
     };
-    let ns_rwset = output.kv_rwset.map(|kv| NsReadWriteSet {
-        namespace: namespace.clone(),
-        rwset: kv.encode_to_vec(),
-        collection_hashed_rwset: Vec::new(),
-    });
+    let ns_rwsets = output
+        .kv_rwsets
+        .into_iter()
+        .map(|(namespace, kv)| NsReadWriteSet {
+            namespace,
+            rwset: kv.encode_to_vec(),
+            collection_hashed_rwset: Vec::new(),
+        })
+        .collect();
     let event = output
         .event
         .map(|(event_name, payload)| protos::ChaincodeEvent {
@@ -77,14 +103,14 @@ pub fn complete(stub: ChaincodeStub<'_>, response: protos::Response) -> Simulati
             event_name,
             payload,
         });
-    finish(response, ns_rwset, event)
+    finish(response, ns_rwsets, event)
 }
 
 /// The outcome of a simulation that failed before the chaincode produced anything usable
 /// (an external chaincode that timed out or broke the protocol): status 500 with `message`
 /// and an empty read-write set.
 pub fn failed(message: impl Into<String>) -> SimulationResult {
-    finish(error(message), None, None)
+    finish(error(message), Vec::new(), None)
 }
 
 /// A `TxReadWriteSet` (data model KV) of `ns_rwsets` in Fabric's order: sorted by namespace.
@@ -102,10 +128,10 @@ pub fn tx_rwset(mut ns_rwsets: Vec<NsReadWriteSet>) -> TxReadWriteSet {
 /// Assembles the result.
 fn finish(
     response: protos::Response,
-    ns_rwset: Option<NsReadWriteSet>,
+    ns_rwsets: Vec<NsReadWriteSet>,
     event: Option<protos::ChaincodeEvent>,
 ) -> SimulationResult {
-    let rwset = tx_rwset(ns_rwset.into_iter().collect());
+    let rwset = tx_rwset(ns_rwsets);
     let rwset_bytes = rwset.encode_to_vec();
     SimulationResult {
         response,
@@ -116,7 +142,7 @@ fn finish(
 }
 
 /// The text of a panic payload (`panic!` with a literal or a formatted message).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {

@@ -13,10 +13,27 @@
 //!   (empty `end` = unbounded, empty `start` → `"\x01"` so composite keys are excluded) and
 //!   records a `RangeQueryInfo` with the raw reads, so the validator can detect phantoms.
 //!   Range reads are not added to the plain read set, as in Fabric.
+//! - Paginated range queries return one page and a bookmark (the first key of the next page).
+//!   As in Fabric's transaction simulator, they are for read-only transactions: a paginated
+//!   query after a write, or a write after a paginated query, is refused.
+//! - Key metadata (`get_state_metadata`, `set_state_metadata`): reading it records a `KVRead`
+//!   of the key with its committed version, like `get_state`; setting an entry records a
+//!   `KVMetadataWrite` of the key holding that entry alone (last call wins), as Fabric's peer
+//!   does for the shim's PUT_STATE_METADATA. The [`VALIDATION_PARAMETER`] entry is the key's
+//!   endorsement policy, enforced at validation.
+//! - `invoke_chaincode` runs another chaincode through a [`ChaincodeHost`]. On the same
+//!   channel the callee runs inside this stub: its reads and writes are recorded under its own
+//!   namespace in the same read-write set, and its event is discarded (only the invoked
+//!   chaincode's event reaches the transaction). On another channel the callee runs over that
+//!   channel's state in a read-only stub whose reads are not recorded; its writes are refused.
+//!   Calls nest at most [`MAX_CALL_DEPTH`] deep.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use gridledger_proto::kvrwset::{self, KvRead, KvWrite, KvrwSet, QueryReads, RangeQueryInfo};
+use gridledger_proto::kvrwset::{
+    self, KvMetadataEntry, KvMetadataWrite, KvRead, KvWrite, KvrwSet, QueryReads, RangeQueryInfo,
+};
 use gridledger_proto::queryresult::KeyModification;
 use gridledger_proto::{prost_types, protos};
 use thiserror::Error;
@@ -30,6 +47,24 @@ pub const EMPTY_KEY_SUBSTITUTE: &str = "\u{1}";
 /// The most results one range query returns (Fabric's `ledger.state.totalQueryLimit`); a scan
 /// that hits it stops there, with `itr_exhausted = false` in its `RangeQueryInfo`.
 pub const TOTAL_QUERY_LIMIT: usize = 100_000;
+
+/// The metadata entry holding a key's endorsement policy (Fabric's
+/// `MetaDataKeys.VALIDATION_PARAMETER`): a marshalled `common.SignaturePolicyEnvelope`.
+pub const VALIDATION_PARAMETER: &str = "VALIDATION_PARAMETER";
+
+/// How deep chaincode-to-chaincode calls may nest: the invoked chaincode is depth 0, a chaincode
+/// it calls depth 1, and a call that would run at a greater depth than this is refused.
+pub const MAX_CALL_DEPTH: usize = 8;
+
+/// One page of a paginated query: the (key, value) rows and Fabric's `QueryResponseMetadata`
+/// (records fetched, bookmark of the next page — empty after the last page).
+pub type Page = (Vec<(String, Vec<u8>)>, protos::QueryResponseMetadata);
+
+/// (key, value) rows of a range query.
+type Rows = Vec<(String, Vec<u8>)>;
+
+/// A key's metadata: entry name → value.
+pub type Metadata = BTreeMap<String, Vec<u8>>;
 
 /// A consistent, read-only view of the committed world state, per chaincode namespace.
 ///
@@ -64,6 +99,25 @@ pub trait StateReader: Send + Sync {
         let _ = (namespace, key, limit);
         Err("key history is not available from this state reader".to_owned())
     }
+
+    /// The committed metadata of `key` (empty when the key does not exist or has none).
+    /// Readers of a state without metadata keep this default, which reports none.
+    fn metadata(&self, namespace: &str, key: &str) -> Result<Metadata, String> {
+        let _ = (namespace, key);
+        Ok(Metadata::new())
+    }
+}
+
+/// What runs the chaincodes a chaincode calls (`invoke_chaincode`): the peer, or a test.
+pub trait ChaincodeHost: Send + Sync {
+    /// Runs chaincode `name` of channel `stub.channel_id()` in `stub`, whose namespace and
+    /// arguments are already the callee's; `Err` explains why it could not run (not defined
+    /// on the channel, not installed, unreachable). The stub records what it reads and writes.
+    fn run(&self, name: &str, stub: &mut ChaincodeStub<'_>) -> Result<protos::Response, String>;
+
+    /// A view of channel `channel_id`'s committed state, for read-only calls across channels;
+    /// `Err` when this peer has not joined that channel.
+    fn channel_state(&self, channel_id: &str) -> Result<Box<dyn StateReader + '_>, String>;
 }
 
 /// Everything about one proposal that a chaincode may observe, besides the world state.
@@ -119,32 +173,112 @@ pub enum StubError {
     /// `set_event` was given an empty event name.
     #[error("event name can not be empty string")]
     EmptyEventName,
+    /// A paginated query in a transaction that has written (Fabric's rule).
+    #[error(
+        "txid [{0}]: unsupported transaction. Paginated queries are supported only in a read-only transaction"
+    )]
+    PaginatedQueryAfterWrite(String),
+    /// A write in a transaction that has run a paginated query (Fabric's rule).
+    #[error(
+        "txid [{0}]: unsupported transaction. Transaction has already performed a paginated query. Writes are not allowed"
+    )]
+    WriteAfterPaginatedQuery(String),
+    /// A paginated query with a page size that is not positive.
+    #[error("page size must be positive, got {0}")]
+    InvalidPageSize(i32),
+    /// A write by a chaincode called from another channel.
+    #[error(
+        "chaincode {namespace:?} on channel {channel:?} was called from channel {caller_channel:?} and may only read: writes across channels are not allowed"
+    )]
+    ReadOnlyCall {
+        /// The callee's namespace.
+        namespace: String,
+        /// The callee's channel.
+        channel: String,
+        /// The caller's channel.
+        caller_channel: String,
+    },
+    /// `invoke_chaincode` without a host to run chaincodes.
+    #[error("calling another chaincode is not available in this simulation")]
+    NoChaincodeHost,
+    /// `invoke_chaincode` would nest deeper than [`MAX_CALL_DEPTH`].
+    #[error("calling chaincode {name:?} would nest chaincode calls deeper than {MAX_CALL_DEPTH}")]
+    CallDepth {
+        /// The chaincode that was to be called.
+        name: String,
+    },
+    /// The called chaincode could not be run.
+    #[error("cannot call chaincode {name:?} on channel {channel:?}: {reason}")]
+    Invoke {
+        /// The chaincode called.
+        name: String,
+        /// Its channel.
+        channel: String,
+        /// Why it could not run.
+        reason: String,
+    },
 }
 
 /// The committed value and version of a key as first read in this transaction.
 type CachedRead = Option<(Vec<u8>, kvrwset::Version)>;
 
-/// A chaincode's handle on one transaction being simulated.
-pub struct ChaincodeStub<'a> {
-    namespace: &'a str,
-    invocation: &'a Invocation,
-    state: &'a dyn StateReader,
+/// What one namespace of the transaction read and wrote.
+#[derive(Default, Clone)]
+struct NsRecord {
     /// Read set and read cache: key → committed value and version at first read.
     reads: BTreeMap<String, CachedRead>,
     /// Range queries in execution order.
     range_queries: Vec<RangeQueryInfo>,
     /// Write set: key → value (empty = delete); last write wins.
     writes: BTreeMap<String, Vec<u8>>,
+    /// Metadata write set: key → the key's new metadata; last write wins.
+    metadata_writes: BTreeMap<String, Metadata>,
+}
+
+impl NsRecord {
+    fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+            && self.range_queries.is_empty()
+            && self.writes.is_empty()
+            && self.metadata_writes.is_empty()
+    }
+}
+
+/// The callee side of a call across channels: the caller's channel.
+#[derive(Debug, Clone)]
+struct ReadOnly {
+    caller_channel: String,
+}
+
+/// A chaincode's handle on one transaction being simulated.
+pub struct ChaincodeStub<'a> {
+    /// The namespace of the chaincode running now (the callee's during a call).
+    namespace: String,
+    /// The arguments of the chaincode running now.
+    args: Vec<Vec<u8>>,
+    invocation: &'a Invocation,
+    state: &'a dyn StateReader,
+    host: Option<&'a dyn ChaincodeHost>,
+    /// The call depth of the chaincode running now (0 = the invoked chaincode).
+    depth: usize,
+    /// Set for a chaincode called from another channel: writes are refused.
+    read_only: Option<ReadOnly>,
+    /// Reads and writes by namespace.
+    records: BTreeMap<String, NsRecord>,
     /// The event set by the chaincode (name, payload); last call wins.
     event: Option<(String, Vec<u8>)>,
     /// The first world-state failure, if any: it fails the whole simulation.
     state_failure: Option<StubError>,
+    /// Whether anything was written (for the pagination rule).
+    write_performed: bool,
+    /// Whether a paginated query ran (for the pagination rule).
+    paginated_query_performed: bool,
 }
 
 /// What a finished simulation leaves behind (used by `simulate`).
 pub(crate) struct StubOutput {
-    /// The namespace's KV read-write set, or `None` if the chaincode touched no state.
-    pub(crate) kv_rwset: Option<KvrwSet>,
+    /// The KV read-write set of every namespace touched, by namespace.
+    pub(crate) kv_rwsets: Vec<(String, KvrwSet)>,
     /// The event (name, payload), if one was set.
     pub(crate) event: Option<(String, Vec<u8>)>,
     /// The first world-state failure, if any.
@@ -153,23 +287,38 @@ pub(crate) struct StubOutput {
 
 impl<'a> ChaincodeStub<'a> {
     /// A stub for running `invocation` as chaincode `namespace` over `state`.
-    pub fn new(namespace: &'a str, invocation: &'a Invocation, state: &'a dyn StateReader) -> Self {
+    pub fn new(namespace: &str, invocation: &'a Invocation, state: &'a dyn StateReader) -> Self {
         ChaincodeStub {
-            namespace,
+            namespace: namespace.to_owned(),
+            args: invocation.args.clone(),
             invocation,
             state,
-            reads: BTreeMap::new(),
-            range_queries: Vec::new(),
-            writes: BTreeMap::new(),
+            host: None,
+            depth: 0,
+            read_only: None,
+            records: BTreeMap::new(),
             event: None,
             state_failure: None,
+            write_performed: false,
+            paginated_query_performed: false,
         }
+    }
+
+    /// This stub with `host` running the chaincodes it calls (`invoke_chaincode`).
+    pub fn with_host(mut self, host: &'a dyn ChaincodeHost) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// The record of the current namespace.
+    fn record(&mut self) -> &mut NsRecord {
+        self.records.entry(self.namespace.clone()).or_default()
     }
 
     /// Records a world-state failure (the first one is kept) and returns it.
     fn state_error(&mut self, key: &str, reason: String) -> StubError {
         let err = StubError::State {
-            namespace: self.namespace.to_owned(),
+            namespace: self.namespace.clone(),
             key: key.to_owned(),
             reason,
         };
@@ -182,25 +331,102 @@ impl<'a> ChaincodeStub<'a> {
     /// Pending writes of this transaction are not visible, as in Fabric. The first read records
     /// a `KVRead` with the committed version; repeated reads are served from the cache.
     pub fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, StubError> {
-        if let Some(cached) = self.reads.get(key) {
-            return Ok(cached.as_ref().map(|(value, _)| value.clone()));
+        Ok(self.read(key)?.map(|(value, _)| value))
+    }
+
+    /// The committed value and version of `key`, recording a `KVRead` on first read.
+    fn read(&mut self, key: &str) -> Result<CachedRead, StubError> {
+        if let Some(cached) = self.record().reads.get(key) {
+            return Ok(cached.clone());
         }
-        let read = match self.state.get(self.namespace, key) {
+        let read = match self.state.get(&self.namespace, key) {
             Ok(read) => read,
             Err(reason) => return Err(self.state_error(key, reason)),
         };
-        let value = read.as_ref().map(|(value, _)| value.clone());
-        self.reads.insert(key.to_owned(), read);
-        Ok(value)
+        self.record().reads.insert(key.to_owned(), read.clone());
+        Ok(read)
+    }
+
+    /// Checks that the running chaincode may write: not called from another channel, and no
+    /// paginated query in this transaction. Marks the transaction as writing.
+    fn check_write(&mut self, key: &str) -> Result<(), StubError> {
+        if key.is_empty() {
+            return Err(StubError::EmptyKey);
+        }
+        if let Some(read_only) = &self.read_only {
+            return Err(StubError::ReadOnlyCall {
+                namespace: self.namespace.clone(),
+                channel: self.invocation.channel_id.clone(),
+                caller_channel: read_only.caller_channel.clone(),
+            });
+        }
+        if self.paginated_query_performed {
+            return Err(StubError::WriteAfterPaginatedQuery(self.tx_id().to_owned()));
+        }
+        self.write_performed = true;
+        Ok(())
     }
 
     /// Writes `value` to `key` (Fabric's `PutState`); an empty value is a delete.
     pub fn put_state(&mut self, key: &str, value: &[u8]) -> Result<(), StubError> {
-        if key.is_empty() {
-            return Err(StubError::EmptyKey);
-        }
-        self.writes.insert(key.to_owned(), value.to_vec());
+        self.check_write(key)?;
+        self.record().writes.insert(key.to_owned(), value.to_vec());
         Ok(())
+    }
+
+    /// The committed metadata of `key` (Fabric's `GetStateMetadata`); empty when the key does
+    /// not exist or has none. Records a `KVRead` of the key with its committed version.
+    pub fn get_state_metadata(&mut self, key: &str) -> Result<Metadata, StubError> {
+        if self.read(key)?.is_none() {
+            return Ok(Metadata::new());
+        }
+        match self.state.metadata(&self.namespace, key) {
+            Ok(metadata) => Ok(metadata),
+            Err(reason) => Err(self.state_error(key, reason)),
+        }
+    }
+
+    /// Sets metadata entry `name` of `key` to `value` (the shim's `SetStateMetadata`): records
+    /// a `KVMetadataWrite` of `key` holding this entry alone, replacing an earlier metadata
+    /// write of the key in this transaction. At commit it replaces the key's metadata, if the
+    /// key then exists. An empty `value` removes the entry.
+    pub fn set_state_metadata(
+        &mut self,
+        key: &str,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StubError> {
+        self.check_write(key)?;
+        let mut metadata = Metadata::new();
+        metadata.insert(name.to_owned(), value.to_vec());
+        self.record()
+            .metadata_writes
+            .insert(key.to_owned(), metadata);
+        Ok(())
+    }
+
+    /// The committed endorsement policy of `key` (Fabric's `GetStateValidationParameter`):
+    /// a marshalled `SignaturePolicyEnvelope`, or `None` when the key has none.
+    pub fn get_state_validation_parameter(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StubError> {
+        Ok(self
+            .get_state_metadata(key)?
+            .remove(VALIDATION_PARAMETER)
+            .filter(|policy| !policy.is_empty()))
+    }
+
+    /// Sets the endorsement policy of `key` (Fabric's `SetStateValidationParameter`): from the
+    /// next block on, writes of the key must satisfy `policy` (a marshalled
+    /// `SignaturePolicyEnvelope`, see [`crate::KeyEndorsementPolicy`]) instead of the
+    /// chaincode's endorsement policy. An empty `policy` removes it.
+    pub fn set_state_validation_parameter(
+        &mut self,
+        key: &str,
+        policy: &[u8],
+    ) -> Result<(), StubError> {
+        self.set_state_metadata(key, VALIDATION_PARAMETER, policy)
     }
 
     /// Deletes `key` (Fabric's `DelState`): a `KVWrite` with `is_delete = true`.
@@ -226,7 +452,76 @@ impl<'a> ChaincodeStub<'a> {
                 return Err(StubError::CompositeKeyInSimpleRange(key.to_owned()));
             }
         }
-        self.range_scan(start, end)
+        self.range_scan(start, end, TOTAL_QUERY_LIMIT)
+            .map(|(rows, _)| rows)
+    }
+
+    /// One page of [`get_state_by_range`](Self::get_state_by_range) (Fabric's
+    /// `GetStateByRangeWithPagination`): at most `page_size` keys from `bookmark` (or `start`
+    /// when the bookmark is empty), with the page's metadata — the number of records fetched
+    /// and the bookmark of the next page (empty after the last page). Only in read-only
+    /// transactions.
+    pub fn get_state_by_range_with_pagination(
+        &mut self,
+        start: &str,
+        end: &str,
+        page_size: i32,
+        bookmark: &str,
+    ) -> Result<Page, StubError> {
+        let start = if start.is_empty() {
+            EMPTY_KEY_SUBSTITUTE
+        } else {
+            start
+        };
+        for key in [start, end] {
+            if key.starts_with(COMPOSITE_KEY_NAMESPACE) {
+                return Err(StubError::CompositeKeyInSimpleRange(key.to_owned()));
+            }
+        }
+        self.get_state_by_key_range_with_pagination(start, end, page_size, bookmark)
+    }
+
+    /// One page of [`get_state_by_partial_composite_key`](Self::get_state_by_partial_composite_key)
+    /// (Fabric's `GetStateByPartialCompositeKeyWithPagination`), as
+    /// [`get_state_by_range_with_pagination`](Self::get_state_by_range_with_pagination) pages.
+    pub fn get_state_by_partial_composite_key_with_pagination<S: AsRef<str>>(
+        &mut self,
+        object_type: &str,
+        attributes: &[S],
+        page_size: i32,
+        bookmark: &str,
+    ) -> Result<Page, StubError> {
+        let (start, end) = composite::partial_composite_key_range(object_type, attributes)?;
+        self.get_state_by_key_range_with_pagination(&start, &end, page_size, bookmark)
+    }
+
+    /// One page of `[start, end)` exactly as given — the peer side of a shim's paginated
+    /// `GET_STATE_BY_RANGE`. A non-empty `bookmark` replaces `start`. The page is recorded as a
+    /// range query that stops at its last key unless the range is exhausted.
+    pub fn get_state_by_key_range_with_pagination(
+        &mut self,
+        start: &str,
+        end: &str,
+        page_size: i32,
+        bookmark: &str,
+    ) -> Result<Page, StubError> {
+        if page_size <= 0 {
+            return Err(StubError::InvalidPageSize(page_size));
+        }
+        if self.write_performed {
+            return Err(StubError::PaginatedQueryAfterWrite(self.tx_id().to_owned()));
+        }
+        self.paginated_query_performed = true;
+        let start = if bookmark.is_empty() { start } else { bookmark };
+        let size = usize::try_from(page_size)
+            .unwrap_or(usize::MAX)
+            .min(TOTAL_QUERY_LIMIT);
+        let (rows, next) = self.range_scan(start, end, size)?;
+        let metadata = protos::QueryResponseMetadata {
+            fetched_records_count: i32::try_from(rows.len()).unwrap_or(i32::MAX),
+            bookmark: next.unwrap_or_default(),
+        };
+        Ok((rows, metadata))
     }
 
     /// Committed keys in `[start, end)` exactly as given, recorded like any range query — the
@@ -237,7 +532,8 @@ impl<'a> ChaincodeStub<'a> {
         start: &str,
         end: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
-        self.range_scan(start, end)
+        self.range_scan(start, end, TOTAL_QUERY_LIMIT)
+            .map(|(rows, _)| rows)
     }
 
     /// The history of `key` (newest first, at most `limit` entries) from the state reader.
@@ -247,7 +543,7 @@ impl<'a> ChaincodeStub<'a> {
         key: &str,
         limit: usize,
     ) -> Result<Vec<KeyModification>, StubError> {
-        match self.state.history(self.namespace, key, limit) {
+        match self.state.history(&self.namespace, key, limit) {
             Ok(entries) => Ok(entries),
             Err(reason) => Err(self.state_error(key, reason)),
         }
@@ -261,23 +557,35 @@ impl<'a> ChaincodeStub<'a> {
         attributes: &[S],
     ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
         let (start, end) = composite::partial_composite_key_range(object_type, attributes)?;
-        self.range_scan(&start, &end)
+        self.range_scan(&start, &end, TOTAL_QUERY_LIMIT)
+            .map(|(rows, _)| rows)
     }
 
-    /// Scans `[start, end)` and records the `RangeQueryInfo` like Fabric's `resultsItr`: a scan
-    /// that ran to the end records the requested end key and `itr_exhausted = true`; a scan
-    /// cut at the query limit records the last key returned and `itr_exhausted = false` (the
-    /// validator then re-checks `[start, end_key]` inclusive).
-    fn range_scan(&mut self, start: &str, end: &str) -> Result<Vec<(String, Vec<u8>)>, StubError> {
+    /// Scans `[start, end)` for at most `limit` keys and records the `RangeQueryInfo` like
+    /// Fabric's `resultsItr`: a scan that ran to the end records the requested end key and
+    /// `itr_exhausted = true`; a scan cut at the limit records the last key returned and
+    /// `itr_exhausted = false` (the validator then re-checks `[start, end_key]` inclusive).
+    /// Also returns the first key after the cut, if any.
+    fn range_scan(
+        &mut self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<(Rows, Option<String>), StubError> {
         let mut rows = match self
             .state
-            .range(self.namespace, start, end, TOTAL_QUERY_LIMIT + 1)
+            .range(&self.namespace, start, end, limit.saturating_add(1))
         {
             Ok(rows) => rows,
             Err(reason) => return Err(self.state_error(&format!("[{start:?}, {end:?})"), reason)),
         };
-        let exhausted = rows.len() <= TOTAL_QUERY_LIMIT;
-        rows.truncate(TOTAL_QUERY_LIMIT);
+        let exhausted = rows.len() <= limit;
+        let next = if exhausted {
+            None
+        } else {
+            rows.get(limit).map(|(key, _, _)| key.clone())
+        };
+        rows.truncate(limit);
         let end_key = match (exhausted, rows.last()) {
             (false, Some((last, _, _))) => last.clone(),
             _ => end.to_owned(),
@@ -294,32 +602,121 @@ impl<'a> ChaincodeStub<'a> {
             kvrwset::range_query_info::ReadsInfo::RawReads(QueryReads { kv_reads }),
         );
         // Fabric records a repeated identical query (same start, end, exhaustion) once.
-        let repeated = self.range_queries.iter().any(|info| {
+        let record = self.record();
+        let repeated = record.range_queries.iter().any(|info| {
             info.start_key == start && info.end_key == end_key && info.itr_exhausted == exhausted
         });
         if !repeated {
-            self.range_queries.push(RangeQueryInfo {
+            record.range_queries.push(RangeQueryInfo {
                 start_key: start.to_owned(),
                 end_key,
                 itr_exhausted: exhausted,
                 reads_info,
             });
         }
-        Ok(rows
+        let rows = rows
             .into_iter()
             .map(|(key, value, _)| (key, value))
-            .collect())
+            .collect();
+        Ok((rows, next))
+    }
+
+    /// Runs chaincode `name` with `args` in this transaction (Fabric's `InvokeChaincode`) and
+    /// returns its response. `channel` empty or this channel: the callee's reads and writes
+    /// join this transaction's read-write set under its namespace (whatever status it answers,
+    /// as in Fabric; the caller decides), unless it could not run to completion or panicked,
+    /// in which case nothing it recorded is kept. Another channel: the callee
+    /// runs read-only over that channel's state and nothing it reads is recorded. `Err` when
+    /// no host can run chaincodes here, the call would nest deeper than [`MAX_CALL_DEPTH`], or
+    /// the callee cannot be run; a callee that panics answers status 500.
+    pub fn invoke_chaincode(
+        &mut self,
+        name: &str,
+        args: &[Vec<u8>],
+        channel: &str,
+    ) -> Result<protos::Response, StubError> {
+        let host = self.host.ok_or(StubError::NoChaincodeHost)?;
+        if self.depth >= MAX_CALL_DEPTH {
+            return Err(StubError::CallDepth {
+                name: name.to_owned(),
+            });
+        }
+        let same_channel = channel.is_empty() || channel == self.invocation.channel_id;
+        let target_channel = if same_channel {
+            self.invocation.channel_id.clone()
+        } else {
+            channel.to_owned()
+        };
+        let invoke_error = |reason: String| StubError::Invoke {
+            name: name.to_owned(),
+            channel: target_channel.clone(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(invoke_error("no chaincode name given".to_owned()));
+        }
+        let outcome = if same_channel {
+            let saved_namespace = std::mem::replace(&mut self.namespace, name.to_owned());
+            let saved_args = std::mem::replace(&mut self.args, args.to_vec());
+            let saved_event = self.event.take();
+            // A callee that could not run to completion (or panicked) leaves nothing behind.
+            let saved_records = self.records.clone();
+            let saved_flags = (self.write_performed, self.paginated_query_performed);
+            self.depth += 1;
+            let outcome = catch_unwind(AssertUnwindSafe(|| host.run(name, self)));
+            self.depth -= 1;
+            self.namespace = saved_namespace;
+            self.args = saved_args;
+            self.event = saved_event;
+            if !matches!(outcome, Ok(Ok(_))) {
+                self.records = saved_records;
+                (self.write_performed, self.paginated_query_performed) = saved_flags;
+            }
+            outcome
+        } else {
+            let reader = host.channel_state(channel).map_err(&invoke_error)?;
+            let invocation = Invocation {
+                channel_id: channel.to_owned(),
+                chaincode: name.to_owned(),
+                args: args.to_vec(),
+                ..self.invocation.clone()
+            };
+            let mut callee = ChaincodeStub::new(name, &invocation, reader.as_ref()).with_host(host);
+            callee.depth = self.depth + 1;
+            callee.read_only = Some(ReadOnly {
+                caller_channel: self.invocation.channel_id.clone(),
+            });
+            let outcome = catch_unwind(AssertUnwindSafe(|| host.run(name, &mut callee)));
+            // The callee's reads are not part of this transaction, but a read that failed
+            // means its answer rests on a partial view.
+            if let Some(failure) = callee.state_failure {
+                self.state_failure.get_or_insert(failure);
+            }
+            outcome
+        };
+        match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reason)) => Err(invoke_error(reason)),
+            Err(panic) => Ok(crate::error(format!(
+                "chaincode {name} panicked: {}",
+                crate::simulate::panic_message(panic.as_ref())
+            ))),
+        }
+    }
+
+    /// The current call depth: 0 for the invoked chaincode, 1 for a chaincode it calls, ….
+    pub fn call_depth(&self) -> usize {
+        self.depth
     }
 
     /// The invocation's arguments (`ChaincodeInput.args`).
     pub fn get_args(&self) -> &[Vec<u8>] {
-        &self.invocation.args
+        &self.args
     }
 
     /// The arguments as text (invalid UTF-8 is replaced with U+FFFD).
     pub fn get_string_args(&self) -> Vec<String> {
-        self.invocation
-            .args
+        self.args
             .iter()
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
             .collect()
@@ -352,7 +749,7 @@ impl<'a> ChaincodeStub<'a> {
 
     /// The chaincode namespace this transaction runs in.
     pub fn namespace(&self) -> &str {
-        self.namespace
+        &self.namespace
     }
 
     /// The creator's serialized identity (Fabric's `GetCreator`).
@@ -397,34 +794,51 @@ impl<'a> ChaincodeStub<'a> {
         Ok(())
     }
 
-    /// Finishes the transaction: the KV read-write set with Fabric's layout (reads sorted by
-    /// key, range queries in execution order, writes sorted by key), the event, the failure.
+    /// Finishes the transaction: the KV read-write set of every namespace touched, with
+    /// Fabric's layout (reads sorted by key, range queries in execution order, writes and
+    /// metadata writes sorted by key, metadata entries sorted by name), the event, the failure.
     pub(crate) fn finish(self) -> StubOutput {
-        let touched =
-            !(self.reads.is_empty() && self.range_queries.is_empty() && self.writes.is_empty());
-        let kv_rwset = touched.then(|| KvrwSet {
-            reads: self
-                .reads
-                .into_iter()
-                .map(|(key, read)| KvRead {
-                    key,
-                    version: read.map(|(_, version)| version),
-                })
-                .collect(),
-            range_queries_info: self.range_queries,
-            writes: self
-                .writes
-                .into_iter()
-                .map(|(key, value)| KvWrite {
-                    key,
-                    is_delete: value.is_empty(),
-                    value,
-                })
-                .collect(),
-            metadata_writes: Vec::new(),
-        });
+        let kv_rwsets = self
+            .records
+            .into_iter()
+            .filter(|(_, record)| !record.is_empty())
+            .map(|(namespace, record)| {
+                let kv = KvrwSet {
+                    reads: record
+                        .reads
+                        .into_iter()
+                        .map(|(key, read)| KvRead {
+                            key,
+                            version: read.map(|(_, version)| version),
+                        })
+                        .collect(),
+                    range_queries_info: record.range_queries,
+                    writes: record
+                        .writes
+                        .into_iter()
+                        .map(|(key, value)| KvWrite {
+                            key,
+                            is_delete: value.is_empty(),
+                            value,
+                        })
+                        .collect(),
+                    metadata_writes: record
+                        .metadata_writes
+                        .into_iter()
+                        .map(|(key, entries)| KvMetadataWrite {
+                            key,
+                            entries: entries
+                                .into_iter()
+                                .map(|(name, value)| KvMetadataEntry { name, value })
+                                .collect(),
+                        })
+                        .collect(),
+                };
+                (namespace, kv)
+            })
+            .collect();
         StubOutput {
-            kv_rwset,
+            kv_rwsets,
             event: self.event,
             state_failure: self.state_failure,
         }

@@ -2242,6 +2242,7 @@ impl Replay {
                     validation_code: rec,
                     timestamp: view.channel_header.as_ref().and_then(|h| h.timestamp),
                     writes,
+                    metadata_writes: Vec::new(),
                 }),
                 None => {}
             }

@@ -3,8 +3,11 @@
 //! chaincode server, `gridledger up --external-chaincode assets=…` makes every peer dial it,
 //! and the Rust SDK drives it through the Gateway: submit and evaluate, chaincode events in the
 //! committed block, range iteration and key history, a chaincode error surfacing as the
-//! gateway's error, the client identity the contract sees, and a chaincode server killed and
-//! restarted (one clean failure, then the peer dials it again).
+//! gateway's error, the client identity the contract sees, paginated range queries, key-level
+//! endorsement set with the shim's `KeyEndorsementPolicy` (a change of the key endorsed only by
+//! another org's peer is ENDORSEMENT_POLICY_FAILURE), `InvokeChaincode` into the built-in
+//! `basic` chaincode (same channel; another channel is refused), and a chaincode server killed
+//! and restarted (one clean failure, then the peer dials it again).
 //!
 //! Needs `node` and `npm` (CI has them); without them the test says so and does nothing.
 //! `npm ci` runs when `node_modules` is missing. Every process is stopped on drop.
@@ -382,6 +385,126 @@ async fn node_contract_runs_unmodified_as_an_external_chaincode_server() {
     assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
     assert_eq!(history[1]["txId"], tx_id.as_str(), "newest first");
 
+    // Paginated range queries, in an evaluation (paginated queries are for read-only
+    // transactions).
+    let page: serde_json::Value = serde_json::from_slice(
+        &assets(&retailer)
+            .evaluate("GetAssetsPage", &["1", ""])
+            .await
+            .expect("GetAssetsPage"),
+    )
+    .expect("JSON");
+    assert_eq!(page["keys"], serde_json::json!(["meter1"]), "{page}");
+    assert_eq!(page["fetched"], 1, "{page}");
+    assert_eq!(page["bookmark"], "meter2", "{page}");
+    let page: serde_json::Value = serde_json::from_slice(
+        &assets(&retailer)
+            .evaluate("GetAssetsPage", &["1", "meter2"])
+            .await
+            .expect("GetAssetsPage from the bookmark"),
+    )
+    .expect("JSON");
+    assert_eq!(page["keys"], serde_json::json!(["meter2"]), "{page}");
+    assert_eq!(page["bookmark"], "", "{page}");
+
+    // Key-level endorsement: the DSO makes meter1 need a DSO peer's endorsement.
+    assets(&dso)
+        .submit("SetOwnerOrgs", &["meter1", "DSOMSP"])
+        .await
+        .expect("SetOwnerOrgs");
+    let owners = text(
+        assets(&dso)
+            .evaluate("GetOwnerOrgs", &["meter1"])
+            .await
+            .expect("GetOwnerOrgs"),
+    );
+    assert_eq!(owners, r#"["DSOMSP"]"#);
+    // The retailer's gateway endorses on the retailer's peer, which satisfies the chaincode's
+    // policy but not meter1's own: the transaction is invalid and changes nothing.
+    let update = assets(&retailer)
+        .proposal("UpdateAsset", &["meter1", "999"])
+        .expect("build a proposal")
+        .endorse()
+        .await
+        .expect("endorse UpdateAsset");
+    let status = update
+        .submit()
+        .await
+        .expect("submit UpdateAsset")
+        .status()
+        .await
+        .expect("commit status");
+    assert_eq!(
+        status.code,
+        protos::TxValidationCode::EndorsementPolicyFailure as i32
+    );
+    assets(&dso)
+        .submit("UpdateAsset", &["meter1", "175"])
+        .await
+        .expect("the owner's peer may change meter1");
+    let read = text(
+        assets(&dso)
+            .evaluate("ReadAsset", &["meter1"])
+            .await
+            .expect("ReadAsset"),
+    );
+    assert!(read.contains("\"value\":\"175\""), "{read}");
+    // meter2 has no key-level policy: the retailer still changes it alone.
+    assets(&retailer)
+        .submit("UpdateAsset", &["meter2", "8"])
+        .await
+        .expect("UpdateAsset meter2");
+
+    // InvokeChaincode: the Node contract writes through the built-in `basic` chaincode, whose
+    // namespace the same transaction writes, and reads it back.
+    let called: serde_json::Value = serde_json::from_slice(
+        &assets(&dso)
+            .submit(
+                "CallChaincode",
+                &[
+                    "basic",
+                    "",
+                    r#"["CreateAsset","pv1","green","5","dso","300"]"#,
+                ],
+            )
+            .await
+            .expect("CallChaincode basic CreateAsset")
+            .0,
+    )
+    .expect("JSON");
+    assert_eq!(called["status"], 200, "{called}");
+    let called: serde_json::Value = serde_json::from_slice(
+        &assets(&dso)
+            .evaluate("CallChaincode", &["basic", "", r#"["ReadAsset","pv1"]"#])
+            .await
+            .expect("CallChaincode basic ReadAsset"),
+    )
+    .expect("JSON");
+    assert_eq!(called["status"], 200, "{called}");
+    assert!(
+        called["payload"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"Color\":\"green\""),
+        "{called}"
+    );
+    let direct = text(
+        dso.network(CHANNEL)
+            .contract("basic")
+            .evaluate("ReadAsset", &["pv1"])
+            .await
+            .expect("basic ReadAsset"),
+    );
+    assert!(direct.contains("green"), "{direct}");
+    let err = assets(&dso)
+        .evaluate(
+            "CallChaincode",
+            &["basic", "elsewhere", r#"["ReadAsset","pv1"]"#],
+        )
+        .await
+        .expect_err("a channel this peer has not joined");
+    assert!(err.to_string().contains("not joined"), "{err}");
+
     // The chaincode dies: one clean failure, then the restarted server is dialled again.
     h.kill_chaincode();
     let err = assets(&dso)
@@ -396,5 +519,5 @@ async fn node_contract_runs_unmodified_as_an_external_chaincode_server() {
             .await
             .expect("ReadAsset after the restart"),
     );
-    assert!(read.contains("\"value\":\"150\""), "{read}");
+    assert!(read.contains("\"value\":\"175\""), "{read}");
 }

@@ -1,8 +1,9 @@
 /*
  * An asset contract written against Fabric's official fabric-contract-api, run unmodified as a
  * chaincode server (chaincode-as-a-service) that GridLedger peers dial. It exercises what the
- * peer must serve over the shim protocol: state reads and writes, range iteration, key
- * history, chaincode events, errors, and the client identity taken from the signed proposal.
+ * peer must serve over the shim protocol: state reads and writes, range iteration (also
+ * paginated), key history, chaincode events, errors, the client identity taken from the signed
+ * proposal, key-level endorsement policies (state metadata) and calls to another chaincode.
  *
  * Start: CORE_PEER_LOCALMSPID=DSOMSP npx fabric-chaincode-node server \
  *          --chaincode-address 127.0.0.1:9999 --chaincode-id assets_1.0:0000
@@ -10,6 +11,7 @@
 'use strict';
 
 const { Contract } = require('fabric-contract-api');
+const { KeyEndorsementPolicy } = require('fabric-shim');
 
 class AssetContract extends Contract {
     constructor() {
@@ -70,6 +72,47 @@ class AssetContract extends Contract {
             txId: ctx.stub.getTxID(),
             channel: ctx.stub.getChannelID(),
             peerMspId: ctx.stub.getMspID(),
+        });
+    }
+
+    async GetAssetsPage(ctx, pageSize, bookmark) {
+        const { iterator, metadata } = await ctx.stub.getStateByRangeWithPagination(
+            '', '', parseInt(pageSize, 10), bookmark);
+        const keys = [];
+        for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+            keys.push(r.value.key);
+        }
+        await iterator.close();
+        return JSON.stringify({
+            keys,
+            fetched: metadata.fetchedRecordsCount,
+            bookmark: metadata.bookmark,
+        });
+    }
+
+    // From the next block on, changes of the asset need a peer of each of these orgs
+    // (comma-separated MSP ids).
+    async SetOwnerOrgs(ctx, id, mspIds) {
+        await this.ReadAsset(ctx, id);
+        const policy = new KeyEndorsementPolicy();
+        policy.addOrgs('PEER', ...mspIds.split(','));
+        await ctx.stub.setStateValidationParameter(id, policy.getPolicy());
+    }
+
+    async GetOwnerOrgs(ctx, id) {
+        const policy = await ctx.stub.getStateValidationParameter(id);
+        const orgs = policy && policy.length > 0 ? new KeyEndorsementPolicy(policy).listOrgs() : [];
+        return JSON.stringify(orgs.sort());
+    }
+
+    // Calls another chaincode (on `channel`, or this one when empty) with the arguments in
+    // the JSON array `args` (the function first) and returns its status and payload.
+    async CallChaincode(ctx, chaincode, channel, args) {
+        const response = await ctx.stub.invokeChaincode(chaincode, JSON.parse(args), channel);
+        return JSON.stringify({
+            status: response.status,
+            message: response.message,
+            payload: response.payload.toString(),
         });
     }
 

@@ -40,7 +40,8 @@ mod tables;
 pub use error::LedgerError;
 pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};
 pub use state::{
-    BlockUpdates, HistoryEntry, StateSnapshot, StateWrite, TxUpdates, Version, VersionedValue,
+    BlockUpdates, HistoryEntry, MetadataWrite, StateSnapshot, StateWrite, TxUpdates, Version,
+    VersionedValue,
 };
 pub use store::{ChainInfo, LEDGER_FILE, Ledger, TxLocation};
 pub use tables::SCHEMA_VERSION;

@@ -63,6 +63,24 @@ pub struct TxUpdates {
     pub timestamp: Option<Timestamp>,
     /// The transaction's writes in the order to apply them (a later write of a key wins).
     pub writes: Vec<StateWrite>,
+    /// The transaction's key-metadata writes, applied after `writes`.
+    pub metadata_writes: Vec<MetadataWrite>,
+}
+
+/// One key-metadata write of a transaction (Fabric's `KVMetadataWrite`).
+///
+/// Applied after the transaction's value writes: when the key then exists, its metadata is
+/// replaced (removed when `metadata` is `None` or empty) and the key takes the transaction's
+/// version with its value unchanged; a write to a key that does not exist is dropped. A value
+/// write keeps the key's metadata; a delete removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataWrite {
+    /// The chaincode namespace.
+    pub namespace: String,
+    /// The key within the namespace.
+    pub key: String,
+    /// The encoded metadata; the ledger does not interpret it.
+    pub metadata: Option<Vec<u8>>,
 }
 
 /// One write of a transaction's write set.
@@ -86,6 +104,7 @@ pub struct StateSnapshot {
     height: u64,
     state: ReadOnlyTable<StateKey, StateValue>,
     history: ReadOnlyTable<HistoryKey, HistoryValue>,
+    metadata: ReadOnlyTable<StateKey, &'static [u8]>,
     // Declared last so the tables close before the transaction.
     _txn: ReadTransaction,
 }
@@ -106,10 +125,12 @@ impl StateSnapshot {
         drop(meta);
         let state = txn.open_table(tables::STATE)?;
         let history = txn.open_table(tables::HISTORY)?;
+        let metadata = txn.open_table(tables::STATE_METADATA)?;
         Ok(StateSnapshot {
             height,
             state,
             history,
+            metadata,
             _txn: txn,
         })
     }
@@ -130,6 +151,15 @@ impl StateSnapshot {
             value: value.to_vec(),
             version: Version { block_num, tx_num },
         }))
+    }
+
+    /// The metadata bytes of `key` in `namespace` (see [`MetadataWrite`]), or `None` when the
+    /// key does not exist or has no metadata.
+    pub fn metadata(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self
+            .metadata
+            .get((namespace, key))?
+            .map(|guard| guard.value().to_vec()))
     }
 
     /// The keys of `namespace` in `[start, end)` in byte order with their values, at most

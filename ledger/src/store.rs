@@ -18,7 +18,8 @@ use crate::error::LedgerError;
 use crate::state::{BlockUpdates, StateSnapshot};
 use crate::tables::{
     self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
-    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION, STATE, TX_INDEX,
+    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION,
+    SCHEMA_VERSION_WITHOUT_METADATA, STATE, STATE_METADATA, TX_INDEX,
 };
 
 /// Name of the ledger file inside a channel's directory.
@@ -296,6 +297,7 @@ fn write_tables(
     }
     if let Some(updates) = updates {
         let mut state = txn.open_table(STATE)?;
+        let mut metadata = txn.open_table(STATE_METADATA)?;
         let mut history = txn.open_table(HISTORY)?;
         for tx in updates
             .txs
@@ -307,16 +309,37 @@ fn write_tables(
                 let key = (w.namespace.as_str(), w.key.as_str());
                 match &w.value {
                     Some(value) => {
+                        // A value write keeps the key's metadata, as in Fabric.
                         state.insert(key, (number, tx.tx_num, value.as_slice()))?;
                     }
                     None => {
                         state.remove(key)?;
+                        metadata.remove(key)?;
                     }
                 }
                 history.insert(
                     (w.namespace.as_str(), w.key.as_str(), number, tx.tx_num),
                     (tx.tx_id.as_str(), w.value.as_deref(), timestamp),
                 )?;
+            }
+            // After the value writes: a metadata write to a key that does not exist (never
+            // written, or deleted by this transaction) is dropped; otherwise it replaces the
+            // metadata and the key takes this transaction's version, its value unchanged.
+            for m in &tx.metadata_writes {
+                let key = (m.namespace.as_str(), m.key.as_str());
+                let existing = state.get(key)?.map(|guard| guard.value().2.to_vec());
+                let Some(value) = existing else {
+                    continue;
+                };
+                state.insert(key, (number, tx.tx_num, value.as_slice()))?;
+                match m.metadata.as_deref().filter(|bytes| !bytes.is_empty()) {
+                    Some(bytes) => {
+                        metadata.insert(key, bytes)?;
+                    }
+                    None => {
+                        metadata.remove(key)?;
+                    }
+                }
             }
         }
     }
@@ -334,14 +357,14 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     {
         let mut meta = txn.open_table(META)?;
         match tables::read_u64(&meta, META_SCHEMA)? {
-            Some(found) if found != SCHEMA_VERSION => {
+            Some(found) if found != SCHEMA_VERSION && found != SCHEMA_VERSION_WITHOUT_METADATA => {
                 return Err(LedgerError::SchemaVersion {
                     path: path.to_owned(),
                     found,
                     expected: SCHEMA_VERSION,
                 });
             }
-            Some(_) => {
+            Some(found_version) => {
                 let found = tables::read_bytes(&meta, META_CHANNEL)?
                     .ok_or_else(|| LedgerError::corrupt("meta has no channel id"))?;
                 if found != channel_id.as_bytes() {
@@ -351,7 +374,15 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
                         found: String::from_utf8_lossy(&found).into_owned(),
                     });
                 }
-                // Existing and matching: nothing to write.
+                if found_version == SCHEMA_VERSION {
+                    // Existing and matching: nothing to write.
+                    return Ok(());
+                }
+                // Version 1: add the metadata table, then record the new version.
+                meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                drop(meta);
+                txn.open_table(STATE_METADATA)?;
+                txn.commit()?;
                 return Ok(());
             }
             None => {
@@ -375,6 +406,7 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     txn.open_table(TX_INDEX)?;
     txn.open_table(STATE)?;
     txn.open_table(HISTORY)?;
+    txn.open_table(STATE_METADATA)?;
     txn.commit()?;
     Ok(())
 }

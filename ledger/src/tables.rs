@@ -11,15 +11,24 @@
 //! | `tx_index`     | tx id                                | (block, tx number, validation code)     |
 //! | `state`        | (namespace, key)                     | (block, tx number, value)               |
 //! | `history`      | (namespace, key, block, tx number)   | (tx id, value or none, timestamp)       |
+//! | `state_metadata` | (namespace, key)                   | the key's metadata bytes (opaque here)  |
 //!
 //! Numbers in `meta` are 8-byte big-endian.
+//!
+//! `state_metadata` holds the metadata of a key that exists in `state` (Fabric's
+//! `VersionedValue.Metadata`; the peer stores an encoded `kvrwset.KVMetadataWrite` whose entries
+//! include `VALIDATION_PARAMETER`). A row exists only while the key exists and has non-empty
+//! metadata. Schema version 2 added the table; a version-1 file is upgraded in place on open
+//! (the empty table is created, nothing else changes).
 
 use redb::{ReadableTable, TableDefinition};
 
 use crate::error::LedgerError;
 
 /// The on-disk layout version of `ledger.redb`; bump it whenever a table or encoding changes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
+/// The previous layout, which lacks `state_metadata` and is upgraded on open.
+pub(crate) const SCHEMA_VERSION_WITHOUT_METADATA: u64 = 1;
 
 /// Key of `meta` holding [`SCHEMA_VERSION`] of the file.
 pub(crate) const META_SCHEMA: &str = "schema_version";
@@ -45,6 +54,8 @@ pub(crate) const TX_INDEX: TableDefinition<&str, (u64, u64, u8)> = TableDefiniti
 pub(crate) const STATE: TableDefinition<StateKey, StateValue> = TableDefinition::new("state");
 pub(crate) const HISTORY: TableDefinition<HistoryKey, HistoryValue> =
     TableDefinition::new("history");
+pub(crate) const STATE_METADATA: TableDefinition<StateKey, &[u8]> =
+    TableDefinition::new("state_metadata");
 
 /// Reads an 8-byte big-endian number stored under `key` in a `meta`-shaped table.
 pub(crate) fn read_u64(

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gridledger_ledger::{
-    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, RaftEntry, RaftSnapshotMeta,
-    RaftStore, SCHEMA_VERSION, StateWrite, TxLocation, TxUpdates, Version, VersionedValue,
+    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, MetadataWrite, RaftEntry,
+    RaftSnapshotMeta, RaftStore, SCHEMA_VERSION, StateWrite, TxLocation, TxUpdates, Version,
+    VersionedValue,
 };
 use gridledger_proto::block_data_hash;
 use gridledger_proto::common::{Block, BlockData, BlockHeader, BlockMetadata};
 use gridledger_proto::prost::Message;
 use gridledger_proto::prost_types::Timestamp;
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 const VALID: u8 = 0;
 const MVCC_READ_CONFLICT: u8 = 11;
@@ -106,6 +107,7 @@ fn tx(tx_num: u64, tx_id: &str, code: u8, seconds: i64, writes: Vec<StateWrite>)
         validation_code: code,
         timestamp: Some(Timestamp { seconds, nanos: 7 }),
         writes,
+        metadata_writes: Vec::new(),
     }
 }
 
@@ -981,4 +983,120 @@ fn raft_schema_mismatch_is_a_clear_error() {
         matches!(err, LedgerError::SchemaVersion { found: 7, .. }),
         "{err}"
     );
+}
+
+fn metadata_write(namespace: &str, key: &str, metadata: Option<&[u8]>) -> MetadataWrite {
+    MetadataWrite {
+        namespace: namespace.into(),
+        key: key.into(),
+        metadata: metadata.map(<[u8]>::to_vec),
+    }
+}
+
+#[test]
+fn key_metadata_lives_next_to_the_value() {
+    let dir = TempDir::new("metadata");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    // Block 0: a value, and a metadata write to a key that does not exist (dropped).
+    let mut first = tx(0, "t0", VALID, 1, vec![put("cc", "a", b"1")]);
+    first.metadata_writes = vec![metadata_write("cc", "ghost", Some(b"m"))];
+    commit(&ledger, vec![first]);
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(snap.metadata("cc", "a").unwrap(), None);
+    assert_eq!(snap.get("cc", "ghost").unwrap(), None);
+    assert_eq!(snap.metadata("cc", "ghost").unwrap(), None);
+    drop(snap);
+
+    // Block 1: metadata only; the key keeps its value and takes the new version.
+    let mut second = tx(0, "t1", VALID, 2, vec![]);
+    second.metadata_writes = vec![metadata_write("cc", "a", Some(b"policy"))];
+    // An invalid transaction's metadata is not applied.
+    let mut invalid = tx(1, "t1x", MVCC_READ_CONFLICT, 2, vec![]);
+    invalid.metadata_writes = vec![metadata_write("cc", "a", Some(b"other"))];
+    commit(&ledger, vec![second, invalid]);
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(
+        snap.get("cc", "a").unwrap(),
+        Some(VersionedValue {
+            value: b"1".to_vec(),
+            version: v(1, 0)
+        })
+    );
+    assert_eq!(snap.metadata("cc", "a").unwrap(), Some(b"policy".to_vec()));
+    drop(snap);
+
+    // Block 2: a value write keeps the metadata.
+    commit(
+        &ledger,
+        vec![tx(0, "t2", VALID, 3, vec![put("cc", "a", b"2")])],
+    );
+    assert_eq!(
+        ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
+        Some(b"policy".to_vec())
+    );
+
+    // Block 3: a delete removes it; re-creating the key starts without metadata.
+    commit(
+        &ledger,
+        vec![tx(0, "t3", VALID, 4, vec![delete("cc", "a")])],
+    );
+    commit(
+        &ledger,
+        vec![tx(0, "t4", VALID, 5, vec![put("cc", "a", b"3")])],
+    );
+    assert_eq!(
+        ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
+        None
+    );
+
+    // Empty metadata removes the row.
+    let mut set = tx(0, "t5", VALID, 6, vec![]);
+    set.metadata_writes = vec![metadata_write("cc", "a", Some(b"p2"))];
+    commit(&ledger, vec![set]);
+    let mut clear = tx(0, "t6", VALID, 7, vec![]);
+    clear.metadata_writes = vec![metadata_write("cc", "a", Some(b""))];
+    commit(&ledger, vec![clear]);
+    assert_eq!(
+        ledger.snapshot().unwrap().metadata("cc", "a").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn schema_version_1_file_is_upgraded_on_open() {
+    let dir = TempDir::new("upgrade");
+    {
+        let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+        commit(
+            &ledger,
+            vec![tx(0, "t0", VALID, 1, vec![put("cc", "a", b"1")])],
+        );
+    }
+    // Make the file look like a version-1 file: no metadata table, version 1.
+    {
+        let db = Database::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("state_metadata");
+        txn.delete_table(table).unwrap();
+        txn.commit().unwrap();
+    }
+    poke_meta(dir.path(), "schema_version", &1u64.to_be_bytes());
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(snap.get("cc", "a").unwrap().unwrap().value, b"1".to_vec());
+    assert_eq!(snap.metadata("cc", "a").unwrap(), None);
+    drop(snap);
+    drop(ledger);
+    let db = Database::open(dir.path().join(LEDGER_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn
+        .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+        .unwrap();
+    let version = meta
+        .get("schema_version")
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(version, SCHEMA_VERSION.to_be_bytes().to_vec());
 }

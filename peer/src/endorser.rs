@@ -7,7 +7,9 @@
 //! proposal hash and the client's signature all depend on the exact bytes.
 
 use crate::node::{Channel, Peer};
-use gridledger_chaincode::{Invocation, SimulationResult, StateReader};
+use gridledger_chaincode::{
+    ChaincodeHost, ChaincodeStub, Invocation, SimulationResult, StateReader,
+};
 use gridledger_identity::Identity;
 use gridledger_ledger::StateSnapshot;
 use gridledger_proto::prost::Message;
@@ -219,12 +221,7 @@ impl Peer {
                     channel: channel.id().into(),
                 }
             })?;
-            let external = self
-                .config()
-                .chaincodes
-                .iter()
-                .find(|cc| cc.channel == channel.id() && cc.name == p.chaincode_name)
-                .and_then(crate::config::ChaincodeSpec::external);
+            let external = self.external_chaincode(channel.id(), &p.chaincode_name);
             let compiled = match external {
                 Some(external) => Err(external),
                 None => Ok(self.registry().get(&p.chaincode_name).ok_or_else(|| {
@@ -251,18 +248,24 @@ impl Peer {
                 signed_proposal: Some(p.signed.clone()),
             };
             let reader = SnapshotReader(snapshot);
+            let host = PeerHost {
+                peer: self,
+                signed_proposal: &p.signed,
+            };
             match compiled {
-                Ok(chaincode) => gridledger_chaincode::simulate(
+                Ok(chaincode) => gridledger_chaincode::simulate_with_host(
                     chaincode.as_ref(),
                     &definition.name,
                     &invocation,
                     &reader,
+                    &host,
                 ),
-                Err(external) => crate::external::execute_blocking(
+                Err(external) => crate::external::execute_blocking_with_host(
                     &external,
                     &definition.name,
                     &invocation,
                     &reader,
+                    &host,
                 ),
             }
         };
@@ -298,6 +301,19 @@ impl Peer {
         })
     }
 
+    /// How to reach chaincode `name` of `channel_id` when it runs as an external server.
+    fn external_chaincode(
+        &self,
+        channel_id: &str,
+        name: &str,
+    ) -> Option<crate::external::ExternalChaincode> {
+        self.config()
+            .chaincodes
+            .iter()
+            .find(|cc| cc.channel == channel_id && cc.name == name)
+            .and_then(crate::config::ChaincodeSpec::external)
+    }
+
     /// Endorses: simulates and, when the chaincode succeeded (status < 400), signs
     /// `response_payload || endorser`.
     pub fn endorse(
@@ -324,6 +340,78 @@ impl Peer {
             interest: None,
         };
         Ok((simulated, proposal_response))
+    }
+}
+
+/// Runs the chaincodes a simulated chaincode calls, as Fabric's peer does for
+/// INVOKE_CHAINCODE: the callee must be defined on its channel and is run like any chaincode
+/// on this peer (compiled in, or an external server). A call to another channel needs the
+/// client's proposal to satisfy that channel's `/Channel/Application/Writers` policy (Fabric's
+/// `peer/ChaincodeToChaincode` ACL default) and runs over a fresh snapshot of its state.
+struct PeerHost<'p> {
+    peer: &'p Peer,
+    /// The client's proposal, checked against the ACL of other channels.
+    signed_proposal: &'p protos::SignedProposal,
+}
+
+impl ChaincodeHost for PeerHost<'_> {
+    fn run(&self, name: &str, stub: &mut ChaincodeStub<'_>) -> Result<protos::Response, String> {
+        let channel_id = stub.channel_id().to_owned();
+        let channel = self
+            .peer
+            .channel(&channel_id)
+            .ok_or_else(|| format!("channel {channel_id:?} is not joined by this peer"))?;
+        if !channel.chaincodes().contains_key(name) {
+            return Err(format!(
+                "chaincode {name:?} is not defined on channel {channel_id:?}"
+            ));
+        }
+        match self.peer.external_chaincode(&channel_id, name) {
+            Some(external) => crate::external::run_blocking(&external, stub),
+            None => {
+                let chaincode =
+                    self.peer.registry().get(name).ok_or_else(|| {
+                        format!("chaincode {name:?} is not installed on this peer")
+                    })?;
+                Ok(chaincode.invoke(stub))
+            }
+        }
+    }
+
+    fn channel_state(&self, channel_id: &str) -> Result<Box<dyn StateReader + '_>, String> {
+        let channel = self
+            .peer
+            .channel(channel_id)
+            .ok_or_else(|| format!("channel {channel_id:?} is not joined by this peer"))?;
+        let proposal = protos::Proposal::decode(self.signed_proposal.proposal_bytes.as_slice())
+            .map_err(|e| format!("cannot decode the proposal: {e}"))?;
+        let header = common::Header::decode(proposal.header.as_slice())
+            .map_err(|e| format!("cannot decode the proposal header: {e}"))?;
+        let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
+            .map_err(|e| format!("cannot decode the signature header: {e}"))?;
+        let config = channel.config();
+        let signed = gridledger_channels::policy::SignedData {
+            data: &self.signed_proposal.proposal_bytes,
+            identity: &signature_header.creator,
+            signature: &self.signed_proposal.signature,
+        };
+        let evaluation = config
+            .policies()
+            .evaluate(
+                "/Channel/Application/Writers",
+                &[signed],
+                config.msp_manager(),
+                crate::node::now_unix_secs(),
+            )
+            .map_err(|e| e.to_string())?;
+        if !evaluation.satisfied {
+            return Err(format!(
+                "the client may not call chaincodes on channel {channel_id:?}: {}",
+                evaluation.explanation
+            ));
+        }
+        let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;
+        Ok(Box::new(SnapshotReader(snapshot)))
     }
 }
 
@@ -384,6 +472,19 @@ impl StateReader for SnapshotReader {
                     .collect()
             })
             .map_err(|e| e.to_string())
+    }
+
+    fn metadata(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<gridledger_chaincode::Metadata, String> {
+        let Some(bytes) = self.0.metadata(namespace, key).map_err(|e| e.to_string())? else {
+            return Ok(gridledger_chaincode::Metadata::new());
+        };
+        crate::validation::decode_metadata(&bytes).ok_or_else(|| {
+            format!("the stored metadata of key {key:?} in namespace {namespace:?} does not decode")
+        })
     }
 }
 

@@ -7,7 +7,10 @@
 //! by [`execute`]: it answers the chaincode's requests (GET_STATE, PUT_STATE, DEL_STATE, range
 //! and history iterators, …) from the same ledger snapshot the in-process chaincode would see,
 //! recording reads, range queries, writes and the event in `gridledger_chaincode`'s stub, so
-//! the read-write set is built by exactly the same code as for Rust chaincode.
+//! the read-write set is built by exactly the same code as for Rust chaincode. Key metadata
+//! (GET_STATE_METADATA, PUT_STATE_METADATA) and calls to other chaincodes (INVOKE_CHAINCODE,
+//! answered with the callee's COMPLETED message) go through the same stub, so they follow
+//! the Rust chaincode's rules; a callee may itself be external ([`run_blocking`]).
 //!
 //! Failure containment: a per-call deadline aborts only that simulation (status 500); requests
 //! the chaincode later sends for an aborted transaction are answered ERROR so the shim is never
@@ -22,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use gridledger_chaincode::{ChaincodeStub, Invocation, SimulationResult, StateReader};
+use gridledger_chaincode::{
+    ChaincodeHost, ChaincodeStub, Invocation, SimulationResult, StateReader,
+};
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos::chaincode_client::ChaincodeClient;
 use gridledger_proto::protos::chaincode_message::Type;
@@ -337,25 +342,61 @@ type Iterators = HashMap<String, VecDeque<Vec<u8>>>;
 ///
 /// Never fails the peer: an unreachable server, a broken protocol, a disconnect or the
 /// deadline all end as a status-500 result with an empty read-write set and a message saying
-/// what happened.
+/// what happened. The chaincode cannot call other chaincodes (see [`execute_with_host`]).
 pub async fn execute(
     cc: &ExternalChaincode,
     namespace: &str,
     inv: &Invocation,
     state: &dyn StateReader,
 ) -> SimulationResult {
+    execute_stub(cc, ChaincodeStub::new(namespace, inv, state)).await
+}
+
+/// [`execute`] with `host` running the chaincodes `cc` calls (INVOKE_CHAINCODE).
+pub async fn execute_with_host(
+    cc: &ExternalChaincode,
+    namespace: &str,
+    inv: &Invocation,
+    state: &dyn StateReader,
+    host: &dyn ChaincodeHost,
+) -> SimulationResult {
+    execute_stub(
+        cc,
+        ChaincodeStub::new(namespace, inv, state).with_host(host),
+    )
+    .await
+}
+
+/// Runs `cc` in `stub` and builds the simulation result.
+async fn execute_stub(cc: &ExternalChaincode, mut stub: ChaincodeStub<'_>) -> SimulationResult {
+    match run(cc, &mut stub).await {
+        Ok(response) => gridledger_chaincode::complete(stub, response),
+        Err(message) => gridledger_chaincode::failed(message),
+    }
+}
+
+/// Runs the external chaincode `cc` in `stub` — with the stub's namespace, arguments, channel
+/// and tx id — recording what it reads and writes there, and returns its response. This is
+/// both a top-level simulation and a chaincode called by another one. `Err` says why the
+/// chaincode did not complete (unreachable, deadline, protocol broken, disconnect).
+pub async fn run(
+    cc: &ExternalChaincode,
+    stub: &mut ChaincodeStub<'_>,
+) -> Result<protos::Response, String> {
     let deadline = Instant::now() + cc.execute_timeout;
     let conn = match tokio::time::timeout_at(deadline, connection(cc)).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return gridledger_chaincode::failed(e.to_string()),
+        Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => {
-            return gridledger_chaincode::failed(format!(
-                "timed out after {:?} connecting to chaincode {namespace} at {}",
-                cc.execute_timeout, cc.address
+            return Err(format!(
+                "timed out after {:?} connecting to chaincode {} at {}",
+                cc.execute_timeout,
+                stub.namespace(),
+                cc.address
             ));
         }
     };
-    execute_on(&conn, namespace, inv, state, deadline, cc.execute_timeout).await
+    drive(&conn, stub, deadline, cc.execute_timeout).await
 }
 
 /// Runs one transaction on an established connection until COMPLETED, ERROR, disconnect or
@@ -368,18 +409,34 @@ pub async fn execute_on(
     deadline: Instant,
     timeout: Duration,
 ) -> SimulationResult {
-    let key = (inv.channel_id.clone(), inv.tx_id.clone());
+    let mut stub = ChaincodeStub::new(namespace, inv, state);
+    match drive(conn, &mut stub, deadline, timeout).await {
+        Ok(response) => gridledger_chaincode::complete(stub, response),
+        Err(message) => gridledger_chaincode::failed(message),
+    }
+}
+
+/// Drives the transaction of `stub` on `conn`: sends TRANSACTION, answers the chaincode's
+/// requests through the stub, and returns the COMPLETED response.
+async fn drive(
+    conn: &Connection,
+    stub: &mut ChaincodeStub<'_>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<protos::Response, String> {
+    let namespace = stub.namespace().to_owned();
+    let tx_id = stub.tx_id().to_owned();
+    let key = (stub.channel_id().to_owned(), tx_id.clone());
     let (queue, mut rx) = mpsc::channel(PER_TX_QUEUE);
     {
         let mut routes = lock(&conn.routes);
         if routes.contains_key(&key) {
-            return gridledger_chaincode::failed(format!(
-                "transaction {} is already running on chaincode {namespace}",
-                inv.tx_id
+            return Err(format!(
+                "transaction {tx_id} is already running on chaincode {namespace}"
             ));
         }
         if routes.len() >= MAX_IN_FLIGHT {
-            return gridledger_chaincode::failed(format!(
+            return Err(format!(
                 "chaincode {namespace} already runs {MAX_IN_FLIGHT} transactions; try again later"
             ));
         }
@@ -388,18 +445,17 @@ pub async fn execute_on(
     // The stream may have ended between the pool's check and the route's insertion; the reader
     // has then cleared the routes already and would never close this queue.
     if conn.is_closed() {
-        lock(&conn.routes).remove(&(inv.channel_id.clone(), inv.tx_id.clone()));
-        return gridledger_chaincode::failed(format!(
-            "chaincode {namespace} disconnected before transaction {} started",
-            inv.tx_id
+        lock(&conn.routes).remove(&key);
+        return Err(format!(
+            "chaincode {namespace} disconnected before transaction {tx_id} started"
         ));
     }
     let _guard = RouteGuard {
         routes: conn.routes.clone(),
-        key,
+        key: key.clone(),
     };
     let input = protos::ChaincodeInput {
-        args: inv.args.clone(),
+        args: stub.get_args().to_vec(),
         decorations: Default::default(),
         is_init: false,
     };
@@ -407,75 +463,61 @@ pub async fn execute_on(
         r#type: Type::Transaction as i32,
         timestamp: None,
         payload: input.encode_to_vec(),
-        txid: inv.tx_id.clone(),
-        proposal: inv.signed_proposal.clone(),
+        txid: tx_id.clone(),
+        proposal: stub.signed_proposal().cloned(),
         chaincode_event: None,
-        channel_id: inv.channel_id.clone(),
+        channel_id: key.0.clone(),
     };
-    let timed_out = || {
-        gridledger_chaincode::failed(format!(
-            "chaincode {namespace} did not complete transaction {} within {timeout:?}",
-            inv.tx_id
-        ))
-    };
-    let disconnected = || {
-        gridledger_chaincode::failed(format!(
-            "chaincode {namespace} disconnected during transaction {}",
-            inv.tx_id
-        ))
-    };
+    let timed_out =
+        || format!("chaincode {namespace} did not complete transaction {tx_id} within {timeout:?}");
+    let disconnected = || format!("chaincode {namespace} disconnected during transaction {tx_id}");
     match tokio::time::timeout_at(deadline, conn.outbound.send(transaction)).await {
-        Err(_) => return timed_out(),
-        Ok(Err(_)) => return disconnected(),
+        Err(_) => return Err(timed_out()),
+        Ok(Err(_)) => return Err(disconnected()),
         Ok(Ok(())) => {}
     }
     let mut tx = TxState {
-        stub: ChaincodeStub::new(namespace, inv, state),
+        stub,
         iterators: HashMap::new(),
         next_iterator: 0,
     };
     let mut received = 0usize;
     loop {
         let msg = match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => return timed_out(),
-            Ok(None) => return disconnected(),
+            Err(_) => return Err(timed_out()),
+            Ok(None) => return Err(disconnected()),
             Ok(Some(msg)) => msg,
         };
         received = received.saturating_add(msg.payload.len());
         if received > MAX_TX_BYTES {
-            return gridledger_chaincode::failed(format!(
-                "chaincode {namespace} sent more than {MAX_TX_BYTES} bytes during transaction {}",
-                inv.tx_id
+            return Err(format!(
+                "chaincode {namespace} sent more than {MAX_TX_BYTES} bytes during transaction {tx_id}"
             ));
         }
         let answer = match Type::try_from(msg.r#type) {
             Ok(Type::Completed) => {
-                let response = match protos::Response::decode(msg.payload.as_slice()) {
-                    Ok(response) => response,
-                    Err(e) => {
-                        return gridledger_chaincode::failed(format!(
-                            "chaincode {namespace} sent a COMPLETED whose payload is not a Response: {e}"
-                        ));
-                    }
-                };
+                let response = protos::Response::decode(msg.payload.as_slice()).map_err(|e| {
+                    format!(
+                        "chaincode {namespace} sent a COMPLETED whose payload is not a Response: {e}"
+                    )
+                })?;
                 if let Some(event) = msg.chaincode_event.filter(|e| !e.event_name.is_empty()) {
                     // The name is non-empty, so recording cannot fail.
                     let _ = tx.stub.set_event(&event.event_name, &event.payload);
                 }
-                return gridledger_chaincode::complete(tx.stub, response);
+                return Ok(response);
             }
             Ok(Type::Error) => {
-                return gridledger_chaincode::failed(format!(
-                    "chaincode {namespace} failed transaction {}: {}",
-                    inv.tx_id,
+                return Err(format!(
+                    "chaincode {namespace} failed transaction {tx_id}: {}",
                     String::from_utf8_lossy(&msg.payload)
                 ));
             }
             Ok(kind) if is_request(kind as i32) => tx.answer(kind, &msg),
             _ => {
-                return gridledger_chaincode::failed(format!(
-                    "chaincode {namespace} sent message type {} during transaction {}, which the shim protocol does not allow",
-                    msg.r#type, inv.tx_id
+                return Err(format!(
+                    "chaincode {namespace} sent message type {} during transaction {tx_id}, which the shim protocol does not allow",
+                    msg.r#type
                 ));
             }
         };
@@ -490,8 +532,8 @@ pub async fn execute_on(
             Err(text) => reply_error(&msg, &text),
         };
         match tokio::time::timeout_at(deadline, conn.outbound.send(reply)).await {
-            Err(_) => return timed_out(),
-            Ok(Err(_)) => return disconnected(),
+            Err(_) => return Err(timed_out()),
+            Ok(Err(_)) => return Err(disconnected()),
             Ok(Ok(())) => {}
         }
     }
@@ -509,8 +551,8 @@ fn reply_error(msg: &ChaincodeMessage, text: &str) -> ChaincodeMessage {
 }
 
 /// The peer's side of one transaction: the recording stub and the open iterators.
-struct TxState<'a> {
-    stub: ChaincodeStub<'a>,
+struct TxState<'s, 'a> {
+    stub: &'s mut ChaincodeStub<'a>,
     iterators: Iterators,
     next_iterator: u64,
 }
@@ -531,7 +573,7 @@ fn public_only(collection: &str) -> Result<(), String> {
     }
 }
 
-impl TxState<'_> {
+impl TxState<'_, '_> {
     /// Answers one request: `Ok(payload)` for RESPONSE, `Err(text)` for ERROR.
     fn answer(&mut self, kind: Type, msg: &ChaincodeMessage) -> Result<Vec<u8>, String> {
         let payload = msg.payload.as_slice();
@@ -597,9 +639,35 @@ impl TxState<'_> {
                 self.open(results, None)
             }
             Type::GetQueryResult => Err("rich queries are not supported".into()),
-            Type::InvokeChaincode => Err("calling another chaincode is not supported yet".into()),
-            Type::GetStateMetadata | Type::PutStateMetadata => {
-                Err("state metadata (key-level endorsement) is not supported yet".into())
+            Type::InvokeChaincode => {
+                let spec: protos::ChaincodeSpec = decode(payload, "ChaincodeSpec")?;
+                self.invoke(msg, spec)
+            }
+            Type::GetStateMetadata => {
+                let req: protos::GetStateMetadata = decode(payload, "GetStateMetadata")?;
+                public_only(&req.collection)?;
+                let metadata = self
+                    .stub
+                    .get_state_metadata(&req.key)
+                    .map_err(|e| e.to_string())?;
+                Ok(protos::StateMetadataResult {
+                    entries: metadata
+                        .into_iter()
+                        .map(|(metakey, value)| protos::StateMetadata { metakey, value })
+                        .collect(),
+                }
+                .encode_to_vec())
+            }
+            Type::PutStateMetadata => {
+                let req: protos::PutStateMetadata = decode(payload, "PutStateMetadata")?;
+                public_only(&req.collection)?;
+                let entry = req
+                    .metadata
+                    .ok_or("PutStateMetadata carries no metadata entry")?;
+                self.stub
+                    .set_state_metadata(&req.key, &entry.metakey, &entry.value)
+                    .map_err(|e| e.to_string())?;
+                Ok(Vec::new())
             }
             Type::GetPrivateDataHash | Type::PurgePrivateData => {
                 Err("private data collections are not supported yet".into())
@@ -612,7 +680,8 @@ impl TxState<'_> {
     }
 
     /// GET_STATE_BY_RANGE: scans (recording the range query), then serves batches. A
-    /// paginated query (page size > 0) returns one page and a bookmark to resume from.
+    /// paginated query (page size > 0) returns one page and a bookmark to resume from, with
+    /// Fabric's rule that paginated queries are for read-only transactions.
     fn range(&mut self, req: protos::GetStateByRange) -> Result<Vec<u8>, String> {
         let page = if req.metadata.is_empty() {
             None
@@ -620,39 +689,64 @@ impl TxState<'_> {
             let meta: protos::QueryMetadata = decode(&req.metadata, "QueryMetadata")?;
             (meta.page_size > 0).then_some(meta)
         };
-        let start = match &page {
-            Some(meta) if !meta.bookmark.is_empty() => meta.bookmark.clone(),
-            _ => req.start_key.clone(),
-        };
-        let mut rows = self
-            .stub
-            .get_state_by_key_range(&start, &req.end_key)
-            .map_err(|e| e.to_string())?;
-        let namespace = self.stub.namespace().to_owned();
-        let encode = |(key, value): (String, Vec<u8>)| {
-            queryresult::Kv {
-                namespace: namespace.clone(),
-                key,
-                value,
-            }
-            .encode_to_vec()
-        };
-        match page {
-            None => self.open(rows.into_iter().map(encode).collect(), None),
+        let (rows, metadata) = match page {
+            None => (
+                self.stub
+                    .get_state_by_key_range(&req.start_key, &req.end_key)
+                    .map_err(|e| e.to_string())?,
+                None,
+            ),
             Some(meta) => {
-                let size = usize::try_from(meta.page_size).unwrap_or(usize::MAX);
-                let bookmark = rows
-                    .get(size)
-                    .map(|(key, _)| key.clone())
-                    .unwrap_or_default();
-                rows.truncate(size);
-                let metadata = protos::QueryResponseMetadata {
-                    fetched_records_count: i32::try_from(rows.len()).unwrap_or(i32::MAX),
-                    bookmark,
-                };
-                self.open(rows.into_iter().map(encode).collect(), Some(metadata))
+                let (rows, metadata) = self
+                    .stub
+                    .get_state_by_key_range_with_pagination(
+                        &req.start_key,
+                        &req.end_key,
+                        meta.page_size,
+                        &meta.bookmark,
+                    )
+                    .map_err(|e| e.to_string())?;
+                (rows, Some(metadata))
             }
+        };
+        let namespace = self.stub.namespace().to_owned();
+        let results = rows
+            .into_iter()
+            .map(|(key, value)| {
+                queryresult::Kv {
+                    namespace: namespace.clone(),
+                    key,
+                    value,
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        self.open(results, metadata)
+    }
+
+    /// INVOKE_CHAINCODE: runs the chaincode `spec` names — `name` on this channel or
+    /// `name/channel` — through the stub, and answers with the callee's COMPLETED message
+    /// (its response inside), which is what the shims unpack.
+    fn invoke(
+        &mut self,
+        msg: &ChaincodeMessage,
+        spec: protos::ChaincodeSpec,
+    ) -> Result<Vec<u8>, String> {
+        let target = spec.chaincode_id.map(|id| id.name).unwrap_or_default();
+        let (name, channel) = target.split_once('/').unwrap_or((target.as_str(), ""));
+        let args = spec.input.map(|input| input.args).unwrap_or_default();
+        let response = self
+            .stub
+            .invoke_chaincode(name, &args, channel)
+            .map_err(|e| e.to_string())?;
+        Ok(ChaincodeMessage {
+            r#type: Type::Completed as i32,
+            payload: response.encode_to_vec(),
+            txid: msg.txid.clone(),
+            channel_id: msg.channel_id.clone(),
+            ..Default::default()
         }
+        .encode_to_vec())
     }
 
     /// Opens an iterator over `results` and returns its first batch.
@@ -708,4 +802,42 @@ pub fn execute_blocking(
             "chaincode {namespace} is external and needs the peer's async runtime"
         )),
     }
+}
+
+/// [`execute_blocking`] with `host` running the chaincodes `cc` calls.
+pub fn execute_blocking_with_host(
+    cc: &ExternalChaincode,
+    namespace: &str,
+    inv: &Invocation,
+    state: &dyn StateReader,
+    host: &dyn ChaincodeHost,
+) -> SimulationResult {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(execute_with_host(cc, namespace, inv, state, host)),
+        Err(_) => gridledger_chaincode::failed(format!(
+            "chaincode {namespace} is external and needs the peer's async runtime"
+        )),
+    }
+}
+
+/// Runs [`run`] from synchronous code, such as a chaincode calling this one (the caller may
+/// itself be an external chaincode whose request is being answered inside the runtime). The
+/// call runs on a scoped thread of its own, which blocks on the runtime's handle, so it never
+/// nests inside the caller's runtime context; the caller's thread waits for it.
+pub fn run_blocking(
+    cc: &ExternalChaincode,
+    stub: &mut ChaincodeStub<'_>,
+) -> Result<protos::Response, String> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        format!(
+            "chaincode {} is external and needs the peer's async runtime",
+            stub.namespace()
+        )
+    })?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| handle.block_on(run(cc, stub)))
+            .join()
+            .unwrap_or_else(|_| Err("the call to the external chaincode panicked".to_owned()))
+    })
 }

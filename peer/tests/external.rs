@@ -318,6 +318,81 @@ async fn run_script(
             }
             tx.complete(200, "", pages.join("|").as_bytes(), None).await;
         }
+        "metadata" => {
+            let get = protos::GetStateMetadata {
+                key: "asset9".into(),
+                collection: String::new(),
+            };
+            let got = tx.ask(Type::GetStateMetadata, get.encode_to_vec()).await;
+            assert_eq!(got.r#type, Type::Response as i32, "{got:?}");
+            let result = protos::StateMetadataResult::decode(got.payload.as_slice()).unwrap();
+            assert!(result.entries.is_empty());
+            let put = protos::PutStateMetadata {
+                key: "asset9".into(),
+                collection: String::new(),
+                metadata: Some(protos::StateMetadata {
+                    metakey: "VALIDATION_PARAMETER".into(),
+                    value: b"policy".to_vec(),
+                }),
+            };
+            let put = tx.ask(Type::PutStateMetadata, put.encode_to_vec()).await;
+            assert_eq!(put.r#type, Type::Response as i32, "{put:?}");
+            // Having written, a paginated query is refused (Fabric's rule).
+            let meta = protos::QueryMetadata {
+                page_size: 2,
+                bookmark: String::new(),
+            };
+            let req = protos::GetStateByRange {
+                start_key: "a".into(),
+                end_key: "z".into(),
+                collection: String::new(),
+                metadata: meta.encode_to_vec(),
+            };
+            let page = tx.ask(Type::GetStateByRange, req.encode_to_vec()).await;
+            assert_eq!(page.r#type, Type::Error as i32);
+            tx.complete(200, "", &page.payload, None).await;
+        }
+        "invoke" => {
+            let call = |name: &str, function: &str| protos::ChaincodeSpec {
+                chaincode_id: Some(protos::ChaincodeId {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                input: Some(protos::ChaincodeInput {
+                    args: vec![function.as_bytes().to_vec()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut answers = Vec::new();
+            for (name, function) in [
+                ("ledger", "credit"),
+                ("assets2", "create"),
+                ("ledger/settlement", "credit"),
+                ("nobody", "x"),
+            ] {
+                let answer = tx
+                    .ask(Type::InvokeChaincode, call(name, function).encode_to_vec())
+                    .await;
+                let text = if answer.r#type == Type::Response as i32 {
+                    // The payload is the callee's COMPLETED message, as the shims expect.
+                    let inner = ChaincodeMessage::decode(answer.payload.as_slice()).unwrap();
+                    assert_eq!(inner.r#type, Type::Completed as i32);
+                    let response = protos::Response::decode(inner.payload.as_slice()).unwrap();
+                    format!(
+                        "{}:{}{}",
+                        response.status,
+                        String::from_utf8_lossy(&response.payload),
+                        response.message
+                    )
+                } else {
+                    format!("ERROR:{}", String::from_utf8_lossy(&answer.payload))
+                };
+                answers.push(text);
+            }
+            tx.complete(200, "", answers.join("|").as_bytes(), None)
+                .await;
+        }
         "bad-completed" => {
             let m = msg(Type::Completed, &tx.txid, vec![0xff, 0xff, 0xff]);
             let _ = tx.out.send(Ok(m)).await;
@@ -812,4 +887,121 @@ async fn a_tls_chaincode_server_is_dialled_over_tls_trusting_the_configured_ca()
         r.response.message
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `ledger` (compiled in) on every channel and `assets2` (the external fake) on
+/// `market`; `settlement` is another channel with an empty state.
+struct Host {
+    assets2: ExternalChaincode,
+}
+
+/// The compiled-in callee: credits on its own channel, refuses to write elsewhere.
+struct Ledger;
+
+impl Chaincode for Ledger {
+    fn invoke(&self, stub: &mut ChaincodeStub<'_>) -> protos::Response {
+        match stub.put_state("balance", b"15") {
+            Ok(()) => gridledger_chaincode::success(b"credited".to_vec()),
+            Err(e) => gridledger_chaincode::error(e.to_string()),
+        }
+    }
+}
+
+impl gridledger_chaincode::ChaincodeHost for Host {
+    fn run(&self, name: &str, stub: &mut ChaincodeStub<'_>) -> Result<protos::Response, String> {
+        match name {
+            "ledger" => Ok(Ledger.invoke(stub)),
+            "assets2" => external::run_blocking(&self.assets2, stub),
+            other => Err(format!("chaincode {other} is not defined")),
+        }
+    }
+
+    fn channel_state(&self, channel_id: &str) -> Result<Box<dyn StateReader + '_>, String> {
+        match channel_id {
+            "settlement" => Ok(Box::new(MemState::default())),
+            other => Err(format!("channel {other} is not joined")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_metadata_is_served_and_recorded_and_pagination_needs_a_read_only_transaction() {
+    let (cc, _) = start(Mode::Scripted).await;
+    let state = state(0);
+    let r = external::execute(&cc, NAME, &invocation("tx-md", "metadata"), &state).await;
+    assert_eq!(r.response.status, 200, "{:?}", r.response);
+    assert!(
+        String::from_utf8_lossy(&r.response.payload).contains("read-only transaction"),
+        "{:?}",
+        r.response
+    );
+    let kv = kvrwset::KvrwSet::decode(r.rwset.ns_rwset[0].rwset.as_slice()).unwrap();
+    assert_eq!(
+        kv.reads,
+        vec![kvrwset::KvRead {
+            key: "asset9".into(),
+            version: Some(kvrwset::Version {
+                block_num: 3,
+                tx_num: 1
+            }),
+        }],
+        "the metadata read is a read of the key at its version"
+    );
+    assert_eq!(
+        kv.metadata_writes,
+        vec![kvrwset::KvMetadataWrite {
+            key: "asset9".into(),
+            entries: vec![kvrwset::KvMetadataEntry {
+                name: "VALIDATION_PARAMETER".into(),
+                value: b"policy".to_vec(),
+            }],
+        }]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_chaincode_runs_compiled_and_external_callees_in_the_same_transaction() {
+    let (cc, _) = start(Mode::Scripted).await;
+    let (assets2, _) = start(Mode::Scripted).await;
+    let r = tokio::task::spawn_blocking(move || {
+        let host = Host { assets2 };
+        external::execute_blocking_with_host(
+            &cc,
+            NAME,
+            &invocation("tx-inv", "invoke"),
+            &state(0),
+            &host,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.response.status, 200, "{:?}", r.response);
+    let answers = String::from_utf8_lossy(&r.response.payload).into_owned();
+    let answers: Vec<&str> = answers.split('|').collect();
+    assert_eq!(answers[0], "200:credited");
+    assert_eq!(answers[1], "200:created", "the external callee answered");
+    assert!(
+        answers[2].starts_with("500:") && answers[2].contains("may only read"),
+        "a write on another channel is refused: {}",
+        answers[2]
+    );
+    assert!(
+        answers[3].starts_with("ERROR:") && answers[3].contains("not defined"),
+        "{}",
+        answers[3]
+    );
+    let namespaces: Vec<&str> = r
+        .rwset
+        .ns_rwset
+        .iter()
+        .map(|ns| ns.namespace.as_str())
+        .collect();
+    // The caller touched no state itself; both same-channel callees are recorded.
+    assert_eq!(namespaces, ["assets2", "ledger"]);
+    let callee = kvrwset::KvrwSet::decode(r.rwset.ns_rwset[0].rwset.as_slice()).unwrap();
+    assert_eq!(callee.writes.len(), 2, "asset1 put and asset9 delete");
+    assert!(
+        r.event.is_none(),
+        "the callee's event is not the transaction's"
+    );
 }

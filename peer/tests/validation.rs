@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use gridledger_chaincode::{KeyEndorsementPolicy, RoleType, VALIDATION_PARAMETER};
 use gridledger_channels::config::ChannelConfig;
 use gridledger_channels::genesis::config_from_block;
 use gridledger_identity::material::{CertificateAuthority, LeafSpec, Seed};
@@ -24,8 +25,8 @@ use gridledger_identity::{Role, SigningIdentity};
 use gridledger_ledger::Ledger;
 use gridledger_peer::validation::{
     BlockContext, BlockRejected, ChaincodeDefinition, CommittedState, EndorsementPolicy,
-    InMemoryState, LIFECYCLE_ENDORSEMENT_POLICY, LedgerState, ValidatedBlock, hashed_key,
-    hashed_namespace, validate_block, verify_block_signatures,
+    InMemoryState, LIFECYCLE_ENDORSEMENT_POLICY, LedgerState, ValidatedBlock, decode_metadata,
+    hashed_key, hashed_namespace, validate_block, verify_block_signatures,
 };
 use gridledger_proto::protos::TxValidationCode as Code;
 use gridledger_proto::{
@@ -805,6 +806,16 @@ impl Ns {
         });
         self
     }
+    fn validation_parameter(mut self, key: &str, policy: &[u8]) -> Ns {
+        self.kv.metadata_writes.push(kvrwset::KvMetadataWrite {
+            key: key.to_string(),
+            entries: vec![kvrwset::KvMetadataEntry {
+                name: VALIDATION_PARAMETER.to_string(),
+                value: policy.to_vec(),
+            }],
+        });
+        self
+    }
     fn range(mut self, start: &str, end: &str, exhausted: bool, reads: Vec<kvrwset::KvRead>) -> Ns {
         self.kv.range_queries_info.push(kvrwset::RangeQueryInfo {
             start_key: start.to_string(),
@@ -1398,7 +1409,7 @@ fn chaincode_ids_event_and_namespaces_are_checked() {
             Code::InvalidOtherReason,
             Code::Valid,
             Code::IllegalWriteset,
-            Code::IllegalWriteset,
+            Code::Valid,
             Code::BadRwset,
             Code::InvalidChaincode,
         ]
@@ -1760,5 +1771,235 @@ fn lifecycle_definition_falls_back_to_a_majority_of_members() {
     assert_eq!(
         gridledger_channels::policy::to_policy_string(envelope).unwrap(),
         "OR('Org1MSP.member')"
+    );
+}
+
+/// A key-level policy: a peer of each of `msp_ids`.
+fn peers_of(msp_ids: &[&str]) -> Vec<u8> {
+    let mut policy = KeyEndorsementPolicy::new();
+    policy.add_orgs(RoleType::Peer, msp_ids);
+    policy.policy()
+}
+
+/// The committed validation parameter of a key.
+fn committed_policy(state: &InMemoryState, namespace: &str, key: &str) -> Option<Vec<u8>> {
+    let bytes = state.metadata(namespace, key).unwrap()?;
+    decode_metadata(&bytes)
+        .expect("stored metadata decodes")
+        .remove(VALIDATION_PARAMETER)
+}
+
+#[test]
+fn key_level_policy_replaces_the_chaincode_policy_at_validation() {
+    let net = net();
+    let mut chain = Chain::new(&net);
+    // Block 1: Org1's peer (enough for basic's policy) creates the key and hands it to Org2.
+    let handover = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic")
+            .write("meter", b"1")
+            .validation_parameter("meter", &peers_of(&["Org2MSP"]))],
+    );
+    // A metadata write to a key that does not exist is dropped at commit.
+    let ghost = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").validation_parameter("ghost", &peers_of(&["Org2MSP"]))],
+    );
+    assert_eq!(
+        chain.codes(vec![handover.build(), ghost.build()]),
+        vec![Code::Valid, Code::Valid]
+    );
+    assert_eq!(
+        committed_policy(&chain.state, "basic", "meter"),
+        Some(peers_of(&["Org2MSP"]))
+    );
+    assert_eq!(chain.state.metadata("basic", "ghost").unwrap(), None);
+    let meter_version = chain.state.get("basic", "meter").unwrap().1;
+
+    // Block 2: endorsed only by the chaincode policy's org, a change of the key, or of its
+    // policy, fails; another key of the namespace is still governed by the chaincode policy.
+    let change = Tx::new(&net, "basic", &[Ns::new("basic").write("meter", b"2")]);
+    let take_back = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").validation_parameter("meter", &peers_of(&["Org1MSP"]))],
+    );
+    let other = Tx::new(&net, "basic", &[Ns::new("basic").write("other", b"1")]);
+    let validated = chain.commit(vec![change.build(), take_back.build(), other.build()]);
+    assert_eq!(
+        validated.codes,
+        vec![
+            Code::EndorsementPolicyFailure,
+            Code::EndorsementPolicyFailure,
+            Code::Valid
+        ]
+    );
+    assert_eq!(
+        chain.state.get("basic", "meter"),
+        Some((&b"1"[..], meter_version))
+    );
+
+    // The key-level policy replaces the chaincode's: `strict` needs a peer and an admin, but
+    // a key whose policy is "Org1's peer" is changed with the peer's endorsement alone.
+    let mut setup = Tx::new(
+        &net,
+        "strict",
+        &[Ns::new("strict")
+            .write("k", b"1")
+            .validation_parameter("k", &peers_of(&["Org1MSP"]))],
+    );
+    setup.endorsers = vec![&net.peer, &net.admin];
+    assert_eq!(chain.codes(vec![setup.build()]), vec![Code::Valid]);
+    let by_peer = Tx::new(&net, "strict", &[Ns::new("strict").write("k", b"2")]);
+    let other_by_peer = Tx::new(&net, "strict", &[Ns::new("strict").write("j", b"2")]);
+    assert_eq!(
+        chain.codes(vec![by_peer.build(), other_by_peer.build()]),
+        vec![Code::Valid, Code::EndorsementPolicyFailure]
+    );
+
+    // A policy that does not decode cannot be satisfied.
+    let mut garbage = Tx::new(
+        &net,
+        "strict",
+        &[Ns::new("strict").validation_parameter("k", b"\xff\xff not a policy")],
+    );
+    garbage.endorsers = vec![&net.peer];
+    assert_eq!(chain.codes(vec![garbage.build()]), vec![Code::Valid]);
+    let stuck = Tx::new(&net, "strict", &[Ns::new("strict").write("k", b"3")]);
+    assert_eq!(
+        chain.codes(vec![stuck.build()]),
+        vec![Code::EndorsementPolicyFailure]
+    );
+}
+
+#[test]
+fn metadata_change_earlier_in_the_block_is_honoured() {
+    let net = net();
+    let mut chain = Chain::new(&net);
+    let create = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").write("k", b"1").write("j", b"1")],
+    );
+    assert_eq!(chain.codes(vec![create.build()]), vec![Code::Valid]);
+    let k_version = chain.state.get("basic", "k").unwrap().1;
+
+    // In one block: tx 0 gives `k` a key-level policy. tx 1 writes `k` endorsed as the
+    // pre-block state allows (no key-level policy), but the block changed the policy first.
+    // tx 2 only reads `k` at its pre-block version: the metadata write moved the version.
+    // tx 3 sets `j`'s policy with a broken endorsement, so it does not count for tx 4.
+    let set_policy = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").validation_parameter("k", &peers_of(&["Org1MSP"]))],
+    );
+    let write_k = Tx::new(&net, "basic", &[Ns::new("basic").write("k", b"2")]);
+    let read_k = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").read("k", Some(k_version)).write("x", b"1")],
+    );
+    let mut broken = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").validation_parameter("j", &peers_of(&["Org2MSP"]))],
+    );
+    broken.corrupt_endorsement = true;
+    let write_j = Tx::new(&net, "basic", &[Ns::new("basic").write("j", b"2")]);
+    let validated = chain.commit(vec![
+        set_policy.build(),
+        write_k.build(),
+        read_k.build(),
+        broken.build(),
+        write_j.build(),
+    ]);
+    assert_eq!(
+        validated.codes,
+        vec![
+            Code::Valid,
+            Code::EndorsementPolicyFailure,
+            Code::MvccReadConflict,
+            Code::EndorsementPolicyFailure,
+            Code::Valid,
+        ]
+    );
+    assert_eq!(
+        committed_policy(&chain.state, "basic", "k"),
+        Some(peers_of(&["Org1MSP"]))
+    );
+    assert_eq!(
+        chain.state.get("basic", "k"),
+        Some((&b"1"[..], version(2, 0))),
+        "a metadata write keeps the value and moves the version"
+    );
+    assert_eq!(chain.state.metadata("basic", "j").unwrap(), None);
+    // The next block sees the new policy: Org1's peer endorses, so `k` changes.
+    let later = Tx::new(&net, "basic", &[Ns::new("basic").write("k", b"3")]);
+    assert_eq!(chain.codes(vec![later.build()]), vec![Code::Valid]);
+}
+
+#[test]
+fn key_level_policy_is_committed_to_and_enforced_from_a_real_ledger() {
+    let net = net();
+    let dir = TempDir::new("ledger-key-policy");
+    let ledger = Ledger::open(&dir.0, CHANNEL).unwrap();
+    ledger
+        .append_block(&signed_block(0, &[], vec![], &net.orderer))
+        .unwrap();
+    let commit = |data: Vec<Vec<u8>>| -> Vec<Code> {
+        let info = ledger.info();
+        let block = signed_block(info.height, &info.current_block_hash, data, &net.orderer);
+        let ctx = ctx(
+            &net.channel,
+            &net.chaincodes,
+            info.height,
+            &info.current_block_hash,
+        );
+        let snapshot = ledger.snapshot().unwrap();
+        let validated =
+            validate_block(&block, &ctx, &LedgerState::new(&snapshot, &ledger)).unwrap();
+        drop(snapshot);
+        ledger
+            .commit_block(&validated.with_codes(&block), &validated.updates)
+            .unwrap();
+        validated.codes
+    };
+    let policy = peers_of(&["Org2MSP"]);
+    let handover = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic")
+            .write("meter", b"1")
+            .validation_parameter("meter", &policy)],
+    );
+    assert_eq!(commit(vec![handover.build()]), vec![Code::Valid]);
+    let snapshot = ledger.snapshot().unwrap();
+    let stored = LedgerState::new(&snapshot, &ledger)
+        .metadata("basic", "meter")
+        .unwrap()
+        .expect("the policy is stored next to the value");
+    assert_eq!(
+        decode_metadata(&stored)
+            .unwrap()
+            .remove(VALIDATION_PARAMETER),
+        Some(policy)
+    );
+    drop(snapshot);
+    let change = Tx::new(&net, "basic", &[Ns::new("basic").write("meter", b"2")]);
+    assert_eq!(
+        commit(vec![change.build()]),
+        vec![Code::EndorsementPolicyFailure]
+    );
+    assert_eq!(
+        ledger
+            .snapshot()
+            .unwrap()
+            .get("basic", "meter")
+            .unwrap()
+            .unwrap()
+            .value,
+        b"1"
     );
 }

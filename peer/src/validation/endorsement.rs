@@ -5,29 +5,41 @@
 //!   against that namespace's chaincode definition; a namespace without a definition makes the
 //!   transaction INVALID_CHAINCODE. (So a chaincode-to-chaincode call that writes another
 //!   chaincode's namespace needs endorsements satisfying both policies.)
-//! - Within a namespace, public writes need the chaincode's policy; writes to a private-data
+//! - Within a namespace, each public write and each key-metadata write needs the key's own
+//!   endorsement policy when the key's committed metadata has a non-empty
+//!   `VALIDATION_PARAMETER` (a marshalled `SignaturePolicyEnvelope`; one that does not decode
+//!   cannot be satisfied), and the chaincode's policy otherwise: a key-level policy replaces
+//!   the chaincode's policy for that key (Fabric's state-based endorsement,
+//!   `validator_keylevel.go`). The policy is read from the state as of before the block; a key
+//!   whose metadata an earlier transaction of the block changed is handled by the block
+//!   validation (`validate_block`), as in Fabric.
+//! - Within a namespace, public writes without a key-level policy need the chaincode's
+//!   policy; writes to a private-data
 //!   collection need the collection's policy instead. GridLedger knows only Fabric's implicit
 //!   per-organization collections (`_implicit_org_<MSPID>`), whose policy is the org's
 //!   `/Channel/Application/<Org>/Endorsement` or, when the org has none, any member of that MSP;
 //!   writes to any other collection fail, as they do in Fabric for an undefined collection.
 //! - If nothing in the namespace required a policy (a read-only invocation), the chaincode's
-//!   policy is still checked.
+//!   policy is still checked (Fabric's `CheckCCEPIfNoEPChecked`).
 //!
 //! Each endorsement is a signature by `endorser` over `proposal_response_payload || endorser`.
 //! Endorsers are validated at the transaction's timestamp and verified once per transaction,
-//! however many policies consult them. Key-level (state-based) endorsement policies are not
-//! supported: transactions that set them are rejected before this point.
+//! however many policies consult them.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use gridledger_chaincode::VALIDATION_PARAMETER;
 use gridledger_channels::config::ChannelConfig;
 use gridledger_channels::policy::{
     CompiledSignaturePolicy, SignedData, VerifiedSigners, verify_signers,
 };
+use gridledger_proto::common;
 use gridledger_proto::protos::{self, TxValidationCode as Code};
+use prost::Message;
 
+use super::state::{CommittedState, decode_metadata};
 use super::transaction::DecodedRwSet;
-use super::{ChaincodeDefinition, EndorsementPolicy};
+use super::{ChaincodeDefinition, EndorsementPolicy, ValidationError};
 
 /// Prefix of Fabric's implicit per-organization collections.
 pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
@@ -35,6 +47,7 @@ pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
 /// A policy to evaluate over the transaction's endorsers.
 enum Required<'a> {
     Chaincode(&'a EndorsementPolicy),
+    Key(common::SignaturePolicyEnvelope),
     Channel(String),
     AnyMemberOf(&'a str),
 }
@@ -76,10 +89,9 @@ impl Endorsers<'_> {
         let channel = self.channel;
         let signers = self.verified();
         match required {
-            Required::Chaincode(EndorsementPolicy::Signature(envelope)) => {
-                CompiledSignaturePolicy::compile(envelope)
-                    .is_ok_and(|policy| policy.is_satisfied(signers))
-            }
+            Required::Chaincode(EndorsementPolicy::Signature(envelope))
+            | Required::Key(envelope) => CompiledSignaturePolicy::compile(envelope)
+                .is_ok_and(|policy| policy.is_satisfied(signers)),
             Required::Chaincode(EndorsementPolicy::ChannelPolicy(path)) => channel
                 .policies()
                 .is_satisfied(path, signers)
@@ -108,8 +120,28 @@ fn collection_policy<'a>(channel: &ChannelConfig, collection: &'a str) -> Option
     })
 }
 
-/// Checks the endorsement policies a transaction must satisfy; the error is the code the
-/// transaction gets (INVALID_CHAINCODE or ENDORSEMENT_POLICY_FAILURE).
+/// The key-level policy of `key`: `None` when its committed metadata has no (or an empty)
+/// `VALIDATION_PARAMETER`, `Some(None)` when the metadata or the policy does not decode.
+fn key_policy(
+    state: &dyn CommittedState,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<Option<common::SignaturePolicyEnvelope>>, ValidationError> {
+    let Some(bytes) = state.metadata(namespace, key)? else {
+        return Ok(None);
+    };
+    let Some(mut entries) = decode_metadata(&bytes) else {
+        return Ok(Some(None));
+    };
+    Ok(entries
+        .remove(VALIDATION_PARAMETER)
+        .filter(|policy| !policy.is_empty())
+        .map(|policy| common::SignaturePolicyEnvelope::decode(policy.as_slice()).ok()))
+}
+
+/// Checks the endorsement policies a transaction must satisfy; the inner error is the code the
+/// transaction gets (INVALID_CHAINCODE or ENDORSEMENT_POLICY_FAILURE), the outer one a failure
+/// to read key metadata from `state`.
 pub(crate) fn check(
     rwset: &DecodedRwSet,
     invoked: &str,
@@ -117,7 +149,8 @@ pub(crate) fn check(
     channel: &ChannelConfig,
     chaincodes: &BTreeMap<String, ChaincodeDefinition>,
     at_unix_secs: u64,
-) -> Result<(), Code> {
+    state: &dyn CommittedState,
+) -> Result<Result<(), Code>, ValidationError> {
     // Sorted, so that when several namespaces fail the code does not depend on map order.
     let mut written: BTreeSet<&str> = BTreeSet::new();
     written.insert(invoked);
@@ -134,40 +167,64 @@ pub(crate) fn check(
         verified: None,
     };
     for namespace in written {
-        let definition = chaincodes.get(namespace).ok_or(Code::InvalidChaincode)?;
+        let Some(definition) = chaincodes.get(namespace) else {
+            return Ok(Err(Code::InvalidChaincode));
+        };
         let chaincode_policy = Required::Chaincode(&definition.endorsement);
         let mut chaincode_checked = false;
+        let mut key_checked = false;
         let mut collections_checked: HashSet<&str> = HashSet::new();
+        let failure = Ok(Err(Code::EndorsementPolicyFailure));
 
         for ns in rwset
             .namespaces
             .iter()
             .filter(|ns| ns.namespace == namespace)
         {
-            if !ns.kv.writes.is_empty() && !chaincode_checked {
-                if !endorsers.satisfy(&chaincode_policy) {
-                    return Err(Code::EndorsementPolicyFailure);
+            let keys = ns
+                .kv
+                .writes
+                .iter()
+                .map(|w| w.key.as_str())
+                .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()));
+            for key in keys {
+                match key_policy(state, namespace, key)? {
+                    Some(Some(envelope)) => {
+                        if !endorsers.satisfy(&Required::Key(envelope)) {
+                            return failure;
+                        }
+                        key_checked = true;
+                    }
+                    Some(None) => return failure,
+                    None if chaincode_checked => {}
+                    None => {
+                        if !endorsers.satisfy(&chaincode_policy) {
+                            return failure;
+                        }
+                        chaincode_checked = true;
+                    }
                 }
-                chaincode_checked = true;
             }
             for (collection, hashed) in &ns.collections {
                 if hashed.hashed_writes.is_empty() || collections_checked.contains(&**collection) {
                     continue;
                 }
-                let required =
-                    collection_policy(channel, collection).ok_or(Code::EndorsementPolicyFailure)?;
+                let Some(required) = collection_policy(channel, collection) else {
+                    return failure;
+                };
                 if !endorsers.satisfy(&required) {
-                    return Err(Code::EndorsementPolicyFailure);
+                    return failure;
                 }
                 collections_checked.insert(collection);
             }
         }
         if !chaincode_checked
+            && !key_checked
             && collections_checked.is_empty()
             && !endorsers.satisfy(&chaincode_policy)
         {
-            return Err(Code::EndorsementPolicyFailure);
+            return failure;
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }

@@ -20,12 +20,22 @@
 //! (INVALID_ENDORSER_TRANSACTION); the channel is this one (TARGET_CHAIN_NOT_FOUND); the tx id
 //! is not already committed (DUPLICATE_TXID); header extension, chaincode action and read-write
 //! set decode (BAD_HEADER_EXTENSION, BAD_RESPONSE_PAYLOAD, BAD_RWSET); consistent chaincode ids
-//! and event (INVALID_CHAINCODE, INVALID_OTHER_REASON); no namespace twice and no key metadata
-//! (ILLEGAL_WRITESET); every written namespace defined and its endorsement policy satisfied
+//! and event (INVALID_CHAINCODE, INVALID_OTHER_REASON); no namespace twice and no private-data
+//! key metadata (ILLEGAL_WRITESET); every written namespace defined and its endorsement policy
+//! satisfied, with key-level policies replacing the chaincode's for the keys that have one
 //! (INVALID_CHAINCODE, ENDORSEMENT_POLICY_FAILURE — `endorsement.rs` has the rules).
 //! CONFIG_UPDATE envelopes are UNSUPPORTED_TX_PAYLOAD. Then, in block order: a repeat of the
 //! tx id of an earlier valid transaction of the block is DUPLICATE_TXID, and MVCC
 //! (MVCC_READ_CONFLICT, PHANTOM_READ_CONFLICT — `mvcc.rs` has the rules).
+//!
+//! Key-level policies and block order (Fabric's `KeyLevelValidationParameterManager`): the
+//! policy of a key is read from the state as of before the block. When an earlier transaction
+//! of the block that passed its endorsement checks writes a key's metadata, a later transaction
+//! writing that key (value or metadata) is ENDORSEMENT_POLICY_FAILURE: it was endorsed against a
+//! policy that the block changes before it, whether or not the earlier transaction then passes
+//! MVCC. A valid transaction's metadata writes are committed next to the values
+//! (`gridledger_ledger::MetadataWrite`), and count as writes of the key for the MVCC checks of
+//! the later transactions of the block when the key exists.
 //!
 //! Only transactions whose tx id is authenticated (creator signature verified and, for endorser
 //! transactions, tx id bound to nonce and creator) appear in [`ValidatedBlock::updates`], so a
@@ -43,10 +53,9 @@
 //! current config's policies (its `last_update` signatures against each element's
 //! `mod_policy`) is not checked yet: that comes with channel updates over the network.
 //!
-//! Not supported, with the outcome: key-level endorsement policies (transactions writing key
-//! metadata are ILLEGAL_WRITESET); private-data collections other than Fabric's implicit
-//! per-organization ones (writes to them fail the endorsement check); BFT block signatures
-//! (identifier headers refuse the block).
+//! Not supported, with the outcome: key metadata of private data (ILLEGAL_WRITESET);
+//! private-data collections other than Fabric's implicit per-organization ones (writes to them
+//! fail the endorsement check); BFT block signatures (identifier headers refuse the block).
 
 mod block;
 mod endorsement;
@@ -67,8 +76,11 @@ pub use endorsement::IMPLICIT_COLLECTION_PREFIX;
 /// The ledger types [`ValidatedBlock::updates`] is made of, re-exported so that a caller
 /// replaying a chain over an [`InMemoryState`] (e.g. `gridledger ledger verify`) can adjust and
 /// apply updates without depending on the ledger crate.
-pub use gridledger_ledger::{BlockUpdates, StateWrite, TxUpdates};
-pub use state::{CommittedState, InMemoryState, LedgerState, hashed_key, hashed_namespace};
+pub use gridledger_ledger::{BlockUpdates, MetadataWrite, StateWrite, TxUpdates};
+pub use state::{
+    CommittedState, InMemoryState, LedgerState, decode_metadata, encode_metadata, hashed_key,
+    hashed_namespace,
+};
 
 use transaction::Checked;
 
@@ -308,22 +320,49 @@ pub fn validate_block(
     let data = block.data.as_ref().map_or(&[][..], |d| d.data.as_slice());
     let state_failed = |source| BlockRejected::State { number, source };
 
-    let checked = check_all(data, ctx);
+    let mut checked = check_all(data, ctx, state);
+    if let Some(at) = checked
+        .iter()
+        .position(|c| matches!(c, Checked::Unreadable(_)))
+    {
+        if let Checked::Unreadable(source) = checked.swap_remove(at) {
+            return Err(state_failed(source));
+        }
+    }
 
     // Sequentially, in block order: the ledger's duplicate check sits between the checks
     // above, as in Fabric, then the rest of each verdict applies.
     let mut codes = Vec::with_capacity(checked.len());
     let mut candidates = Vec::with_capacity(checked.len());
     let mut config = None;
+    // Keys whose metadata an earlier transaction of the block (that passed its endorsement
+    // checks) writes: their key-level policy as read before the block is stale.
+    let mut metadata_changed: HashSet<(&str, &str)> = HashSet::new();
     for entry in &checked {
         let (code, rwset) = match entry {
             Checked::Invalid { code, .. } => (*code, None),
+            Checked::Unreadable(_) => (TxValidationCode::InvalidOtherReason, None),
             Checked::Endorser { id, rest } => {
                 if state.tx_id_exists(&id.tx_id).map_err(state_failed)? {
                     (TxValidationCode::DuplicateTxid, None)
                 } else {
                     match rest {
-                        Ok(rwset) => (TxValidationCode::Valid, Some(rwset)),
+                        Ok(rwset)
+                            if rwset
+                                .written_keys()
+                                .any(|key| metadata_changed.contains(&key)) =>
+                        {
+                            (TxValidationCode::EndorsementPolicyFailure, None)
+                        }
+                        Ok(rwset) => {
+                            for ns in &rwset.namespaces {
+                                for write in &ns.kv.metadata_writes {
+                                    metadata_changed
+                                        .insert((ns.namespace.as_str(), write.key.as_str()));
+                                }
+                            }
+                            (TxValidationCode::Valid, Some(rwset))
+                        }
                         Err(code) => (*code, None),
                     }
                 }
@@ -365,17 +404,20 @@ pub fn validate_block(
     {
         let tx_num = tx_num as u64;
         let mut writes = Vec::new();
+        let mut metadata_writes = Vec::new();
         if let Some(rwset) = rwset {
             *code = mvcc::validate(rwset, &block_writes, state).map_err(state_failed)?;
             if *code == TxValidationCode::Valid {
                 writes = rwset.state_writes();
-                block_writes.apply(
-                    &writes,
-                    kvrwset::Version {
-                        block_num: number,
-                        tx_num,
-                    },
-                );
+                metadata_writes = rwset.metadata_writes();
+                let version = kvrwset::Version {
+                    block_num: number,
+                    tx_num,
+                };
+                block_writes.apply(&writes, version);
+                block_writes
+                    .apply_metadata(&metadata_writes, version, state)
+                    .map_err(state_failed)?;
             }
         }
         if let Some(id) = entry.id().filter(|id| !id.tx_id.is_empty()) {
@@ -385,6 +427,7 @@ pub fn validate_block(
                 validation_code: u8::try_from(*code as i32).unwrap_or(u8::MAX),
                 timestamp: id.timestamp,
                 writes,
+                metadata_writes,
             });
         }
     }
@@ -398,13 +441,16 @@ pub fn validate_block(
 
 /// Runs the per-transaction checks on up to [`MAX_VALIDATION_THREADS`] threads, each taking
 /// a contiguous chunk of the block; results come back in block order.
-fn check_all(data: &[Vec<u8>], ctx: &BlockContext<'_>) -> Vec<Checked> {
+fn check_all(data: &[Vec<u8>], ctx: &BlockContext<'_>, state: &dyn CommittedState) -> Vec<Checked> {
     let threads = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
         .min(MAX_VALIDATION_THREADS)
         .min(data.len());
     if threads <= 1 {
-        return data.iter().map(|d| transaction::check(d, ctx)).collect();
+        return data
+            .iter()
+            .map(|d| transaction::check(d, ctx, state))
+            .collect();
     }
     let chunk = data.len().div_ceil(threads);
     std::thread::scope(|scope| {
@@ -413,7 +459,7 @@ fn check_all(data: &[Vec<u8>], ctx: &BlockContext<'_>) -> Vec<Checked> {
             .map(|txs| {
                 scope.spawn(move || {
                     txs.iter()
-                        .map(|d| transaction::check(d, ctx))
+                        .map(|d| transaction::check(d, ctx, state))
                         .collect::<Vec<_>>()
                 })
             })

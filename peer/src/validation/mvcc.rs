@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use gridledger_ledger::StateWrite;
+use gridledger_ledger::{MetadataWrite, StateWrite};
 use gridledger_proto::kvrwset::{self, range_query_info::ReadsInfo};
 use gridledger_proto::protos::TxValidationCode as Code;
 use prost::Message;
@@ -44,6 +44,29 @@ impl BlockWrites {
                 .or_default()
                 .insert(write.key.clone(), write.value.as_ref().map(|_| version));
         }
+    }
+
+    /// Records a valid transaction's metadata writes at `version`: like the ledger, a write to
+    /// a key that exists (in the block so far, or committed) gives the key that version.
+    pub(crate) fn apply_metadata(
+        &mut self,
+        writes: &[MetadataWrite],
+        version: kvrwset::Version,
+        state: &dyn CommittedState,
+    ) -> Result<(), ValidationError> {
+        for write in writes {
+            let exists = match self.get(&write.namespace, &write.key) {
+                Some(in_block) => in_block.is_some(),
+                None => state.version(&write.namespace, &write.key)?.is_some(),
+            };
+            if exists {
+                self.namespaces
+                    .entry(write.namespace.clone())
+                    .or_default()
+                    .insert(write.key.clone(), Some(version));
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, namespace: &str, key: &str) -> Option<Option<kvrwset::Version>> {
@@ -458,6 +481,7 @@ mod tests {
                     validation_code: 0,
                     timestamp: None,
                     writes,
+                    metadata_writes: Vec::new(),
                 }],
             },
         );

@@ -2,9 +2,13 @@
 //! implementations: [`InMemoryState`] (a model for tests and simulations) and [`LedgerState`]
 //! (a redb [`StateSnapshot`] plus the ledger's tx-id index, for the committer).
 //!
-//! Validation only ever asks three questions of the committed state: the version of a key, the
-//! versions of the keys in a range (for phantom-read checks), and whether a transaction id was
-//! already committed. Values never matter to MVCC, so they are not part of the trait.
+//! Validation only ever asks four questions of the committed state: the version of a key, the
+//! versions of the keys in a range (for phantom-read checks), a key's metadata (for key-level
+//! endorsement policies), and whether a transaction id was already committed. Values never
+//! matter to validation, so they are not part of the trait.
+//!
+//! Key metadata is stored as an encoded `kvrwset.KVMetadataWrite` with an empty key and its
+//! entries sorted by name ([`encode_metadata`]); the ledger keeps those bytes next to the value.
 //!
 //! Private-data hashes live in *derived namespaces*, as Fabric keeps them: the hashed key
 //! `key_hash` of collection `coll` in namespace `ns` is the key `hex(key_hash)` of namespace
@@ -15,14 +19,15 @@ use std::collections::{BTreeMap, HashSet};
 
 use gridledger_ledger::{BlockUpdates, Ledger, StateSnapshot};
 use gridledger_proto::kvrwset;
+use prost::Message;
 
 use super::ValidationError;
 
 /// The committed world state and transaction index as of the last committed block.
 ///
 /// Implementations must answer from one consistent view for the duration of a
-/// [`validate_block`](super::validate_block) call.
-pub trait CommittedState {
+/// [`validate_block`](super::validate_block) call, and may be asked from several threads.
+pub trait CommittedState: Sync {
     /// The version of `key` in `namespace`, or `None` when the key does not exist.
     fn version(
         &self,
@@ -56,6 +61,47 @@ pub trait CommittedState {
 
     /// Whether a transaction with this id is already in a committed block (valid or not).
     fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError>;
+
+    /// The stored metadata of `key` in `namespace` ([`encode_metadata`]'s format), or `None`
+    /// when the key does not exist or has no metadata.
+    fn metadata(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, ValidationError>;
+}
+
+/// The stored form of a key's metadata: a `KVMetadataWrite` with an empty key and the entries
+/// sorted by name (a later entry of the same name wins). No entries, or only empty values,
+/// give empty bytes, which the ledger stores as "no metadata".
+pub fn encode_metadata(entries: &[kvrwset::KvMetadataEntry]) -> Vec<u8> {
+    let sorted: BTreeMap<&str, &[u8]> = entries
+        .iter()
+        .filter(|e| !e.value.is_empty())
+        .map(|e| (e.name.as_str(), e.value.as_slice()))
+        .collect();
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    kvrwset::KvMetadataWrite {
+        key: String::new(),
+        entries: sorted
+            .into_iter()
+            .map(|(name, value)| kvrwset::KvMetadataEntry {
+                name: name.to_owned(),
+                value: value.to_vec(),
+            })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+/// The entries of stored metadata, by name; `None` when the bytes do not decode.
+pub fn decode_metadata(bytes: &[u8]) -> Option<BTreeMap<String, Vec<u8>>> {
+    let write = kvrwset::KvMetadataWrite::decode(bytes).ok()?;
+    Some(
+        write
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect(),
+    )
 }
 
 /// The derived namespace holding the hashes of collection `collection` of `namespace`
@@ -75,6 +121,7 @@ pub fn hashed_key(key_hash: &[u8]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryState {
     keys: BTreeMap<String, BTreeMap<String, (Vec<u8>, kvrwset::Version)>>,
+    metadata: BTreeMap<(String, String), Vec<u8>>,
     tx_ids: HashSet<String>,
 }
 
@@ -85,7 +132,9 @@ impl InMemoryState {
     }
 
     /// Records a committed block: every transaction id (valid or not) and the writes of the
-    /// VALID transactions at version `(block_number, tx_num)`, deletes removing the key.
+    /// VALID transactions at version `(block_number, tx_num)`, deletes removing the key (and
+    /// its metadata), then their metadata writes with the ledger's rules
+    /// (`gridledger_ledger::MetadataWrite`).
     pub fn apply(&mut self, block_number: u64, updates: &BlockUpdates) {
         for tx in &updates.txs {
             self.tx_ids.insert(tx.tx_id.clone());
@@ -104,6 +153,27 @@ impl InMemoryState {
                     }
                     None => {
                         ns.remove(&write.key);
+                        self.metadata
+                            .remove(&(write.namespace.clone(), write.key.clone()));
+                    }
+                }
+            }
+            for write in &tx.metadata_writes {
+                let Some(entry) = self
+                    .keys
+                    .get_mut(&write.namespace)
+                    .and_then(|ns| ns.get_mut(&write.key))
+                else {
+                    continue;
+                };
+                entry.1 = version;
+                let id = (write.namespace.clone(), write.key.clone());
+                match write.metadata.clone().filter(|m| !m.is_empty()) {
+                    Some(metadata) => {
+                        self.metadata.insert(id, metadata);
+                    }
+                    None => {
+                        self.metadata.remove(&id);
                     }
                 }
             }
@@ -167,6 +237,13 @@ impl CommittedState for InMemoryState {
 
     fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError> {
         Ok(self.tx_ids.contains(tx_id))
+    }
+
+    fn metadata(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, ValidationError> {
+        Ok(self
+            .metadata
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .cloned())
     }
 }
 
@@ -242,5 +319,9 @@ impl CommittedState for LedgerState<'_> {
 
     fn tx_id_exists(&self, tx_id: &str) -> Result<bool, ValidationError> {
         Ok(self.ledger.tx_location(tx_id)?.is_some())
+    }
+
+    fn metadata(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, ValidationError> {
+        Ok(self.snapshot.metadata(namespace, key)?)
     }
 }

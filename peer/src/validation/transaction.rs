@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use gridledger_channels::config::ChannelConfig;
 use gridledger_channels::policy::VerifiedSigners;
-use gridledger_ledger::StateWrite;
+use gridledger_ledger::{MetadataWrite, StateWrite};
 use gridledger_proto::common::{self, HeaderType};
 use gridledger_proto::protos::{self, TxValidationCode as Code};
 use gridledger_proto::{compute_tx_id, kvrwset, rwset};
@@ -22,8 +22,8 @@ use prost::Message;
 use prost_types::Timestamp;
 use ring::digest;
 
-use super::state::{hashed_key, hashed_namespace};
-use super::{BLOCK_VALIDATION_POLICY, BlockContext, endorsement};
+use super::state::{CommittedState, encode_metadata, hashed_key, hashed_namespace};
+use super::{BLOCK_VALIDATION_POLICY, BlockContext, ValidationError, endorsement};
 
 /// A transaction id that can be trusted: the creator signed the header that carries it and,
 /// for endorser transactions, it is bound to the creator and nonce.
@@ -51,6 +51,9 @@ pub(crate) enum Checked {
         channel_id: String,
         config: common::Config,
     },
+    /// The committed state could not be read while checking (key-level policies): the block
+    /// cannot be validated.
+    Unreadable(ValidationError),
 }
 
 impl Checked {
@@ -59,6 +62,7 @@ impl Checked {
         match self {
             Checked::Invalid { id, .. } => id.as_ref(),
             Checked::Endorser { id, .. } | Checked::Config { id, .. } => Some(id),
+            Checked::Unreadable(_) => None,
         }
     }
 }
@@ -139,6 +143,33 @@ impl DecodedRwSet {
         }
         out
     }
+
+    /// The public key-metadata writes of the transaction, in rwset order, in the ledger's
+    /// stored form.
+    pub(crate) fn metadata_writes(&self) -> Vec<MetadataWrite> {
+        self.namespaces
+            .iter()
+            .flat_map(|ns| {
+                ns.kv.metadata_writes.iter().map(|write| MetadataWrite {
+                    namespace: ns.namespace.clone(),
+                    key: write.key.clone(),
+                    metadata: Some(encode_metadata(&write.entries)),
+                })
+            })
+            .collect()
+    }
+
+    /// Every (namespace, key) the transaction writes a value or metadata of, publicly.
+    pub(crate) fn written_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.namespaces.iter().flat_map(|ns| {
+            ns.kv
+                .writes
+                .iter()
+                .map(|w| w.key.as_str())
+                .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()))
+                .map(move |key| (ns.namespace.as_str(), key))
+        })
+    }
 }
 
 /// Unix seconds of a header timestamp; a missing or pre-1970 timestamp counts as 0, at which
@@ -152,7 +183,11 @@ fn invalid(code: Code) -> Checked {
 }
 
 /// Runs every check of one transaction that does not need the ledger.
-pub(crate) fn check(envelope_bytes: &[u8], ctx: &BlockContext<'_>) -> Checked {
+pub(crate) fn check(
+    envelope_bytes: &[u8],
+    ctx: &BlockContext<'_>,
+    state: &dyn CommittedState,
+) -> Checked {
     // Fabric skips a nil entry; an empty one is the closest thing bytes can carry.
     if envelope_bytes.is_empty() {
         return invalid(Code::NilEnvelope);
@@ -228,8 +263,10 @@ pub(crate) fn check(envelope_bytes: &[u8], ctx: &BlockContext<'_>) -> Checked {
                     id: Some(id),
                 };
             }
-            let rest = dispatch(&channel_header, &action, ctx, at);
-            Checked::Endorser { id, rest }
+            match dispatch(&channel_header, &action, ctx, at, state) {
+                Ok(rest) => Checked::Endorser { id, rest },
+                Err(e) => Checked::Unreadable(e),
+            }
         }
         HeaderType::Config => {
             let id = TxId {
@@ -310,13 +347,36 @@ fn endorser_action(data: &[u8], channel_header_bytes: &[u8]) -> Option<EndorserA
 
 /// Fabric's plugin dispatcher (`Dispatch`) and the default validation plugin: header
 /// extension, chaincode action, read-write set, chaincode ids, event, namespaces, then the
-/// endorsement policy of every namespace the transaction writes.
+/// endorsement policy of every namespace the transaction writes (and the key-level policies of
+/// the keys it writes). `Err` only when the committed state cannot be read.
 fn dispatch(
     channel_header: &common::ChannelHeader,
     action: &EndorserAction,
     ctx: &BlockContext<'_>,
     at: u64,
-) -> Result<DecodedRwSet, Code> {
+    state: &dyn CommittedState,
+) -> Result<Result<DecodedRwSet, Code>, ValidationError> {
+    Ok(match dispatch_checks(channel_header, action) {
+        Ok((rwset, invoked)) => endorsement::check(
+            &rwset,
+            &invoked,
+            &action.endorsed,
+            ctx.channel,
+            ctx.chaincodes,
+            at,
+            state,
+        )?
+        .map(|()| rwset),
+        Err(code) => Err(code),
+    })
+}
+
+/// Everything of [`dispatch`] before the endorsement policies: the decoded read-write set
+/// and the invoked chaincode's name.
+fn dispatch_checks(
+    channel_header: &common::ChannelHeader,
+    action: &EndorserAction,
+) -> Result<(DecodedRwSet, String), Code> {
     let extension = protos::ChaincodeHeaderExtension::decode(channel_header.extension.as_slice())
         .map_err(|_| Code::BadHeaderExtension)?;
     let chaincode_action =
@@ -348,27 +408,17 @@ fn dispatch(
         if !seen.insert(ns.namespace.as_str()) {
             return Err(Code::IllegalWriteset);
         }
-        // Key metadata (key-level endorsement policies) has nowhere to live in GridLedger's
-        // world state; committing the values without it would silently drop a policy.
-        if !ns.kv.metadata_writes.is_empty()
-            || ns
-                .collections
-                .iter()
-                .any(|(_, h)| !h.metadata_writes.is_empty())
+        // Key metadata of private data has nowhere to live yet; committing the hashes
+        // without it would silently drop a policy.
+        if ns
+            .collections
+            .iter()
+            .any(|(_, h)| !h.metadata_writes.is_empty())
         {
             return Err(Code::IllegalWriteset);
         }
     }
-
-    endorsement::check(
-        &rwset,
-        &invoked.name,
-        &action.endorsed,
-        ctx.channel,
-        ctx.chaincodes,
-        at,
-    )?;
-    Ok(rwset)
+    Ok((rwset, invoked.name.clone()))
 }
 
 /// A config transaction's `ConfigEnvelope`, accepted when its config decodes into a channel
