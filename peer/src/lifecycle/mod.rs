@@ -207,10 +207,13 @@ pub fn definition_writes(def: &Definition) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Reads one `_lifecycle` key: its value, `None` when absent, or why it could not be read.
+pub type StateGetter<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, String> + 'a;
+
 /// Reads the committed definition of `name` through `get`; `None` when it has none.
 pub fn read_definition(
     name: &str,
-    get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, String>,
+    get: &mut StateGetter<'_>,
 ) -> Result<Option<Definition>, String> {
     let Some(metadata) = get(&format!("{METADATA_PREFIX}{name}"))? else {
         return Ok(None);
@@ -481,14 +484,14 @@ impl LifecycleChaincode {
         Self::check_definition(&def)?;
         let (current, next) = Self::next_sequence(stub, &def)?;
         match &current {
-            Some(c) if c.sequence == def.sequence => {
-                if *c != def {
-                    return Err(format!(
-                        "attempted to redefine the current committed sequence ({}) for namespace {} with different parameters; approve sequence {next} to change the definition",
-                        c.sequence, def.name
-                    ));
-                }
+            Some(c) if c.sequence == def.sequence && *c != def => {
+                return Err(format!(
+                    "attempted to redefine the current committed sequence ({}) for namespace {} with different parameters; approve sequence {next} to change the definition",
+                    c.sequence, def.name
+                ));
             }
+            // Re-approving the committed definition unchanged (to name another package).
+            Some(c) if c.sequence == def.sequence => {}
             _ if def.sequence != next => {
                 return Err(format!(
                     "requested sequence is {}, but new definition must be sequence {next}",

@@ -302,14 +302,13 @@ fn re_approving_a_sequence_replaces_the_orgs_earlier_approval() {
     let a = definition(1, "/Channel/Application/Endorsement");
     let b = definition(1, "OutOf(1, 'DSOMSP.peer')");
     assert_eq!(world.approve("DSOMSP", &a, "p:1").status, 200);
-    assert_eq!(world.readiness(&a)["DSOMSP"], true);
+    assert!(world.readiness(&a)["DSOMSP"]);
     assert_eq!(world.approve("DSOMSP", &b, "p:1").status, 200);
-    assert_eq!(
-        world.readiness(&a)["DSOMSP"],
-        false,
+    assert!(
+        !world.readiness(&a)["DSOMSP"],
         "the earlier agreement is withdrawn"
     );
-    assert_eq!(world.readiness(&b)["DSOMSP"], true);
+    assert!(world.readiness(&b)["DSOMSP"]);
     let markers = world
         .state
         .lock()
