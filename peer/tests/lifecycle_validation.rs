@@ -376,7 +376,7 @@ fn a_commit_counts_only_endorsements_of_organizations_that_approved_that_definit
         chain.codes(vec![
             tx(
                 &net,
-                commit(&def, &[dso.clone()]),
+                commit(&def, std::slice::from_ref(&dso)),
                 &["DSOMSP", "RetailerMSP"]
             ),
             tx(
