@@ -236,6 +236,15 @@ impl Network {
         })
     }
 
+    /// A network description given as JSON, its relative paths relative to `base`.
+    fn from_json(value: &serde_json::Value, base: &Path) -> anyhow::Result<Network> {
+        let file = NetworkFile::deserialize(value).context("not a network description")?;
+        Ok(Network {
+            organizations: file.organizations,
+            base: base.to_path_buf(),
+        })
+    }
+
     fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_relative() {
             self.base.join(p)
@@ -735,48 +744,112 @@ async fn committed(
     }
 }
 
-async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let network = Network::load(&args.network)?;
+/// One `deploy`: what to define on which channel.
+struct Deployment<'a> {
+    channel: &'a str,
+    name: &'a str,
+    code: &'a CodeArgs,
+    version: &'a str,
+    policy: Option<&'a str>,
+    collections: Option<&'a Path>,
+    label: Option<&'a str>,
+    /// Leave the chaincode alone when its committed definition already has these parameters
+    /// and runs this package (`gridledger up` restarting a network).
+    unless_current: bool,
+    /// Retry approvals while the ordering service is still electing a leader.
+    patient: bool,
+}
+
+/// Whether `current` (committed) already is `def` (but for the sequence) with `package_id`.
+async fn is_current(
+    gateway: &Gateway,
+    channel: &str,
+    current: &lc::QueryChaincodeDefinitionResult,
+    def: &lifecycle::Definition,
+    package_id: &str,
+) -> anyhow::Result<bool> {
+    if current.version != def.version
+        || current.validation_parameter != def.validation_parameter
+        || current.collections != def.collections
+        || current.init_required != def.init_required
+    {
+        return Ok(false);
+    }
+    let arg = lc::QueryApprovedChaincodeDefinitionArgs {
+        name: def.name.clone(),
+        sequence: current.sequence,
+    }
+    .encode_to_vec();
+    let Ok(payload) = evaluate(gateway, channel, "QueryApprovedChaincodeDefinition", arg).await
+    else {
+        return Ok(false);
+    };
+    let approved = lc::QueryApprovedChaincodeDefinitionResult::decode(payload.as_slice())
+        .context("decoding QueryApprovedChaincodeDefinitionResult")?;
+    Ok(matches!(
+        approved.source.and_then(|s| s.r#type),
+        Some(lc::chaincode_source::Type::LocalPackage(l)) if l.package_id == package_id
+    ))
+}
+
+/// Packages, installs on every peer, approves for every organization and commits (the next
+/// sequence), then waits until every organization's peer has the definition. Returns the
+/// package id and whether anything was deployed.
+async fn deploy_on(network: &Network, d: &Deployment<'_>) -> anyhow::Result<(String, bool)> {
     let msp_ids = network.msp_ids();
     let first = msp_ids
         .first()
         .context("the network lists no organization")?;
-    let label = args
+    let label = d
         .label
-        .clone()
-        .unwrap_or_else(|| format!("{}_{}", args.name, args.version));
-    let bytes = build_package(&args.code, &label, None)?;
-    let mut package_id = String::new();
-    for msp_id in &msp_ids {
-        package_id = install(&network, msp_id, &bytes).await?;
-    }
+        .map_or_else(|| format!("{}_{}", d.name, d.version), str::to_owned);
+    let bytes = build_package(d.code, &label, None)?;
+    let package_id = package::package_id(&label, &bytes);
     let gateway = network.gateway(first).await?;
-    let current = committed(&gateway, &args.channel, &args.name)
-        .await?
-        .map_or(0, |d| d.sequence);
+    let current = committed(&gateway, d.channel, d.name).await?;
     let def = definition(
-        &args.name,
-        &args.version,
-        current + 1,
-        args.policy.as_deref(),
-        args.collections.as_deref(),
+        d.name,
+        d.version,
+        current.as_ref().map_or(0, |c| c.sequence) + 1,
+        d.policy,
+        d.collections,
         false,
     )?;
-    for msp_id in &msp_ids {
-        approve(&network, msp_id, &args.channel, &def, &package_id).await?;
+    if d.unless_current {
+        if let Some(current) = &current {
+            if is_current(&gateway, d.channel, current, &def, &package_id).await? {
+                return Ok((package_id, false));
+            }
+        }
     }
-    let block = commit(&network, first, &args.channel, &def).await?;
+    for msp_id in &msp_ids {
+        install(network, msp_id, &bytes).await?;
+    }
+    for msp_id in &msp_ids {
+        let deadline = Instant::now() + AGREE_TIMEOUT;
+        loop {
+            match approve(network, msp_id, d.channel, &def, &package_id).await {
+                Ok(()) => break,
+                Err(e) if d.patient && Instant::now() < deadline => {
+                    eprintln!("[chaincode] approval for {msp_id} not done yet ({e:#}); retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let block = commit(network, first, d.channel, &def).await?;
     eprintln!(
         "[chaincode] committed {} sequence {} on {} (block {block})",
-        def.name, def.sequence, args.channel
+        def.name, def.sequence, d.channel
     );
     // Every peer must have the definition before the chaincode is used through any of them.
     let deadline = Instant::now() + AGREE_TIMEOUT;
     for msp_id in &msp_ids {
         let gateway = network.gateway(msp_id).await?;
         loop {
-            let seen = committed(&gateway, &args.channel, &args.name).await?;
-            if seen.is_some_and(|d| d.sequence >= def.sequence) {
+            let seen = committed(&gateway, d.channel, d.name).await?;
+            if seen.is_some_and(|s| s.sequence >= def.sequence) {
                 break;
             }
             anyhow::ensure!(
@@ -788,6 +861,61 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    Ok((package_id, true))
+}
+
+/// `gridledger up`'s chaincodes: each deployed through the lifecycle unless already current.
+pub(crate) async fn deploy_for_up(
+    network: &serde_json::Value,
+    base: &Path,
+    channel: &str,
+    chaincodes: &[(String, CodeArgs)],
+    policy: &str,
+) -> anyhow::Result<()> {
+    let network = Network::from_json(network, base)?;
+    for (name, code) in chaincodes {
+        let (package_id, deployed) = deploy_on(
+            &network,
+            &Deployment {
+                channel,
+                name,
+                code,
+                version: "1.0",
+                policy: Some(policy),
+                collections: None,
+                label: None,
+                unless_current: true,
+                patient: true,
+            },
+        )
+        .await
+        .with_context(|| format!("deploying chaincode {name} on {channel}"))?;
+        if deployed {
+            println!(
+                "[up] deployed chaincode '{name}' on '{channel}' through the lifecycle (package {package_id})"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let network = Network::load(&args.network)?;
+    let (package_id, _) = deploy_on(
+        &network,
+        &Deployment {
+            channel: &args.channel,
+            name: &args.name,
+            code: &args.code,
+            version: &args.version,
+            policy: args.policy.as_deref(),
+            collections: args.collections.as_deref(),
+            label: args.label.as_deref(),
+            unless_current: false,
+            patient: false,
+        },
+    )
+    .await?;
     println!("{package_id}");
     Ok(())
 }
