@@ -1116,3 +1116,105 @@ pub fn run(cmd: ChaincodeCommand) -> anyhow::Result<()> {
         .context("starting the async runtime")?
         .block_on(run_async(cmd))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn write_temp(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "gridledger-collections-{name}-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn fabric_collections_json_becomes_a_collection_config_package() {
+        let path = write_temp(
+            "ok",
+            r#"[{"name": "readings", "policy": "OR('DSOMSP.member', 'RetailerMSP.member')",
+                 "requiredPeerCount": 1, "maxPeerCount": 2, "blockToLive": 100,
+                 "memberOnlyRead": true, "memberOnlyWrite": false,
+                 "endorsementPolicy": {"signaturePolicy": "OR('DSOMSP.peer')"}},
+                {"name": "open", "policy": "OR('DSOMSP.member')"}]"#,
+        );
+        let package = collections(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(package.config.len(), 2);
+        let Some(protos::collection_config::Payload::StaticCollectionConfig(c)) =
+            &package.config[0].payload
+        else {
+            panic!("a static collection");
+        };
+        assert_eq!(
+            (
+                c.name.as_str(),
+                c.required_peer_count,
+                c.maximum_peer_count,
+                c.block_to_live
+            ),
+            ("readings", 1, 2, 100)
+        );
+        assert!(c.member_only_read && !c.member_only_write);
+        let Some(protos::collection_policy_config::Payload::SignaturePolicy(members)) = c
+            .member_orgs_policy
+            .as_ref()
+            .and_then(|p| p.payload.clone())
+        else {
+            panic!("a member policy");
+        };
+        assert_eq!(
+            gridledger_channels::policy::to_policy_string(&members).unwrap(),
+            "OR('DSOMSP.member', 'RetailerMSP.member')"
+        );
+        assert!(matches!(
+            c.endorsement_policy
+                .as_ref()
+                .and_then(|p| p.r#type.as_ref()),
+            Some(protos::application_policy::Type::SignaturePolicy(_))
+        ));
+    }
+
+    #[test]
+    fn bad_collections_json_is_refused_with_the_reason() {
+        for (name, text, needle) in [
+            ("notarray", r#"{"name": "x"}"#, "not a collections config"),
+            (
+                "badpolicy",
+                r#"[{"name": "x", "policy": "OR('DSOMSP.member'"}]"#,
+                "collection x",
+            ),
+            (
+                "twopolicies",
+                r#"[{"name": "x", "policy": "OR('A.member')", "endorsementPolicy": {"signaturePolicy": "OR('A.peer')", "channelConfigPolicy": "/Channel/Application/Endorsement"}}]"#,
+                "exactly one of",
+            ),
+            (
+                "unknown",
+                r#"[{"name": "x", "policy": "OR('A.member')", "colour": 1}]"#,
+                "not a collections config",
+            ),
+        ] {
+            let path = write_temp(name, text);
+            let err = format!("{:#}", collections(&path).unwrap_err());
+            let _ = std::fs::remove_file(&path);
+            assert!(err.contains(needle), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn definitions_default_to_the_channel_endorsement_policy() {
+        let def = definition("meters", "1.0", 1, None, None, false).unwrap();
+        assert_eq!(
+            lifecycle::endorsement_policy(&def.validation_parameter).unwrap(),
+            gridledger_peer::validation::EndorsementPolicy::ChannelPolicy(
+                "/Channel/Application/Endorsement".into()
+            )
+        );
+        assert!(definition("meters", "1.0", 1, Some("OR('A.peer'"), None, false).is_err());
+    }
+}
