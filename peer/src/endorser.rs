@@ -400,15 +400,14 @@ impl Peer {
                     ))
                 })?;
             let package = self
-                .packages()
-                .get(&package_id)
+                .installed_package(&package_id)
                 .map_err(|e| unavailable(e.to_string()))?
                 .ok_or_else(|| {
                     unavailable(format!(
                         "package {package_id} is not installed on this peer"
                     ))
                 })?;
-            return match package.code {
+            return match &package.code {
                 crate::lifecycle::package::Code::Builtin(b) => {
                     self.registry().get(&b.chaincode).map(Runtime::Compiled).ok_or_else(|| {
                         unavailable(format!(
@@ -424,7 +423,7 @@ impl Peer {
                         None
                     };
                     Ok(Runtime::External(crate::external::ExternalChaincode {
-                        address: connection.address,
+                        address: connection.address.clone(),
                         execute_timeout: crate::external::DEFAULT_EXECUTE_TIMEOUT,
                         tls_ca_cert,
                     }))

@@ -156,6 +156,8 @@ pub struct Peer {
     signer: SigningIdentity,
     channels: RwLock<BTreeMap<String, Arc<Channel>>>,
     registry: Registry,
+    /// Installed packages already parsed, by package id (packages never change once installed).
+    installed: std::sync::Mutex<BTreeMap<String, Arc<crate::lifecycle::package::Package>>>,
 }
 
 impl Peer {
@@ -168,6 +170,7 @@ impl Peer {
             signer,
             channels: RwLock::new(BTreeMap::new()),
             registry: Registry::with_builtins(),
+            installed: std::sync::Mutex::new(BTreeMap::new()),
         });
         peer.join_pending()?;
         peer.open_joined()?;
@@ -186,6 +189,32 @@ impl Peer {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+    /// An installed package, parsed once and then served from memory; `None` when it is not
+    /// installed.
+    pub fn installed_package(
+        &self,
+        package_id: &str,
+    ) -> Result<
+        Option<Arc<crate::lifecycle::package::Package>>,
+        crate::lifecycle::package::PackageError,
+    > {
+        if let Some(p) = self
+            .installed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(package_id).cloned())
+        {
+            return Ok(Some(p));
+        }
+        let Some(package) = self.packages().get(package_id)?.map(Arc::new) else {
+            return Ok(None);
+        };
+        if let Ok(mut map) = self.installed.lock() {
+            map.insert(package_id.to_owned(), package.clone());
+        }
+        Ok(Some(package))
+    }
+
     /// Deadline for calls to other nodes.
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.config.rpc_timeout_ms)
