@@ -838,6 +838,26 @@ async fn deploy_on(network: &Network, d: &Deployment<'_>) -> anyhow::Result<(Str
             }
         }
     }
+    // The commit is endorsed by every organization's peer: each must see all approvals first,
+    // or the peers would simulate different states.
+    let deadline = Instant::now() + AGREE_TIMEOUT;
+    for msp_id in &msp_ids {
+        let gateway = network.gateway(msp_id).await?;
+        loop {
+            let approvals = readiness(&gateway, d.channel, &def).await?;
+            if msp_ids.iter().all(|m| approvals.get(m) == Some(&true)) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the peer of {msp_id} did not see every approval of {} sequence {} within {AGREE_TIMEOUT:?} ({})",
+                def.name,
+                def.sequence,
+                approvals_text(&approvals)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let block = commit(network, first, d.channel, &def).await?;
     eprintln!(
         "[chaincode] committed {} sequence {} on {} (block {block})",

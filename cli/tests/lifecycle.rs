@@ -255,17 +255,11 @@ async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
         .await
         .expect("CreateAsset on meters");
     for g in &gateways {
-        let asset = g
-            .network(CHANNEL)
-            .contract(NAME)
-            .evaluate("ReadAsset", &["meter1"])
-            .await
-            .expect("ReadAsset on meters");
-        assert!(
-            String::from_utf8_lossy(&asset).contains("\"Owner\":\"DSO\""),
-            "{}",
-            String::from_utf8_lossy(&asset)
-        );
+        let asset = eventually(g, "ReadAsset", &["meter1"], |a| {
+            a.contains("\"Owner\":\"DSO\"")
+        })
+        .await;
+        assert!(asset.contains("\"ID\":\"meter1\""), "{asset}");
     }
 
     // Too few approvals: DSO alone approves sequence 2 and commits; the commit is ordered but
@@ -321,7 +315,8 @@ async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
     args.extend(["--package-id".to_string(), expected_id.clone()]);
     let out = gridledger(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
-    let readiness = with("checkcommitreadiness", "CommunityMSP", &[]);
+    // Asked of Retailer's peer, which has committed both approvals (DSO's came first).
+    let readiness = with("checkcommitreadiness", "RetailerMSP", &[]);
     let readiness = stdout(&readiness);
     let statuses: BTreeMap<&str, &str> = readiness
         .lines()
@@ -391,17 +386,35 @@ async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
         .await
         .expect("CreateAsset under the upgraded definition");
     for g in &gateways {
-        let all = g
+        let all = eventually(g, "GetAllAssets", &[], |all| all.contains("meter3")).await;
+        assert!(all.contains("meter1") && !all.contains("meter2"), "{all}");
+    }
+}
+
+/// Evaluates `function` on the gateway's peer until its result satisfies `done` (the peer may
+/// not have committed the latest block yet); the result.
+async fn eventually(
+    gateway: &Gateway,
+    function: &str,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let result = gateway
             .network(CHANNEL)
             .contract(NAME)
-            .evaluate("GetAllAssets", &[])
+            .evaluate(function, args)
             .await
-            .expect("GetAllAssets");
-        let all = String::from_utf8_lossy(&all);
-        assert!(
-            all.contains("meter1") && all.contains("meter3") && !all.contains("meter2"),
-            "{all}"
-        );
+            .map(|r| String::from_utf8_lossy(&r).into_owned());
+        match result {
+            Ok(text) if done(&text) => return text,
+            other => assert!(
+                Instant::now() < deadline,
+                "{function} never gave the expected result: {other:?}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
