@@ -33,6 +33,7 @@ const PROTOS: &[&str] = &[
     "peer/policy.proto",
     "peer/collection.proto",
     "peer/query.proto",
+    "peer/lifecycle/lifecycle.proto",
     "gateway/gateway.proto",
     "ledger/rwset/rwset.proto",
     "ledger/rwset/kvrwset/kv_rwset.proto",

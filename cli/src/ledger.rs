@@ -25,8 +25,9 @@
 //! tampered transaction is reported once, where it is, instead of making every later reader
 //! of its keys look conflicting. Chaincode endorsement policies come from the `_lifecycle`
 //! definitions committed in the chain (`namespaces/fields/<name>/ValidationInfo`), or from
-//! `--chaincode NAME=POLICY` for ledgers without `_lifecycle` (GridLedger's peers define
-//! chaincodes in `peer.toml`).
+//! `--chaincode NAME=POLICY` for chaincodes the chain does not define (GridLedger's peers
+//! commit their definitions in `_lifecycle` in Fabric's layout too; only a `peer.toml`
+//! bootstrap definition is missing from the chain).
 //!
 //! Not done here: reading a block range from a running peer or orderer (only block files are
 //! read); private-data collections other than Fabric's implicit per-organization ones and

@@ -5,6 +5,7 @@
 //! chain of what was being done.
 
 mod bench;
+mod chaincode;
 mod channel;
 mod crypto;
 mod grid;
@@ -31,6 +32,9 @@ enum Command {
     /// Channel configuration: genesis blocks and config updates.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Chaincode lifecycle: package, install, approve, commit, query, deploy.
+    #[command(subcommand)]
+    Chaincode(chaincode::ChaincodeCommand),
     /// Start a local consortium (orderer + one peer per member org) and write DIR/network.json.
     Up(up::UpArgs),
     /// Run a peer.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crypto(cmd) => crypto::run(cmd),
         Command::Channel(cmd) => channel::run(cmd),
+        Command::Chaincode(cmd) => chaincode::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Grid(cmd) => grid::run(cmd),
         Command::Up(args) => up::run(args),

@@ -2,9 +2,14 @@
 //!
 //! Creates the crypto material (once), the `market` channel's genesis block, one config file
 //! per node, then starts the three Raft orderers (orderer0..2, the channel's consenters) and
-//! one peer each for DSOMSP, RetailerMSP and CommunityMSP as separate processes, waits until every node serves, and writes
-//! `DIR/network.json` (DESIGN.md's shape). Running it again on the same DIR restarts the same
-//! network with its ledgers (a network created before clusters keeps its single orderer).
+//! one peer each for DSOMSP, RetailerMSP and CommunityMSP as separate processes, waits until every node serves,
+//! defines the chaincodes through the lifecycle as the organizations' admins would
+//! (`gridledger chaincode deploy`: the builtin `basic`, and a chaincode-as-a-service package
+//! per `--external-chaincode`), and then writes `DIR/network.json` (DESIGN.md's shape), so a
+//! client that sees the file can use the chaincodes at once. Running it again on the same DIR
+//! restarts the same network with its ledgers; a chaincode whose committed definition is
+//! already current is left alone, one whose server address changed is upgraded (a network
+//! created before clusters keeps its single orderer).
 //!
 //! Ports: orderer0 on P, the peers on P+1..P+3, orderer1 and orderer2 on P+4 and P+5. Each
 //! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Ctrl-C or SIGTERM stops every node; the nodes also stop when
@@ -186,8 +191,7 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         let node_dir = dir.join("nodes").join(name);
         let peer_config = format!(
             "name = \"{name}\"\nmsp_id = \"{msp_id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
-             [[chaincodes]]\nchannel = \"{CHANNEL}\"\nname = \"{CHAINCODE}\"\nversion = \"1.0\"\nendorsement_policy = \"{ENDORSEMENT_POLICY}\"\n",
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
             abs(&node_dir.join("data")),
             abs(&p.join("msp/signcerts/cert.pem")),
             abs(&p.join("msp/keystore/key.pem")),
@@ -209,7 +213,7 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
     Ok(nodes)
 }
 
-fn network_json(base_port: u16, orderer_count: usize) -> serde_json::Value {
+fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> serde_json::Value {
     let users = |msp_id: &str, names: &[&str]| -> Vec<serde_json::Value> {
         names
             .iter()
@@ -245,7 +249,7 @@ fn network_json(base_port: u16, orderer_count: usize) -> serde_json::Value {
             "serverName": name,
         })).collect::<Vec<_>>(),
         "organizations": organizations,
-        "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": [CHAINCODE]}],
+        "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": chaincodes}],
     })
 }
 
@@ -328,8 +332,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         args.base_port <= u16::MAX - 5,
         "--base-port leaves no room for the peers"
     );
+    let chaincodes = chaincodes(&args.external_chaincode)?;
     let nodes = prepare(&dir, args.base_port)?;
-    add_external_chaincodes(&nodes, &args.external_chaincode)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let _ = std::fs::remove_file(dir.join("network.json"));
@@ -357,8 +361,24 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         children.push((node.name.clone(), child));
     }
     let orderer_count = nodes.iter().filter(|n| n.kind == "orderer").count();
-    let network = serde_json::to_vec_pretty(&network_json(args.base_port, orderer_count))
-        .context("encoding network.json")?;
+    let names: Vec<&str> = chaincodes.iter().map(|(n, _)| n.as_str()).collect();
+    let network = network_json(args.base_port, orderer_count, &names);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The chaincodes are defined through the lifecycle, as the network's admins would.
+    if let Err(e) = runtime.block_on(crate::chaincode::deploy_for_up(
+        &network,
+        &dir,
+        CHANNEL,
+        &chaincodes,
+        ENDORSEMENT_POLICY,
+    )) {
+        stop_all(&mut children);
+        return Err(e);
+    }
+    let network = serde_json::to_vec_pretty(&network).context("encoding network.json")?;
     write(&dir.join("network.json"), &network)?;
     println!(
         "[up] network serving; wrote {}",
@@ -368,10 +388,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "[up] channel '{CHANNEL}' with chaincode '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}); Ctrl-C stops it"
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let exited = runtime.block_on(async {
         let mut signal = std::pin::pin!(crate::node::shutdown_signal(false));
         loop {
@@ -395,34 +411,36 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Appends one `[[chaincodes]]` definition with an `address` per `NAME=HOST:PORT` to every
-/// peer's freshly written `peer.toml` (same version and endorsement policy as `basic`).
-fn add_external_chaincodes(nodes: &[Node], specs: &[String]) -> anyhow::Result<()> {
-    let mut text = String::new();
+/// The chaincodes `up` defines on `market`: the builtin `basic`, and one chaincode-as-a-service
+/// package per `--external-chaincode NAME=HOST:PORT`.
+fn chaincodes(specs: &[String]) -> anyhow::Result<Vec<(String, crate::chaincode::CodeArgs)>> {
+    let mut out = vec![(
+        CHAINCODE.to_string(),
+        crate::chaincode::CodeArgs {
+            builtin: Some(CHAINCODE.into()),
+            ccaas: None,
+        },
+    )];
     for spec in specs {
         let Some((name, address)) = spec.split_once('=') else {
             bail!("--external-chaincode {spec:?}: expected NAME=HOST:PORT");
         };
         anyhow::ensure!(
-            !name.is_empty() && name != CHAINCODE && address.contains(':'),
-            "--external-chaincode {spec:?}: expected NAME=HOST:PORT with a name other than {CHAINCODE:?}"
+            gridledger_peer::lifecycle::valid_chaincode_name(name)
+                && out.iter().all(|(n, _)| n != name)
+                && address.contains(':'),
+            "--external-chaincode {spec:?}: expected NAME=HOST:PORT with a valid chaincode name other than {CHAINCODE:?}, each name once"
         );
-        text.push_str(&format!(
-            "\n[[chaincodes]]\nchannel = \"{CHANNEL}\"\nname = {name:?}\nversion = \"1.0\"\n\
-             endorsement_policy = \"{ENDORSEMENT_POLICY}\"\naddress = {address:?}\n"
-        ));
         println!(
             "[up] chaincode '{name}' on '{CHANNEL}' is served by the external chaincode server at {address}"
         );
+        out.push((
+            name.to_string(),
+            crate::chaincode::CodeArgs {
+                builtin: None,
+                ccaas: Some(address.to_string()),
+            },
+        ));
     }
-    if text.is_empty() {
-        return Ok(());
-    }
-    for node in nodes.iter().filter(|n| n.kind == "peer") {
-        let mut config = std::fs::read_to_string(&node.config)
-            .with_context(|| format!("reading {}", node.config.display()))?;
-        config.push_str(&text);
-        write(&node.config, config.as_bytes())?;
-    }
-    Ok(())
+    Ok(out)
 }

@@ -73,9 +73,10 @@ pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), Strin
     let ledger = channel.ledger().clone();
     let config = channel.config();
     let info = ledger.info();
+    let chaincodes = channel.chaincodes();
     let ctx = BlockContext {
         channel: &config,
-        chaincodes: channel.chaincodes(),
+        chaincodes: &chaincodes,
         expected_number: info.height,
         previous_header_hash: &info.current_block_hash,
     };
@@ -87,6 +88,15 @@ pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), Strin
     ledger
         .commit_block(&with_codes, &validated.updates)
         .map_err(|e| e.to_string())?;
+    let defines_chaincodes = validated.updates.txs.iter().any(|tx| {
+        tx.writes.iter().any(|w| {
+            w.namespace == crate::validation::LIFECYCLE_NAMESPACE
+                && w.key.starts_with(crate::lifecycle::METADATA_PREFIX)
+        })
+    });
+    if defines_chaincodes {
+        channel.refresh_definitions();
+    }
     if let Some((channel_id, new_config)) = validated.config {
         match ChannelConfig::from_config(&channel_id, &new_config) {
             Ok(c) => channel.set_config(c),

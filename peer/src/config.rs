@@ -1,8 +1,10 @@
-//! The peer's configuration file (TOML) and the chaincode definitions it serves.
+//! The peer's configuration file (TOML), with optional bootstrap chaincode definitions.
 //!
-//! Until the chaincode lifecycle lands, a channel's chaincode definitions (name, version,
-//! endorsement policy) are part of every member peer's configuration; `gridledger up` writes
-//! the same definitions to every peer, which validation requires.
+//! Chaincode definitions come from the ledger: the `_lifecycle` namespace (see
+//! `crate::lifecycle`), so every peer of a channel agrees on them. `[[chaincodes]]` entries here
+//! are a local bootstrap for hand-written setups without the lifecycle: every member peer must
+//! then carry the same ones (validation depends on them), and a definition committed through
+//! the lifecycle replaces an entry of the same name. `gridledger up` writes none.
 
 use gridledger_channels::policy;
 use serde::Deserialize;
@@ -34,7 +36,8 @@ pub struct PeerConfig {
     /// When set, clients must present a certificate issued by this CA (mutual TLS).
     #[serde(default)]
     pub tls_client_ca: Option<PathBuf>,
-    /// Chaincode definitions per channel.
+    /// Bootstrap chaincode definitions per channel (see the module doc); the lifecycle's
+    /// committed definitions take precedence.
     #[serde(default)]
     pub chaincodes: Vec<ChaincodeSpec>,
     /// Deadline for calls to other peers and orderers, milliseconds.

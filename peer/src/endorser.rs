@@ -31,6 +31,12 @@ pub enum ProposalError {
     DuplicateTxId(String),
     #[error("chaincode '{name}' is not defined on channel '{channel}'")]
     UnknownChaincode { name: String, channel: String },
+    #[error("chaincode '{name}' on channel '{channel}' cannot run on this peer: {reason}")]
+    ChaincodeUnavailable {
+        name: String,
+        channel: String,
+        reason: String,
+    },
     #[error("ledger: {0}")]
     Ledger(String),
 }
@@ -215,22 +221,15 @@ impl Peer {
         let result = if p.chaincode_name == crate::qscc::NAME {
             crate::qscc::invoke(&channel, &p.input.args)
         } else {
-            let definition = channel.chaincodes().get(&p.chaincode_name).ok_or_else(|| {
-                ProposalError::UnknownChaincode {
+            let definition = channel
+                .chaincodes()
+                .get(&p.chaincode_name)
+                .cloned()
+                .ok_or_else(|| ProposalError::UnknownChaincode {
                     name: p.chaincode_name.clone(),
                     channel: channel.id().into(),
-                }
-            })?;
-            let external = self.external_chaincode(channel.id(), &p.chaincode_name);
-            let compiled = match external {
-                Some(external) => Err(external),
-                None => Ok(self.registry().get(&p.chaincode_name).ok_or_else(|| {
-                    ProposalError::UnknownChaincode {
-                        name: p.chaincode_name.clone(),
-                        channel: channel.id().into(),
-                    }
-                })?),
-            };
+                })?;
+            let runtime = self.runtime(&channel, &creator, &p.chaincode_name)?;
             let snapshot = channel
                 .ledger()
                 .snapshot()
@@ -251,16 +250,17 @@ impl Peer {
             let host = PeerHost {
                 peer: self,
                 signed_proposal: &p.signed,
+                creator: &creator,
             };
-            match compiled {
-                Ok(chaincode) => gridledger_chaincode::simulate_with_host(
+            match runtime {
+                Runtime::Compiled(chaincode) => gridledger_chaincode::simulate_with_host(
                     chaincode.as_ref(),
                     &definition.name,
                     &invocation,
                     &reader,
                     &host,
                 ),
-                Err(external) => crate::external::execute_blocking_with_host(
+                Runtime::External(external) => crate::external::execute_blocking_with_host(
                     &external,
                     &definition.name,
                     &invocation,
@@ -269,11 +269,15 @@ impl Peer {
                 ),
             }
         };
-        let version = channel
-            .chaincodes()
-            .get(&p.chaincode_name)
-            .map(|d| d.version.clone())
-            .unwrap_or_default();
+        let version = if p.chaincode_name == crate::validation::LIFECYCLE_NAMESPACE {
+            crate::lifecycle::SYSCC_VERSION.to_string()
+        } else {
+            channel
+                .chaincodes()
+                .get(&p.chaincode_name)
+                .map(|d| d.version.clone())
+                .unwrap_or_default()
+        };
         let action = protos::ChaincodeAction {
             results: result.rwset_bytes.clone(),
             events: result
@@ -299,19 +303,6 @@ impl Peer {
             result,
             response_payload,
         })
-    }
-
-    /// How to reach chaincode `name` of `channel_id` when it runs as an external server.
-    fn external_chaincode(
-        &self,
-        channel_id: &str,
-        name: &str,
-    ) -> Option<crate::external::ExternalChaincode> {
-        self.config()
-            .chaincodes
-            .iter()
-            .find(|cc| cc.channel == channel_id && cc.name == name)
-            .and_then(crate::config::ChaincodeSpec::external)
     }
 
     /// Endorses: simulates and, when the chaincode succeeded (status < 400), signs
@@ -352,6 +343,8 @@ struct PeerHost<'p> {
     peer: &'p Peer,
     /// The client's proposal, checked against the ACL of other channels.
     signed_proposal: &'p protos::SignedProposal,
+    /// The proposal's creator.
+    creator: &'p Identity,
 }
 
 impl ChaincodeHost for PeerHost<'_> {
@@ -361,20 +354,21 @@ impl ChaincodeHost for PeerHost<'_> {
             .peer
             .channel(&channel_id)
             .ok_or_else(|| format!("channel {channel_id:?} is not joined by this peer"))?;
+        if name == crate::validation::LIFECYCLE_NAMESPACE {
+            return Err("the chaincode lifecycle cannot be called from a chaincode".to_string());
+        }
         if !channel.chaincodes().contains_key(name) {
             return Err(format!(
                 "chaincode {name:?} is not defined on channel {channel_id:?}"
             ));
         }
-        match self.peer.external_chaincode(&channel_id, name) {
-            Some(external) => crate::external::run_blocking(&external, stub),
-            None => {
-                let chaincode =
-                    self.peer.registry().get(name).ok_or_else(|| {
-                        format!("chaincode {name:?} is not installed on this peer")
-                    })?;
-                Ok(chaincode.invoke(stub))
-            }
+        match self
+            .peer
+            .runtime(&channel, self.creator, name)
+            .map_err(|e| e.to_string())?
+        {
+            Runtime::External(external) => crate::external::run_blocking(&external, stub),
+            Runtime::Compiled(chaincode) => Ok(chaincode.invoke(stub)),
         }
     }
 
@@ -412,6 +406,144 @@ impl ChaincodeHost for PeerHost<'_> {
         }
         let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;
         Ok(Box::new(SnapshotReader(snapshot)))
+    }
+}
+
+/// What runs a chaincode on this peer.
+enum Runtime {
+    /// Compiled into the peer (or `_lifecycle` itself).
+    Compiled(Arc<dyn gridledger_chaincode::Chaincode>),
+    /// An external chaincode server.
+    External(crate::external::ExternalChaincode),
+}
+
+impl Peer {
+    /// The package id this peer's organization approved for sequence `sequence` of `name`
+    /// on `channel`, read from the committed state.
+    pub fn approved_package(
+        &self,
+        channel: &Channel,
+        name: &str,
+        sequence: i64,
+    ) -> Result<Option<String>, String> {
+        let key = crate::lifecycle::approval_key(name, sequence, &self.config().msp_id);
+        let Some(value) = channel
+            .ledger()
+            .snapshot()
+            .and_then(|s| s.get(crate::validation::LIFECYCLE_NAMESPACE, &key))
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let approval = gridledger_proto::lifecycle::ApproveChaincodeDefinitionForMyOrgArgs::decode(
+            value.value.as_slice(),
+        )
+        .map_err(|e| format!("the approval {key} does not decode: {e}"))?;
+        Ok(crate::lifecycle::approved_package_id(&approval).map(str::to_owned))
+    }
+
+    /// How this peer runs chaincode `name` on `channel`: `_lifecycle` itself; a definition
+    /// committed through the lifecycle runs the package this peer's organization approved
+    /// for it (a compiled-in chaincode or a chaincode server); otherwise the peer
+    /// configuration's bootstrap definition (an `address`, or the compiled-in chaincode of
+    /// that name).
+    fn runtime(
+        &self,
+        channel: &Channel,
+        creator: &Identity,
+        name: &str,
+    ) -> Result<Runtime, ProposalError> {
+        let unavailable = |reason: String| ProposalError::ChaincodeUnavailable {
+            name: name.to_owned(),
+            channel: channel.id().to_owned(),
+            reason,
+        };
+        if name == crate::validation::LIFECYCLE_NAMESPACE {
+            let config = channel.config();
+            return Ok(Runtime::Compiled(Arc::new(
+                crate::lifecycle::LifecycleChaincode {
+                    msp_id: self.config().msp_id.clone(),
+                    organizations: config
+                        .organizations()
+                        .iter()
+                        .map(|o| o.msp_id.clone())
+                        .collect(),
+                    creator_is_admin: creator.is_admin(),
+                },
+            )));
+        }
+        if let Some(def) = channel.committed_definitions().get(name) {
+            let package_id = self
+                .approved_package(channel, name, def.sequence)
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    unavailable(format!(
+                        "{} approved no package for sequence {} on this channel",
+                        self.config().msp_id,
+                        def.sequence
+                    ))
+                })?;
+            let package = self
+                .installed_package(&package_id)
+                .map_err(|e| unavailable(e.to_string()))?
+                .ok_or_else(|| {
+                    unavailable(format!(
+                        "package {package_id} is not installed on this peer"
+                    ))
+                })?;
+            return match &package.code {
+                crate::lifecycle::package::Code::Builtin(b) => {
+                    self.registry().get(&b.chaincode).map(Runtime::Compiled).ok_or_else(|| {
+                        unavailable(format!(
+                            "package {package_id} names the builtin chaincode {:?}, which this peer does not have",
+                            b.chaincode
+                        ))
+                    })
+                }
+                crate::lifecycle::package::Code::Ccaas(connection) => {
+                    let tls_ca_cert = if connection.tls_required {
+                        Some(self.package_root_cert(&package_id, &connection.root_cert).map_err(unavailable)?)
+                    } else {
+                        None
+                    };
+                    Ok(Runtime::External(crate::external::ExternalChaincode {
+                        address: connection.address.clone(),
+                        execute_timeout: crate::external::DEFAULT_EXECUTE_TIMEOUT,
+                        tls_ca_cert,
+                    }))
+                }
+            };
+        }
+        let external = self
+            .config()
+            .chaincodes
+            .iter()
+            .find(|cc| cc.channel == channel.id() && cc.name == name)
+            .and_then(crate::config::ChaincodeSpec::external);
+        match external {
+            Some(external) => Ok(Runtime::External(external)),
+            None => self
+                .registry()
+                .get(name)
+                .map(Runtime::Compiled)
+                .ok_or_else(|| ProposalError::UnknownChaincode {
+                    name: name.to_owned(),
+                    channel: channel.id().into(),
+                }),
+        }
+    }
+
+    /// The file holding a ccaas package's `root_cert` (written on first use), for the
+    /// chaincode client to trust.
+    fn package_root_cert(&self, package_id: &str, pem: &str) -> Result<std::path::PathBuf, String> {
+        let dir = self.config().data_dir.join("lifecycle").join("tls");
+        let hash = package_id.rsplit_once(':').map_or(package_id, |(_, h)| h);
+        let path = dir.join(format!("{hash}.pem"));
+        if !path.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(path)
     }
 }
 
@@ -501,7 +633,21 @@ impl protos::endorser_server::Endorser for EndorserService {
         let peer = self.0.clone();
         let signed = request.into_inner();
         let outcome = tokio::task::spawn_blocking(move || {
-            unpack(&signed).and_then(|p| peer.endorse(&p).map(|(_, r)| r))
+            unpack(&signed).and_then(|p| {
+                if p.chaincode_name == crate::validation::LIFECYCLE_NAMESPACE
+                    && p.channel_header.channel_id.is_empty()
+                {
+                    // Install and the other peer-local functions: answered, not endorsed.
+                    peer.lifecycle_local(&p)
+                        .map(|response| protos::ProposalResponse {
+                            version: 1,
+                            response: Some(response),
+                            ..Default::default()
+                        })
+                } else {
+                    peer.endorse(&p).map(|(_, r)| r)
+                }
+            })
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("endorsement task failed: {e}")))?;

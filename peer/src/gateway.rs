@@ -136,6 +136,7 @@ fn proposal_status(e: &ProposalError) -> Status {
         ProposalError::AccessDenied(_) => Code::PermissionDenied,
         ProposalError::DuplicateTxId(_) => Code::AlreadyExists,
         ProposalError::UnknownChaincode { .. } => Code::NotFound,
+        ProposalError::ChaincodeUnavailable { .. } => Code::Unavailable,
         ProposalError::Ledger(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())

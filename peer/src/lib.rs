@@ -13,6 +13,8 @@
 //! - [`validation`]: the validation core — a plain function of (block, channel config,
 //!   chaincode definitions, committed state) that yields Fabric's validation codes and the
 //!   state updates of the valid transactions. No I/O, no clock.
+//! - [`lifecycle`]: the chaincode lifecycle system chaincode `_lifecycle` — packages,
+//!   install, approve, commit — with definitions committed in the ledger.
 //! - [`qscc`]: the query system chaincode.
 //! - [`server`]: start and stop.
 
@@ -23,6 +25,7 @@ pub mod deliver;
 pub mod endorser;
 pub mod external;
 pub mod gateway;
+pub mod lifecycle;
 pub mod node;
 pub mod qscc;
 pub mod server;

@@ -51,7 +51,19 @@ pub struct Channel {
     id: String,
     ledger: Arc<Ledger>,
     config: RwLock<Arc<ChannelConfig>>,
-    chaincodes: BTreeMap<String, ChaincodeDefinition>,
+    /// Definitions from the peer's configuration file (the local bootstrap).
+    bootstrap: BTreeMap<String, ChaincodeDefinition>,
+    /// The definitions in force: `bootstrap`, overridden by those committed in `_lifecycle`.
+    definitions: RwLock<Arc<Definitions>>,
+}
+
+/// A channel's chaincode definitions at one ledger height.
+#[derive(Default)]
+struct Definitions {
+    /// What validation and endorsement use, `_lifecycle` included.
+    validation: Arc<BTreeMap<String, ChaincodeDefinition>>,
+    /// The definitions committed through the lifecycle.
+    committed: Arc<BTreeMap<String, crate::lifecycle::Definition>>,
 }
 
 impl Channel {
@@ -77,10 +89,64 @@ impl Channel {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
         }
+        self.refresh_definitions();
     }
-    /// Chaincode definitions by name.
-    pub fn chaincodes(&self) -> &BTreeMap<String, ChaincodeDefinition> {
-        &self.chaincodes
+
+    fn definitions(&self) -> Arc<Definitions> {
+        self.definitions
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Chaincode definitions by name (= namespace), `_lifecycle` included: the peer
+    /// configuration's bootstrap definitions, overridden by those committed in `_lifecycle`.
+    pub fn chaincodes(&self) -> Arc<BTreeMap<String, ChaincodeDefinition>> {
+        self.definitions().validation.clone()
+    }
+
+    /// The chaincode definitions committed through the lifecycle, by name.
+    pub fn committed_definitions(&self) -> Arc<BTreeMap<String, crate::lifecycle::Definition>> {
+        self.definitions().committed.clone()
+    }
+
+    /// Re-reads the committed definitions from the ledger (after a block that wrote
+    /// `_lifecycle`, or a config change). A committed definition whose policy does not decode
+    /// is left out, on every peer alike.
+    pub fn refresh_definitions(&self) {
+        let committed = match self
+            .ledger
+            .snapshot()
+            .map_err(|e| e.to_string())
+            .and_then(|s| crate::lifecycle::committed_definitions(&s))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(channel = %self.id, error = %e, "cannot read the committed chaincode definitions; keeping the previous ones");
+                return;
+            }
+        };
+        let mut validation = self.bootstrap.clone();
+        for (name, def) in &committed {
+            match crate::lifecycle::validation_definition(def) {
+                Ok(d) => {
+                    validation.insert(name.clone(), d);
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.id, chaincode = %name, error = %e, "ignoring a committed definition")
+                }
+            }
+        }
+        let lifecycle = ChaincodeDefinition::lifecycle(&self.config());
+        validation.insert(lifecycle.name.clone(), lifecycle);
+        let definitions = Arc::new(Definitions {
+            validation: Arc::new(validation),
+            committed: Arc::new(committed),
+        });
+        match self.definitions.write() {
+            Ok(mut d) => *d = definitions,
+            Err(poisoned) => *poisoned.into_inner() = definitions,
+        }
     }
 }
 
@@ -90,6 +156,8 @@ pub struct Peer {
     signer: SigningIdentity,
     channels: RwLock<BTreeMap<String, Arc<Channel>>>,
     registry: Registry,
+    /// Installed packages already parsed, by package id (packages never change once installed).
+    installed: std::sync::Mutex<BTreeMap<String, Arc<crate::lifecycle::package::Package>>>,
 }
 
 impl Peer {
@@ -102,6 +170,7 @@ impl Peer {
             signer,
             channels: RwLock::new(BTreeMap::new()),
             registry: Registry::with_builtins(),
+            installed: std::sync::Mutex::new(BTreeMap::new()),
         });
         peer.join_pending()?;
         peer.open_joined()?;
@@ -120,6 +189,32 @@ impl Peer {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+    /// An installed package, parsed once and then served from memory; `None` when it is not
+    /// installed.
+    pub fn installed_package(
+        &self,
+        package_id: &str,
+    ) -> Result<
+        Option<Arc<crate::lifecycle::package::Package>>,
+        crate::lifecycle::package::PackageError,
+    > {
+        if let Some(p) = self
+            .installed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(package_id).cloned())
+        {
+            return Ok(Some(p));
+        }
+        let Some(package) = self.packages().get(package_id)?.map(Arc::new) else {
+            return Ok(None);
+        };
+        if let Ok(mut map) = self.installed.lock() {
+            map.insert(package_id.to_owned(), package.clone());
+        }
+        Ok(Some(package))
+    }
+
     /// Deadline for calls to other nodes.
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.config.rpc_timeout_ms)
@@ -191,17 +286,15 @@ impl Peer {
                 channel: id.clone(),
                 reason,
             })?;
-            let mut chaincodes = self.chaincode_definitions(&id)?;
-            let lifecycle = ChaincodeDefinition::lifecycle(&config);
-            chaincodes
-                .entry(lifecycle.name.clone())
-                .or_insert(lifecycle);
+            let bootstrap = self.chaincode_definitions(&id)?;
             let channel = Arc::new(Channel {
                 id: id.clone(),
                 ledger,
                 config: RwLock::new(Arc::new(config)),
-                chaincodes,
+                bootstrap,
+                definitions: RwLock::new(Arc::default()),
             });
+            channel.refresh_definitions();
             if let Ok(mut map) = self.channels.write() {
                 map.insert(id, channel);
             }

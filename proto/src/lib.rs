@@ -33,6 +33,12 @@ pub mod protos {
     include!(concat!(env!("OUT_DIR"), "/protos.rs"));
 }
 
+/// Package `lifecycle`: arguments and results of the `_lifecycle` system chaincode.
+#[allow(missing_docs, clippy::all)]
+pub mod lifecycle {
+    include!(concat!(env!("OUT_DIR"), "/lifecycle.rs"));
+}
+
 /// Package `gateway`: the Fabric Gateway API used by client SDKs.
 #[allow(missing_docs, clippy::all)]
 pub mod gateway {

@@ -21,6 +21,9 @@
 //!   writes to any other collection fail, as they do in Fabric for an undefined collection.
 //! - If nothing in the namespace required a policy (a read-only invocation), the chaincode's
 //!   policy is still checked (Fabric's `CheckCCEPIfNoEPChecked`).
+//! - `_lifecycle`'s public writes follow the lifecycle's rules instead (`lifecycle_writes`):
+//!   approvals need their organization's endorsement, a committed definition needs
+//!   LifecycleEndorsement satisfied by organizations that approved exactly that definition.
 //!
 //! Each endorsement is a signature by `endorser` over `proposal_response_payload || endorser`.
 //! Endorsers are validated at the transaction's timestamp and verified once per transaction,
@@ -38,8 +41,9 @@ use gridledger_proto::protos::{self, TxValidationCode as Code};
 use prost::Message;
 
 use super::state::{CommittedState, decode_metadata};
-use super::transaction::DecodedRwSet;
-use super::{ChaincodeDefinition, EndorsementPolicy, ValidationError};
+use super::transaction::{DecodedRwSet, NsRwSet};
+use super::{ChaincodeDefinition, EndorsementPolicy, LIFECYCLE_NAMESPACE, ValidationError};
+use crate::lifecycle;
 
 /// Prefix of Fabric's implicit per-organization collections.
 pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
@@ -87,25 +91,127 @@ impl Endorsers<'_> {
 
     fn satisfy(&mut self, required: &Required<'_>) -> bool {
         let channel = self.channel;
-        let signers = self.verified();
-        match required {
-            Required::Chaincode(EndorsementPolicy::Signature(envelope))
-            | Required::Key(envelope) => CompiledSignaturePolicy::compile(envelope)
-                .is_ok_and(|policy| policy.is_satisfied(signers)),
-            Required::Chaincode(EndorsementPolicy::ChannelPolicy(path)) => channel
-                .policies()
-                .is_satisfied(path, signers)
-                .unwrap_or(false),
-            Required::Channel(path) => channel
-                .policies()
-                .is_satisfied(path, signers)
-                .unwrap_or(false),
-            Required::AnyMemberOf(msp_id) => signers
+        satisfied(required, channel, self.verified())
+    }
+
+    /// Whether the endorsements of the organizations in `among` alone satisfy `required`.
+    fn satisfy_among(&mut self, required: &Required<'_>, among: &BTreeSet<&str>) -> bool {
+        let channel = self.channel;
+        let signers = VerifiedSigners::from_identities(
+            self.verified()
                 .signers()
                 .iter()
-                .any(|s| s.identity.msp_id() == *msp_id),
+                .filter(|s| among.contains(s.identity.msp_id()))
+                .map(|s| s.identity.clone()),
+        );
+        satisfied(required, channel, &signers)
+    }
+}
+
+fn satisfied(required: &Required<'_>, channel: &ChannelConfig, signers: &VerifiedSigners) -> bool {
+    match required {
+        Required::Chaincode(EndorsementPolicy::Signature(envelope)) | Required::Key(envelope) => {
+            CompiledSignaturePolicy::compile(envelope)
+                .is_ok_and(|policy| policy.is_satisfied(signers))
+        }
+        Required::Chaincode(EndorsementPolicy::ChannelPolicy(path)) => channel
+            .policies()
+            .is_satisfied(path, signers)
+            .unwrap_or(false),
+        Required::Channel(path) => channel
+            .policies()
+            .is_satisfied(path, signers)
+            .unwrap_or(false),
+        Required::AnyMemberOf(msp_id) => signers
+            .signers()
+            .iter()
+            .any(|s| s.identity.msp_id() == *msp_id),
+    }
+}
+
+/// The `_lifecycle` rules for a transaction's public writes to `_lifecycle` (see
+/// `crate::lifecycle`): an organization's `approvals/…` and `agreements/…` keys need that
+/// organization's endorsement; every other key needs the `_lifecycle` policy
+/// (LifecycleEndorsement), and a committed definition needs it satisfied by the endorsements
+/// of the organizations whose agreement with exactly that definition the transaction read.
+/// A commit made by Fabric (no agreement read; its approvals are implicit-collection hashes
+/// it read) is held to Fabric's rule: LifecycleEndorsement over all its endorsements.
+fn lifecycle_writes(
+    ns: &NsRwSet,
+    endorsers: &mut Endorsers<'_>,
+    channel: &ChannelConfig,
+    policy: &Required<'_>,
+) -> Result<(), Code> {
+    let mut orgs: BTreeSet<&str> = BTreeSet::new();
+    let mut definitions: BTreeMap<&str, BTreeMap<&str, &[u8]>> = BTreeMap::new();
+    let mut other = false;
+    for write in &ns.kv.writes {
+        if let Some(msp_id) = lifecycle::organization_of_key(&write.key) {
+            orgs.insert(msp_id);
+            continue;
+        }
+        other = true;
+        if let Some((name, field)) = lifecycle::parse_field_key(&write.key) {
+            if !write.is_delete {
+                definitions
+                    .entry(name)
+                    .or_default()
+                    .insert(field, write.value.as_slice());
+            }
         }
     }
+    for msp_id in orgs {
+        let collection = format!("{IMPLICIT_COLLECTION_PREFIX}{msp_id}");
+        let required =
+            collection_policy(channel, &collection).ok_or(Code::EndorsementPolicyFailure)?;
+        if !endorsers.satisfy(&required) {
+            return Err(Code::EndorsementPolicyFailure);
+        }
+    }
+    if !other {
+        return Ok(());
+    }
+    let agreements: Vec<(&str, &str, &str, &str)> = ns
+        .kv
+        .reads
+        .iter()
+        .filter(|r| r.version.is_some())
+        .filter_map(|r| lifecycle::parse_agreement_key(&r.key))
+        .collect();
+    let made_by_fabric = agreements.is_empty()
+        && ns.collections.iter().any(|(collection, hashed)| {
+            collection.starts_with(IMPLICIT_COLLECTION_PREFIX) && !hashed.hashed_reads.is_empty()
+        });
+    if made_by_fabric || definitions.is_empty() {
+        return if endorsers.satisfy(policy) {
+            Ok(())
+        } else {
+            Err(Code::EndorsementPolicyFailure)
+        };
+    }
+    for (name, fields) in definitions {
+        let hash = lifecycle::hash_of_fields(|field| fields.get(field).copied())
+            .ok_or(Code::EndorsementPolicyFailure)?;
+        let sequence = fields
+            .get("Sequence")
+            .and_then(|v| gridledger_proto::lifecycle::StateData::decode(*v).ok())
+            .and_then(|d| match d.r#type {
+                Some(gridledger_proto::lifecycle::state_data::Type::Int64(n)) => {
+                    Some(n.to_string())
+                }
+                _ => None,
+            })
+            .ok_or(Code::EndorsementPolicyFailure)?;
+        let approving: BTreeSet<&str> = agreements
+            .iter()
+            .filter(|(n, s, h, _)| *n == name && *s == sequence && *h == hash)
+            .map(|(_, _, _, msp_id)| *msp_id)
+            .collect();
+        if !endorsers.satisfy_among(policy, &approving) {
+            return Err(Code::EndorsementPolicyFailure);
+        }
+    }
+    Ok(())
 }
 
 /// The endorsement policy of a collection, or `None` when the collection is not defined.
@@ -181,27 +287,38 @@ pub(crate) fn check(
             .iter()
             .filter(|ns| ns.namespace == namespace)
         {
-            let keys = ns
-                .kv
-                .writes
-                .iter()
-                .map(|w| w.key.as_str())
-                .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()));
-            for key in keys {
-                match key_policy(state, namespace, key)? {
-                    Some(Some(envelope)) => {
-                        if !endorsers.satisfy(&Required::Key(envelope)) {
-                            return failure;
-                        }
-                        key_checked = true;
+            if namespace == LIFECYCLE_NAMESPACE {
+                if !ns.kv.writes.is_empty() && !chaincode_checked {
+                    if let Err(code) =
+                        lifecycle_writes(ns, &mut endorsers, channel, &chaincode_policy)
+                    {
+                        return Ok(Err(code));
                     }
-                    Some(None) => return failure,
-                    None if chaincode_checked => {}
-                    None => {
-                        if !endorsers.satisfy(&chaincode_policy) {
-                            return failure;
+                    chaincode_checked = true;
+                }
+            } else {
+                let keys = ns
+                    .kv
+                    .writes
+                    .iter()
+                    .map(|w| w.key.as_str())
+                    .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()));
+                for key in keys {
+                    match key_policy(state, namespace, key)? {
+                        Some(Some(envelope)) => {
+                            if !endorsers.satisfy(&Required::Key(envelope)) {
+                                return failure;
+                            }
+                            key_checked = true;
                         }
-                        chaincode_checked = true;
+                        Some(None) => return failure,
+                        None if chaincode_checked => {}
+                        None => {
+                            if !endorsers.satisfy(&chaincode_policy) {
+                                return failure;
+                            }
+                            chaincode_checked = true;
+                        }
                     }
                 }
             }

@@ -1,0 +1,437 @@
+//! The chaincode lifecycle on a real local network: `gridledger up`, then `gridledger
+//! chaincode deploy` defines the compiled-in asset chaincode under a new name through
+//! `_lifecycle` (package, install on every peer, approve per org, commit), the Rust SDK
+//! invokes it, too few approvals leave a commit invalid, mismatched approvals are explained by
+//! `checkcommitreadiness`, and an upgrade (a new endorsement policy at sequence 2) reaches
+//! every peer and is enforced by their validators.
+
+use gridledger_identity::SigningIdentity;
+use gridledger_proto::protos;
+use gridledger_sdk::Gateway;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CHANNEL: &str = "market";
+const NAME: &str = "meters";
+const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+/// `up` takes six ports: orderer0, three peers, orderer1, orderer2.
+const PORTS: u16 = 6;
+
+fn free_base_port() -> u16 {
+    let seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos(),
+    ) ^ (u64::from(std::process::id()) << 20);
+    for attempt in 0..500u64 {
+        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % 12_000) as u16;
+        let listeners: Vec<_> = (0..PORTS)
+            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if listeners.len() == usize::from(PORTS) {
+            return base;
+        }
+    }
+    panic!("no {PORTS} consecutive free loopback ports in 20000..32000");
+}
+
+/// The network folder and `gridledger up`, stopped on drop.
+struct Harness {
+    dir: PathBuf,
+    up: Option<Child>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            if !matches!(up.try_wait(), Ok(Some(_))) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &up.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline && !matches!(up.try_wait(), Ok(Some(_))) {
+                    std::thread::sleep(POLL);
+                }
+                let _ = up.kill();
+                let _ = up.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for name in ["up.log", "logs/peer0.dso.log", "logs/peer0.retailer.log"] {
+                if let Ok(text) = std::fs::read_to_string(self.dir.join(name)) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("----- {name}");
+                    for line in &lines[lines.len().saturating_sub(30)..] {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            eprintln!("[test] folder kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `gridledger ARGS` to completion.
+fn gridledger(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gridledger")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `gridledger ARGS`, which must succeed; its standard output.
+fn ok(args: &[&str]) -> String {
+    let out = gridledger(args);
+    assert!(
+        out.status.success(),
+        "gridledger {args:?} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// User1 of `msp_id`, through its own peer, from `network.json`.
+async fn gateway(dir: &Path, network: &serde_json::Value, msp_id: &str) -> Gateway {
+    let org = network["organizations"]
+        .as_array()
+        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
+        .unwrap_or_else(|| panic!("network.json has no {msp_id}"));
+    let peer = &org["peers"][0];
+    let user = &org["users"][0];
+    let path = |v: &serde_json::Value| dir.join(v.as_str().expect("a path"));
+    let signer = SigningIdentity::load(msp_id, &path(&user["cert"]), &path(&user["key"]))
+        .expect("load User1");
+    let tls_ca = std::fs::read(path(&peer["tlsCaCert"])).expect("read the peer's TLS CA");
+    Gateway::connect(
+        peer["endpoint"].as_str().expect("endpoint"),
+        &tls_ca,
+        peer["serverName"].as_str().expect("serverName"),
+        signer,
+    )
+    .await
+    .expect("connect to the gateway")
+    .with_timeout(CALL_TIMEOUT)
+}
+
+/// `querycommitted` for `NAME` as seen by `msp_id`'s peer.
+fn committed_on(network: &str, msp_id: &str) -> String {
+    ok(&[
+        "chaincode",
+        "querycommitted",
+        "--network",
+        network,
+        "--org",
+        msp_id,
+        "--channel",
+        CHANNEL,
+        "--name",
+        NAME,
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
+    let dir = std::env::temp_dir().join(format!("gridledger-lifecycle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test folder");
+    let mut h = Harness {
+        dir: dir.clone(),
+        up: None,
+    };
+    let log = std::fs::File::create(dir.join("up.log")).expect("create up.log");
+    let base = free_base_port();
+    let up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["up", "--dir"])
+        .arg(&dir)
+        .args(["--base-port", &base.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone a file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start gridledger up");
+    let up = h.up.insert(up);
+    let network_path = dir.join("network.json");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let network: serde_json::Value = loop {
+        if let Some(v) = std::fs::read(&network_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            break v;
+        }
+        if let Ok(Some(status)) = up.try_wait() {
+            panic!("gridledger up exited before serving ({status})");
+        }
+        assert!(Instant::now() < deadline, "gridledger up did not serve");
+        std::thread::sleep(POLL);
+    };
+    let net = network_path.to_str().expect("a UTF-8 path");
+
+    // The package id is label:sha256(package), and packaging is reproducible.
+    let package_file = dir.join("meters.tar.gz");
+    let packaged = ok(&[
+        "chaincode",
+        "package",
+        "--builtin",
+        "basic",
+        "--label",
+        "meters_1.0",
+        "--output",
+        package_file.to_str().expect("a UTF-8 path"),
+    ]);
+    let bytes = std::fs::read(&package_file).expect("read the package");
+    let expected_id = format!(
+        "meters_1.0:{}",
+        hex_sha256(&bytes) // the file's own hash
+    );
+    assert_eq!(packaged.trim(), expected_id);
+
+    // Deploy the compiled-in asset chaincode as `meters`, any one of DSO and Retailer endorsing.
+    let deployed = ok(&[
+        "chaincode",
+        "deploy",
+        "--network",
+        net,
+        "--channel",
+        CHANNEL,
+        "--name",
+        NAME,
+        "--builtin",
+        "basic",
+        "--policy",
+        "OutOf(1, 'DSOMSP.peer', 'RetailerMSP.peer')",
+    ]);
+    assert_eq!(deployed.trim(), expected_id, "deploy prints the package id");
+    let installed = ok(&[
+        "chaincode",
+        "queryinstalled",
+        "--network",
+        net,
+        "--org",
+        "CommunityMSP",
+    ]);
+    assert!(
+        installed.contains(&expected_id) && installed.contains("market: meters 1.0"),
+        "{installed}"
+    );
+    for org in ORGS {
+        let seen = committed_on(net, org);
+        assert!(seen.contains("Sequence: 1,"), "{org}: {seen}");
+        assert!(
+            seen.contains("OR('DSOMSP.peer', 'RetailerMSP.peer')"),
+            "{org}: {seen}"
+        );
+    }
+
+    // Invoke it through the SDK; every peer reads the same state.
+    let gateways = [
+        gateway(&dir, &network, "DSOMSP").await,
+        gateway(&dir, &network, "RetailerMSP").await,
+        gateway(&dir, &network, "CommunityMSP").await,
+    ];
+    gateways[0]
+        .network(CHANNEL)
+        .contract(NAME)
+        .submit("CreateAsset", &["meter1", "blue", "5", "DSO", "300"])
+        .await
+        .expect("CreateAsset on meters");
+    for g in &gateways {
+        let asset = eventually(g, "ReadAsset", &["meter1"], |a| {
+            a.contains("\"Owner\":\"DSO\"")
+        })
+        .await;
+        assert!(asset.contains("\"ID\":\"meter1\""), "{asset}");
+    }
+
+    // Too few approvals: DSO alone approves sequence 2 and commits; the commit is ordered but
+    // LifecycleEndorsement (a majority of the organizations) is not met, so it is invalid.
+    let strict = "OutOf(2, 'DSOMSP.peer', 'RetailerMSP.peer', 'CommunityMSP.peer')";
+    let definition = |org: &'static str| -> Vec<String> {
+        [
+            "--network",
+            net,
+            "--org",
+            org,
+            "--channel",
+            CHANNEL,
+            "--name",
+            NAME,
+            "--version",
+            "2.0",
+            "--sequence",
+            "2",
+            "--policy",
+            strict,
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect()
+    };
+    let with = |command: &str, org: &'static str, extra: &[&str]| -> Output {
+        let mut args = vec!["chaincode".to_string(), command.to_string()];
+        args.extend(definition(org));
+        args.extend(extra.iter().map(|s| (*s).to_string()));
+        gridledger(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let approved = with("approve", "DSOMSP", &["--package-id", &expected_id]);
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let too_few = with("commit", "DSOMSP", &[]);
+    assert!(!too_few.status.success());
+    assert!(
+        stderr(&too_few).contains("committed invalid (ENDORSEMENT_POLICY_FAILURE)"),
+        "{}",
+        stderr(&too_few)
+    );
+    for org in ORGS {
+        assert!(committed_on(net, org).contains("Sequence: 1,"), "{org}");
+    }
+
+    // Mismatched definitions: Retailer approves sequence 2 with another policy; readiness for
+    // DSO's definition says who agrees.
+    let mut other = definition("RetailerMSP");
+    let last = other.len() - 1;
+    other[last] = "/Channel/Application/Endorsement".into();
+    let mut args = vec!["chaincode".to_string(), "approve".to_string()];
+    args.extend(other);
+    args.extend(["--package-id".to_string(), expected_id.clone()]);
+    let out = gridledger(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Asked of Retailer's peer, which has committed both approvals (DSO's came first).
+    let readiness = with("checkcommitreadiness", "RetailerMSP", &[]);
+    let readiness = stdout(&readiness);
+    let statuses: BTreeMap<&str, &str> = readiness
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    assert_eq!(statuses.get("DSOMSP"), Some(&"true"), "{readiness}");
+    assert_eq!(statuses.get("RetailerMSP"), Some(&"false"), "{readiness}");
+    assert_eq!(statuses.get("CommunityMSP"), Some(&"false"), "{readiness}");
+
+    // Upgrade: deploy again with the stricter policy; every org (re-)approves sequence 2.
+    let upgraded = ok(&[
+        "chaincode",
+        "deploy",
+        "--network",
+        net,
+        "--channel",
+        CHANNEL,
+        "--name",
+        NAME,
+        "--builtin",
+        "basic",
+        "--version",
+        "2.0",
+        "--policy",
+        strict,
+    ]);
+    assert!(upgraded.trim().starts_with("meters_2.0:"), "{upgraded}");
+    for org in ORGS {
+        let seen = committed_on(net, org);
+        assert!(seen.contains("Version: 2.0, Sequence: 2,"), "{org}: {seen}");
+        assert!(seen.contains(strict), "{org}: {seen}");
+    }
+
+    // The validators enforce the new policy: one org's endorsement is no longer enough…
+    let tx = gateways[1]
+        .network(CHANNEL)
+        .contract(NAME)
+        .proposal_with(
+            ["CreateAsset", "meter2", "red", "1", "Retailer", "10"]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            BTreeMap::new(),
+            vec!["RetailerMSP".into()],
+        )
+        .expect("build a proposal")
+        .endorse()
+        .await
+        .expect("endorse by RetailerMSP alone");
+    let status = tx
+        .submit()
+        .await
+        .expect("submit")
+        .status()
+        .await
+        .expect("commit status");
+    assert_eq!(
+        status.code,
+        protos::TxValidationCode::EndorsementPolicyFailure as i32
+    );
+    // …while the gateway's own plan (two organizations) commits, and state is the same
+    // everywhere, the first asset included.
+    gateways[2]
+        .network(CHANNEL)
+        .contract(NAME)
+        .submit("CreateAsset", &["meter3", "green", "2", "Community", "20"])
+        .await
+        .expect("CreateAsset under the upgraded definition");
+    for g in &gateways {
+        let all = eventually(g, "GetAllAssets", &[], |all| all.contains("meter3")).await;
+        assert!(all.contains("meter1") && !all.contains("meter2"), "{all}");
+    }
+}
+
+/// Evaluates `function` on the gateway's peer until its result satisfies `done` (the peer may
+/// not have committed the latest block yet); the result.
+async fn eventually(
+    gateway: &Gateway,
+    function: &str,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let result = gateway
+            .network(CHANNEL)
+            .contract(NAME)
+            .evaluate(function, args)
+            .await
+            .map(|r| String::from_utf8_lossy(&r).into_owned());
+        match result {
+            Ok(text) if done(&text) => return text,
+            other => assert!(
+                Instant::now() < deadline,
+                "{function} never gave the expected result: {other:?}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Hex SHA-256 of `bytes`, computed with the `sha256sum` tool so the test does not trust the
+/// code it checks.
+fn hex_sha256(bytes: &[u8]) -> String {
+    let path =
+        std::env::temp_dir().join(format!("gridledger-lifecycle-sum-{}", std::process::id()));
+    std::fs::write(&path, bytes).expect("write a temporary file");
+    let out = Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("run sha256sum");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_string()
+}
