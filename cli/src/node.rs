@@ -28,12 +28,13 @@ pub enum OrdererCommand {
         #[arg(long, hide = true)]
         exit_on_stdin_close: bool,
     },
-    /// Join the orderer to a channel with its genesis block (run while the orderer is stopped;
-    /// while it runs, copy the block into <data_dir>/join/ instead).
+    /// Join the orderer to a channel with its genesis block or a later config block (run while
+    /// the orderer is stopped; while it runs, copy the block into <data_dir>/join/ instead).
+    /// Joined with a config block, the orderer pulls the blocks before it from the consenters.
     Join {
         #[arg(long)]
         config: PathBuf,
-        /// The channel's genesis block (`gridledger channel genesis`).
+        /// The channel's genesis block (`gridledger channel genesis`) or its latest config block.
         #[arg(long)]
         block: PathBuf,
     },

@@ -1426,8 +1426,8 @@ async fn an_orderer_that_lost_its_channel_rejoins_catches_up_and_votes_again() {
 
 impl Cluster {
     /// Writes the spare orderer's node config (orderer2's, renamed and on the spare port)
-    /// with the channel's genesis block to join.
-    fn prepare_spare_orderer(&mut self) {
+    /// with `join_block` (the genesis block when `None`) to join.
+    fn prepare_spare_orderer(&mut self, join_block: Option<&[u8]>) {
         let (spare, _) = SPARE_ORDERER;
         let template = std::fs::read_to_string(self.dir.join("nodes/orderer2/orderer.toml"))
             .expect("orderer2's config");
@@ -1440,11 +1440,14 @@ impl Cluster {
         let node = self.dir.join("nodes").join(spare);
         std::fs::create_dir_all(node.join("data/join")).expect("spare folders");
         std::fs::write(node.join("orderer.toml"), config).expect("spare config");
-        std::fs::copy(
-            self.dir.join(format!("{CHANNEL}.block")),
-            node.join(format!("data/join/{CHANNEL}.block")),
-        )
-        .expect("the genesis block to join");
+        let join_path = node.join(format!("data/join/{CHANNEL}.block"));
+        match join_block {
+            Some(bytes) => std::fs::write(&join_path, bytes).expect("the block to join"),
+            None => {
+                std::fs::copy(self.dir.join(format!("{CHANNEL}.block")), &join_path)
+                    .expect("the genesis block to join");
+            }
+        }
         let template = self
             .orderers
             .iter()
@@ -1472,7 +1475,7 @@ async fn a_consenter_added_by_config_update_follows_the_chain_then_joins_the_quo
     // The spare orderer joins with the genesis block, not being a consenter: it follows the
     // channel's blocks from the consenters.
     let (spare, _) = SPARE_ORDERER;
-    net.prepare_spare_orderer();
+    net.prepare_spare_orderer(None);
     net.start_node(spare);
     let deadline = Instant::now() + LEDGER_TIMEOUT;
     while !net.logged(spare, "following the channel's blocks") {
@@ -1527,6 +1530,88 @@ async fn a_consenter_added_by_config_update_follows_the_chain_then_joins_the_quo
     }
     let blocks = check_ledgers(&gateways, &valid).await;
     // The new consenter serves the same bytes as the peers hold.
+    let spare_blocks = net.orderer_blocks(spare, height).await;
+    for (number, (ordered, committed)) in spare_blocks.iter().zip(&blocks).enumerate() {
+        assert!(
+            without_transactions_filter(ordered) == without_transactions_filter(committed),
+            "block {number} from {spare} differs from the peers'"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orderer_joined_with_a_later_config_block_pulls_the_chain_and_joins_the_quorum() {
+    let mut net = Cluster::start("join-config-block");
+    net.wait_leader(ELECTION_TIMEOUT);
+    let gateways = net.gateways().await;
+    let admin = orderer_admin(&net);
+    let load = Load::start(&gateways, "late");
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+
+    // Fabric's way to add an orderer: first the config update naming it a consenter (three
+    // of four are reachable, a quorum of four), then join it with that config block.
+    let (spare, _) = SPARE_ORDERER;
+    let genesis_config = current_channel_config(&gateways[0]).await;
+    let update = add_consenter_update(&net, &genesis_config, spare, net.port(spare), &admin);
+    let answer = net.broadcast("orderer1", update).await;
+    assert_eq!(
+        answer.status,
+        common::Status::Success as i32,
+        "{}",
+        answer.info
+    );
+    load.wait_progress(10, LEDGER_TIMEOUT).await;
+    let height = converge(&gateways, 2).await;
+    let blocks = net.orderer_blocks("orderer0", height).await;
+    let (config_number, config_block) = blocks
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, bytes)| {
+            let block = common::Block::decode(bytes.as_slice()).expect("Block");
+            gridledger_channels::config::ChannelConfig::from_block(&block)
+                .is_ok_and(|c| c.sequence() == 1)
+        })
+        .expect("the config block adding the spare");
+    assert!(
+        config_number > 1,
+        "the config block is not the genesis block"
+    );
+
+    net.prepare_spare_orderer(Some(config_block));
+    net.start_node(spare);
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while !net.logged(spare, "starting to order the channel") {
+        assert!(
+            Instant::now() < deadline,
+            "{spare} never pulled the chain up to its join block and started ordering"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(net.logged(spare, "pulled every block before the join block"));
+
+    // The joined orderer is needed for the quorum of three once one of the others is gone.
+    let leader = net.wait_leader(ELECTION_TIMEOUT);
+    let victim = ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string();
+    net.kill_node(&victim);
+    load.wait_progress(20, LEDGER_TIMEOUT).await;
+    let valid = load.finish().await;
+    let height = converge(&gateways, 2).await;
+    let deadline = Instant::now() + LEDGER_TIMEOUT;
+    while net.orderer_tip(spare) != Some(height - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "{spare} is not at the tip {}: {:?}",
+            height - 1,
+            net.orderer_tip(spare)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let blocks = check_ledgers(&gateways, &valid).await;
     let spare_blocks = net.orderer_blocks(spare, height).await;
     for (number, (ordered, committed)) in spare_blocks.iter().zip(&blocks).enumerate() {
         assert!(

@@ -64,6 +64,9 @@ pub(crate) struct FollowerSetup {
     pub signatures: Box<dyn SignatureCheck>,
     /// The registry to hand over to once this orderer is a consenter.
     pub registry: Weak<Registry>,
+    /// For a channel joined with a later config block: that block and the file keeping it.
+    /// The blocks before it are pulled first, and it is appended only if they lead to it.
+    pub join_block: Option<(common::Block, std::path::PathBuf)>,
 }
 
 /// Starts following on a thread of its own.
@@ -90,11 +93,38 @@ fn follow(setup: FollowerSetup, stop: &AtomicBool) {
         source,
         signatures,
         registry,
+        mut join_block,
     } = setup;
     tracing::info!(channel = %channel_id, height = ledger.height(),
         "following the channel's blocks from its consenters");
     let mut promoted = false;
     while !stop.load(Ordering::SeqCst) && !promoted {
+        // Joined with a later config block: once every block before it is here, it must
+        // extend them.
+        if let Some((block, file)) = join_block
+            .take_if(|(b, _)| b.header.as_ref().map_or(0, |h| h.number) == ledger.height())
+        {
+            match append_join_block(&ledger, &block, &*signatures) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&file);
+                    tracing::info!(channel = %channel_id, height = ledger.height(),
+                        "pulled every block before the join block, which extends them");
+                    if is_consenter(&view.config().orderer().consenters, view.own_tls_cert()) {
+                        promoted = true;
+                        break;
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(channel = %channel_id, reason = %reason,
+                        "the blocks the consenters served do not lead to the join block; remove the channel (gridledger orderer remove) and join it again");
+                    return;
+                }
+            }
+        }
+        // While joining, pull only up to the block before the join block.
+        let limit = join_block
+            .as_ref()
+            .map_or(u64::MAX, |(b, _)| b.header.as_ref().map_or(0, |h| h.number));
         let members = view.members();
         let mut progressed = false;
         for member in &members.members {
@@ -102,29 +132,35 @@ fn follow(setup: FollowerSetup, stop: &AtomicBool) {
                 return;
             }
             let start = ledger.height();
-            let outcome = source.pull(
-                member.id,
-                start,
-                start + BLOCKS_PER_PULL - 1,
-                &mut |block| {
-                    let number = ledger.height();
-                    let refuse = |reason: String| CatchUpError::BadBlock {
-                        from: member.id,
-                        number,
-                        reason,
-                    };
-                    check_block(&ledger, &block, number).map_err(refuse)?;
+            if start >= limit {
+                break;
+            }
+            let end = (start + BLOCKS_PER_PULL - 1).min(limit - 1);
+            let joining = limit != u64::MAX;
+            let outcome = source.pull(member.id, start, end, &mut |block| {
+                let number = ledger.height();
+                let refuse = |reason: String| CatchUpError::BadBlock {
+                    from: member.id,
+                    number,
+                    reason,
+                };
+                check_block(&ledger, &block, number).map_err(refuse)?;
+                // A genesis block carries no signature; a joining orderer trusts it once
+                // the chain from it reaches the join block.
+                if number > 0 {
                     signatures.check(&ledger, &block).map_err(refuse)?;
-                    ledger.append_block(&block)?;
-                    if is_config_block(&block, number) && install_config(&view, &block) {
-                        return Err(CatchUpError::Source {
-                            from: member.id,
-                            reason: BECAME_CONSENTER.to_string(),
-                        });
-                    }
-                    Ok(())
-                },
-            );
+                }
+                ledger.append_block(&block)?;
+                // While joining, the join block's config stays in force: it names the
+                // consenters to pull from.
+                if !joining && is_config_block(&block, number) && install_config(&view, &block) {
+                    return Err(CatchUpError::Source {
+                        from: member.id,
+                        reason: BECAME_CONSENTER.to_string(),
+                    });
+                }
+                Ok(())
+            });
             if ledger.height() > start {
                 progressed = true;
                 tracing::debug!(channel = %channel_id, from = start, to = ledger.height(),
@@ -172,6 +208,19 @@ fn follow(setup: FollowerSetup, stop: &AtomicBool) {
             None => tracing::debug!(channel = %channel_id, "the orderer is stopping"),
         }
     }
+}
+
+/// Appends the join block after checking it extends the pulled blocks and carries the
+/// ordering service's signatures.
+fn append_join_block(
+    ledger: &Ledger,
+    block: &common::Block,
+    signatures: &dyn SignatureCheck,
+) -> Result<(), String> {
+    let number = ledger.height();
+    check_block(ledger, block, number)?;
+    signatures.check(ledger, block)?;
+    ledger.append_block(block).map_err(|e| e.to_string())
 }
 
 /// Whether `block` (number `number`) is a config block: it names itself its last config.

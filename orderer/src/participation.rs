@@ -2,7 +2,10 @@
 //!
 //! As in Fabric ≥ 2.3 there is no system channel: an orderer joins a channel with the
 //! channel's genesis block, which creates the channel's ledger at
-//! `<data_dir>/channels/<channel_id>/` with block 0 appended. Two ways in:
+//! `<data_dir>/channels/<channel_id>/` with block 0 appended — or with a later config block
+//! of the channel (the join block, kept as `<channel_dir>/join.block` until it is in the
+//! ledger): the orderer then pulls the blocks before it from the consenters the join block
+//! names, and appends the join block only if they lead to it (`crate::follower`). Two ways in:
 //!
 //! - [`join_channel`], for `gridledger orderer join` while the orderer is stopped (the ledger
 //!   file is locked while the orderer runs);
@@ -29,6 +32,8 @@ use prost::Message;
 pub const CHANNELS_DIR: &str = "channels";
 /// Folder of `<data_dir>` scanned for genesis blocks to join.
 pub const JOIN_DIR: &str = "join";
+/// The config block a channel was joined with, in its folder, until the ledger holds it.
+pub const JOIN_BLOCK_FILE: &str = "join.block";
 /// Extension of the genesis-block files in [`JOIN_DIR`].
 pub const JOIN_FILE_EXTENSION: &str = "block";
 
@@ -38,9 +43,22 @@ pub enum JoinError {
     /// The bytes are not a block.
     #[error("the genesis block does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
-    /// The block is not block 0.
-    #[error("a channel is joined with its genesis block (number 0), not block {0}")]
-    NotGenesis(u64),
+    /// The block is neither block 0 nor a config block.
+    #[error(
+        "a channel is joined with its genesis block or a later config block; block {0} is not a config block"
+    )]
+    NotAConfigBlock(u64),
+    /// The channel is already being joined with another join block.
+    #[error("channel {0} is already being joined with a different config block")]
+    DifferentJoinBlock(String),
+    /// The join block could not be stored.
+    #[error("cannot store the join block of channel {channel_id}: {source}")]
+    JoinBlockFile {
+        /// The channel.
+        channel_id: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The block does not carry a usable channel configuration.
     #[error("the genesis block's channel configuration is not valid: {0}")]
     Config(#[from] ConfigError),
@@ -259,8 +277,10 @@ pub(crate) fn join_with_ledger(
 ) -> Result<(JoinedChannel, Ledger), JoinError> {
     let block = common::Block::decode(genesis_block)?;
     let number = block.header.as_ref().map_or(0, |h| h.number);
-    if number != 0 {
-        return Err(JoinError::NotGenesis(number));
+    if number != 0
+        && !crate::block::orderer_metadata(&block).is_ok_and(|m| m.last_config_index == number)
+    {
+        return Err(JoinError::NotAConfigBlock(number));
     }
     let config = ChannelConfig::from_block(&block)?;
     let channel_id = config.channel_id().to_string();
@@ -271,8 +291,11 @@ pub(crate) fn join_with_ledger(
         channel_id: channel_id.clone(),
         source,
     };
-    let ledger =
-        Ledger::open(&channel_dir(data_dir, &channel_id), &channel_id).map_err(ledger_err)?;
+    let dir = channel_dir(data_dir, &channel_id);
+    let ledger = Ledger::open(&dir, &channel_id).map_err(ledger_err)?;
+    if number > 0 {
+        return join_later(&dir, &channel_id, &block, ledger);
+    }
     if ledger.height() > 0 {
         let existing = ledger.block(0).map_err(ledger_err)?;
         let same = existing
@@ -295,6 +318,51 @@ pub(crate) fn join_with_ledger(
         },
         ledger,
     ))
+}
+
+/// Joins with config block `block` (number > 0): records it as the join block of a channel
+/// not joined yet; the orderer pulls the blocks before it.
+fn join_later(
+    dir: &Path,
+    channel_id: &str,
+    block: &common::Block,
+    ledger: Ledger,
+) -> Result<(JoinedChannel, Ledger), JoinError> {
+    let bytes = block.encode_to_vec();
+    if ledger.height() > 0 {
+        return Err(JoinError::AlreadyJoined(channel_id.to_string()));
+    }
+    let path = dir.join(JOIN_BLOCK_FILE);
+    let store_err = |source| JoinError::JoinBlockFile {
+        channel_id: channel_id.to_string(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(existing) if existing == bytes => {
+            return Err(JoinError::AlreadyJoined(channel_id.to_string()));
+        }
+        Ok(_) => return Err(JoinError::DifferentJoinBlock(channel_id.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(store_err(e)),
+    }
+    let partial = dir.join(format!("{JOIN_BLOCK_FILE}.partial"));
+    std::fs::write(&partial, &bytes).map_err(store_err)?;
+    std::fs::rename(&partial, &path).map_err(store_err)?;
+    tracing::info!(channel = %channel_id, join_block = block.header.as_ref().map_or(0, |h| h.number),
+        "joined channel with a config block; its earlier blocks will be pulled from the consenters");
+    Ok((
+        JoinedChannel {
+            channel_id: channel_id.to_string(),
+            height: 0,
+        },
+        ledger,
+    ))
+}
+
+/// The join block of a channel joined with a later config block and not yet in its ledger.
+pub(crate) fn pending_join_block(data_dir: &Path, channel_id: &str) -> Option<common::Block> {
+    let bytes = std::fs::read(channel_dir(data_dir, channel_id).join(JOIN_BLOCK_FILE)).ok()?;
+    common::Block::decode(bytes.as_slice()).ok()
 }
 
 /// Channel ids are Fabric channel names (`[a-z][a-z0-9.-]*`, checked by the channel config);
@@ -511,12 +579,58 @@ msp_dir = "organizations/DSOMSP/msp"
         };
         assert!(matches!(
             join_channel(&dir, &block.encode_to_vec()),
-            Err(JoinError::NotGenesis(3))
+            Err(JoinError::NotAConfigBlock(3))
         ));
         assert!(matches!(
             join_channel(&dir, &common::Block::default().encode_to_vec()),
             Err(JoinError::Config(_))
         ));
         assert!(!dir.exists(), "nothing is created for a refused block");
+    }
+
+    /// The genesis block renumbered as config block `number` (its SIGNATURES metadata names
+    /// itself as the last config, as a config block's does).
+    fn as_config_block(genesis: &[u8], number: u64) -> Vec<u8> {
+        let mut block = common::Block::decode(genesis).expect("genesis decodes");
+        block.header.as_mut().expect("header").number = number;
+        let signatures = common::Metadata {
+            value: common::OrdererBlockMetadata {
+                last_config: Some(common::LastConfig { index: number }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signatures: Vec::new(),
+        }
+        .encode_to_vec();
+        crate::block::attach_signatures(&mut block, signatures, number);
+        block.encode_to_vec()
+    }
+
+    #[test]
+    fn a_later_config_block_is_kept_as_the_join_block_until_the_chain_reaches_it() {
+        let dir = scratch("join-later");
+        let genesis = market_genesis(&dir);
+        let data = dir.join("data");
+        let join_block = as_config_block(&genesis, 7);
+        let joined = join_channel(&data, &join_block).expect("join with a config block");
+        assert_eq!((joined.channel_id.as_str(), joined.height), ("market", 0));
+        let pending = pending_join_block(&data, "market").expect("kept");
+        assert_eq!(pending.encode_to_vec(), join_block);
+        assert!(matches!(
+            join_channel(&data, &join_block),
+            Err(JoinError::AlreadyJoined(c)) if c == "market"
+        ));
+        assert!(matches!(
+            join_channel(&data, &as_config_block(&genesis, 9)),
+            Err(JoinError::DifferentJoinBlock(c)) if c == "market"
+        ));
+        // A block that is not a config block (its metadata names block 0) is refused.
+        let mut ordinary = common::Block::decode(genesis.as_slice()).expect("genesis");
+        ordinary.header.as_mut().expect("header").number = 3;
+        assert!(matches!(
+            join_channel(&dir.join("other"), &ordinary.encode_to_vec()),
+            Err(JoinError::NotAConfigBlock(3))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -132,7 +132,9 @@ impl Registry {
                 channel: channel_id.clone(),
                 source: ChainError::Ledger(e),
             })?;
-            if ledger.height() == 0 {
+            if ledger.height() == 0
+                && participation::pending_join_block(self.data_dir(), &channel_id).is_none()
+            {
                 // A join that died before block 0 was written: not joined.
                 tracing::warn!(channel = %channel_id, "channel folder without a genesis block; not served");
                 continue;
@@ -211,6 +213,10 @@ impl Registry {
         channel_id: &str,
         ledger: Arc<Ledger>,
     ) -> Result<(), ChainError> {
+        if participation::pending_join_block(self.data_dir(), channel_id).is_some() {
+            // Joined with a later config block whose predecessors are not all here yet.
+            return self.start_following(channel_id, ledger);
+        }
         let config = current_config(&ledger)?;
         let orderer = config.orderer();
         let batch = BatchSettings::from_config(&orderer.batch);
@@ -302,8 +308,14 @@ impl Registry {
         channel_id: &str,
         ledger: Arc<Ledger>,
     ) -> Result<(), ChainError> {
-        let config = current_config(&ledger)?;
-        let consenter_ids = tip_consenter_ids(&ledger)?;
+        let join_block = participation::pending_join_block(self.data_dir(), channel_id);
+        let (config, consenter_ids) = match &join_block {
+            Some(block) => (
+                ChannelConfig::from_block(block).map_err(ChainError::Config)?,
+                orderer_metadata(block)?.consenter_ids,
+            ),
+            None => (current_config(&ledger)?, tip_consenter_ids(&ledger)?),
+        };
         let members = Members::observing(&config.orderer().consenters, &consenter_ids)?;
         let view = Arc::new(ChannelView::new(config, members, self.own_tls_cert.clone()));
         let follower = follower::start(FollowerSetup {
@@ -313,6 +325,11 @@ impl Registry {
             source: Box::new(self.deliver_source(channel_id, &view)),
             signatures: Box::new(PolicySignatures::default()),
             registry: Arc::downgrade(self),
+            join_block: join_block.map(|block| {
+                let file = participation::channel_dir(self.data_dir(), channel_id)
+                    .join(participation::JOIN_BLOCK_FILE);
+                (block, file)
+            }),
         })
         .map_err(ChainError::Thread)?;
         self.insert(Arc::new(ChannelState {

@@ -1117,7 +1117,7 @@ async fn channels_are_joined_with_their_genesis_block() {
     not_genesis.header.as_mut().expect("header").number = 1;
     assert!(matches!(
         join_channel(&net.data_dir(), &not_genesis.encode_to_vec()),
-        Err(JoinError::NotGenesis(1))
+        Err(JoinError::NotAConfigBlock(1))
     ));
 
     // A second channel joined at runtime through the join folder.
