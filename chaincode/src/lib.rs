@@ -17,9 +17,11 @@
 //!   whose requests the peer recorded in a stub).
 //! - [`registry`]: chaincode name → implementation.
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
+//! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
 
 pub mod basic;
 pub mod composite;
+pub mod meter;
 pub mod registry;
 pub mod simulate;
 pub mod statebased;

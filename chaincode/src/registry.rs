@@ -10,9 +10,15 @@ use std::sync::Arc;
 
 use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
+use crate::meter::MeterReadings;
 
 /// The name of the built-in asset-transfer-basic chaincode.
 pub const BASIC: &str = "basic";
+/// The name of the built-in meter-readings chaincode.
+pub const METER: &str = "meter";
+/// The DSO's MSP id the built-in `meter` chaincode lets amend readings (the local
+/// consortium's naming; a deployment with another id registers its own instance).
+pub const DSO_MSP_ID: &str = "DSOMSP";
 
 /// Chaincode name → implementation. Cheap to clone (the implementations are shared).
 #[derive(Clone, Default)]
@@ -26,10 +32,17 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]).
+    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]) and
+    /// `"meter"` ([`MeterReadings`], amended by [`DSO_MSP_ID`]).
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
+        registry.register(
+            METER,
+            Arc::new(MeterReadings {
+                dso_msp_id: DSO_MSP_ID.to_owned(),
+            }),
+        );
         registry
     }
 

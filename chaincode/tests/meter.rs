@@ -1,0 +1,329 @@
+//! The `meter` chaincode against an in-memory world state: readings written once by the meter
+//! itself (identified by its certificate attributes), reasoned amendments by the DSO only, and
+//! range reads and totals in time order.
+
+use std::collections::BTreeMap;
+
+use gridledger_chaincode::meter::{Amendment, MeterReadings, Reading, Totals};
+use gridledger_chaincode::{Invocation, SimulationResult, StateReader, simulate};
+use gridledger_proto::kvrwset::{KvrwSet, Version};
+use gridledger_proto::prost::Message;
+use gridledger_proto::prost_types::Timestamp;
+
+const NS: &str = "meter";
+/// 2026-11-26 12:00:00 UTC, on a 15-minute boundary.
+const T0: u64 = 1_795_694_400;
+
+/// An in-memory world state: (namespace, key) → value, all at version (1, 0).
+#[derive(Default)]
+struct MemState(BTreeMap<(String, String), Vec<u8>>);
+
+impl MemState {
+    /// The state after `result`'s writes.
+    fn apply(&mut self, result: &SimulationResult) {
+        for ns in &result.rwset.ns_rwset {
+            let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
+            for w in kv.writes {
+                self.0.insert((ns.namespace.clone(), w.key), w.value);
+            }
+        }
+    }
+}
+
+impl StateReader for MemState {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
+        Ok(self
+            .0
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .map(|v| {
+                (
+                    v.clone(),
+                    Version {
+                        block_num: 1,
+                        tx_num: 0,
+                    },
+                )
+            }))
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|((ns, key), _)| {
+                ns == namespace && key.as_str() >= start && (end.is_empty() || key.as_str() < end)
+            })
+            .take(limit)
+            .map(|((_, key), value)| {
+                (
+                    key.clone(),
+                    value.clone(),
+                    Version {
+                        block_num: 1,
+                        tx_num: 0,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+fn chaincode() -> MeterReadings {
+    MeterReadings {
+        dso_msp_id: "DSOMSP".to_owned(),
+    }
+}
+
+/// An invocation by `msp` with certificate attributes `attributes`, at Unix time `now`.
+fn call(msp: &str, attributes: &[(&str, &str)], now: u64, args: &[&str]) -> Invocation {
+    Invocation {
+        channel_id: "meter-retailer".to_owned(),
+        tx_id: format!("tx-{now}-{}", args.join("-")),
+        chaincode: NS.to_owned(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        creator: b"serialized-creator".to_vec(),
+        creator_msp_id: msp.to_owned(),
+        creator_attributes: attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        timestamp: Some(Timestamp {
+            seconds: now as i64,
+            nanos: 0,
+        }),
+        ..Invocation::default()
+    }
+}
+
+const METER_1: [(&str, &str); 2] = [("meter", "m-1"), ("pod", "IT001E00000001")];
+
+fn run(state: &MemState, invocation: &Invocation) -> SimulationResult {
+    simulate(&chaincode(), NS, invocation, state)
+}
+
+fn ok(result: &SimulationResult) -> Vec<u8> {
+    assert_eq!(result.response.status, 200, "{}", result.response.message);
+    result.response.payload.clone()
+}
+
+fn fails(result: &SimulationResult, needle: &str) {
+    assert_eq!(result.response.status, 500, "expected a refusal");
+    assert!(
+        result.response.message.contains(needle),
+        "{:?} does not mention {needle:?}",
+        result.response.message
+    );
+}
+
+fn record(state: &mut MemState, start: u64, import: &str, export: &str) {
+    let result = run(
+        state,
+        &call(
+            "RetailerMSP",
+            &METER_1,
+            start + 900,
+            &["RecordReading", &start.to_string(), import, export],
+        ),
+    );
+    ok(&result);
+    state.apply(&result);
+}
+
+#[test]
+fn a_meter_records_each_interval_once_under_its_own_identity() {
+    let mut state = MemState::default();
+    let first = run(
+        &state,
+        &call(
+            "RetailerMSP",
+            &METER_1,
+            T0 + 900,
+            &["RecordReading", &T0.to_string(), "1250", "300"],
+        ),
+    );
+    let reading: Reading = serde_json::from_slice(&ok(&first)).expect("reading JSON");
+    assert_eq!(
+        (
+            reading.meter.as_str(),
+            reading.pod.as_str(),
+            reading.import_wh,
+            reading.export_wh
+        ),
+        ("m-1", "IT001E00000001", 1250, 300)
+    );
+    state.apply(&first);
+    assert!(
+        state
+            .0
+            .contains_key(&(NS.to_owned(), format!("reading/m-1/{T0:012}")))
+    );
+
+    // Written once: a second reading for the interval is refused.
+    let again = run(
+        &state,
+        &call(
+            "RetailerMSP",
+            &METER_1,
+            T0 + 1000,
+            &["RecordReading", &T0.to_string(), "1", "1"],
+        ),
+    );
+    fails(&again, "already recorded");
+
+    // Only meters write, each for itself; intervals are aligned and over.
+    let no_meter = call(
+        "RetailerMSP",
+        &[("pod", "IT001E00000001")],
+        T0 + 1800,
+        &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
+    );
+    fails(&run(&state, &no_meter), "not a meter");
+    let misaligned = call(
+        "RetailerMSP",
+        &METER_1,
+        T0 + 1800,
+        &["RecordReading", &(T0 + 60).to_string(), "1", "1"],
+    );
+    fails(&run(&state, &misaligned), "boundary");
+    let early = call(
+        "RetailerMSP",
+        &METER_1,
+        T0 + 1000,
+        &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
+    );
+    fails(&run(&state, &early), "has not ended");
+    let garbage = call(
+        "RetailerMSP",
+        &METER_1,
+        T0 + 1800,
+        &["RecordReading", &(T0 + 900).to_string(), "-3", "1"],
+    );
+    fails(&run(&state, &garbage), "whole number");
+    let huge = call(
+        "RetailerMSP",
+        &METER_1,
+        T0 + 1800,
+        &["RecordReading", &(T0 + 900).to_string(), "99999999999", "1"],
+    );
+    fails(&run(&state, &huge), "more than an interval");
+}
+
+#[test]
+fn only_the_dso_amends_and_only_with_a_reason() {
+    let mut state = MemState::default();
+    record(&mut state, T0, "1250", "300");
+    let amend = |msp: &str, reason: &str| {
+        call(
+            msp,
+            &[],
+            T0 + 7200,
+            &[
+                "AmendReading",
+                "m-1",
+                &T0.to_string(),
+                "1200",
+                "310",
+                reason,
+            ],
+        )
+    };
+    fails(
+        &run(&state, &amend("RetailerMSP", "meter swap")),
+        "only the DSO",
+    );
+    fails(&run(&state, &amend("DSOMSP", "  ")), "needs a reason");
+    let amended = run(
+        &state,
+        &amend("DSOMSP", "meter swap: register read by hand"),
+    );
+    let reading: Reading = serde_json::from_slice(&ok(&amended)).expect("reading");
+    assert_eq!(
+        (reading.import_wh, reading.export_wh, reading.amendments),
+        (1200, 310, 1)
+    );
+    state.apply(&amended);
+    let record = state
+        .0
+        .get(&(NS.to_owned(), format!("amendment/m-1/{T0:012}/0001")))
+        .expect("the amendment is kept");
+    let amendment: Amendment = serde_json::from_slice(record).expect("amendment");
+    assert_eq!(
+        (amendment.previous_import_wh, amendment.previous_export_wh),
+        (1250, 300),
+        "the values before are kept"
+    );
+    assert_eq!(amendment.amended_by, "DSOMSP");
+    let missing = call(
+        "DSOMSP",
+        &[],
+        T0 + 7200,
+        &[
+            "AmendReading",
+            "m-1",
+            &(T0 + 900).to_string(),
+            "1",
+            "1",
+            "x",
+        ],
+    );
+    fails(&run(&state, &missing), "no reading");
+}
+
+#[test]
+fn readings_range_in_time_order_and_total_up() {
+    let mut state = MemState::default();
+    for (i, (import, export)) in [("100", "0"), ("200", "50"), ("300", "75")]
+        .iter()
+        .enumerate()
+    {
+        record(&mut state, T0 + 900 * i as u64, import, export);
+    }
+    let range = call(
+        "DSOMSP",
+        &[],
+        T0 + 7200,
+        &[
+            "GetReadings",
+            "m-1",
+            &T0.to_string(),
+            &(T0 + 1800).to_string(),
+        ],
+    );
+    let readings: Vec<Reading> = serde_json::from_slice(&ok(&run(&state, &range))).expect("array");
+    assert_eq!(
+        readings
+            .iter()
+            .map(|r| r.interval_start)
+            .collect::<Vec<_>>(),
+        [T0, T0 + 900],
+        "from is included, to is not"
+    );
+    let totals = call(
+        "DSOMSP",
+        &[],
+        T0 + 7200,
+        &[
+            "GetTotals",
+            "m-1",
+            &T0.to_string(),
+            &(T0 + 2700).to_string(),
+        ],
+    );
+    let totals: Totals = serde_json::from_slice(&ok(&run(&state, &totals))).expect("totals");
+    assert_eq!(
+        (totals.intervals, totals.import_wh, totals.export_wh),
+        (3, 600, 125)
+    );
+    let bad_meter = call("DSOMSP", &[], T0, &["GetReading", "m/1", &T0.to_string()]);
+    fails(&run(&state, &bad_meter), "meter id");
+    fails(
+        &run(&state, &call("DSOMSP", &[], T0, &["Nope"])),
+        "does not exist",
+    );
+}
