@@ -17,10 +17,13 @@
 //!   whose requests the peer recorded in a stub).
 //! - [`registry`]: chaincode name → implementation.
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
+//! - [`energy`]: the market's payment balances, offers, escrowed trades, and e-token
+//!   mint/move/burn on DSO attestations.
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
 
 pub mod basic;
 pub mod composite;
+pub mod energy;
 pub mod meter;
 pub mod registry;
 pub mod simulate;

@@ -10,10 +10,13 @@ use std::sync::Arc;
 
 use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
+use crate::energy::EnergyMarket;
 use crate::meter::MeterReadings;
 
 /// The name of the built-in asset-transfer-basic chaincode.
 pub const BASIC: &str = "basic";
+/// The name of the built-in energy-market chaincode.
+pub const ENERGY: &str = "energy";
 /// The name of the built-in meter-readings chaincode.
 pub const METER: &str = "meter";
 /// The DSO's MSP id the built-in `meter` chaincode lets amend readings (the local
@@ -32,11 +35,18 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]) and
-    /// `"meter"` ([`MeterReadings`], amended by [`DSO_MSP_ID`]).
+    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]),
+    /// `"energy"` ([`EnergyMarket`]) and `"meter"` ([`MeterReadings`]), the last two with
+    /// [`DSO_MSP_ID`] as the DSO.
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
+        registry.register(
+            ENERGY,
+            Arc::new(EnergyMarket {
+                dso_msp_id: DSO_MSP_ID.to_owned(),
+            }),
+        );
         registry.register(
             METER,
             Arc::new(MeterReadings {

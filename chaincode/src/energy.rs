@@ -1,0 +1,611 @@
+//! `energy`: the market channel's contracts — payment balances, offers and trades with escrowed
+//! payment, and after delivery the three contracts of the energy-blockchain literature: mint
+//! e-tokens for metered export, move them to buyers against payment, burn them on consumption.
+//!
+//! Units are integers: energy in Wh, money in cents of the payment token. Accounts are
+//! `<MSP>:<POD>` — a prosumer's organization and point of delivery — so a creator's account
+//! follows from its certificate: its MSP and its `pod` attribute. Nothing in the market carries a
+//! meter reading: the DSO attests metered quantities (verified on its side against the
+//! bilateral meter channel) with a salted commitment to the readings.
+//!
+//! | function | who | args |
+//! |---|---|---|
+//! | `IssuePayment` | an admin of the account's organization | account, cents |
+//! | `PostOffer` | a prosumer (its `pod`) | offer_id, period, energy_wh, price_cents_per_kwh |
+//! | `CancelOffer` | the offer's seller | offer_id, period |
+//! | `AcceptOffer` | a prosumer (its `pod`), not the seller | trade_id, offer_id, period, energy_wh |
+//! | `Attest` | the DSO, after the period | period, account, export_wh, import_wh, commitment |
+//! | `Settle` | the DSO, once both sides are attested | trade_id, period |
+//! | `Burn` | the DSO, once the account is attested | period, account |
+//! | `Balance` | anyone | account |
+//! | `GetTrade` / `GetOffer` | anyone | id, period |
+//! | `Supply` | anyone | – |
+//!
+//! Rules: trading for a delivery period (a Unix time on a 15-minute boundary) closes
+//! [`GATE_CLOSURE_SECONDS`] before it starts, by the transaction's timestamp. Accepting an offer
+//! moves the price (rounded up to a cent) from the buyer's balance into the trade's escrow.
+//! `Attest` mints `export_wh` e-tokens to the account, once per account and period. `Settle`
+//! moves `min(traded, seller's e-tokens)` to the buyer, pays the seller for it from escrow and
+//! refunds the rest to the buyer, recording the shortfall as the trade's imbalance. `Burn`
+//! destroys the account's e-tokens up to its attested import not yet burned.
+//!
+//! Invariants, checked by [`Supply`]: e-tokens in accounts = minted − burned; payment in
+//! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend.
+
+use serde::{Deserialize, Serialize};
+
+use gridledger_identity::Certificate;
+use gridledger_proto::msp;
+use gridledger_proto::prost::Message;
+use gridledger_proto::protos;
+
+use crate::stub::{ChaincodeStub, StubError};
+use crate::{Chaincode, error, success};
+
+/// Trading for a period closes this long before it starts.
+pub const GATE_CLOSURE_SECONDS: i64 = 300;
+/// Delivery periods are this long.
+pub const PERIOD_SECONDS: i64 = 900;
+/// The largest energy one offer or trade may carry, Wh (a feeder's whole load for a period).
+pub const MAX_ENERGY_WH: u64 = 10_000_000;
+/// The largest price, cents per kWh.
+pub const MAX_PRICE_CENTS_PER_KWH: u64 = 100_000;
+/// The largest payment issued at once, cents.
+pub const MAX_ISSUE_CENTS: u64 = 1_000_000_000;
+
+const SUPPLY_KEY: &str = "supply";
+
+/// The `energy` chaincode; `dso_msp_id` is the organization that attests and settles.
+#[derive(Debug, Clone)]
+pub struct EnergyMarket {
+    /// The DSO's MSP id.
+    pub dso_msp_id: String,
+}
+
+/// An account's balances.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The account.
+    pub account: String,
+    /// Payment, cents.
+    pub payment_cents: u64,
+    /// E-tokens, Wh.
+    pub etokens_wh: u64,
+}
+
+/// Totals kept to check conservation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// Payment issued, cents.
+    pub issued_cents: u64,
+    /// E-tokens minted, Wh.
+    pub minted_wh: u64,
+    /// E-tokens burned, Wh.
+    pub burned_wh: u64,
+}
+
+/// An offer to sell energy in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Its id.
+    pub id: String,
+    /// The seller's account.
+    pub seller: String,
+    /// The seller's point of delivery.
+    pub seller_pod: String,
+    /// Delivery period start.
+    pub period: i64,
+    /// Energy offered, Wh.
+    pub energy_wh: u64,
+    /// Energy not yet sold, Wh.
+    pub remaining_wh: u64,
+    /// Price, cents per kWh.
+    pub price_cents_per_kwh: u64,
+    /// `open` or `cancelled`.
+    pub status: String,
+}
+
+/// A trade: energy bought from an offer, its payment in escrow until settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trade {
+    /// Its id.
+    pub id: String,
+    /// The offer it came from.
+    pub offer_id: String,
+    /// Seller account and point of delivery.
+    pub seller: String,
+    /// Seller point of delivery.
+    pub seller_pod: String,
+    /// Buyer account.
+    pub buyer: String,
+    /// Buyer point of delivery.
+    pub buyer_pod: String,
+    /// Delivery period start.
+    pub period: i64,
+    /// Energy traded, Wh.
+    pub energy_wh: u64,
+    /// Price, cents per kWh.
+    pub price_cents_per_kwh: u64,
+    /// Payment held in escrow, cents.
+    pub escrow_cents: u64,
+    /// `escrowed` or `settled`.
+    pub status: String,
+    /// Energy delivered (e-tokens moved), Wh.
+    pub delivered_wh: u64,
+    /// Paid to the seller, cents.
+    pub paid_cents: u64,
+    /// Refunded to the buyer, cents.
+    pub refunded_cents: u64,
+    /// Traded but not delivered, Wh.
+    pub imbalance_wh: u64,
+}
+
+/// The DSO's attestation of an account's metered energy in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// The account.
+    pub account: String,
+    /// Delivery period start.
+    pub period: i64,
+    /// Metered export, Wh (minted as e-tokens).
+    pub export_wh: u64,
+    /// Metered import, Wh (the most that may be burned).
+    pub import_wh: u64,
+    /// Import already burned, Wh.
+    pub burned_wh: u64,
+    /// Salted commitment to the readings the quantities come from.
+    pub commitment: String,
+}
+
+type Outcome = Result<Vec<u8>, String>;
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("market records of strings and integers always serialize")
+}
+
+fn state(e: StubError) -> String {
+    e.to_string()
+}
+
+fn args_of<'a>(args: &'a [String], names: &[&str], function: &str) -> Result<&'a [String], String> {
+    if args.len() != names.len() {
+        return Err(format!(
+            "{function} takes {} arguments ({}), not {}",
+            names.len(),
+            names.join(", "),
+            args.len()
+        ));
+    }
+    Ok(args)
+}
+
+fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{what} {text:?} is not a whole non-negative number"))?;
+    if n > max {
+        return Err(format!(
+            "{what} {n} is more than the largest allowed ({max})"
+        ));
+    }
+    Ok(n)
+}
+
+fn period(text: &str) -> Result<i64, String> {
+    let p: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("period {text:?} is not a Unix time in seconds"))?;
+    if p <= 0 || p % PERIOD_SECONDS != 0 {
+        return Err(format!(
+            "period {p} does not start on a {PERIOD_SECONDS}-second boundary"
+        ));
+    }
+    Ok(p)
+}
+
+/// Ids and accounts name keys: letters, digits, `.`, `_`, `-`, `:`, at most 128.
+fn check_id(what: &str, id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {id:?} must be 1-128 letters, digits, '.', '_', '-' or ':'"
+        ))
+    }
+}
+
+fn get<T: for<'de> Deserialize<'de>>(
+    stub: &mut ChaincodeStub<'_>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match stub.get_state(key).map_err(state)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("the stored record {key} is corrupt: {e}")),
+    }
+}
+
+fn put<T: Serialize>(stub: &mut ChaincodeStub<'_>, key: &str, value: &T) -> Result<(), String> {
+    stub.put_state(key, &to_json(value)).map_err(state)
+}
+
+fn balance_key(account: &str) -> String {
+    format!("balance/{account}")
+}
+
+fn offer_key(period: i64, id: &str) -> String {
+    format!("offer/{period:012}/{id}")
+}
+
+fn trade_key(period: i64, id: &str) -> String {
+    format!("trade/{period:012}/{id}")
+}
+
+fn attestation_key(period: i64, account: &str) -> String {
+    format!("attestation/{period:012}/{account}")
+}
+
+fn load_balance(stub: &mut ChaincodeStub<'_>, account: &str) -> Result<Balance, String> {
+    Ok(
+        get(stub, &balance_key(account))?.unwrap_or_else(|| Balance {
+            account: account.to_owned(),
+            ..Balance::default()
+        }),
+    )
+}
+
+fn now(stub: &ChaincodeStub<'_>) -> Result<i64, String> {
+    stub.timestamp()
+        .map(|t| t.seconds)
+        .ok_or_else(|| "the transaction carries no timestamp".to_string())
+}
+
+/// The creator's certificate (from its serialized identity).
+fn creator_certificate(stub: &ChaincodeStub<'_>) -> Result<Certificate, String> {
+    let identity = msp::SerializedIdentity::decode(stub.creator())
+        .map_err(|e| format!("the creator does not decode: {e}"))?;
+    Certificate::from_pem(&identity.id_bytes)
+        .map_err(|e| format!("the creator's certificate does not parse: {e}"))
+}
+
+/// The account of a prosumer creator: `<MSP>:<pod attribute>`.
+fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, String), String> {
+    let pod = stub
+        .attribute("pod")
+        .ok_or("only a prosumer may trade: the creator's certificate has no `pod` attribute")?
+        .to_owned();
+    check_id("point of delivery", &pod)?;
+    Ok((format!("{}:{pod}", stub.creator_msp_id()), pod))
+}
+
+fn before_gate_closure(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
+    let at = now(stub)?;
+    if at > period - GATE_CLOSURE_SECONDS {
+        return Err(format!(
+            "gate closure for period {period} was at {}; the transaction is at {at}",
+            period - GATE_CLOSURE_SECONDS
+        ));
+    }
+    Ok(())
+}
+
+impl EnergyMarket {
+    fn require_dso(&self, stub: &ChaincodeStub<'_>, what: &str) -> Result<(), String> {
+        if stub.creator_msp_id() != self.dso_msp_id {
+            return Err(format!(
+                "only the DSO ({}) may {what}, not {}",
+                self.dso_msp_id,
+                stub.creator_msp_id()
+            ));
+        }
+        Ok(())
+    }
+
+    fn after_period(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
+        let at = now(stub)?;
+        if at < period + PERIOD_SECONDS {
+            return Err(format!(
+                "period {period} is not over at the transaction's time {at}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Chaincode for EnergyMarket {
+    fn invoke(&self, stub: &mut ChaincodeStub<'_>) -> protos::Response {
+        let (function, args) = stub.get_function_and_parameters();
+        let outcome: Outcome = match function.as_str() {
+            "IssuePayment" => issue_payment(stub, &args),
+            "PostOffer" => post_offer(stub, &args),
+            "CancelOffer" => cancel_offer(stub, &args),
+            "AcceptOffer" => accept_offer(stub, &args),
+            "Attest" => self.attest(stub, &args),
+            "Settle" => self.settle(stub, &args),
+            "Burn" => self.burn(stub, &args),
+            "Balance" => args_of(&args, &["account"], "Balance")
+                .and_then(|a| load_balance(stub, a[0].trim()))
+                .map(|b| to_json(&b)),
+            "GetOffer" => args_of(&args, &["offer_id", "period"], "GetOffer").and_then(|a| {
+                let key = offer_key(period(&a[1])?, a[0].trim());
+                get::<Offer>(stub, &key)?
+                    .map(|o| to_json(&o))
+                    .ok_or_else(|| format!("no offer {}", a[0]))
+            }),
+            "GetTrade" => args_of(&args, &["trade_id", "period"], "GetTrade").and_then(|a| {
+                let key = trade_key(period(&a[1])?, a[0].trim());
+                get::<Trade>(stub, &key)?
+                    .map(|t| to_json(&t))
+                    .ok_or_else(|| format!("no trade {}", a[0]))
+            }),
+            "Supply" => get::<Supply>(stub, SUPPLY_KEY).map(|s| to_json(&s.unwrap_or_default())),
+            other => Err(format!("function {other:?} does not exist in energy")),
+        };
+        match outcome {
+            Ok(payload) => success(payload),
+            Err(message) => error(message),
+        }
+    }
+}
+
+fn issue_payment(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = args_of(args, &["account", "cents"], "IssuePayment")?;
+    let account = args[0].trim();
+    check_id("account", account)?;
+    let cents = number("amount", &args[1], MAX_ISSUE_CENTS)?;
+    let msp_id = stub.creator_msp_id().to_owned();
+    if !account.starts_with(&format!("{msp_id}:")) {
+        return Err(format!(
+            "{msp_id} issues payment only to its own customers' accounts ({msp_id}:<pod>), not {account}"
+        ));
+    }
+    let certificate = creator_certificate(stub)?;
+    if !certificate
+        .organizational_units
+        .iter()
+        .any(|ou| ou.eq_ignore_ascii_case("admin"))
+    {
+        return Err(format!("only an admin of {msp_id} issues payment"));
+    }
+    let mut balance = load_balance(stub, account)?;
+    balance.payment_cents = balance
+        .payment_cents
+        .checked_add(cents)
+        .ok_or("the balance would overflow")?;
+    let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+    supply.issued_cents = supply
+        .issued_cents
+        .checked_add(cents)
+        .ok_or("the issued total would overflow")?;
+    put(stub, &balance_key(account), &balance)?;
+    put(stub, SUPPLY_KEY, &supply)?;
+    Ok(to_json(&balance))
+}
+
+fn post_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = args_of(
+        args,
+        &["offer_id", "period", "energy_wh", "price_cents_per_kwh"],
+        "PostOffer",
+    )?;
+    let id = args[0].trim();
+    check_id("offer id", id)?;
+    let period = period(&args[1])?;
+    let energy_wh = number("energy", &args[2], MAX_ENERGY_WH)?;
+    let price = number("price", &args[3], MAX_PRICE_CENTS_PER_KWH)?;
+    if energy_wh == 0 {
+        return Err("an offer must sell some energy".to_string());
+    }
+    let (seller, seller_pod) = prosumer_account(stub)?;
+    before_gate_closure(stub, period)?;
+    let key = offer_key(period, id);
+    if get::<Offer>(stub, &key)?.is_some() {
+        return Err(format!("offer {id} already exists"));
+    }
+    let offer = Offer {
+        id: id.to_owned(),
+        seller,
+        seller_pod,
+        period,
+        energy_wh,
+        remaining_wh: energy_wh,
+        price_cents_per_kwh: price,
+        status: "open".to_string(),
+    };
+    put(stub, &key, &offer)?;
+    Ok(to_json(&offer))
+}
+
+fn cancel_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = args_of(args, &["offer_id", "period"], "CancelOffer")?;
+    let key = offer_key(period(&args[1])?, args[0].trim());
+    let mut offer: Offer = get(stub, &key)?.ok_or_else(|| format!("no offer {}", args[0]))?;
+    let (account, _) = prosumer_account(stub)?;
+    if account != offer.seller {
+        return Err(format!(
+            "only the seller {} cancels offer {}",
+            offer.seller, offer.id
+        ));
+    }
+    before_gate_closure(stub, offer.period)?;
+    offer.status = "cancelled".to_string();
+    put(stub, &key, &offer)?;
+    Ok(to_json(&offer))
+}
+
+fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = args_of(
+        args,
+        &["trade_id", "offer_id", "period", "energy_wh"],
+        "AcceptOffer",
+    )?;
+    let trade_id = args[0].trim();
+    check_id("trade id", trade_id)?;
+    let period = period(&args[2])?;
+    let energy_wh = number("energy", &args[3], MAX_ENERGY_WH)?;
+    if energy_wh == 0 {
+        return Err("a trade must buy some energy".to_string());
+    }
+    let (buyer, buyer_pod) = prosumer_account(stub)?;
+    before_gate_closure(stub, period)?;
+    let offer_key = offer_key(period, args[1].trim());
+    let mut offer: Offer = get(stub, &offer_key)?
+        .ok_or_else(|| format!("no offer {} for period {period}", args[1].trim()))?;
+    if offer.status != "open" {
+        return Err(format!("offer {} is {}", offer.id, offer.status));
+    }
+    if offer.seller == buyer {
+        return Err("a prosumer cannot buy its own offer".to_string());
+    }
+    if offer.remaining_wh < energy_wh {
+        return Err(format!(
+            "offer {} has {} Wh left, not {energy_wh}",
+            offer.id, offer.remaining_wh
+        ));
+    }
+    let key = trade_key(period, trade_id);
+    if get::<Trade>(stub, &key)?.is_some() {
+        return Err(format!("trade {trade_id} already exists"));
+    }
+    // Price rounded up to a cent: the buyer never pays less than the energy costs.
+    let escrow_cents = (energy_wh * offer.price_cents_per_kwh).div_ceil(1000);
+    let mut balance = load_balance(stub, &buyer)?;
+    if balance.payment_cents < escrow_cents {
+        return Err(format!(
+            "{buyer} has {} cents, the trade costs {escrow_cents}",
+            balance.payment_cents
+        ));
+    }
+    balance.payment_cents -= escrow_cents;
+    offer.remaining_wh -= energy_wh;
+    let trade = Trade {
+        id: trade_id.to_owned(),
+        offer_id: offer.id.clone(),
+        seller: offer.seller.clone(),
+        seller_pod: offer.seller_pod.clone(),
+        buyer: buyer.clone(),
+        buyer_pod,
+        period,
+        energy_wh,
+        price_cents_per_kwh: offer.price_cents_per_kwh,
+        escrow_cents,
+        status: "escrowed".to_string(),
+        delivered_wh: 0,
+        paid_cents: 0,
+        refunded_cents: 0,
+        imbalance_wh: 0,
+    };
+    put(stub, &balance_key(&buyer), &balance)?;
+    put(stub, &offer_key, &offer)?;
+    put(stub, &key, &trade)?;
+    let payload = to_json(&trade);
+    stub.set_event("Trade", &payload).map_err(state)?;
+    Ok(payload)
+}
+
+impl EnergyMarket {
+    fn attest(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+        let args = args_of(
+            args,
+            &["period", "account", "export_wh", "import_wh", "commitment"],
+            "Attest",
+        )?;
+        self.require_dso(stub, "attest metered energy")?;
+        let period = period(&args[0])?;
+        let account = args[1].trim();
+        check_id("account", account)?;
+        let export_wh = number("export", &args[2], MAX_ENERGY_WH)?;
+        let import_wh = number("import", &args[3], MAX_ENERGY_WH)?;
+        let commitment = args[4].trim();
+        if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the commitment must be a hex SHA-256 (64 hex digits)".to_string());
+        }
+        Self::after_period(stub, period)?;
+        let key = attestation_key(period, account);
+        if get::<Attestation>(stub, &key)?.is_some() {
+            return Err(format!("{account} is already attested for period {period}"));
+        }
+        let attestation = Attestation {
+            account: account.to_owned(),
+            period,
+            export_wh,
+            import_wh,
+            burned_wh: 0,
+            commitment: commitment.to_ascii_lowercase(),
+        };
+        let mut balance = load_balance(stub, account)?;
+        balance.etokens_wh += export_wh;
+        let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+        supply.minted_wh += export_wh;
+        put(stub, &key, &attestation)?;
+        put(stub, &balance_key(account), &balance)?;
+        put(stub, SUPPLY_KEY, &supply)?;
+        Ok(to_json(&attestation))
+    }
+
+    fn settle(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+        let args = args_of(args, &["trade_id", "period"], "Settle")?;
+        self.require_dso(stub, "settle trades")?;
+        let period = period(&args[1])?;
+        let key = trade_key(period, args[0].trim());
+        let mut trade: Trade = get(stub, &key)?
+            .ok_or_else(|| format!("no trade {} for period {period}", args[0].trim()))?;
+        if trade.status != "escrowed" {
+            return Err(format!("trade {} is already {}", trade.id, trade.status));
+        }
+        for account in [&trade.seller, &trade.buyer] {
+            if get::<Attestation>(stub, &attestation_key(period, account))?.is_none() {
+                return Err(format!("{account} is not attested for period {period} yet"));
+            }
+        }
+        let mut seller = load_balance(stub, &trade.seller)?;
+        let mut buyer = load_balance(stub, &trade.buyer)?;
+        let delivered = trade.energy_wh.min(seller.etokens_wh);
+        // The seller is paid for what was delivered, rounded down; the rest goes back.
+        let paid = (delivered * trade.price_cents_per_kwh / 1000).min(trade.escrow_cents);
+        let refunded = trade.escrow_cents - paid;
+        seller.etokens_wh -= delivered;
+        buyer.etokens_wh += delivered;
+        seller.payment_cents += paid;
+        buyer.payment_cents += refunded;
+        trade.status = "settled".to_string();
+        trade.delivered_wh = delivered;
+        trade.paid_cents = paid;
+        trade.refunded_cents = refunded;
+        trade.imbalance_wh = trade.energy_wh - delivered;
+        put(stub, &balance_key(&trade.seller), &seller)?;
+        put(stub, &balance_key(&trade.buyer), &buyer)?;
+        put(stub, &key, &trade)?;
+        Ok(to_json(&trade))
+    }
+
+    fn burn(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+        let args = args_of(args, &["period", "account"], "Burn")?;
+        self.require_dso(stub, "burn e-tokens")?;
+        let period = period(&args[0])?;
+        let account = args[1].trim();
+        let key = attestation_key(period, account);
+        let mut attestation: Attestation = get(stub, &key)?
+            .ok_or_else(|| format!("{account} is not attested for period {period}"))?;
+        let mut balance = load_balance(stub, account)?;
+        let burn = balance
+            .etokens_wh
+            .min(attestation.import_wh - attestation.burned_wh);
+        balance.etokens_wh -= burn;
+        attestation.burned_wh += burn;
+        let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+        supply.burned_wh += burn;
+        put(stub, &balance_key(account), &balance)?;
+        put(stub, &key, &attestation)?;
+        put(stub, SUPPLY_KEY, &supply)?;
+        Ok(to_json(&attestation))
+    }
+}

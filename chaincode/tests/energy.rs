@@ -1,0 +1,443 @@
+//! The `energy` chaincode against an in-memory world state, with real identities (crypto
+//! material generated like the local consortium's: admins by OU, prosumers by their `pod`
+//! attribute): payment issued only by an account's own organization's admin, offers and escrowed
+//! trades up to gate closure, DSO attestations minting e-tokens after the period, settlement
+//! moving them against payment with refunds and imbalance, burning against consumption, and
+//! conservation of both supplies throughout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use gridledger_chaincode::energy::{Attestation, Balance, EnergyMarket, Supply, Trade};
+use gridledger_chaincode::{Invocation, SimulationResult, StateReader, simulate};
+use gridledger_identity::SigningIdentity;
+use gridledger_identity::material::{self, CryptoConfig};
+use gridledger_proto::kvrwset::{KvrwSet, Version};
+use gridledger_proto::prost::Message;
+use gridledger_proto::prost_types::Timestamp;
+
+const NS: &str = "energy";
+/// A delivery period: 2026-11-26 13:00 UTC.
+const PERIOD: i64 = 1_795_698_000;
+
+#[derive(Default)]
+struct MemState(BTreeMap<String, Vec<u8>>);
+
+impl MemState {
+    fn apply(&mut self, result: &SimulationResult) {
+        for ns in &result.rwset.ns_rwset {
+            let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
+            for w in kv.writes {
+                self.0.insert(w.key, w.value);
+            }
+        }
+    }
+}
+
+impl StateReader for MemState {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
+        assert_eq!(namespace, NS);
+        Ok(self.0.get(key).map(|v| (v.clone(), Version::default())))
+    }
+
+    fn range(
+        &self,
+        _: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|(k, _)| k.as_str() >= start && (end.is_empty() || k.as_str() < end))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone(), Version::default()))
+            .collect())
+    }
+}
+
+/// The identities of the test consortium.
+struct People {
+    dir: PathBuf,
+}
+
+impl People {
+    fn new(test: &str) -> People {
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-energy-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config: CryptoConfig = serde_json::from_value(serde_json::json!({
+            "seed": "gridledger-energy-tests",
+            "organizations": [
+                {"msp_id": "DSOMSP", "users": [{"name": "Operator"}]},
+                {"msp_id": "RetailerMSP", "users": [
+                    {"name": "Clerk"},
+                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
+                ]},
+                {"msp_id": "CommunityMSP", "users": [
+                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
+                ]}
+            ]
+        }))
+        .expect("crypto config");
+        material::generate(&config, &dir, 0).expect("generate material");
+        People { dir }
+    }
+
+    /// (MSP, serialized identity, certificate attributes) of user `name` of `msp`.
+    fn user(&self, msp: &str, name: &str) -> (String, Vec<u8>, BTreeMap<String, String>) {
+        let base = self
+            .dir
+            .join(format!("organizations/{msp}/users/{name}/msp"));
+        let identity = SigningIdentity::load(
+            msp,
+            &base.join("signcerts/cert.pem"),
+            &base.join("keystore/key.pem"),
+        )
+        .expect("load identity");
+        let cert = gridledger_identity::Certificate::from_pem(
+            &std::fs::read(base.join("signcerts/cert.pem")).expect("cert"),
+        )
+        .expect("parse cert");
+        (
+            msp.to_owned(),
+            identity.serialized().to_vec(),
+            cert.attributes,
+        )
+    }
+}
+
+impl Drop for People {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn market() -> EnergyMarket {
+    EnergyMarket {
+        dso_msp_id: "DSOMSP".to_owned(),
+    }
+}
+
+fn run(
+    state: &mut MemState,
+    who: &(String, Vec<u8>, BTreeMap<String, String>),
+    at: i64,
+    args: &[&str],
+) -> SimulationResult {
+    let invocation = Invocation {
+        channel_id: "market".to_owned(),
+        tx_id: format!("tx-{at}-{}", args.join("-")),
+        chaincode: NS.to_owned(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        creator: who.1.clone(),
+        creator_msp_id: who.0.clone(),
+        creator_attributes: who.2.clone(),
+        timestamp: Some(Timestamp {
+            seconds: at,
+            nanos: 0,
+        }),
+        ..Invocation::default()
+    };
+    let result = simulate(&market(), NS, &invocation, state);
+    if result.response.status == 200 {
+        state.apply(&result);
+    }
+    result
+}
+
+fn ok(result: &SimulationResult) -> Vec<u8> {
+    assert_eq!(result.response.status, 200, "{}", result.response.message);
+    result.response.payload.clone()
+}
+
+fn fails(result: &SimulationResult, needle: &str) {
+    assert_eq!(
+        result.response.status, 500,
+        "expected a refusal, got success"
+    );
+    assert!(
+        result.response.message.contains(needle),
+        "{:?} does not mention {needle:?}",
+        result.response.message
+    );
+}
+
+fn balance(
+    state: &mut MemState,
+    who: &(String, Vec<u8>, BTreeMap<String, String>),
+    account: &str,
+) -> Balance {
+    serde_json::from_slice(&ok(&run(state, who, PERIOD, &["Balance", account]))).expect("balance")
+}
+
+/// Both conservation laws over every account in the state.
+fn check_conservation(state: &MemState) {
+    let supply: Supply = state
+        .0
+        .get("supply")
+        .map(|b| serde_json::from_slice(b).expect("supply"))
+        .unwrap_or_default();
+    let (mut tokens, mut cents) = (0u64, 0u64);
+    for (key, value) in &state.0 {
+        if key.starts_with("balance/") {
+            let b: Balance = serde_json::from_slice(value).expect("balance");
+            tokens += b.etokens_wh;
+            cents += b.payment_cents;
+        } else if key.starts_with("trade/") {
+            let t: Trade = serde_json::from_slice(value).expect("trade");
+            if t.status == "escrowed" {
+                cents += t.escrow_cents;
+            }
+        }
+    }
+    assert_eq!(
+        tokens,
+        supply.minted_wh - supply.burned_wh,
+        "e-token supply"
+    );
+    assert_eq!(cents, supply.issued_cents, "payment supply");
+}
+
+#[test]
+fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
+    let people = People::new("trade");
+    let retailer_admin = people.user("RetailerMSP", "Admin");
+    let retailer_clerk = people.user("RetailerMSP", "Clerk");
+    let buyer = people.user("RetailerMSP", "Prosumer-R002");
+    let seller = people.user("CommunityMSP", "Prosumer-C001");
+    let dso = people.user("DSOMSP", "Operator");
+    let mut state = MemState::default();
+    let before = PERIOD - 3600;
+    let p = PERIOD.to_string();
+
+    // Payment: only the account's own organization's admin issues it.
+    fails(
+        &run(
+            &mut state,
+            &retailer_clerk,
+            before,
+            &["IssuePayment", "RetailerMSP:POD-R002", "100"],
+        ),
+        "only an admin",
+    );
+    fails(
+        &run(
+            &mut state,
+            &retailer_admin,
+            before,
+            &["IssuePayment", "CommunityMSP:POD-C001", "100"],
+        ),
+        "own customers",
+    );
+    ok(&run(
+        &mut state,
+        &retailer_admin,
+        before,
+        &["IssuePayment", "RetailerMSP:POD-R002", "10000"],
+    ));
+    check_conservation(&state);
+
+    // An offer, and a trade from it with the price (37.5 c → 38 c) in escrow.
+    ok(&run(
+        &mut state,
+        &seller,
+        before,
+        &["PostOffer", "o1", &p, "2000", "25"],
+    ));
+    fails(
+        &run(
+            &mut state,
+            &retailer_clerk,
+            before,
+            &["PostOffer", "o2", &p, "1", "1"],
+        ),
+        "no `pod` attribute",
+    );
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["AcceptOffer", "t0", "o1", &p, "100"],
+        ),
+        "its own offer",
+    );
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            before,
+            &["AcceptOffer", "t0", "o1", &p, "2500"],
+        ),
+        "2000 Wh left",
+    );
+    let trade: Trade = serde_json::from_slice(&ok(&run(
+        &mut state,
+        &buyer,
+        before,
+        &["AcceptOffer", "t1", "o1", &p, "1500"],
+    )))
+    .expect("trade");
+    assert_eq!(
+        (
+            trade.buyer.as_str(),
+            trade.seller_pod.as_str(),
+            trade.escrow_cents
+        ),
+        ("RetailerMSP:POD-R002", "POD-C001", 38)
+    );
+    assert_eq!(
+        balance(&mut state, &buyer, "RetailerMSP:POD-R002").payment_cents,
+        9962
+    );
+    check_conservation(&state);
+
+    // Gate closure, five minutes before the period.
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            PERIOD - 299,
+            &["AcceptOffer", "t2", "o1", &p, "100"],
+        ),
+        "gate closure",
+    );
+
+    // After the period the DSO attests; minting happens once, only after the period.
+    let commitment = "ab".repeat(32);
+    let attest = |account: &str, export: &str, import: &str| {
+        vec![
+            "Attest".to_owned(),
+            p.clone(),
+            account.to_owned(),
+            export.to_owned(),
+            import.to_owned(),
+            commitment.clone(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let after = PERIOD + 900;
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            after,
+            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
+        ),
+        "only the DSO",
+    );
+    fails(
+        &run(
+            &mut state,
+            &dso,
+            PERIOD + 60,
+            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
+        ),
+        "not over",
+    );
+    fails(
+        &run(&mut state, &dso, after, &["Settle", "t1", &p]),
+        "not attested",
+    );
+    ok(&run(
+        &mut state,
+        &dso,
+        after,
+        &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
+    ));
+    fails(
+        &run(
+            &mut state,
+            &dso,
+            after,
+            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
+        ),
+        "already attested",
+    );
+    ok(&run(
+        &mut state,
+        &dso,
+        after,
+        &args(&attest("RetailerMSP:POD-R002", "0", "1200")),
+    ));
+    check_conservation(&state);
+
+    // Settlement: 1000 of 1500 Wh delivered, 25 c paid, 13 c refunded, 500 Wh imbalance.
+    let settled: Trade =
+        serde_json::from_slice(&ok(&run(&mut state, &dso, after, &["Settle", "t1", &p])))
+            .expect("trade");
+    assert_eq!(
+        (
+            settled.delivered_wh,
+            settled.paid_cents,
+            settled.refunded_cents,
+            settled.imbalance_wh
+        ),
+        (1000, 25, 13, 500)
+    );
+    fails(
+        &run(&mut state, &dso, after, &["Settle", "t1", &p]),
+        "already settled",
+    );
+    let buyer_balance = balance(&mut state, &buyer, "RetailerMSP:POD-R002");
+    assert_eq!(
+        (buyer_balance.payment_cents, buyer_balance.etokens_wh),
+        (9975, 1000)
+    );
+    assert_eq!(
+        balance(&mut state, &buyer, "CommunityMSP:POD-C001").payment_cents,
+        25
+    );
+    check_conservation(&state);
+
+    // Burn against the buyer's metered import.
+    let burned: Attestation = serde_json::from_slice(&ok(&run(
+        &mut state,
+        &dso,
+        after,
+        &["Burn", &p, "RetailerMSP:POD-R002"],
+    )))
+    .expect("attestation");
+    assert_eq!(burned.burned_wh, 1000);
+    assert_eq!(
+        balance(&mut state, &buyer, "RetailerMSP:POD-R002").etokens_wh,
+        0
+    );
+    check_conservation(&state);
+    let supply: Supply =
+        serde_json::from_slice(&ok(&run(&mut state, &buyer, after, &["Supply"]))).expect("supply");
+    assert_eq!(
+        (supply.minted_wh, supply.burned_wh, supply.issued_cents),
+        (1000, 1000, 10000)
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_reason() {
+    let people = People::new("bad-args");
+    let buyer = people.user("RetailerMSP", "Prosumer-R002");
+    let mut state = MemState::default();
+    let p = PERIOD.to_string();
+    for (args, needle) in [
+        (vec!["PostOffer", "o1", "1795698001", "10", "1"], "boundary"),
+        (vec!["PostOffer", "o 1", &p, "10", "1"], "offer id"),
+        (
+            vec!["PostOffer", "o1", &p, "-10", "1"],
+            "whole non-negative",
+        ),
+        (vec!["PostOffer", "o1", &p, "0", "1"], "some energy"),
+        (
+            vec!["PostOffer", "o1", &p, "99999999999", "1"],
+            "largest allowed",
+        ),
+        (vec!["PostOffer", "o1", &p], "takes 4 arguments"),
+        (vec!["AcceptOffer", "t1", "missing", &p, "10"], "no offer"),
+        (vec!["Nope"], "does not exist"),
+    ] {
+        fails(&run(&mut state, &buyer, PERIOD - 3600, &args), needle);
+    }
+}
