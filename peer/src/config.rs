@@ -43,6 +43,9 @@ pub struct PeerConfig {
     /// Deadline for calls to other peers and orderers, milliseconds.
     #[serde(default = "default_rpc_timeout_ms")]
     pub rpc_timeout_ms: u64,
+    /// The DSO's feasibility endorsement of energy trades (the DSO's peer only).
+    #[serde(default)]
+    pub feasibility: Option<crate::feasibility::FeasibilityConfig>,
 }
 
 fn default_rpc_timeout_ms() -> u64 {
@@ -143,6 +146,9 @@ impl PeerConfig {
             if let Some(ca) = cc.tls_ca_cert.as_mut().filter(|p| p.is_relative()) {
                 *ca = base.join(&*ca);
             }
+        }
+        if let Some(feasibility) = config.feasibility.as_mut() {
+            feasibility.resolve_paths(base);
         }
         config.validate()?;
         Ok(config)

@@ -311,7 +311,26 @@ impl Peer {
         &self,
         p: &UnpackedProposal,
     ) -> Result<(Simulated, protos::ProposalResponse), ProposalError> {
-        let simulated = self.simulate(p)?;
+        let mut simulated = self.simulate(p)?;
+        if simulated.result.response.status < 400 {
+            if let Some(feasibility) = self.feasibility() {
+                let snapshot = simulated
+                    .channel
+                    .ledger()
+                    .snapshot()
+                    .map_err(|e| ProposalError::Ledger(e.to_string()))?;
+                if let Err(reason) = feasibility.review(
+                    simulated.channel.id(),
+                    &p.chaincode_name,
+                    &simulated.result.rwset,
+                    &snapshot,
+                ) {
+                    tracing::info!(channel = %simulated.channel.id(), chaincode = %p.chaincode_name,
+                        tx_id = %p.channel_header.tx_id, reason = %reason, "endorsement refused by the grid check");
+                    simulated.result.response = gridledger_chaincode::error(reason);
+                }
+            }
+        }
         let response = simulated.result.response.clone();
         let endorsement = (response.status < 400).then(|| {
             let endorser = self.signer().serialized().to_vec();

@@ -24,6 +24,7 @@ pub mod config;
 pub mod deliver;
 pub mod endorser;
 pub mod external;
+pub mod feasibility;
 pub mod gateway;
 pub mod lifecycle;
 pub mod node;

@@ -44,6 +44,8 @@ pub enum PeerError {
     },
     #[error("gRPC server: {0}")]
     Server(String),
+    #[error(transparent)]
+    Feasibility(#[from] crate::feasibility::FeasibilityError),
 }
 
 /// One joined channel.
@@ -158,6 +160,8 @@ pub struct Peer {
     registry: Registry,
     /// Installed packages already parsed, by package id (packages never change once installed).
     installed: std::sync::Mutex<BTreeMap<String, Arc<crate::lifecycle::package::Package>>>,
+    /// The DSO's feasibility endorsement, when configured.
+    feasibility: Option<crate::feasibility::FeasibilityCheck>,
 }
 
 impl Peer {
@@ -165,12 +169,18 @@ impl Peer {
     pub fn open(config: PeerConfig) -> Result<Arc<Peer>, PeerError> {
         let signer =
             SigningIdentity::load(&config.msp_id, &config.signing_cert, &config.signing_key)?;
+        let feasibility = config
+            .feasibility
+            .clone()
+            .map(crate::feasibility::FeasibilityCheck::load)
+            .transpose()?;
         let peer = Arc::new(Peer {
             config,
             signer,
             channels: RwLock::new(BTreeMap::new()),
             registry: Registry::with_builtins(),
             installed: std::sync::Mutex::new(BTreeMap::new()),
+            feasibility,
         });
         peer.join_pending()?;
         peer.open_joined()?;
@@ -188,6 +198,10 @@ impl Peer {
     /// The chaincodes compiled into the peer.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+    /// The DSO's feasibility endorsement, when this peer is configured with one.
+    pub fn feasibility(&self) -> Option<&crate::feasibility::FeasibilityCheck> {
+        self.feasibility.as_ref()
     }
     /// An installed package, parsed once and then served from memory; `None` when it is not
     /// installed.

@@ -30,6 +30,7 @@ fn allowed() -> BTreeMap<&'static str, Option<Vec<&'static str>>> {
                 "gridledger-channels",
                 "gridledger-ledger",
                 "gridledger-chaincode",
+                "gridledger-grid",
             ]),
         ),
         (

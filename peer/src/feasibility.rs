@@ -1,0 +1,356 @@
+//! The DSO's feasibility endorsement: before the DSO's peer endorses an energy trade, it runs
+//! an AC power flow of the delivery period on its private feeder model and endorses only if the
+//! period's trades stay within the grid's limits (`gridledger_grid::check`).
+//!
+//! Configured by the `[feasibility]` section of the DSO peer's peer.toml: the market channel
+//! and chaincode, the feeder file, the load scale per 15-minute slot of the day (a profile file,
+//! or one constant), and the map from points of delivery to the feeder's buses — the DSO's
+//! private data, never on any ledger.
+//!
+//! For a proposal of that chaincode on that channel whose simulation succeeded, the new trades
+//! are the `trade/…` records the simulation writes (the `energy` chaincode's [`Trade`]) that are
+//! not in the committed state yet. The period's load is the feeder's loads times the slot's
+//! scale; its trades are every trade of the period committed in the state, every trade this peer
+//! endorsed that is neither committed nor expired (a reservation, so two concurrent trades that
+//! are each feasible alone but not together cannot both get the DSO's endorsement), and the new
+//! ones. A trade is an injection at the seller's bus and an equal load at the buyer's bus, at
+//! the period's average power (energy × 4 for 15 minutes). Infeasible — or an unknown point of
+//! delivery, or a power flow that does not converge — means no endorsement, and the refusal
+//! names the violated limit, where, and by how much. Feasible means the new trades are reserved
+//! for [`FeasibilityConfig::reservation_seconds`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gridledger_chaincode::energy::Trade;
+use gridledger_grid::{Feeder, PowerFlowSettings, Trade as GridTrade, ViolationKind, check};
+use gridledger_ledger::StateSnapshot;
+use gridledger_proto::kvrwset::KvrwSet;
+use gridledger_proto::prost::Message;
+use gridledger_proto::rwset::TxReadWriteSet;
+use serde::Deserialize;
+
+/// Slots of a day's load profile (15 minutes each).
+pub const SLOTS_PER_DAY: usize = 96;
+/// Length of a delivery period, seconds.
+const PERIOD_SECONDS: i64 = 900;
+
+/// `[feasibility]` in peer.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeasibilityConfig {
+    /// The market channel.
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// The market chaincode whose trades are checked.
+    #[serde(default = "default_chaincode")]
+    pub chaincode: String,
+    /// The feeder file (relative paths are from peer.toml's folder).
+    pub feeder: PathBuf,
+    /// A CSV of the load scale per 15-minute slot of the day (UTC): a header line, then 96
+    /// lines `minute_of_day,load_scale`. Without it every slot uses `load_scale`.
+    #[serde(default)]
+    pub load_profile: Option<PathBuf>,
+    /// The load scale of every slot when there is no profile.
+    #[serde(default = "default_scale")]
+    pub load_scale: f64,
+    /// How long an endorsed, uncommitted trade stays reserved, seconds.
+    #[serde(default = "default_reservation")]
+    pub reservation_seconds: u64,
+    /// Point of delivery → the feeder's bus id.
+    pub pods: BTreeMap<String, usize>,
+}
+
+fn default_channel() -> String {
+    "market".to_string()
+}
+
+fn default_chaincode() -> String {
+    "energy".to_string()
+}
+
+fn default_scale() -> f64 {
+    1.0
+}
+
+fn default_reservation() -> u64 {
+    120
+}
+
+impl FeasibilityConfig {
+    /// Makes relative paths relative to `base` (peer.toml's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.feeder.is_relative() {
+            self.feeder = base.join(&self.feeder);
+        }
+        if let Some(profile) = self.load_profile.as_mut().filter(|p| p.is_relative()) {
+            *profile = base.join(&*profile);
+        }
+    }
+}
+
+/// Why the feasibility plugin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FeasibilityError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The feeder file is not valid.
+    #[error("feeder {path}: {source}")]
+    Feeder {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: gridledger_grid::FeederError,
+    },
+    /// The configuration is not valid.
+    #[error("[feasibility]: {0}")]
+    Invalid(String),
+}
+
+/// An endorsed trade not committed yet.
+struct Reservation {
+    trade: GridTrade,
+    period: i64,
+    expires: Instant,
+}
+
+/// The DSO's feasibility check, loaded from its configuration.
+pub struct FeasibilityCheck {
+    config: FeasibilityConfig,
+    feeder: Feeder,
+    profile: Vec<f64>,
+    /// Reservations by trade key.
+    reservations: Mutex<BTreeMap<String, Reservation>>,
+}
+
+/// Reads a load profile: a header, then `minute_of_day,load_scale` for each of the 96 slots.
+fn read_profile(path: &Path) -> Result<Vec<f64>, FeasibilityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FeasibilityError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let mut scales = vec![f64::NAN; SLOTS_PER_DAY];
+    for (number, line) in text.lines().enumerate().skip(1) {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let invalid = |why: &str| {
+            FeasibilityError::Invalid(format!("{} line {}: {why}", path.display(), number + 1))
+        };
+        let (minute, scale) = line
+            .split_once(',')
+            .ok_or_else(|| invalid("expected minute_of_day,load_scale"))?;
+        let minute: usize = minute
+            .trim()
+            .parse()
+            .map_err(|_| invalid("the minute of the day is not a number"))?;
+        let scale: f64 = scale
+            .trim()
+            .parse()
+            .map_err(|_| invalid("the load scale is not a number"))?;
+        if minute % 15 != 0 || minute / 15 >= SLOTS_PER_DAY {
+            return Err(invalid("the minute of the day must be 0, 15, …, 1425"));
+        }
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(invalid("the load scale must be a non-negative number"));
+        }
+        scales[minute / 15] = scale;
+    }
+    if let Some(missing) = scales.iter().position(|s| s.is_nan()) {
+        return Err(FeasibilityError::Invalid(format!(
+            "{} has no load scale for minute {}",
+            path.display(),
+            missing * 15
+        )));
+    }
+    Ok(scales)
+}
+
+impl FeasibilityCheck {
+    /// Loads the feeder and the profile named by `config`.
+    pub fn load(config: FeasibilityConfig) -> Result<FeasibilityCheck, FeasibilityError> {
+        let bytes = std::fs::read(&config.feeder).map_err(|source| FeasibilityError::Read {
+            path: config.feeder.clone(),
+            source,
+        })?;
+        let feeder = Feeder::from_json(&bytes).map_err(|source| FeasibilityError::Feeder {
+            path: config.feeder.clone(),
+            source,
+        })?;
+        if let Some((pod, bus)) = config
+            .pods
+            .iter()
+            .find(|(_, bus)| **bus >= feeder.buses.len())
+        {
+            return Err(FeasibilityError::Invalid(format!(
+                "point of delivery {pod} is mapped to bus {bus}, which the feeder does not have"
+            )));
+        }
+        if !(config.load_scale.is_finite() && config.load_scale >= 0.0) {
+            return Err(FeasibilityError::Invalid(
+                "load_scale must be a non-negative number".to_string(),
+            ));
+        }
+        let profile = match &config.load_profile {
+            Some(path) => read_profile(path)?,
+            None => vec![config.load_scale; SLOTS_PER_DAY],
+        };
+        Ok(FeasibilityCheck {
+            config,
+            feeder,
+            profile,
+            reservations: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The load scale of the slot `period` (Unix seconds, UTC) falls in.
+    pub fn load_scale(&self, period: i64) -> f64 {
+        let slot = usize::try_from(period.rem_euclid(86_400) / PERIOD_SECONDS).unwrap_or(0);
+        self.profile[slot.min(SLOTS_PER_DAY - 1)]
+    }
+
+    /// Reviews a successful simulation of `chaincode` on `channel_id` before endorsement:
+    /// `Ok` to endorse, otherwise the reason for the refusal. `state` is the committed state
+    /// the simulation read.
+    pub fn review(
+        &self,
+        channel_id: &str,
+        chaincode: &str,
+        rwset: &TxReadWriteSet,
+        state: &StateSnapshot,
+    ) -> Result<(), String> {
+        if channel_id != self.config.channel || chaincode != self.config.chaincode {
+            return Ok(());
+        }
+        let namespace = self.config.chaincode.as_str();
+        let mut new_trades: Vec<(String, Trade)> = Vec::new();
+        for ns in rwset.ns_rwset.iter().filter(|ns| ns.namespace == namespace) {
+            let kv = KvrwSet::decode(ns.rwset.as_slice())
+                .map_err(|e| format!("the read-write set does not decode: {e}"))?;
+            for write in kv
+                .writes
+                .iter()
+                .filter(|w| w.key.starts_with("trade/") && !w.is_delete)
+            {
+                let committed = state
+                    .get(namespace, &write.key)
+                    .map_err(|e| format!("cannot read the committed trades: {e}"))?;
+                if committed.is_some() {
+                    continue; // a settlement of a committed trade: no new flow
+                }
+                let trade: Trade = serde_json::from_slice(&write.value)
+                    .map_err(|e| format!("trade {} does not decode: {e}", write.key))?;
+                new_trades.push((write.key.clone(), trade));
+            }
+        }
+        if new_trades.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut reservations = self
+            .reservations
+            .lock()
+            .map_err(|_| "the reservation table is poisoned".to_string())?;
+        // Drop reservations that expired or whose trade committed.
+        reservations.retain(|key, r| {
+            r.expires > now && state.get(namespace, key).map_or(true, |v| v.is_none())
+        });
+        let mut reserved = Vec::new();
+        for (key, trade) in &new_trades {
+            let period = trade.period;
+            let grid_trade = self.to_grid(trade)?;
+            let mut trades = self.committed_trades(state, namespace, period)?;
+            trades.extend(
+                reservations
+                    .iter()
+                    .filter(|(k, r)| r.period == period && *k != key)
+                    .map(|(_, r)| r.trade),
+            );
+            trades.extend(
+                reserved
+                    .iter()
+                    .filter(|(p, _, _)| *p == period)
+                    .map(|(_, _, t)| *t),
+            );
+            trades.push(grid_trade);
+            let scale = self.load_scale(period);
+            let verdict = check(&self.feeder, scale, &trades, PowerFlowSettings::default())
+                .map_err(|e| format!("grid check for period {period}: {e}"))?;
+            if let Some(v) = verdict.first_blocking() {
+                let (what, unit) = match v.kind {
+                    ViolationKind::Undervoltage => ("undervoltage at bus", "pu"),
+                    ViolationKind::Overvoltage => ("overvoltage at bus", "pu"),
+                    ViolationKind::Overcurrent => ("overcurrent on line", "A"),
+                };
+                return Err(format!(
+                    "trade {} is not feasible on the DSO's grid in period {period} (load scale {scale}, {} trades): {what} {} would be {} {unit} against a limit of {} {unit} (baseline {} {unit}, {:.6} {unit} beyond)",
+                    trade.id,
+                    trades.len(),
+                    v.element,
+                    v.value,
+                    v.limit,
+                    v.baseline,
+                    v.excess()
+                ));
+            }
+            reserved.push((period, key.clone(), grid_trade));
+        }
+        let expires = now + Duration::from_secs(self.config.reservation_seconds);
+        for (period, key, trade) in reserved {
+            reservations.insert(
+                key,
+                Reservation {
+                    trade,
+                    period,
+                    expires,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn to_grid(&self, trade: &Trade) -> Result<GridTrade, String> {
+        let bus = |pod: &str| {
+            self.config.pods.get(pod).copied().ok_or_else(|| {
+                format!(
+                    "the DSO does not know point of delivery {pod}; it cannot certify the trade"
+                )
+            })
+        };
+        Ok(GridTrade {
+            seller_bus: bus(&trade.seller_pod)?,
+            buyer_bus: bus(&trade.buyer_pod)?,
+            // Average power over the 15-minute period.
+            kw: trade.energy_wh as f64 * 4.0 / 1000.0,
+        })
+    }
+
+    fn committed_trades(
+        &self,
+        state: &StateSnapshot,
+        namespace: &str,
+        period: i64,
+    ) -> Result<Vec<GridTrade>, String> {
+        let prefix = format!("trade/{period:012}/");
+        let end = format!("trade/{period:012}0");
+        let rows = state
+            .range(namespace, &prefix, &end, usize::MAX)
+            .map_err(|e| format!("cannot read the committed trades: {e}"))?;
+        rows.iter()
+            .map(|(key, value)| {
+                let trade: Trade = serde_json::from_slice(&value.value)
+                    .map_err(|e| format!("committed trade {key} does not decode: {e}"))?;
+                self.to_grid(&trade)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,182 @@
+//! The DSO's feasibility endorsement on the IEEE 33-bus feeder: trades mapped from points of
+//! delivery to buses, a refusal that names the violated limit, reservations that stop two
+//! concurrently endorsed trades from together overloading a line, periods kept apart, unknown
+//! points of delivery and other chaincodes, and bad configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gridledger_chaincode::energy::Trade;
+use gridledger_ledger::Ledger;
+use gridledger_peer::feasibility::{FeasibilityCheck, FeasibilityConfig};
+use gridledger_proto::kvrwset::{KvWrite, KvrwSet};
+use gridledger_proto::prost::Message;
+use gridledger_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
+
+/// 2026-11-26 13:00 UTC.
+const PERIOD: i64 = 1_795_698_000;
+
+fn feeder_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../grid/feeders/ieee33.json")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gridledger-feasibility-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn config() -> FeasibilityConfig {
+    FeasibilityConfig {
+        channel: "market".into(),
+        chaincode: "energy".into(),
+        feeder: feeder_path(),
+        load_profile: None,
+        load_scale: 0.3,
+        reservation_seconds: 60,
+        pods: BTreeMap::from([
+            ("POD-NEAR".to_string(), 1),
+            ("POD-LATERAL".to_string(), 22),
+            ("POD-FAR".to_string(), 17),
+        ]),
+    }
+}
+
+/// A trade of `energy_wh` in period `period` from `seller_pod` to `buyer_pod`.
+fn trade(id: &str, period: i64, seller_pod: &str, buyer_pod: &str, energy_wh: u64) -> Trade {
+    Trade {
+        id: id.into(),
+        offer_id: "o1".into(),
+        seller: format!("CommunityMSP:{seller_pod}"),
+        seller_pod: seller_pod.into(),
+        buyer: format!("RetailerMSP:{buyer_pod}"),
+        buyer_pod: buyer_pod.into(),
+        period,
+        energy_wh,
+        price_cents_per_kwh: 20,
+        escrow_cents: 0,
+        status: "escrowed".into(),
+        delivered_wh: 0,
+        paid_cents: 0,
+        refunded_cents: 0,
+        imbalance_wh: 0,
+    }
+}
+
+/// The read-write set of an `AcceptOffer` that writes `trade`.
+fn rwset(namespace: &str, trade: &Trade) -> TxReadWriteSet {
+    let kv = KvrwSet {
+        writes: vec![KvWrite {
+            key: format!("trade/{:012}/{}", trade.period, trade.id),
+            is_delete: false,
+            value: serde_json::to_vec(trade).expect("trade JSON"),
+        }],
+        ..Default::default()
+    };
+    TxReadWriteSet {
+        data_model: 0,
+        ns_rwset: vec![NsReadWriteSet {
+            namespace: namespace.into(),
+            rwset: kv.encode_to_vec(),
+            collection_hashed_rwset: Vec::new(),
+        }],
+    }
+}
+
+#[test]
+fn trades_are_certified_only_while_the_period_stays_within_limits() {
+    let dir = scratch("certify");
+    let ledger = Ledger::open(&dir, "market").expect("ledger");
+    let state = ledger.snapshot().expect("snapshot");
+    let check = FeasibilityCheck::load(config()).expect("loads");
+
+    // 3.4 MW from near the substation into the 2-22-23-24 lateral overloads line 21.
+    let big = trade("t-big", PERIOD, "POD-NEAR", "POD-LATERAL", 850_000);
+    let refusal = check
+        .review("market", "energy", &rwset("energy", &big), &state)
+        .expect_err("overloads line 21");
+    assert!(refusal.contains("overcurrent on line 21"), "{refusal}");
+    assert!(refusal.contains("limit of 150"), "{refusal}");
+
+    // Half of it is fine alone and is reserved; a second half then is refused, because the
+    // two together overload the line — although neither is committed yet.
+    let half = trade("t-1", PERIOD, "POD-NEAR", "POD-LATERAL", 425_000);
+    check
+        .review("market", "energy", &rwset("energy", &half), &state)
+        .expect("half is feasible");
+    let other_half = trade("t-2", PERIOD, "POD-NEAR", "POD-LATERAL", 425_000);
+    let refusal = check
+        .review("market", "energy", &rwset("energy", &other_half), &state)
+        .expect_err("together they overload");
+    assert!(refusal.contains("2 trades"), "{refusal}");
+    // Re-endorsing the same trade does not count it twice.
+    check
+        .review("market", "energy", &rwset("energy", &half), &state)
+        .expect("the same trade again");
+    // Another period has its own flows.
+    let later = trade("t-3", PERIOD + 900, "POD-NEAR", "POD-LATERAL", 425_000);
+    check
+        .review("market", "energy", &rwset("energy", &later), &state)
+        .expect("another period");
+
+    // A point of delivery the DSO does not know is not certified; other chaincodes and
+    // channels are not the DSO's business.
+    let unknown = trade("t-4", PERIOD, "POD-NOWHERE", "POD-LATERAL", 1_000);
+    let refusal = check
+        .review("market", "energy", &rwset("energy", &unknown), &state)
+        .expect_err("unknown pod");
+    assert!(refusal.contains("POD-NOWHERE"), "{refusal}");
+    check
+        .review("market", "basic", &rwset("basic", &big), &state)
+        .expect("not the market chaincode");
+    check
+        .review("other", "energy", &rwset("energy", &big), &state)
+        .expect("not the market channel");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_load_profile_sets_each_slots_scale_and_bad_configuration_is_refused() {
+    let dir = scratch("profile");
+    let profile = dir.join("profile.csv");
+    let mut text = String::from("minute_of_day,load_scale\n");
+    for slot in 0..96 {
+        text.push_str(&format!(
+            "{},{}\n",
+            slot * 15,
+            if slot == 52 { 0.9 } else { 0.2 }
+        ));
+    }
+    std::fs::write(&profile, &text).expect("write profile");
+    let mut with_profile = config();
+    with_profile.load_profile = Some(profile.clone());
+    let check = FeasibilityCheck::load(with_profile).expect("loads");
+    // 13:00 UTC is slot 52.
+    assert_eq!(check.load_scale(PERIOD), 0.9);
+    assert_eq!(check.load_scale(PERIOD + 900), 0.2);
+
+    std::fs::write(&profile, "minute_of_day,load_scale\n0,0.5\n").expect("short profile");
+    let mut short = config();
+    short.load_profile = Some(profile.clone());
+    let err = FeasibilityCheck::load(short)
+        .err()
+        .expect("incomplete profile");
+    assert!(
+        err.to_string().contains("no load scale for minute 15"),
+        "{err}"
+    );
+
+    let mut off_feeder = config();
+    off_feeder.pods.insert("POD-X".into(), 99);
+    let err = FeasibilityCheck::load(off_feeder).err().expect("bus 99");
+    assert!(err.to_string().contains("bus 99"), "{err}");
+
+    let mut no_feeder = config();
+    no_feeder.feeder = dir.join("missing.json");
+    assert!(FeasibilityCheck::load(no_feeder).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
