@@ -143,6 +143,9 @@ pub struct Invocation {
     pub timestamp: Option<prost_types::Timestamp>,
     /// The client's signed proposal, when the invocation came from one.
     pub signed_proposal: Option<protos::SignedProposal>,
+    /// Whether this is the chaincode's initialization (`ChaincodeInput.is_init` of a
+    /// definition that requires it; the peer checks it runs once per definition version).
+    pub is_init: bool,
 }
 
 /// Why a stub operation failed. The chaincode usually turns it into a status-500 response.
@@ -679,6 +682,7 @@ impl<'a> ChaincodeStub<'a> {
                 channel_id: channel.to_owned(),
                 chaincode: name.to_owned(),
                 args: args.to_vec(),
+                is_init: false,
                 ..self.invocation.clone()
             };
             let mut callee = ChaincodeStub::new(name, &invocation, reader.as_ref()).with_host(host);
@@ -783,6 +787,12 @@ impl<'a> ChaincodeStub<'a> {
     /// The client's signed proposal, if the invocation came from one.
     pub fn signed_proposal(&self) -> Option<&protos::SignedProposal> {
         self.invocation.signed_proposal.as_ref()
+    }
+
+    /// Whether this invocation is the chaincode's initialization (never for a called
+    /// chaincode).
+    pub fn is_init(&self) -> bool {
+        self.depth == 0 && self.invocation.is_init
     }
 
     /// Sets the transaction's chaincode event (Fabric's `SetEvent`); a later call replaces it.

@@ -184,6 +184,9 @@ pub struct DeployArgs {
     /// The package label (default NAME_VERSION).
     #[arg(long)]
     pub label: Option<String>,
+    /// Whether `Init` must be invoked (once per definition version) before any other function.
+    #[arg(long)]
+    pub init_required: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,6 +756,8 @@ struct Deployment<'a> {
     policy: Option<&'a str>,
     collections: Option<&'a Path>,
     label: Option<&'a str>,
+    /// Whether the definition requires initialization.
+    init_required: bool,
     /// Leave the chaincode alone when its committed definition already has these parameters
     /// and runs this package (`gridledger up` restarting a network).
     unless_current: bool,
@@ -813,7 +818,7 @@ async fn deploy_on(network: &Network, d: &Deployment<'_>) -> anyhow::Result<(Str
         current.as_ref().map_or(0, |c| c.sequence) + 1,
         d.policy,
         d.collections,
-        false,
+        d.init_required,
     )?;
     if d.unless_current {
         if let Some(current) = &current {
@@ -904,6 +909,7 @@ pub(crate) async fn deploy_for_up(
                 policy: Some(policy),
                 collections: None,
                 label: None,
+                init_required: false,
                 unless_current: true,
                 patient: true,
             },
@@ -931,6 +937,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             policy: args.policy.as_deref(),
             collections: args.collections.as_deref(),
             label: args.label.as_deref(),
+            init_required: args.init_required,
             unless_current: false,
             patient: false,
         },

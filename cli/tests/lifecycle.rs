@@ -389,6 +389,67 @@ async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
         let all = eventually(g, "GetAllAssets", &[], |all| all.contains("meter3")).await;
         assert!(all.contains("meter1") && !all.contains("meter2"), "{all}");
     }
+
+    // A definition that requires initialization: nothing runs before the init, the init runs
+    // once.
+    ok(&[
+        "chaincode",
+        "deploy",
+        "--network",
+        net,
+        "--channel",
+        CHANNEL,
+        "--name",
+        "initcc",
+        "--builtin",
+        "basic",
+        "--policy",
+        "OutOf(1, 'DSOMSP.peer', 'RetailerMSP.peer')",
+        "--init-required",
+    ]);
+    let initcc = gateways[0].network(CHANNEL).contract("initcc");
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let refused = loop {
+        match initcc
+            .submit("CreateAsset", &["early", "red", "1", "DSO", "1"])
+            .await
+        {
+            Err(e) if e.to_string().contains("must call as init first") => break e,
+            // Until the peer has the definition, the chaincode is unknown.
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("[test] waiting for initcc: {e}");
+                tokio::time::sleep(POLL).await;
+            }
+            other => panic!("an invocation before the init must be refused: {other:?}"),
+        }
+    };
+    eprintln!("[test] before the init: {refused}");
+    let init = initcc
+        .init_proposal("InitLedger", &[])
+        .expect("build the init proposal")
+        .endorse()
+        .await
+        .expect("endorse the init")
+        .submit()
+        .await
+        .expect("submit the init")
+        .status()
+        .await
+        .expect("commit status of the init");
+    assert!(init.is_valid(), "the init commits VALID: {init:?}");
+    initcc
+        .submit("CreateAsset", &["after", "red", "1", "DSO", "1"])
+        .await
+        .expect("invocations run after the init");
+    let again = initcc
+        .init_proposal("InitLedger", &[])
+        .expect("build a second init proposal")
+        .endorse()
+        .await;
+    let Err(again) = again else {
+        panic!("a second init must be refused");
+    };
+    assert!(again.to_string().contains("already initialized"), "{again}");
 }
 
 /// Evaluates `function` on the gateway's peer until its result satisfies `done` (the peer may

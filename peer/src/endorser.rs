@@ -234,39 +234,62 @@ impl Peer {
                 .ledger()
                 .snapshot()
                 .map_err(|e| ProposalError::Ledger(e.to_string()))?;
-            let invocation = Invocation {
-                channel_id: channel.id().into(),
-                tx_id: p.channel_header.tx_id.clone(),
-                chaincode: definition.name.clone(),
-                args: p.input.args.clone(),
-                transient: p.transient.clone(),
-                creator: p.signature_header.creator.clone(),
-                creator_msp_id: creator.msp_id().into(),
-                creator_attributes: creator.attributes().clone(),
-                timestamp: p.channel_header.timestamp,
-                signed_proposal: Some(p.signed.clone()),
-            };
             let reader = SnapshotReader(snapshot);
-            let host = PeerHost {
-                peer: self,
-                signed_proposal: &p.signed,
-                creator: &creator,
+            // A definition that requires initialization runs Init exactly once per version.
+            let init = match channel
+                .committed_definitions()
+                .get(&p.chaincode_name)
+                .filter(|d| d.init_required)
+            {
+                Some(def) => {
+                    init_decision(&reader, &p.chaincode_name, &def.version, p.input.is_init)
+                }
+                None => Ok(None),
             };
-            match runtime {
-                Runtime::Compiled(chaincode) => gridledger_chaincode::simulate_with_host(
-                    chaincode.as_ref(),
-                    &definition.name,
-                    &invocation,
-                    &reader,
-                    &host,
-                ),
-                Runtime::External(external) => crate::external::execute_blocking_with_host(
-                    &external,
-                    &definition.name,
-                    &invocation,
-                    &reader,
-                    &host,
-                ),
+            match init {
+                Err(message) => gridledger_chaincode::failed(message),
+                Ok(marker) => {
+                    let invocation = Invocation {
+                        channel_id: channel.id().into(),
+                        tx_id: p.channel_header.tx_id.clone(),
+                        chaincode: definition.name.clone(),
+                        args: p.input.args.clone(),
+                        transient: p.transient.clone(),
+                        creator: p.signature_header.creator.clone(),
+                        creator_msp_id: creator.msp_id().into(),
+                        creator_attributes: creator.attributes().clone(),
+                        timestamp: p.channel_header.timestamp,
+                        signed_proposal: Some(p.signed.clone()),
+                        is_init: marker.is_some(),
+                    };
+                    let host = PeerHost {
+                        peer: self,
+                        signed_proposal: &p.signed,
+                        creator: &creator,
+                    };
+                    let mut result = match runtime {
+                        Runtime::Compiled(chaincode) => gridledger_chaincode::simulate_with_host(
+                            chaincode.as_ref(),
+                            &definition.name,
+                            &invocation,
+                            &reader,
+                            &host,
+                        ),
+                        Runtime::External(external) => crate::external::execute_blocking_with_host(
+                            &external,
+                            &definition.name,
+                            &invocation,
+                            &reader,
+                            &host,
+                        ),
+                    };
+                    if let Some(marker) = marker {
+                        if result.response.status < gridledger_chaincode::ERROR_THRESHOLD {
+                            record_initialization(&mut result, &definition.name, &marker);
+                        }
+                    }
+                    result
+                }
             }
         };
         let version = if p.chaincode_name == crate::validation::LIFECYCLE_NAMESPACE {
@@ -426,6 +449,100 @@ impl ChaincodeHost for PeerHost<'_> {
         let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;
         Ok(Box::new(SnapshotReader(snapshot)))
     }
+}
+
+/// The key in a chaincode's namespace recording which definition version ran its Init
+/// (Fabric's `InitializedKeyName`: NUL, the largest Unicode scalar, "initialized").
+pub const INITIALIZED_KEY: &str = "\u{0}\u{10FFFF}initialized";
+
+/// The initialization a proposal performs: the marker's version as read and the value to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitMarker {
+    /// The marker's committed version (`None`: never initialized).
+    pub read_version: Option<gridledger_proto::kvrwset::Version>,
+    /// The definition version to record.
+    pub version: String,
+}
+
+/// Fabric's rule for a definition that requires initialization: the first invocation of a
+/// definition version must be an init (`is_init`), and only the first. `Ok(Some)`: this is
+/// the initialization; `Ok(None)`: an ordinary invocation; `Err`: refused, with Fabric's
+/// message.
+pub fn init_decision(
+    state: &dyn StateReader,
+    chaincode: &str,
+    version: &str,
+    is_init: bool,
+) -> Result<Option<InitMarker>, String> {
+    let stored = state
+        .get(chaincode, INITIALIZED_KEY)
+        .map_err(|e| format!("cannot read chaincode '{chaincode}' initialization state: {e}"))?;
+    let initialized = stored
+        .as_ref()
+        .is_some_and(|(value, _)| value.as_slice() == version.as_bytes());
+    match (initialized, is_init) {
+        (true, true) => Err(format!(
+            "chaincode '{chaincode}' is already initialized but 'init' was set"
+        )),
+        (true, false) => Ok(None),
+        (false, false) => Err(format!(
+            "chaincode '{chaincode}' has not been initialized for this version, must call as init first"
+        )),
+        (false, true) => Ok(Some(InitMarker {
+            read_version: stored.map(|(_, v)| v),
+            version: version.to_owned(),
+        })),
+    }
+}
+
+/// Adds the initialization marker's read and write to a successful simulation's read-write set
+/// (in key order, as the stub keeps them).
+pub fn record_initialization(
+    result: &mut gridledger_chaincode::SimulationResult,
+    chaincode: &str,
+    marker: &InitMarker,
+) {
+    use gridledger_proto::kvrwset::{KvRead, KvWrite, KvrwSet};
+    let mut namespaces = std::mem::take(&mut result.rwset.ns_rwset);
+    let position = match namespaces.iter().position(|ns| ns.namespace == chaincode) {
+        Some(position) => position,
+        None => {
+            namespaces.push(gridledger_proto::rwset::NsReadWriteSet {
+                namespace: chaincode.to_owned(),
+                rwset: Vec::new(),
+                collection_hashed_rwset: Vec::new(),
+            });
+            namespaces.len() - 1
+        }
+    };
+    let mut kv = KvrwSet::decode(namespaces[position].rwset.as_slice()).unwrap_or_default();
+    if !kv.reads.iter().any(|r| r.key == INITIALIZED_KEY) {
+        let at = kv
+            .reads
+            .partition_point(|r| r.key.as_str() < INITIALIZED_KEY);
+        kv.reads.insert(
+            at,
+            KvRead {
+                key: INITIALIZED_KEY.to_owned(),
+                version: marker.read_version,
+            },
+        );
+    }
+    kv.writes.retain(|w| w.key != INITIALIZED_KEY);
+    let at = kv
+        .writes
+        .partition_point(|w| w.key.as_str() < INITIALIZED_KEY);
+    kv.writes.insert(
+        at,
+        KvWrite {
+            key: INITIALIZED_KEY.to_owned(),
+            is_delete: false,
+            value: marker.version.as_bytes().to_vec(),
+        },
+    );
+    namespaces[position].rwset = kv.encode_to_vec();
+    result.rwset = gridledger_chaincode::tx_rwset(namespaces);
+    result.rwset_bytes = result.rwset.encode_to_vec();
 }
 
 /// What runs a chaincode on this peer.

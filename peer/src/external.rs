@@ -454,13 +454,20 @@ async fn drive(
         routes: conn.routes.clone(),
         key: key.clone(),
     };
+    let is_init = stub.is_init();
     let input = protos::ChaincodeInput {
         args: stub.get_args().to_vec(),
         decorations: Default::default(),
-        is_init: false,
+        is_init,
     };
     let transaction = ChaincodeMessage {
-        r#type: Type::Transaction as i32,
+        // An initialization runs as INIT (the shim calls the chaincode's Init), everything else
+        // as TRANSACTION.
+        r#type: if is_init {
+            Type::Init
+        } else {
+            Type::Transaction
+        } as i32,
         timestamp: None,
         payload: input.encode_to_vec(),
         txid: tx_id.clone(),

@@ -188,6 +188,15 @@ impl Contract {
         self.proposal_with(all, BTreeMap::new(), Vec::new())
     }
 
+    /// Builds and signs the proposal that initializes a chaincode whose definition requires
+    /// initialization (`ChaincodeInput.is_init`, the peer CLI's `--isInit`): the first
+    /// invocation of each definition version must be this one, and only the first.
+    pub fn init_proposal(&self, function: &str, args: &[&str]) -> Result<Proposal, SdkError> {
+        let mut all = vec![function.as_bytes().to_vec()];
+        all.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        self.build_proposal(all, BTreeMap::new(), Vec::new(), true)
+    }
+
     /// Builds and signs a proposal with raw arguments (the first is the function name),
     /// transient data, and optionally the organizations that must endorse.
     pub fn proposal_with(
@@ -195,6 +204,16 @@ impl Contract {
         args: Vec<Vec<u8>>,
         transient: BTreeMap<String, Vec<u8>>,
         endorsing_orgs: Vec<String>,
+    ) -> Result<Proposal, SdkError> {
+        self.build_proposal(args, transient, endorsing_orgs, false)
+    }
+
+    fn build_proposal(
+        &self,
+        args: Vec<Vec<u8>>,
+        transient: BTreeMap<String, Vec<u8>>,
+        endorsing_orgs: Vec<String>,
+        is_init: bool,
     ) -> Result<Proposal, SdkError> {
         let gw = &self.network.gateway;
         let mut nonce = [0u8; 24];
@@ -235,6 +254,7 @@ impl Contract {
                 chaincode_id: Some(chaincode_id),
                 input: Some(protos::ChaincodeInput {
                     args,
+                    is_init,
                     ..Default::default()
                 }),
                 timeout: 0,
