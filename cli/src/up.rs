@@ -29,6 +29,20 @@ const CRYPTO_CONFIG: &str = include_str!("../../examples/crypto-config.toml");
 const CHAINCODE: &str = "basic";
 const ENDORSEMENT_POLICY: &str = "OutOf(1, 'DSOMSP.peer', 'RetailerMSP.peer', 'CommunityMSP.peer')";
 const CHANNEL: &str = "market";
+/// The market chaincode: every trade needs the DSO peer's endorsement (its grid check) and a
+/// market organization's.
+const ENERGY_CHAINCODE: &str = "energy";
+const ENERGY_POLICY: &str = "AND('DSOMSP.peer', OutOf(1, 'RetailerMSP.peer', 'CommunityMSP.peer'))";
+/// The DSO's feeder model and the load scale per 15-minute slot (its private configuration).
+const FEEDER: &[u8] = include_bytes!("../../grid/feeders/ieee33.json");
+const LOAD_PROFILE: &str = include_str!("../../grid/profiles/household-h25-winter.csv");
+/// The prosumers' points of delivery and the feeder buses the DSO maps them to.
+const POD_BUSES: [(&str, usize); 4] = [
+    ("POD-R001", 17),
+    ("POD-R002", 1),
+    ("POD-C001", 32),
+    ("POD-C002", 24),
+];
 /// How long a node may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -186,10 +200,13 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         });
     }
+    // The DSO's grid model, for its peer's feasibility endorsement.
+    write(&dir.join("grid/ieee33.json"), FEEDER)?;
+    write(&dir.join("grid/load-profile.csv"), LOAD_PROFILE.as_bytes())?;
     for ((msp_id, name), port) in PEERS.iter().zip(peer_ports) {
         let p = dir.join(org_dir(msp_id)).join("peers").join(name);
         let node_dir = dir.join("nodes").join(name);
-        let peer_config = format!(
+        let mut peer_config = format!(
             "name = \"{name}\"\nmsp_id = \"{msp_id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
              signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
             abs(&node_dir.join("data")),
@@ -198,6 +215,16 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
             abs(&p.join("tls/server.crt")),
             abs(&p.join("tls/server.key")),
         );
+        if *msp_id == "DSOMSP" {
+            peer_config.push_str(&format!(
+                "\n# The DSO certifies every energy trade grid-feasible before endorsing it.\n                 [feasibility]\nchannel = \"{CHANNEL}\"\nchaincode = \"{ENERGY_CHAINCODE}\"\n                 feeder = \"{}\"\nload_profile = \"{}\"\n\n[feasibility.pods]\n",
+                abs(&dir.join("grid/ieee33.json")),
+                abs(&dir.join("grid/load-profile.csv")),
+            ));
+            for (pod, bus) in POD_BUSES {
+                peer_config.push_str(&format!("\"{pod}\" = {bus}\n"));
+            }
+        }
         write(&node_dir.join("peer.toml"), peer_config.as_bytes())?;
         write(
             &node_dir.join(format!("data/join/{CHANNEL}.block")),
@@ -235,7 +262,7 @@ fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> se
                     "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir(msp_id)),
                     "serverName": name,
                 }],
-                "users": users(msp_id, &["User1"]),
+                "users": users(msp_id, &prosumers_of(msp_id)),
                 "admins": users(msp_id, &["Admin"]),
             })
         })
@@ -251,6 +278,16 @@ fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> se
         "organizations": organizations,
         "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": chaincodes}],
     })
+}
+
+/// The client identities of an organization: User1 and its prosumers (certificates carrying
+/// their point of delivery), as the crypto config defines them.
+fn prosumers_of(msp_id: &str) -> Vec<&'static str> {
+    match msp_id {
+        "RetailerMSP" => vec!["User1", "Prosumer-R001", "Prosumer-R002"],
+        "CommunityMSP" => vec!["User1", "Prosumer-C001", "Prosumer-C002"],
+        _ => vec!["User1"],
+    }
 }
 
 fn spawn(node: &Node, logs: &Path) -> anyhow::Result<Child> {
@@ -361,20 +398,27 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         children.push((node.name.clone(), child));
     }
     let orderer_count = nodes.iter().filter(|n| n.kind == "orderer").count();
-    let names: Vec<&str> = chaincodes.iter().map(|(n, _)| n.as_str()).collect();
+    let mut names: Vec<&str> = chaincodes.iter().map(|(n, _)| n.as_str()).collect();
+    names.push(ENERGY_CHAINCODE);
     let network = network_json(args.base_port, orderer_count, &names);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     // The chaincodes are defined through the lifecycle, as the network's admins would.
-    if let Err(e) = runtime.block_on(crate::chaincode::deploy_for_up(
-        &network,
-        &dir,
-        CHANNEL,
-        &chaincodes,
-        ENDORSEMENT_POLICY,
-    )) {
+    let energy = [(
+        ENERGY_CHAINCODE.to_string(),
+        crate::chaincode::CodeArgs {
+            builtin: Some(ENERGY_CHAINCODE.into()),
+            ccaas: None,
+        },
+    )];
+    let deployed = runtime.block_on(async {
+        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &chaincodes, ENDORSEMENT_POLICY)
+            .await?;
+        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &energy, ENERGY_POLICY).await
+    });
+    if let Err(e) = deployed {
         stop_all(&mut children);
         return Err(e);
     }
@@ -385,7 +429,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.join("network.json").display()
     );
     println!(
-        "[up] channel '{CHANNEL}' with chaincode '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}); Ctrl-C stops it"
+        "[up] channel '{CHANNEL}' with chaincodes '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}) and '{ENERGY_CHAINCODE}' ({ENERGY_POLICY}; the DSO's peer checks every trade on its feeder model); Ctrl-C stops it"
     );
 
     let exited = runtime.block_on(async {

@@ -317,6 +317,24 @@ impl TestNetwork {
     }
 
     /// One gateway per organization, each to its own peer, in [`ORGS`] order.
+    /// A gateway to `msp_id`'s peer as its user `user` (a prosumer or the Admin, from the
+    /// crypto material `up` generated).
+    async fn gateway_as(&self, msp_id: &str, user: &str) -> Gateway {
+        let org = self.org(msp_id);
+        let base = self
+            .dir
+            .join(format!("crypto/organizations/{msp_id}/users/{user}/msp"));
+        let signer = SigningIdentity::load(
+            msp_id,
+            &base.join("signcerts/cert.pem"),
+            &base.join("keystore/key.pem"),
+        )
+        .unwrap_or_else(|e| panic!("loading {user} of {msp_id}: {e}"));
+        Gateway::connect(&org.endpoint, &org.tls_ca, &org.server_name, signer)
+            .await
+            .unwrap_or_else(|e| panic!("connecting {user} of {msp_id}: {e}"))
+    }
+
     async fn gateways(&self) -> Vec<Gateway> {
         let mut out = Vec::new();
         for msp_id in ORGS {
@@ -1061,4 +1079,88 @@ async fn restarting_up_on_the_same_dir_keeps_the_ledger() {
         next >= before[1].height,
         "new block {next} reuses a number below the old height"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_is_required() {
+    let net = TestNetwork::up("energy");
+    let admin = net.gateway_as("RetailerMSP", "Admin").await;
+    let buyer = net.gateway_as("RetailerMSP", "Prosumer-R002").await;
+    let seller = net.gateway_as("CommunityMSP", "Prosumer-C001").await;
+    let energy = |g: &Gateway| g.network(CHANNEL).contract("energy");
+    // A delivery period two hours ahead, on a 15-minute boundary (gate closure is 5 minutes
+    // before it).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let period = (now / 900 + 8) * 900;
+    let p = period.to_string();
+
+    energy(&admin)
+        .submit("IssuePayment", &["RetailerMSP:POD-R002", "1000000"])
+        .await
+        .expect("the retailer's admin issues payment to its customer");
+    // POD-C001 is at the far end of a lateral (bus 32), POD-R002 next to the substation (bus 1).
+    energy(&seller)
+        .submit("PostOffer", &["o1", &p, "2000000", "20"])
+        .await
+        .expect("the prosumer offers energy");
+    let small = energy(&buyer)
+        .submit("AcceptOffer", &["t1", "o1", &p, "10000"])
+        .await
+        .expect("a 40 kW trade is feasible and commits");
+    eprintln!(
+        "[test] small trade in block {}: {}",
+        small.1,
+        String::from_utf8_lossy(&small.0)
+    );
+
+    // 7.6 MW back from the end of the lateral: the DSO's power flow refuses it, and the
+    // client hears why, from the DSO.
+    let refused = energy(&buyer)
+        .submit("AcceptOffer", &["t2", "o1", &p, "1900000"])
+        .await
+        .expect_err("the DSO does not certify an infeasible trade");
+    let text = refused.to_string();
+    assert!(
+        text.contains("DSOMSP"),
+        "the refusal comes from the DSO: {text}"
+    );
+    assert!(text.contains("not feasible on the DSO's grid"), "{text}");
+    assert!(
+        text.contains("overvoltage") || text.contains("overcurrent"),
+        "the violated limit is named: {text}"
+    );
+
+    // A trade endorsed by the buyer's organization alone lacks the DSO's endorsement: every
+    // peer marks it ENDORSEMENT_POLICY_FAILURE.
+    let tx = energy(&buyer)
+        .proposal_with(
+            ["AcceptOffer", "t3", "o1", &p, "10000"]
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            std::collections::BTreeMap::new(),
+            vec!["RetailerMSP".to_string()],
+        )
+        .expect("build the proposal")
+        .endorse()
+        .await
+        .expect("the retailer's peer endorses");
+    let commit = tx.submit().await.expect("submit");
+    let tx_id = commit.tx_id().to_owned();
+    let status = commit.status().await.expect("commit status");
+    assert_eq!(
+        status.code,
+        protos::TxValidationCode::EndorsementPolicyFailure as i32,
+        "{status:?}"
+    );
+    for g in net.gateways().await {
+        let on_peer = wait_status(&g, &tx_id).await;
+        assert_eq!(
+            on_peer.code,
+            protos::TxValidationCode::EndorsementPolicyFailure as i32
+        );
+    }
 }
