@@ -57,6 +57,23 @@ enum Named {
     /// across the orderers; acks per second and ack latency, and envelopes per second landing
     /// in blocks on one orderer's Deliver stream with the broadcast-to-block latency.
     Order(OrderArgs),
+    /// The DSO's feasibility check alone: power flows of the IEEE 33-bus feeder (baseline and
+    /// with trades) per second, the time per check, repeated; prints medians.
+    Grid {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Trades in each check (the same number a period's committed and reserved trades
+        /// would add).
+        #[arg(long, default_value_t = 1)]
+        trades: usize,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl FromArgMatches for BenchCommand {
@@ -167,7 +184,70 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => crypto(seconds, repeat.max(1), json),
         Named::Gateway(args) => gateway(&args),
         Named::Order(args) => order(&args),
+        Named::Grid {
+            seconds,
+            repeat,
+            trades,
+            json,
+        } => grid(seconds, repeat.max(1), trades, json),
     }
+}
+
+/// Runs `gridledger_grid::check` on the IEEE 33-bus feeder at full load with `trades` small
+/// trades spread over the feeder, for `seconds`, `repeat` times; reports the median time per
+/// check (two power flows: the baseline and the period with the trades).
+fn grid(seconds: f64, repeat: usize, trades: usize, json: bool) -> anyhow::Result<()> {
+    use gridledger_grid::{Feeder, PowerFlowSettings, Trade, check};
+    anyhow::ensure!(
+        seconds > 0.0 && seconds <= 600.0,
+        "--seconds must be in (0, 600]"
+    );
+    let feeder = Feeder::from_json(include_bytes!("../../grid/feeders/ieee33.json"))
+        .context("the built-in IEEE 33-bus feeder")?;
+    let list: Vec<Trade> = (0..trades)
+        .map(|i| Trade {
+            seller_bus: 17 + (i % 16),
+            buyer_bus: 1 + (i % 4),
+            kw: 5.0,
+        })
+        .collect();
+    let mut per_check_us = Vec::with_capacity(repeat);
+    let mut iterations = [0u32; 2];
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let mut checks = 0u64;
+        while started.elapsed().as_secs_f64() < seconds {
+            let verdict = check(&feeder, 1.0, &list, PowerFlowSettings::default())
+                .context("the power flow")?;
+            iterations = verdict.iterations;
+            checks += 1;
+        }
+        per_check_us.push(started.elapsed().as_secs_f64() * 1e6 / checks.max(1) as f64);
+    }
+    let mut sorted = per_check_us.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "feeder": "ieee33",
+                "trades": trades,
+                "per_check_us": per_check_us,
+                "median_per_check_us": median,
+                "checks_per_s": 1e6 / median,
+                "sweep_iterations": iterations,
+            })
+        );
+    } else {
+        println!(
+            "grid check on IEEE 33-bus, {trades} trade(s): median {median:.1} µs per check ({:.0} checks/s; runs {:?} µs; sweep iterations baseline/with trades {:?})",
+            1e6 / median,
+            per_check_us.iter().map(|v| v.round()).collect::<Vec<_>>(),
+            iterations
+        );
+    }
+    Ok(())
 }
 
 fn crypto(seconds: f64, repeat: usize, json: bool) -> anyhow::Result<()> {
