@@ -2244,6 +2244,8 @@ impl Replay {
                     timestamp: view.channel_header.as_ref().and_then(|h| h.timestamp),
                     writes,
                     metadata_writes: Vec::new(),
+                    private_writes: Vec::new(),
+                    expiries: Vec::new(),
                 }),
                 None => {}
             }

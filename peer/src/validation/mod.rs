@@ -428,6 +428,8 @@ pub fn validate_block(
                 timestamp: id.timestamp,
                 writes,
                 metadata_writes,
+                private_writes: Vec::new(),
+                expiries: Vec::new(),
             });
         }
     }

@@ -482,6 +482,8 @@ mod tests {
                     timestamp: None,
                     writes,
                     metadata_writes: Vec::new(),
+                    private_writes: Vec::new(),
+                    expiries: Vec::new(),
                 }],
             },
         );
