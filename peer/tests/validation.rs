@@ -79,6 +79,7 @@ fn chaincodes(channel: &ChannelConfig) -> BTreeMap<String, ChaincodeDefinition> 
         out.insert(
             name.to_string(),
             ChaincodeDefinition {
+                collections: Default::default(),
                 name: name.to_string(),
                 version: "1.0".to_string(),
                 endorsement: EndorsementPolicy::ChannelPolicy(
@@ -734,6 +735,7 @@ fn net() -> Net {
     chaincodes.insert(
         "strict".to_string(),
         ChaincodeDefinition {
+            collections: Default::default(),
             name: "strict".to_string(),
             version: "1".to_string(),
             endorsement: EndorsementPolicy::Signature(
@@ -745,6 +747,7 @@ fn net() -> Net {
     chaincodes.insert(
         "pair".to_string(),
         ChaincodeDefinition {
+            collections: Default::default(),
             name: "pair".to_string(),
             version: "1".to_string(),
             endorsement: EndorsementPolicy::Signature(
