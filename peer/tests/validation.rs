@@ -1633,6 +1633,71 @@ fn private_data_hashes_follow_collection_rules_and_mvcc() {
     );
 }
 
+#[test]
+fn defined_collections_use_their_own_endorsement_policy_or_the_chaincodes() {
+    let mut net = net();
+    let strict = EndorsementPolicy::Signature(
+        gridledger_channels::policy::parse("AND('Org1MSP.peer', 'Org1MSP.admin')").unwrap(),
+    );
+    let collection = |name: &str, endorsement: Option<EndorsementPolicy>| {
+        gridledger_peer::private::CollectionDefinition {
+            name: name.to_string(),
+            members: ["Org1MSP".to_string()].into(),
+            required_peer_count: 0,
+            maximum_peer_count: 1,
+            block_to_live: 0,
+            member_only_read: false,
+            member_only_write: false,
+            endorsement,
+        }
+    };
+    let deals_policy = EndorsementPolicy::Signature(
+        gridledger_channels::policy::parse("OR('Org1MSP.peer')").unwrap(),
+    );
+    net.chaincodes.insert(
+        "vault".to_string(),
+        ChaincodeDefinition {
+            name: "vault".to_string(),
+            version: "1".to_string(),
+            endorsement: strict,
+            collections: [
+                ("deals".to_string(), collection("deals", Some(deals_policy))),
+                ("plain".to_string(), collection("plain", None)),
+            ]
+            .into(),
+        },
+    );
+    let mut chain = Chain::new(&net);
+    // The peer alone satisfies "deals" (its own policy) but not "plain" (the chaincode's).
+    let deals = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("deals", "k", b"1")],
+    );
+    let plain = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "k", b"1")],
+    );
+    let mut plain_by_both = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "j", b"1")],
+    );
+    plain_by_both.endorsers = vec![&net.peer, &net.admin];
+    assert_eq!(
+        chain.codes(vec![deals.build(), plain.build(), plain_by_both.build()]),
+        vec![Code::Valid, Code::EndorsementPolicyFailure, Code::Valid]
+    );
+    assert_eq!(
+        chain.state.get(
+            &hashed_namespace("vault", "deals"),
+            &hashed_key(&sha256(b"k"))
+        ),
+        Some((sha256(b"1").as_slice(), version(1, 0)))
+    );
+}
+
 /// A CONFIG envelope as the ordering service writes it, carrying `config`.
 fn config_tx(net: &Net, config: common::Config) -> Vec<u8> {
     config_tx_by(&net.orderer, config)
