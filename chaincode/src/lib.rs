@@ -18,10 +18,12 @@
 //!   whose requests the peer recorded in a stub).
 //! - [`registry`]: chaincode name → implementation.
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
+//! - [`privatedata`]: a built-in chaincode storing transient values in collections.
 
 pub mod basic;
 pub mod composite;
 pub mod private;
+pub mod privatedata;
 pub mod registry;
 pub mod simulate;
 pub mod statebased;

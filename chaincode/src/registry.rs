@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
+use crate::privatedata::PrivateData;
 
 /// The name of the built-in asset-transfer-basic chaincode.
 pub const BASIC: &str = "basic";
+/// The name of the built-in private data chaincode.
+pub const PRIVATE_DATA: &str = "privatedata";
 
 /// Chaincode name → implementation. Cheap to clone (the implementations are shared).
 #[derive(Clone, Default)]
@@ -26,10 +29,12 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]).
+    /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]) and
+    /// `"privatedata"` ([`PrivateData`]).
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
+        registry.register(PRIVATE_DATA, Arc::new(PrivateData));
         registry
     }
 

@@ -986,7 +986,10 @@ fn state_failure_fails_the_simulation_even_if_the_chaincode_ignores_it() {
 #[test]
 fn registry_with_builtins_runs_basic() {
     let registry = Registry::with_builtins();
-    assert_eq!(registry.names().collect::<Vec<_>>(), ["basic"]);
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["basic", "privatedata"]
+    );
     assert!(registry.contains("basic"));
     assert!(registry.get("qscc").is_none());
     let basic = registry.get("basic").expect("basic is built in");

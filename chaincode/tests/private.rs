@@ -367,3 +367,38 @@ fn private_range_queries_return_values_and_forbid_later_writes() {
         result.response.message
     );
 }
+
+#[test]
+fn the_privatedata_builtin_stores_transient_values_and_answers_hashes() {
+    use gridledger_chaincode::privatedata::PrivateData;
+    let state = MemState::default();
+    let mut inv = invocation("DSOMSP");
+    inv.args = vec![b"PutPrivate".to_vec(), COLL.into(), b"k".to_vec()];
+    inv.transient.insert("value".into(), b"v4lu3-x".to_vec());
+    let result = simulate(&PrivateData, NS, &inv, &state);
+    assert_eq!(result.response.status, 200, "{}", result.response.message);
+    assert_eq!(hashed(&result).hashed_writes[0].value_hash, hash(b"v4lu3-x"));
+    // The value is not in the public read-write set.
+    assert!(!result.rwset_bytes.windows(7).any(|w| w == b"v4lu3-x"));
+
+    let stored = MemState::default().with_private(
+        "k",
+        b"v4lu3-x",
+        Version {
+            block_num: 2,
+            tx_num: 0,
+        },
+        true,
+    );
+    let mut read = invocation("DSOMSP");
+    read.args = vec![b"GetPrivateHash".to_vec(), COLL.into(), b"k".to_vec()];
+    let result = simulate(&PrivateData, NS, &read, &stored);
+    assert_eq!(
+        result.response.payload,
+        hashed_key(&hash(b"v4lu3-x")).into_bytes()
+    );
+    let mut missing = invocation("DSOMSP");
+    missing.args = vec![b"PutPrivate".to_vec(), COLL.into(), b"k".to_vec()];
+    let result = simulate(&PrivateData, NS, &missing, &state);
+    assert!(result.response.message.contains("transient"));
+}
