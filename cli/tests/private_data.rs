@@ -4,7 +4,8 @@
 //! map, endorsed by DSO's peer alone, which pushes the value to Retailer's peer; Retailer's
 //! peer then answers it, Community's peer (not a member) holds only the hash (its ledger
 //! file never contains the value), a collection whose required_peer_count cannot be met fails
-//! endorsement, and a purge removes the value while the transaction keeps its hash.
+//! endorsement, a purge removes the value while the transaction keeps its hash, and a member
+//! peer that was down when a value was written fetches it from another member once back.
 
 use gridledger_identity::SigningIdentity;
 use gridledger_sdk::Gateway;
@@ -45,10 +46,58 @@ fn free_base_port() -> u16 {
 struct Harness {
     dir: PathBuf,
     up: Option<Child>,
+    /// Nodes the test started itself; each exits when its standard input closes.
+    nodes: Vec<Child>,
+}
+
+impl Harness {
+    /// Stops `gridledger up` (and so every node it started) with SIGTERM.
+    fn stop_up(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &up.id().to_string()])
+                .status();
+            let status = up.wait().expect("reap gridledger up");
+            assert!(status.success(), "gridledger up stopped with {status}");
+        }
+    }
+
+    /// Starts node `name` from the config `up` wrote and waits until it serves on `port`.
+    fn start_node(&mut self, name: &str, port: u16) {
+        let (kind, file) = if name.starts_with("orderer") {
+            ("orderer", "orderer.toml")
+        } else {
+            ("peer", "peer.toml")
+        };
+        let log = std::fs::File::create(self.dir.join(format!("logs/{name}.restarted.log")))
+            .expect("create a log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+            .args([kind, "start", "--config"])
+            .arg(self.dir.join("nodes").join(name).join(file))
+            .arg("--exit-on-stdin-close")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("clone a file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited during start-up ({status})");
+            }
+            assert!(Instant::now() < deadline, "{name} did not serve on {port}");
+            std::thread::sleep(POLL);
+        }
+        self.nodes.push(child);
+    }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        for mut node in self.nodes.drain(..) {
+            drop(node.stdin.take());
+            let _ = node.wait();
+        }
         if let Some(mut up) = self.up.take() {
             if !matches!(up.try_wait(), Ok(Some(_))) {
                 let _ = Command::new("kill")
@@ -68,6 +117,8 @@ impl Drop for Harness {
                 "logs/peer0.dso.log",
                 "logs/peer0.retailer.log",
                 "logs/peer0.community.log",
+                "logs/peer0.dso.restarted.log",
+                "logs/peer0.retailer.restarted.log",
             ] {
                 if let Ok(text) = std::fs::read_to_string(self.dir.join(name)) {
                     let lines: Vec<&str> = text.lines().collect();
@@ -149,6 +200,12 @@ const COLLECTIONS: &str = r#"[
     "memberOnlyWrite": true
   },
   {
+    "name": "catchUp",
+    "policy": "OR('DSOMSP.member', 'RetailerMSP.member')",
+    "requiredPeerCount": 0,
+    "maxPeerCount": 1
+  },
+  {
     "name": "needsTwo",
     "policy": "OR('DSOMSP.member', 'RetailerMSP.member')",
     "requiredPeerCount": 2,
@@ -222,13 +279,14 @@ fn ledger_file(dir: &Path, peer: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_data_reaches_member_peers_only_and_can_be_purged() {
+async fn private_data_reaches_member_peers_only_is_purged_and_is_pulled_after_a_restart() {
     let dir = std::env::temp_dir().join(format!("gridledger-private-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test folder");
     let mut h = Harness {
         dir: dir.clone(),
         up: None,
+        nodes: Vec::new(),
     };
     let log = std::fs::File::create(dir.join("up.log")).expect("create up.log");
     let base = free_base_port();
@@ -355,6 +413,48 @@ async fn private_data_reaches_member_peers_only_and_can_be_purged() {
         .await;
         assert_eq!(read.as_deref(), Ok(""));
     }
+
+    // A member peer that was down fetches what it missed from another member once back:
+    // the nodes run again without Retailer's peer, DSO writes to a collection that requires
+    // no acknowledgement, then Retailer's peer starts, catches up and pulls the value, which
+    // DSO's peer kept when it committed the block.
+    drop((dso, retailer, community));
+    h.stop_up();
+    // `up`'s ports: orderer0, the three peers, orderer1, orderer2.
+    for (name, offset) in [
+        ("orderer0", 0),
+        ("orderer1", 4),
+        ("orderer2", 5),
+        ("peer0.dso", 1),
+        ("peer0.community", 3),
+    ] {
+        h.start_node(name, base + offset);
+    }
+    let dso = gateway(&dir, &network, "DSOMSP").await;
+    let missed = b"meter-reading-missed-while-down";
+    let code = submit(
+        &dso,
+        &["PutPrivate", "catchUp", "reading"],
+        BTreeMap::from([("value".to_string(), missed.to_vec())]),
+        &["DSOMSP"],
+    )
+    .await
+    .expect("endorsed without Retailer's peer");
+    assert_eq!(code, 0);
+    h.start_node("peer0.retailer", base + 2);
+    let retailer = gateway(&dir, &network, "RetailerMSP").await;
+    let expected = std::str::from_utf8(missed).expect("UTF-8");
+    let read = eventually(&retailer, &["GetPrivate", "catchUp", "reading"], |o| {
+        o.as_deref() == Ok(expected)
+    })
+    .await;
+    assert_eq!(read.as_deref(), Ok(expected));
+    let log = std::fs::read_to_string(dir.join("logs/peer0.retailer.restarted.log"))
+        .expect("read Retailer's peer log");
+    assert!(
+        log.contains("private data pulled from another member peer"),
+        "the value must have come by pull:\n{log}"
+    );
 }
 
 /// Hex SHA-256 of `bytes`, computed with the `sha256sum` tool so the test does not trust the

@@ -73,6 +73,25 @@ pub struct TxUpdates {
     /// removed from the world state when block `expire_at` commits, unless a later
     /// transaction wrote it again.
     pub expiries: Vec<Expiry>,
+    /// The private write sets this peer keeps of the transaction, one per collection, as the
+    /// block's `pvt_rwset_hash` covers them: kept (by block, tx and derived namespace) so
+    /// member peers that missed them can fetch them later. Removed when one of their keys is
+    /// purged or expires.
+    pub private_sets: Vec<PrivateSet>,
+    /// Private keys this transaction purges (derived namespace, key): every kept private
+    /// write set holding the key is removed.
+    pub purges: Vec<(String, String)>,
+}
+
+/// One collection's private write set of a transaction (see [`TxUpdates::private_sets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivateSet {
+    /// The derived private namespace `ns$$pcoll`.
+    pub namespace: String,
+    /// The encoded `kvrwset.KVRWSet` exactly as its hash is in the block.
+    pub rwset: Vec<u8>,
+    /// The keys it writes.
+    pub keys: Vec<String>,
 }
 
 /// A key written by a transaction that expires when block `expire_at` commits.

@@ -18,9 +18,9 @@ use crate::error::LedgerError;
 use crate::state::{BlockUpdates, StateSnapshot};
 use crate::tables::{
     self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
-    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, PVT_EXPIRY, SCHEMA_VERSION,
-    SCHEMA_VERSION_WITHOUT_METADATA, SCHEMA_VERSION_WITHOUT_PRIVATE_DATA, STATE, STATE_METADATA,
-    TRANSIENT, TRANSIENT_BY_HEIGHT, TX_INDEX,
+    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, PVT_DATA, PVT_DATA_KEYS, PVT_EXPIRY,
+    SCHEMA_VERSION, SCHEMA_VERSION_WITHOUT_METADATA, SCHEMA_VERSION_WITHOUT_PRIVATE_DATA, STATE,
+    STATE_METADATA, TRANSIENT, TRANSIENT_BY_HEIGHT, TX_INDEX,
 };
 
 /// How many blocks a transient store entry outlives its arrival when no block commits its
@@ -253,6 +253,24 @@ impl Ledger {
         Ok(found.into_iter().map(|(_, bytes)| bytes).collect())
     }
 
+    /// The committed private write sets this peer kept of transaction `tx_id`: (derived
+    /// namespace `ns$$pcoll`, encoded `KVRWSet`) — none when the transaction is unknown, kept
+    /// nothing, or its sets were purged or expired.
+    pub fn private_data(&self, tx_id: &str) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let Some(location) = self.tx_location(tx_id)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PVT_DATA)?;
+        let (block, tx) = (location.block_num, location.tx_num);
+        let mut out = Vec::new();
+        for entry in table.range((block, tx, "")..(block, tx + 1, ""))? {
+            let (key, value) = entry?;
+            out.push((key.value().2.to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A consistent read-only view of the world state at the current height; commits made
     /// while it lives are not visible through it.
     pub fn snapshot(&self) -> Result<StateSnapshot, LedgerError> {
@@ -414,6 +432,8 @@ fn write_private_data(
             })
         })
         .collect::<Result<_, _>>()?;
+    let mut pvt_data = txn.open_table(PVT_DATA)?;
+    let mut pvt_keys = txn.open_table(PVT_DATA_KEYS)?;
     for (at, ns, key, written) in due {
         let current = state
             .get((ns.as_str(), key.as_str()))?
@@ -422,6 +442,8 @@ fn write_private_data(
             state.remove((ns.as_str(), key.as_str()))?;
             metadata.remove((ns.as_str(), key.as_str()))?;
         }
+        // The kept sets that wrote the key up to the expiring write expire with it.
+        drop_private_sets(&mut pvt_data, &mut pvt_keys, &ns, &key, Some(written))?;
         expiry.remove((at, ns.as_str(), key.as_str()))?;
     }
     for tx in updates
@@ -447,8 +469,23 @@ fn write_private_data(
                 (number, tx.tx_num),
             )?;
         }
+        for (ns, key) in &tx.purges {
+            drop_private_sets(&mut pvt_data, &mut pvt_keys, ns, key, None)?;
+        }
+        for set in &tx.private_sets {
+            pvt_data.insert(
+                (number, tx.tx_num, set.namespace.as_str()),
+                set.rwset.as_slice(),
+            )?;
+            for key in &set.keys {
+                pvt_keys.insert(
+                    (set.namespace.as_str(), key.as_str(), number, tx.tx_num),
+                    (),
+                )?;
+            }
+        }
     }
-    drop((state, metadata, expiry));
+    drop((state, metadata, expiry, pvt_data, pvt_keys));
 
     // The transient store: this block's transactions are decided, valid or not.
     let mut transient = txn.open_table(TRANSIENT)?;
@@ -474,6 +511,29 @@ fn write_private_data(
     for (height, tx_id, digest) in gone {
         transient.remove((tx_id.as_str(), digest.as_slice()))?;
         by_height.remove((height, tx_id.as_str(), digest.as_slice()))?;
+    }
+    Ok(())
+}
+
+/// Removes every kept private write set of namespace `ns` holding `key` (those written up to
+/// `upto` = (block, tx) when given, all otherwise), with the index rows of `key`.
+fn drop_private_sets(
+    pvt_data: &mut redb::Table<'_, tables::PvtDataKey, &'static [u8]>,
+    pvt_keys: &mut redb::Table<'_, tables::PvtDataKeysKey, ()>,
+    ns: &str,
+    key: &str,
+    upto: Option<(u64, u64)>,
+) -> Result<(), LedgerError> {
+    let (last_block, last_tx) = upto.unwrap_or((u64::MAX, u64::MAX));
+    let mut found = Vec::new();
+    for entry in pvt_keys.range((ns, key, 0, 0)..=(ns, key, last_block, last_tx))? {
+        let (k, _) = entry?;
+        let (_, _, block, tx) = k.value();
+        found.push((block, tx));
+    }
+    for (block, tx) in found {
+        pvt_data.remove((block, tx, ns))?;
+        pvt_keys.remove((ns, key, block, tx))?;
     }
     Ok(())
 }
@@ -517,6 +577,8 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
                 txn.open_table(PVT_EXPIRY)?;
                 txn.open_table(TRANSIENT)?;
                 txn.open_table(TRANSIENT_BY_HEIGHT)?;
+                txn.open_table(PVT_DATA)?;
+                txn.open_table(PVT_DATA_KEYS)?;
                 txn.commit()?;
                 return Ok(());
             }
@@ -545,6 +607,8 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     txn.open_table(PVT_EXPIRY)?;
     txn.open_table(TRANSIENT)?;
     txn.open_table(TRANSIENT_BY_HEIGHT)?;
+    txn.open_table(PVT_DATA)?;
+    txn.open_table(PVT_DATA_KEYS)?;
     txn.commit()?;
     Ok(())
 }

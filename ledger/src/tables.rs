@@ -14,6 +14,8 @@
 //! | `state_metadata` | (namespace, key)                   | the key's metadata bytes (opaque here)  |
 //! | `pvt_expiry`   | (expire_at block, namespace, key)    | (block, tx number) that wrote the key   |
 //! | `transient`    | (tx id, sha256 of the bytes)         | (height when received, private rwset)   |
+//! | `pvt_data`     | (block, tx number, `ns$$pcoll`)      | the collection's private `KVRWSet`      |
+//! | `pvt_data_keys`| (`ns$$pcoll`, key, block, tx number) | ()                                      |
 //! | `transient_by_height` | (height when received, tx id, sha256) | ()                         |
 //!
 //! Numbers in `meta` are 8-byte big-endian.
@@ -30,8 +32,13 @@
 //! `transient` is the endorsing peer's transient store: the encoded `rwset.TxPvtReadWriteSet`
 //! of a transaction it endorsed or received from another member peer, kept until the block
 //! holding the transaction commits or [`crate::TRANSIENT_RETENTION_BLOCKS`] blocks later;
-//! `transient_by_height` indexes it by the height at which it arrived. Versions 1 and 2 are
-//! upgraded in place (the missing tables are created).
+//! `transient_by_height` indexes it by the height at which it arrived. `pvt_data` keeps the
+//! committed private write sets of the collections this peer is a member of (the bytes whose
+//! hash the block carries), so that member peers that missed them can fetch them;
+//! `pvt_data_keys` indexes them by key so a purge or an expiry removes every set holding the
+//! key (a set cut short would no longer match its hash, so sets go whole). Index rows of a
+//! removed set are dropped when their own key is next purged or expires. Versions 1 and 2
+//! are upgraded in place (the missing tables are created).
 
 use redb::{ReadableTable, TableDefinition};
 
@@ -76,6 +83,11 @@ pub(crate) const PVT_EXPIRY: TableDefinition<ExpiryKey, (u64, u64)> =
 pub(crate) type TransientKey = (&'static str, &'static [u8]);
 pub(crate) const TRANSIENT: TableDefinition<TransientKey, (u64, &[u8])> =
     TableDefinition::new("transient");
+pub(crate) type PvtDataKey = (u64, u64, &'static str);
+pub(crate) const PVT_DATA: TableDefinition<PvtDataKey, &[u8]> = TableDefinition::new("pvt_data");
+pub(crate) type PvtDataKeysKey = (&'static str, &'static str, u64, u64);
+pub(crate) const PVT_DATA_KEYS: TableDefinition<PvtDataKeysKey, ()> =
+    TableDefinition::new("pvt_data_keys");
 pub(crate) type TransientHeightKey = (u64, &'static str, &'static [u8]);
 pub(crate) const TRANSIENT_BY_HEIGHT: TableDefinition<TransientHeightKey, ()> =
     TableDefinition::new("transient_by_height");

@@ -110,6 +110,8 @@ fn tx(tx_num: u64, tx_id: &str, code: u8, seconds: i64, writes: Vec<StateWrite>)
         metadata_writes: Vec::new(),
         private_writes: Vec::new(),
         expiries: Vec::new(),
+        private_sets: Vec::new(),
+        purges: Vec::new(),
     }
 }
 
@@ -1241,4 +1243,49 @@ fn schema_version_2_file_is_upgraded_with_the_private_data_tables() {
             .is_some()
     );
     assert!(ledger.transient("t1").unwrap().is_empty());
+}
+
+#[test]
+fn kept_private_sets_are_served_by_tx_id_until_purged_or_expired() {
+    let dir = TempDir::new("pvt-sets");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let set = |ns: &str, bytes: &[u8], keys: &[&str]| gridledger_ledger::PrivateSet {
+        namespace: ns.into(),
+        rwset: bytes.to_vec(),
+        keys: keys.iter().map(|k| (*k).to_string()).collect(),
+    };
+    let mut t0 = tx(0, "t0", VALID, 1, Vec::new());
+    t0.private_sets = vec![
+        set("cc$$pa", b"set-a", &["k1", "k2"]),
+        set("cc$$pb", b"set-b", &["k1"]),
+    ];
+    let mut t1 = tx(1, "t1", VALID, 1, Vec::new());
+    t1.private_sets = vec![set("cc$$pb", b"set-b2", &["k9"])];
+    t1.expiries = vec![gridledger_ledger::Expiry {
+        namespace: "cc$$pb".into(),
+        key: "k9".into(),
+        expire_at: 2,
+    }];
+    t1.private_writes = vec![put("cc$$pb", "k9", b"v")];
+    commit(&ledger, vec![t0, t1]);
+    assert_eq!(
+        ledger.private_data("t0").unwrap(),
+        vec![
+            ("cc$$pa".to_string(), b"set-a".to_vec()),
+            ("cc$$pb".to_string(), b"set-b".to_vec())
+        ]
+    );
+    assert!(ledger.private_data("unknown").unwrap().is_empty());
+    // Purging k2 of collection a drops the whole set of a that held it; b's stays.
+    let mut purge = tx(0, "t2", VALID, 2, Vec::new());
+    purge.purges = vec![("cc$$pa".into(), "k2".into())];
+    commit(&ledger, vec![purge]); // block 1
+    assert_eq!(
+        ledger.private_data("t0").unwrap(),
+        vec![("cc$$pb".to_string(), b"set-b".to_vec())]
+    );
+    assert_eq!(ledger.private_data("t1").unwrap().len(), 1);
+    commit(&ledger, Vec::new()); // block 2: k9 expires, and its set with it
+    assert!(ledger.private_data("t1").unwrap().is_empty());
+    assert_eq!(ledger.private_data("t0").unwrap().len(), 1);
 }

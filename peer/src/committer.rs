@@ -150,7 +150,7 @@ fn attach_private_data(
         let needed = collections
             .iter()
             .any(|c| !c.pvt_rwset_hash.is_empty() && member_of(&c.namespace, &c.collection));
-        let mut private_writes = Vec::new();
+        let mut resolved = crate::private::Resolved::default();
         if needed {
             let mut copies = channel.ledger().transient(&tx.tx_id).unwrap_or_else(|e| {
                 tracing::error!(channel = %channel.id(), tx_id = %tx.tx_id, error = %e, "cannot read the transient store");
@@ -167,11 +167,11 @@ fn attach_private_data(
             let mut found = false;
             for (i, copy) in copies.iter().enumerate() {
                 match crate::private::resolve(copy, collections, &member_of) {
-                    Ok(writes) => {
+                    Ok(found_data) => {
                         if i >= local {
                             tracing::info!(channel = %channel.id(), tx_id = %tx.tx_id, "private data pulled from another member peer");
                         }
-                        private_writes = writes;
+                        resolved = found_data;
                         found = true;
                         break;
                     }
@@ -185,8 +185,10 @@ fn attach_private_data(
             }
         }
         tx.expiries =
-            crate::private::expiries(number, collections, &block_to_live, &private_writes);
-        tx.private_writes = private_writes;
+            crate::private::expiries(number, collections, &block_to_live, &resolved.writes);
+        tx.private_writes = resolved.writes;
+        tx.private_sets = resolved.sets;
+        tx.purges = resolved.purges;
     }
 }
 

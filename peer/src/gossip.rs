@@ -1,7 +1,8 @@
 //! Private data between peers (GridLedger's `gridledger.PrivateData` service): the endorsing
 //! peer pushes a transaction's private read-write set to peers of each collection's member
 //! organizations at endorsement, and a committing member peer that lacks it pulls it from the
-//! others.
+//! others (served from the others' transient stores, or from the private write sets they
+//! kept when they committed the transaction).
 //!
 //! Peers are found as the channel config's anchor peers (this peer excluded). A collection's
 //! data goes only to peers of its member orgs, at most `maximum_peer_count` of them
@@ -345,10 +346,18 @@ impl PrivateData for PrivateDataService {
         let (request, channel, caller) = self.check(request.get_ref())?;
         let ledger = channel.ledger().clone();
         let tx_id = request.tx_id.clone();
-        let copies = tokio::task::spawn_blocking(move || ledger.transient(&tx_id))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let (mut copies, committed) = tokio::task::spawn_blocking(move || {
+            Ok::<_, gridledger_ledger::LedgerError>((
+                ledger.transient(&tx_id)?,
+                ledger.private_data(&tx_id)?,
+            ))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        if let Some(set) = committed_set(&committed) {
+            copies.push(set.encode_to_vec());
+        }
         let keep = |ns: &str, coll: &str| {
             channel
                 .collection(ns, coll)
@@ -362,6 +371,35 @@ impl PrivateData for PrivateDataService {
             .collect();
         Ok(Response::new(PullResponse { pvt_rwsets }))
     }
+}
+
+/// A `TxPvtReadWriteSet` of the private write sets a peer kept at commit (derived namespace
+/// `ns$$pcoll`, encoded `KVRWSet`); `None` when there are none.
+pub fn committed_set(kept: &[(String, Vec<u8>)]) -> Option<TxPvtReadWriteSet> {
+    let mut out = TxPvtReadWriteSet::default();
+    for (derived, rwset) in kept {
+        let Some((namespace, collection)) = derived.split_once("$$p") else {
+            continue;
+        };
+        let collection = gridledger_proto::rwset::CollectionPvtReadWriteSet {
+            collection_name: collection.to_owned(),
+            rwset: rwset.clone(),
+        };
+        match out
+            .ns_pvt_rwset
+            .iter_mut()
+            .find(|ns| ns.namespace == namespace)
+        {
+            Some(ns) => ns.collection_pvt_rwset.push(collection),
+            None => out
+                .ns_pvt_rwset
+                .push(gridledger_proto::rwset::NsPvtReadWriteSet {
+                    namespace: namespace.to_owned(),
+                    collection_pvt_rwset: vec![collection],
+                }),
+        }
+    }
+    (!out.ns_pvt_rwset.is_empty()).then_some(out)
 }
 
 #[cfg(test)]
@@ -446,6 +484,20 @@ mod tests {
         assert_eq!(err.acknowledged, 1);
         assert_eq!(err.required, 2);
         assert!(err.to_string().contains("b:1: connection refused"), "{err}");
+    }
+
+    #[test]
+    fn committed_sets_are_regrouped_by_namespace() {
+        let set = committed_set(&[
+            ("cc$$pa".into(), b"1".to_vec()),
+            ("cc$$pb".into(), b"2".to_vec()),
+            ("other$$pa".into(), b"3".to_vec()),
+        ])
+        .expect("sets");
+        assert_eq!(set.ns_pvt_rwset.len(), 2);
+        assert_eq!(set.ns_pvt_rwset[0].collection_pvt_rwset.len(), 2);
+        assert_eq!(set.ns_pvt_rwset[1].collection_pvt_rwset[0].rwset, b"3");
+        assert!(committed_set(&[]).is_none());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use gridledger_chaincode::CollectionAccess;
 use gridledger_chaincode::private::{
     self as pvt, IMPLICIT_COLLECTION_PREFIX, hashed_key, hashed_namespace, private_namespace,
 };
-use gridledger_ledger::{Expiry, StateWrite};
+use gridledger_ledger::{Expiry, PrivateSet, StateWrite};
 use gridledger_proto::kvrwset::{HashedRwSet, KvrwSet};
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
@@ -296,7 +296,18 @@ pub enum PrivateDataError {
     },
 }
 
-/// The private value writes of one transaction's collections that this peer keeps (those in
+/// What a member peer commits of one transaction's private data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    /// Private value writes (derived `ns$$pcoll` namespaces).
+    pub writes: Vec<StateWrite>,
+    /// The collections' private write sets, kept for peers that missed them.
+    pub sets: Vec<PrivateSet>,
+    /// Purged keys (derived namespace, key).
+    pub purges: Vec<(String, String)>,
+}
+
+/// The private data of one transaction's collections that this peer keeps (those in
 /// `member_of`), taken from an encoded `TxPvtReadWriteSet` and checked against the block:
 /// each collection's encoded set must hash to `pvt_rwset_hash`. `Err` when the set does not
 /// belong to the transaction — the caller then tries another copy.
@@ -304,10 +315,10 @@ pub fn resolve(
     pvt_rwset: &[u8],
     expected: &[CollectionWrites],
     member_of: &dyn Fn(&str, &str) -> bool,
-) -> Result<Vec<StateWrite>, PrivateDataError> {
+) -> Result<Resolved, PrivateDataError> {
     let set = TxPvtReadWriteSet::decode(pvt_rwset)
         .map_err(|e| PrivateDataError::Decode(e.to_string()))?;
-    let mut out = Vec::new();
+    let mut out = Resolved::default();
     for want in expected
         .iter()
         .filter(|w| !w.pvt_rwset_hash.is_empty() && member_of(&w.namespace, &w.collection))
@@ -331,13 +342,30 @@ pub fn resolve(
         }
         let kv = KvrwSet::decode(found.rwset.as_slice()).map_err(|_| mismatch())?;
         let namespace = private_namespace(&want.namespace, &want.collection);
+        let purged: BTreeSet<&[u8]> = want
+            .hashed
+            .hashed_writes
+            .iter()
+            .filter(|w| w.is_purge)
+            .map(|w| w.key_hash.as_slice())
+            .collect();
+        let mut keys = Vec::with_capacity(kv.writes.len());
         for write in kv.writes {
-            out.push(StateWrite {
+            if purged.contains(pvt::hash(write.key.as_bytes()).as_slice()) {
+                out.purges.push((namespace.clone(), write.key.clone()));
+            }
+            keys.push(write.key.clone());
+            out.writes.push(StateWrite {
                 namespace: namespace.clone(),
                 key: write.key,
                 value: (!write.is_delete).then_some(write.value),
             });
         }
+        out.sets.push(PrivateSet {
+            namespace,
+            rwset: found.rwset.clone(),
+            keys,
+        });
     }
     Ok(out)
 }
@@ -514,9 +542,12 @@ mod tests {
         }
         .encode_to_vec();
         let expected = [block_entry(&kv)];
-        let writes = resolve(&pvt_set(kv.clone()), &expected, &|_, _| true).expect("matches");
+        let resolved = resolve(&pvt_set(kv.clone()), &expected, &|_, _| true).expect("matches");
+        assert_eq!(resolved.sets[0].rwset, kv);
+        assert_eq!(resolved.sets[0].keys, vec!["k".to_string()]);
+        assert!(resolved.purges.is_empty());
         assert_eq!(
-            writes,
+            resolved.writes,
             vec![StateWrite {
                 namespace: "cc$$pc".into(),
                 key: "k".into(),
@@ -527,6 +558,7 @@ mod tests {
         assert!(
             resolve(&pvt_set(kv.clone()), &expected, &|_, _| false)
                 .expect("nothing to check")
+                .writes
                 .is_empty()
         );
         // A tampered set does not match the block.

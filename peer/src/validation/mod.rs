@@ -444,6 +444,8 @@ pub fn validate_block(
                 metadata_writes,
                 private_writes: Vec::new(),
                 expiries: Vec::new(),
+                private_sets: Vec::new(),
+                purges: Vec::new(),
             });
         }
     }

@@ -484,6 +484,8 @@ mod tests {
                     metadata_writes: Vec::new(),
                     private_writes: Vec::new(),
                     expiries: Vec::new(),
+                    private_sets: Vec::new(),
+                    purges: Vec::new(),
                 }],
             },
         );
