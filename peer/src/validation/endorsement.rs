@@ -15,10 +15,11 @@
 //!   validation (`validate_block`), as in Fabric.
 //! - Within a namespace, public writes without a key-level policy need the chaincode's
 //!   policy; writes to a private-data
-//!   collection need the collection's policy instead. GridLedger knows only Fabric's implicit
-//!   per-organization collections (`_implicit_org_<MSPID>`), whose policy is the org's
-//!   `/Channel/Application/<Org>/Endorsement` or, when the org has none, any member of that MSP;
-//!   writes to any other collection fail, as they do in Fabric for an undefined collection.
+//!   collection need the collection's policy instead: a defined collection's own endorsement
+//!   policy, else the chaincode's; for Fabric's implicit per-organization collections
+//!   (`_implicit_org_<MSPID>`), the org's `/Channel/Application/<Org>/Endorsement` or, when
+//!   the org has none, any member of that MSP. Writes to a collection that is neither fail, as
+//!   they do in Fabric for an undefined collection.
 //! - If nothing in the namespace required a policy (a read-only invocation), the chaincode's
 //!   policy is still checked (Fabric's `CheckCCEPIfNoEPChecked`).
 //! - `_lifecycle`'s public writes follow the lifecycle's rules instead (`lifecycle_writes`):

@@ -53,9 +53,14 @@
 //! current config's policies (its `last_update` signatures against each element's
 //! `mod_policy`) is not checked yet: that comes with channel updates over the network.
 //!
-//! Not supported, with the outcome: key metadata of private data (ILLEGAL_WRITESET);
-//! private-data collections other than Fabric's implicit per-organization ones (writes to them
-//! fail the endorsement check); BFT block signatures (identifier headers refuse the block).
+//! Private data: hashed writes and reads are validated like public ones under the collection's
+//! derived namespace; [`ValidatedBlock::private`] lists each valid transaction's collections so
+//! the committer can attach the private values (`crate::private`), which validation never
+//! sees.
+//!
+//! Not supported, with the outcome: key metadata of private data (ILLEGAL_WRITESET); writes to
+//! a collection the chaincode does not define (ENDORSEMENT_POLICY_FAILURE, as in Fabric); BFT
+//! block signatures (identifier headers refuse the block).
 
 mod block;
 mod endorsement;
