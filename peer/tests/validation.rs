@@ -212,6 +212,18 @@ fn fabric_chain_replays_with_the_recorded_validation_codes() {
     // The lifecycle approvals wrote private-data hashes that the commits read back.
     let implicit = hashed_namespace("_lifecycle", "_implicit_org_Org1MSP");
     assert!(!state.is_empty(&implicit));
+    // Our key hashing is Fabric's: the hash of Org1's private approval of `basic` (Fabric's
+    // key `namespaces/metadata/basic#1` in the implicit collection) is where Fabric put it.
+    let key_hash = gridledger_chaincode::private::hash(b"namespaces/metadata/basic#1");
+    assert!(
+        state
+            .get(
+                &implicit,
+                &gridledger_chaincode::private::hashed_key(&key_hash)
+            )
+            .is_some(),
+        "Fabric's hashed key of Org1's approval of basic"
+    );
 }
 
 /// A temporary directory removed on drop.
