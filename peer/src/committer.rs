@@ -161,7 +161,12 @@ fn attach_private_data(
                 |copy: &Vec<u8>| crate::private::resolve(copy, collections, &member_of).is_ok();
             if !copies.iter().any(matches) {
                 if let Some(peer) = peer {
-                    copies.extend(crate::gossip::pull(peer, channel, &tx.tx_id));
+                    let member_orgs = collections
+                        .iter()
+                        .filter_map(|c| channel.collection(&c.namespace, &c.collection))
+                        .flat_map(|c| c.members)
+                        .collect();
+                    copies.extend(crate::gossip::pull(peer, channel, &tx.tx_id, &member_orgs));
                 }
             }
             let mut found = false;

@@ -10,10 +10,11 @@
 //! (Fabric's rule; the endorsing peer itself does not count). Each peer receives a copy cut to
 //! the collections its org is a member of, so a non-member never receives a value.
 //!
-//! Requests are signed with the calling peer's signing identity and carry a timestamp; the
-//! receiver accepts them from peers of the channel's organizations within five minutes of its
-//! clock, stores only collections its own org is a member of, and answers a pull with only the
-//! collections the caller's org is a member of.
+//! Requests are signed with the calling peer's signing identity and name the receiver's
+//! organization and a timestamp; the receiver accepts them from peers of the channel's
+//! organizations, addressed to its own organization, within five minutes of its clock, stores
+//! only collections its own org is a member of, and answers a pull with only the collections
+//! the caller's org is a member of. Pulls go only to peers of the collections' member orgs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -175,9 +176,10 @@ fn targets(peer: &Peer, channel: &Channel) -> Vec<Target> {
         .collect()
 }
 
-/// A signed request of this peer.
+/// A signed request of this peer for a peer of `receiver_msp_id`.
 fn signed(
     peer: &Peer,
+    receiver_msp_id: &str,
     channel_id: &str,
     tx_id: &str,
     pvt_rwset: Vec<u8>,
@@ -187,6 +189,7 @@ fn signed(
         tx_id: tx_id.to_owned(),
         pvt_rwset,
         timestamp: i64::try_from(now_unix_secs()).unwrap_or(i64::MAX),
+        receiver_msp_id: receiver_msp_id.to_owned(),
     }
     .encode_to_vec();
     SignedPrivateDataRequest {
@@ -235,7 +238,13 @@ pub fn disseminate(peer: &Peer, simulated: &Simulated, tx_id: &str) -> Result<()
         let connection =
             crate::tls::client_channel(&target.endpoint, &roots, timeout, Some(timeout))
                 .map_err(|e| e.to_string())?;
-        let request = signed(peer, channel.id(), tx_id, copy.encode_to_vec());
+        let request = signed(
+            peer,
+            &target.msp_id,
+            channel.id(),
+            tx_id,
+            copy.encode_to_vec(),
+        );
         block_on(async move { PrivateDataClient::new(connection).push(request).await })?
             .map(|_| ())
             .map_err(|s| s.message().to_owned())
@@ -244,21 +253,29 @@ pub fn disseminate(peer: &Peer, simulated: &Simulated, tx_id: &str) -> Result<()
         .map_err(|e| ProposalError::PrivateData(e.to_string()))
 }
 
-/// Asks the other member peers for the private read-write sets of `tx_id` (a committing member
-/// peer whose transient store lacks them). Returns every set received; the caller checks them
-/// against the block.
-pub fn pull(peer: &Peer, channel: &Channel, tx_id: &str) -> Vec<Vec<u8>> {
+/// Asks the other peers of `member_orgs` for the private read-write sets of `tx_id` (a
+/// committing member peer whose transient store lacks them). Returns every set received; the
+/// caller checks them against the block.
+pub fn pull(
+    peer: &Peer,
+    channel: &Channel,
+    tx_id: &str,
+    member_orgs: &BTreeSet<String>,
+) -> Vec<Vec<u8>> {
     let config = channel.config();
     let timeout = peer.rpc_timeout();
     let mut out = Vec::new();
-    for target in targets(peer, channel) {
+    for target in targets(peer, channel)
+        .into_iter()
+        .filter(|t| member_orgs.contains(&t.msp_id))
+    {
         let roots = crate::gateway::tls_roots(&config, &target.msp_id);
         let Ok(connection) =
             crate::tls::client_channel(&target.endpoint, &roots, timeout, Some(timeout))
         else {
             continue;
         };
-        let request = signed(peer, channel.id(), tx_id, Vec::new());
+        let request = signed(peer, &target.msp_id, channel.id(), tx_id, Vec::new());
         match block_on(async move { PrivateDataClient::new(connection).pull(request).await }) {
             Ok(Ok(response)) => out.extend(response.into_inner().pvt_rwsets),
             Ok(Err(status)) => {
@@ -292,6 +309,13 @@ impl PrivateDataService {
         let channel = self.0.channel(&request.channel_id).ok_or_else(|| {
             Status::not_found(format!("channel {:?} is not joined", request.channel_id))
         })?;
+        if request.receiver_msp_id != channel.local_msp_id() {
+            return Err(Status::permission_denied(format!(
+                "the request is for a peer of {:?}, this peer is of {:?}",
+                request.receiver_msp_id,
+                channel.local_msp_id()
+            )));
+        }
         let identity = self
             .0
             .validate_identity(&channel, &signed.identity)
