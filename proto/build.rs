@@ -40,6 +40,7 @@ const PROTOS: &[&str] = &[
     "ledger/queryresult/kv_query_result.proto",
     "google/rpc/status.proto",
     "gridledger/cluster.proto",
+    "gridledger/privdata.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -11,6 +11,7 @@
 //! - [`stub`]: `ChaincodeStub`, the chaincode's view of one transaction, and the recording of
 //!   reads, range queries and writes.
 //! - [`composite`]: Fabric's composite keys.
+//! - [`private`]: private data collections — derived namespaces, hashing, access rules.
 //! - [`statebased`]: building key-level endorsement policies (`KeyEndorsementPolicy`).
 //! - [`simulate`](mod@simulate): running a chaincode and building the read-write set; [`complete`]
 //!   builds the same result for a chaincode that ran elsewhere (an external chaincode server
@@ -20,11 +21,14 @@
 //! - [`energy`]: the market's payment balances, offers, escrowed trades, and e-token
 //!   mint/move/burn on DSO attestations.
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
+//! - [`privatedata`]: a built-in chaincode storing transient values in collections.
 
 pub mod basic;
 pub mod composite;
 pub mod energy;
 pub mod meter;
+pub mod private;
+pub mod privatedata;
 pub mod registry;
 pub mod simulate;
 pub mod statebased;
@@ -34,6 +38,7 @@ pub use composite::{
     COMPOSITE_KEY_NAMESPACE, CompositeKeyError, MAX_UNICODE_RUNE, create_composite_key,
     split_composite_key,
 };
+pub use private::{CollectionAccess, IMPLICIT_COLLECTION_PREFIX};
 pub use registry::Registry;
 pub use simulate::{SimulationResult, complete, failed, simulate, simulate_with_host, tx_rwset};
 pub use statebased::{KeyEndorsementPolicy, KeyPolicyError, RoleType};

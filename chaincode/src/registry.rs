@@ -12,6 +12,7 @@ use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
 use crate::energy::EnergyMarket;
 use crate::meter::MeterReadings;
+use crate::privatedata::PrivateData;
 
 /// The name of the built-in asset-transfer-basic chaincode.
 pub const BASIC: &str = "basic";
@@ -19,6 +20,8 @@ pub const BASIC: &str = "basic";
 pub const ENERGY: &str = "energy";
 /// The name of the built-in meter-readings chaincode.
 pub const METER: &str = "meter";
+/// The name of the built-in private data chaincode.
+pub const PRIVATE_DATA: &str = "privatedata";
 /// The DSO's MSP id the built-in `meter` chaincode lets amend readings (the local
 /// consortium's naming; a deployment with another id registers its own instance).
 pub const DSO_MSP_ID: &str = "DSOMSP";
@@ -36,8 +39,8 @@ impl Registry {
     }
 
     /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]),
-    /// `"energy"` ([`EnergyMarket`]) and `"meter"` ([`MeterReadings`]), the last two with
-    /// [`DSO_MSP_ID`] as the DSO.
+    /// `"energy"` ([`EnergyMarket`]), `"meter"` ([`MeterReadings`]) — the two with
+    /// [`DSO_MSP_ID`] as the DSO — and `"privatedata"` ([`PrivateData`]).
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
@@ -53,6 +56,7 @@ impl Registry {
                 dso_msp_id: DSO_MSP_ID.to_owned(),
             }),
         );
+        registry.register(PRIVATE_DATA, Arc::new(PrivateData));
         registry
     }
 

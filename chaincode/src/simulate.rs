@@ -6,12 +6,20 @@
 //! holding the encoded `kvrwset.KVRWSet`. A chaincode that touched no state contributes no
 //! namespace. A panic inside the chaincode is caught and becomes a status-500 response with an
 //! empty read-write set, so a faulty chaincode cannot take the peer down.
+//!
+//! Private data: each namespace lists its collections' `CollectionHashedReadWriteSet`s
+//! (sorted by collection name; `pvt_rwset_hash` = SHA-256 of the collection's encoded private
+//! `KVRWSet`, empty for a collection only read), and the private values go to a separate
+//! `rwset.TxPvtReadWriteSet` that never enters the proposal response.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
-use gridledger_proto::rwset::{NsReadWriteSet, TxReadWriteSet, tx_read_write_set::DataModel};
+use gridledger_proto::rwset::{
+    CollectionHashedReadWriteSet, CollectionPvtReadWriteSet, NsPvtReadWriteSet, NsReadWriteSet,
+    TxPvtReadWriteSet, TxReadWriteSet, tx_read_write_set::DataModel,
+};
 
 use crate::stub::{ChaincodeHost, ChaincodeStub, Invocation, StateReader};
 use crate::{Chaincode, error};
@@ -28,6 +36,9 @@ pub struct SimulationResult {
     pub rwset_bytes: Vec<u8>,
     /// The chaincode event, with `chaincode_id` = namespace and `tx_id` stamped.
     pub event: Option<protos::ChaincodeEvent>,
+    /// The private writes, by namespace and collection; `None` when there are none. Kept by
+    /// the endorsing peer (transient store) and sent only to member peers.
+    pub pvt_rwset: Option<TxPvtReadWriteSet>,
 }
 
 /// Runs `inv` through chaincode `cc` as namespace `namespace` over the committed `state`.
@@ -69,6 +80,7 @@ fn run(cc: &dyn Chaincode, mut stub: ChaincodeStub<'_>) -> SimulationResult {
                 error(format!("chaincode panicked: {reason}")),
                 Vec::new(),
                 None,
+                None,
             );
         }
     };
@@ -86,15 +98,46 @@ pub fn complete(stub: ChaincodeStub<'_>, response: protos::Response) -> Simulati
         Some(failure) => error(failure.to_string()),
         None => response,
     };
-    let ns_rwsets = output
-        .kv_rwsets
-        .into_iter()
-        .map(|(namespace, kv)| NsReadWriteSet {
+    let mut ns_rwsets = Vec::with_capacity(output.kv_rwsets.len());
+    let mut ns_pvt_rwsets = Vec::new();
+    for (namespace, kv, collections) in output.kv_rwsets {
+        let mut hashed_sets = Vec::with_capacity(collections.len());
+        let mut pvt_sets = Vec::new();
+        for (collection_name, hashed, private) in collections {
+            let pvt_rwset_hash = match private {
+                Some(private) => {
+                    let rwset = private.encode_to_vec();
+                    let hash = crate::private::hash(&rwset);
+                    pvt_sets.push(CollectionPvtReadWriteSet {
+                        collection_name: collection_name.clone(),
+                        rwset,
+                    });
+                    hash
+                }
+                None => Vec::new(),
+            };
+            hashed_sets.push(CollectionHashedReadWriteSet {
+                collection_name,
+                hashed_rwset: hashed.encode_to_vec(),
+                pvt_rwset_hash,
+            });
+        }
+        if !pvt_sets.is_empty() {
+            ns_pvt_rwsets.push(NsPvtReadWriteSet {
+                namespace: namespace.clone(),
+                collection_pvt_rwset: pvt_sets,
+            });
+        }
+        ns_rwsets.push(NsReadWriteSet {
             namespace,
             rwset: kv.encode_to_vec(),
-            collection_hashed_rwset: Vec::new(),
-        })
-        .collect();
+            collection_hashed_rwset: hashed_sets,
+        });
+    }
+    let pvt_rwset = (!ns_pvt_rwsets.is_empty()).then_some(TxPvtReadWriteSet {
+        data_model: DataModel::Kv as i32,
+        ns_pvt_rwset: ns_pvt_rwsets,
+    });
     let event = output
         .event
         .map(|(event_name, payload)| protos::ChaincodeEvent {
@@ -103,14 +146,14 @@ pub fn complete(stub: ChaincodeStub<'_>, response: protos::Response) -> Simulati
             event_name,
             payload,
         });
-    finish(response, ns_rwsets, event)
+    finish(response, ns_rwsets, event, pvt_rwset)
 }
 
 /// The outcome of a simulation that failed before the chaincode produced anything usable
 /// (an external chaincode that timed out or broke the protocol): status 500 with `message`
 /// and an empty read-write set.
 pub fn failed(message: impl Into<String>) -> SimulationResult {
-    finish(error(message), Vec::new(), None)
+    finish(error(message), Vec::new(), None, None)
 }
 
 /// A `TxReadWriteSet` (data model KV) of `ns_rwsets` in Fabric's order: sorted by namespace.
@@ -130,6 +173,7 @@ fn finish(
     response: protos::Response,
     ns_rwsets: Vec<NsReadWriteSet>,
     event: Option<protos::ChaincodeEvent>,
+    pvt_rwset: Option<TxPvtReadWriteSet>,
 ) -> SimulationResult {
     let rwset = tx_rwset(ns_rwsets);
     let rwset_bytes = rwset.encode_to_vec();
@@ -138,6 +182,7 @@ fn finish(
         rwset,
         rwset_bytes,
         event,
+        pvt_rwset,
     }
 }
 

@@ -27,6 +27,16 @@
 //!   chaincode's event reaches the transaction). On another channel the callee runs over that
 //!   channel's state in a read-only stub whose reads are not recorded; its writes are refused.
 //!   Calls nest at most [`MAX_CALL_DEPTH`] deep.
+//! - Private data (`get_private_data`, `put_private_data`, …; layout in [`crate::private`]):
+//!   a read of a private key records a `KVReadHash` (key hash, committed version of the hash)
+//!   in the collection's hashed read set and fails when this peer's private value is not at
+//!   the version of the committed hash (Fabric: "private data matching public hash version is
+//!   not available" — a non-member peer holds only hashes). Writes record the value in the
+//!   private read-write set and `KVWriteHash{sha256(key), sha256(value)}` in the public one;
+//!   a purge records `is_delete` and `is_purge`. The collection must be defined for the
+//!   chaincode (or be an implicit org collection); `member_only_read`/`member_only_write`
+//!   refuse clients of other organizations. Private range queries record nothing, and, as in
+//!   Fabric, a transaction that ran one may not write.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,6 +49,10 @@ use gridledger_proto::{prost_types, protos};
 use thiserror::Error;
 
 use crate::composite::{self, COMPOSITE_KEY_NAMESPACE, CompositeKeyError};
+use crate::private::{
+    self, CollectionAccess, IMPLICIT_COLLECTION_PREFIX, hashed_key, hashed_namespace,
+    private_namespace,
+};
 
 /// Substitute for an empty range start key, as Fabric's shims do: it sorts after every
 /// composite key (which start with U+0000) and before every other non-empty key.
@@ -105,6 +119,21 @@ pub trait StateReader: Send + Sync {
     fn metadata(&self, namespace: &str, key: &str) -> Result<Metadata, String> {
         let _ = (namespace, key);
         Ok(Metadata::new())
+    }
+
+    /// The access rules of private data collection `collection` of chaincode `namespace`, or
+    /// `None` when the chaincode's definition has no such collection. Readers that know no
+    /// definitions keep this default: only the implicit per-organization collections exist.
+    fn collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<CollectionAccess>, String> {
+        let _ = namespace;
+        Ok(collection
+            .strip_prefix(IMPLICIT_COLLECTION_PREFIX)
+            .filter(|msp_id| !msp_id.is_empty())
+            .map(CollectionAccess::implicit))
     }
 }
 
@@ -189,6 +218,44 @@ pub enum StubError {
     /// A paginated query with a page size that is not positive.
     #[error("page size must be positive, got {0}")]
     InvalidPageSize(i32),
+    /// A private-data operation named a collection the chaincode's definition lacks.
+    #[error("collection {collection:?} is not defined for chaincode {namespace:?}")]
+    UndefinedCollection {
+        /// The chaincode.
+        namespace: String,
+        /// The collection named.
+        collection: String,
+    },
+    /// `member_only_read`/`member_only_write` refused a client of a non-member organization.
+    #[error(
+        "tx from client of organization {msp_id:?} cannot {action} private data of collection {collection:?}: only members ({members}) may"
+    )]
+    NotCollectionMember {
+        /// The client's MSP id.
+        msp_id: String,
+        /// "read" or "write".
+        action: &'static str,
+        /// The collection.
+        collection: String,
+        /// The member MSP ids, comma-separated.
+        members: String,
+    },
+    /// This peer's private value is not the one whose hash is committed (a non-member peer,
+    /// or one that has not received the data yet).
+    #[error(
+        "private data of key {key:?} in collection {collection:?} matching the public hash version is not available on this peer"
+    )]
+    PrivateDataUnavailable {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+    },
+    /// A write after a private-data range query (Fabric's rule).
+    #[error(
+        "txid [{0}]: unsupported transaction. Queries on private data are supported only in a read-only transaction"
+    )]
+    WriteAfterPrivateQuery(String),
     /// A write by a chaincode called from another channel.
     #[error(
         "chaincode {namespace:?} on channel {channel:?} was called from channel {caller_channel:?} and may only read: writes across channels are not allowed"
@@ -236,6 +303,8 @@ struct NsRecord {
     writes: BTreeMap<String, Vec<u8>>,
     /// Metadata write set: key → the key's new metadata; last write wins.
     metadata_writes: BTreeMap<String, Metadata>,
+    /// Private data by collection name.
+    collections: BTreeMap<String, CollectionRecord>,
 }
 
 impl NsRecord {
@@ -244,8 +313,33 @@ impl NsRecord {
             && self.range_queries.is_empty()
             && self.writes.is_empty()
             && self.metadata_writes.is_empty()
+            && self.collections.is_empty()
     }
 }
+
+/// What one transaction read and wrote in one private data collection.
+#[derive(Default, Clone)]
+struct CollectionRecord {
+    /// Hashed read set: key hash → committed version of the hash at first read.
+    hashed_reads: BTreeMap<Vec<u8>, Option<kvrwset::Version>>,
+    /// Private write set: key → write; last write wins.
+    writes: BTreeMap<String, PrivateWrite>,
+}
+
+/// One private write.
+#[derive(Clone)]
+enum PrivateWrite {
+    /// A new value.
+    Put(Vec<u8>),
+    /// A delete.
+    Delete,
+    /// A purge: the value goes from the state of every member peer, the hash stays in blocks.
+    Purge,
+}
+
+/// One collection's share of a finished transaction: the hashed read-write set (public) and
+/// the private write set (`None` when the transaction only read the collection).
+pub(crate) type CollectionOutput = (String, kvrwset::HashedRwSet, Option<KvrwSet>);
 
 /// The callee side of a call across channels: the caller's channel.
 #[derive(Debug, Clone)]
@@ -276,12 +370,14 @@ pub struct ChaincodeStub<'a> {
     write_performed: bool,
     /// Whether a paginated query ran (for the pagination rule).
     paginated_query_performed: bool,
+    /// Whether a private-data range query ran (writes are then refused).
+    private_query_performed: bool,
 }
 
 /// What a finished simulation leaves behind (used by `simulate`).
 pub(crate) struct StubOutput {
-    /// The KV read-write set of every namespace touched, by namespace.
-    pub(crate) kv_rwsets: Vec<(String, KvrwSet)>,
+    /// The KV read-write set of every namespace touched, by namespace, with its collections.
+    pub(crate) kv_rwsets: Vec<(String, KvrwSet, Vec<CollectionOutput>)>,
     /// The event (name, payload), if one was set.
     pub(crate) event: Option<(String, Vec<u8>)>,
     /// The first world-state failure, if any.
@@ -304,6 +400,7 @@ impl<'a> ChaincodeStub<'a> {
             state_failure: None,
             write_performed: false,
             paginated_query_performed: false,
+            private_query_performed: false,
         }
     }
 
@@ -365,6 +462,9 @@ impl<'a> ChaincodeStub<'a> {
         }
         if self.paginated_query_performed {
             return Err(StubError::WriteAfterPaginatedQuery(self.tx_id().to_owned()));
+        }
+        if self.private_query_performed {
+            return Err(StubError::WriteAfterPrivateQuery(self.tx_id().to_owned()));
         }
         self.write_performed = true;
         Ok(())
@@ -664,7 +764,11 @@ impl<'a> ChaincodeStub<'a> {
             let saved_event = self.event.take();
             // A callee that could not run to completion (or panicked) leaves nothing behind.
             let saved_records = self.records.clone();
-            let saved_flags = (self.write_performed, self.paginated_query_performed);
+            let saved_flags = (
+                self.write_performed,
+                self.paginated_query_performed,
+                self.private_query_performed,
+            );
             self.depth += 1;
             let outcome = catch_unwind(AssertUnwindSafe(|| host.run(name, self)));
             self.depth -= 1;
@@ -673,7 +777,11 @@ impl<'a> ChaincodeStub<'a> {
             self.event = saved_event;
             if !matches!(outcome, Ok(Ok(_))) {
                 self.records = saved_records;
-                (self.write_performed, self.paginated_query_performed) = saved_flags;
+                (
+                    self.write_performed,
+                    self.paginated_query_performed,
+                    self.private_query_performed,
+                ) = saved_flags;
             }
             outcome
         } else {
@@ -706,6 +814,205 @@ impl<'a> ChaincodeStub<'a> {
                 crate::simulate::panic_message(panic.as_ref())
             ))),
         }
+    }
+
+    /// The access rules of `collection` of the running chaincode; refuses an undefined one.
+    fn collection_access(&mut self, collection: &str) -> Result<CollectionAccess, StubError> {
+        match self.state.collection(&self.namespace, collection) {
+            Ok(Some(access)) => Ok(access),
+            Ok(None) => Err(StubError::UndefinedCollection {
+                namespace: self.namespace.clone(),
+                collection: collection.to_owned(),
+            }),
+            Err(reason) => Err(self.state_error(collection, reason)),
+        }
+    }
+
+    /// Checks `member_only_read` (`write = false`) or `member_only_write` against the
+    /// client's organization.
+    fn check_member(
+        &mut self,
+        collection: &str,
+        write: bool,
+    ) -> Result<CollectionAccess, StubError> {
+        let access = self.collection_access(collection)?;
+        let limited = if write {
+            access.member_only_write
+        } else {
+            access.member_only_read
+        };
+        if limited && !access.members.contains(self.creator_msp_id()) {
+            return Err(StubError::NotCollectionMember {
+                msp_id: self.creator_msp_id().to_owned(),
+                action: if write { "write" } else { "read" },
+                collection: collection.to_owned(),
+                members: access
+                    .members
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(access)
+    }
+
+    /// The committed hash (value hash, version) of `key` in `collection`, recording a
+    /// `KVReadHash` on first read.
+    fn read_hash(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, kvrwset::Version)>, StubError> {
+        let key_hash = private::hash(key.as_bytes());
+        let namespace = hashed_namespace(&self.namespace, collection);
+        let read = match self.state.get(&namespace, &hashed_key(&key_hash)) {
+            Ok(read) => read,
+            Err(reason) => return Err(self.state_error(key, reason)),
+        };
+        self.record()
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+            .hashed_reads
+            .entry(key_hash)
+            .or_insert(read.as_ref().map(|(_, version)| *version));
+        Ok(read)
+    }
+
+    /// The committed private value of `key` in `collection` (Fabric's `GetPrivateData`), or
+    /// `None` when the key does not exist. Records a hashed read; fails when this peer does
+    /// not hold the value whose hash is committed.
+    pub fn get_private_data(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StubError> {
+        self.check_member(collection, false)?;
+        let hash = self.read_hash(collection, key)?;
+        let namespace = private_namespace(&self.namespace, collection);
+        let value = match self.state.get(&namespace, key) {
+            Ok(value) => value,
+            Err(reason) => return Err(self.state_error(key, reason)),
+        };
+        match (hash, value) {
+            (None, _) => Ok(None),
+            (Some((_, hash_version)), Some((value, version))) if version == hash_version => {
+                Ok(Some(value))
+            }
+            _ => Err(StubError::PrivateDataUnavailable {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    /// The committed SHA-256 of the private value of `key` in `collection` (Fabric's
+    /// `GetPrivateDataHash`), available on every peer and to every client. Records a hashed
+    /// read.
+    pub fn get_private_data_hash(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StubError> {
+        self.collection_access(collection)?;
+        Ok(self.read_hash(collection, key)?.map(|(hash, _)| hash))
+    }
+
+    /// Records a private write after the write checks.
+    fn private_write(
+        &mut self,
+        collection: &str,
+        key: &str,
+        write: PrivateWrite,
+    ) -> Result<(), StubError> {
+        self.check_write(key)?;
+        self.check_member(collection, true)?;
+        self.record()
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+            .writes
+            .insert(key.to_owned(), write);
+        Ok(())
+    }
+
+    /// Writes `value` to `key` of `collection` (Fabric's `PutPrivateData`); an empty value is
+    /// a delete. Only hashes reach the block; the value goes to the collection's member peers.
+    pub fn put_private_data(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StubError> {
+        let write = if value.is_empty() {
+            PrivateWrite::Delete
+        } else {
+            PrivateWrite::Put(value.to_vec())
+        };
+        self.private_write(collection, key, write)
+    }
+
+    /// Deletes `key` of `collection` (Fabric's `DelPrivateData`).
+    pub fn del_private_data(&mut self, collection: &str, key: &str) -> Result<(), StubError> {
+        self.private_write(collection, key, PrivateWrite::Delete)
+    }
+
+    /// Purges `key` of `collection` (Fabric's `PurgePrivateData`): the value is removed from
+    /// the state of every member peer; the hashes in blocks remain as evidence.
+    pub fn purge_private_data(&mut self, collection: &str, key: &str) -> Result<(), StubError> {
+        self.private_write(collection, key, PrivateWrite::Purge)
+    }
+
+    /// Committed private keys of `collection` in `[start, end)` with their values (Fabric's
+    /// `GetPrivateDataByRange`; an empty `start` becomes `"\x01"`). Nothing is recorded, and
+    /// the transaction may no longer write.
+    pub fn get_private_data_by_range(
+        &mut self,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
+        let start = if start.is_empty() {
+            EMPTY_KEY_SUBSTITUTE
+        } else {
+            start
+        };
+        for key in [start, end] {
+            if key.starts_with(COMPOSITE_KEY_NAMESPACE) {
+                return Err(StubError::CompositeKeyInSimpleRange(key.to_owned()));
+            }
+        }
+        self.get_private_data_by_key_range(collection, start, end)
+    }
+
+    /// Committed private keys of `collection` in `[start, end)` exactly as given — the peer
+    /// side of a shim's `GET_STATE_BY_RANGE` with a collection.
+    pub fn get_private_data_by_key_range(
+        &mut self,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
+        self.check_member(collection, false)?;
+        self.private_query_performed = true;
+        let namespace = private_namespace(&self.namespace, collection);
+        match self.state.range(&namespace, start, end, TOTAL_QUERY_LIMIT) {
+            Ok(rows) => Ok(rows.into_iter().map(|(k, v, _)| (k, v)).collect()),
+            Err(reason) => Err(self.state_error(&format!("[{start:?}, {end:?})"), reason)),
+        }
+    }
+
+    /// Committed private composite keys of `object_type` in `collection` whose leading
+    /// attributes equal `attributes` (Fabric's `GetPrivateDataByPartialCompositeKey`).
+    pub fn get_private_data_by_partial_composite_key<S: AsRef<str>>(
+        &mut self,
+        collection: &str,
+        object_type: &str,
+        attributes: &[S],
+    ) -> Result<Vec<(String, Vec<u8>)>, StubError> {
+        let (start, end) = composite::partial_composite_key_range(object_type, attributes)?;
+        self.get_private_data_by_key_range(collection, &start, &end)
     }
 
     /// The current call depth: 0 for the invoked chaincode, 1 for a chaincode it calls, ….
@@ -844,7 +1151,12 @@ impl<'a> ChaincodeStub<'a> {
                         })
                         .collect(),
                 };
-                (namespace, kv)
+                let collections = record
+                    .collections
+                    .into_iter()
+                    .map(|(name, coll)| finish_collection(name, coll))
+                    .collect();
+                (namespace, kv, collections)
             })
             .collect();
         StubOutput {
@@ -853,6 +1165,69 @@ impl<'a> ChaincodeStub<'a> {
             state_failure: self.state_failure,
         }
     }
+}
+
+/// A collection's hashed read-write set (reads and writes sorted by key hash, as Fabric's
+/// builder orders them) and its private write set (writes sorted by key).
+fn finish_collection(name: String, record: CollectionRecord) -> CollectionOutput {
+    let hashed_reads = record
+        .hashed_reads
+        .into_iter()
+        .map(|(key_hash, version)| kvrwset::KvReadHash { key_hash, version })
+        .collect();
+    let mut hashed_writes: Vec<kvrwset::KvWriteHash> = record
+        .writes
+        .iter()
+        .map(|(key, write)| {
+            let key_hash = private::hash(key.as_bytes());
+            match write {
+                PrivateWrite::Put(value) => kvrwset::KvWriteHash {
+                    key_hash,
+                    is_delete: false,
+                    value_hash: private::hash(value),
+                    is_purge: false,
+                },
+                PrivateWrite::Delete => kvrwset::KvWriteHash {
+                    key_hash,
+                    is_delete: true,
+                    value_hash: Vec::new(),
+                    is_purge: false,
+                },
+                PrivateWrite::Purge => kvrwset::KvWriteHash {
+                    key_hash,
+                    is_delete: true,
+                    value_hash: Vec::new(),
+                    is_purge: true,
+                },
+            }
+        })
+        .collect();
+    hashed_writes.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+    let private = (!record.writes.is_empty()).then(|| KvrwSet {
+        writes: record
+            .writes
+            .into_iter()
+            .map(|(key, write)| match write {
+                PrivateWrite::Put(value) => KvWrite {
+                    key,
+                    is_delete: false,
+                    value,
+                },
+                PrivateWrite::Delete | PrivateWrite::Purge => KvWrite {
+                    key,
+                    is_delete: true,
+                    value: Vec::new(),
+                },
+            })
+            .collect(),
+        ..KvrwSet::default()
+    });
+    let hashed = kvrwset::HashedRwSet {
+        hashed_reads,
+        hashed_writes,
+        metadata_writes: Vec::new(),
+    };
+    (name, hashed, private)
 }
 
 /// Splits `"contract:function"` at the last `':'` (fabric-contract-api's routing); without a

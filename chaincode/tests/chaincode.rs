@@ -988,7 +988,7 @@ fn registry_with_builtins_runs_basic() {
     let registry = Registry::with_builtins();
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
-        ["basic", "energy", "meter"]
+        ["basic", "energy", "meter", "privatedata"]
     );
     assert!(registry.contains("basic"));
     assert!(registry.get("qscc").is_none());

@@ -1877,6 +1877,7 @@ fn chaincode_definitions(
             out.insert(
                 name.clone(),
                 ChaincodeDefinition {
+                    collections: Default::default(),
                     name: name.clone(),
                     version: cc.version.clone(),
                     endorsement: endorsement.clone(),
@@ -2056,6 +2057,7 @@ impl Replay {
             defs.insert(
                 name.clone(),
                 ChaincodeDefinition {
+                    collections: Default::default(),
                     name: name.clone(),
                     version: String::new(),
                     endorsement: endorsement.clone(),
@@ -2244,6 +2246,10 @@ impl Replay {
                     timestamp: view.channel_header.as_ref().and_then(|h| h.timestamp),
                     writes,
                     metadata_writes: Vec::new(),
+                    private_writes: Vec::new(),
+                    expiries: Vec::new(),
+                    private_sets: Vec::new(),
+                    purges: Vec::new(),
                 }),
                 None => {}
             }

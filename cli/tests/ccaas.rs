@@ -6,7 +6,9 @@
 //! gateway's error, the client identity the contract sees, paginated range queries, key-level
 //! endorsement set with the shim's `KeyEndorsementPolicy` (a change of the key endorsed only by
 //! another org's peer is ENDORSEMENT_POLICY_FAILURE), `InvokeChaincode` into the built-in
-//! `basic` chaincode (same channel; another channel is refused), and a chaincode server killed
+//! `basic` chaincode (same channel; another channel is refused), private data in the client
+//! org's implicit collection (transient value, hash on another org's peer, purge), and a
+//! chaincode server killed
 //! and restarted (one clean failure, then the peer dials it again).
 //!
 //! Needs `node` and `npm` (CI has them); without them the test says so and does nothing.
@@ -504,6 +506,78 @@ async fn node_contract_runs_unmodified_as_an_external_chaincode_server() {
         .await
         .expect_err("a channel this peer has not joined");
     assert!(err.to_string().contains("not joined"), "{err}");
+
+    // Private data through the Node shim, in the client org's implicit collection: the value
+    // comes in the transient map; another org's peer knows only its hash; a purge removes it.
+    let secret = b"node-private-6d2e";
+    let tx = assets(&dso)
+        .proposal_with(
+            vec![b"PutSecret".to_vec(), b"s1".to_vec()],
+            std::collections::BTreeMap::from([("value".to_string(), secret.to_vec())]),
+            vec!["DSOMSP".into()],
+        )
+        .expect("build a proposal")
+        .endorse()
+        .await
+        .expect("endorse PutSecret");
+    assert!(
+        !tx.envelope()
+            .encode_to_vec()
+            .windows(secret.len())
+            .any(|w| w == secret),
+        "the private value must not be in the transaction"
+    );
+    let status = tx
+        .submit()
+        .await
+        .expect("submit PutSecret")
+        .status()
+        .await
+        .expect("commit status");
+    assert_eq!(status.code, protos::TxValidationCode::Valid as i32);
+    let read = text(
+        assets(&dso)
+            .evaluate("GetSecret", &["s1"])
+            .await
+            .expect("GetSecret"),
+    );
+    assert_eq!(read.as_bytes(), secret);
+    let sum = Command::new("sh")
+        .args(["-c", "printf '%s' \"$0\" | sha256sum", "node-private-6d2e"])
+        .output()
+        .expect("run sha256sum");
+    let expected_hash = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_string();
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let hash = assets(&retailer)
+            .evaluate("GetSecretHash", &["DSOMSP", "s1"])
+            .await
+            .map(text)
+            .map_err(|e| e.to_string());
+        if hash.as_deref() == Ok(expected_hash.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hash on Retailer's peer: {hash:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assets(&dso)
+        .submit("PurgeSecret", &["s1"])
+        .await
+        .expect("PurgeSecret");
+    let read = text(
+        assets(&dso)
+            .evaluate("GetSecret", &["s1"])
+            .await
+            .expect("GetSecret after the purge"),
+    );
+    assert_eq!(read, "");
 
     // The chaincode dies: one clean failure, then the restarted server is dialled again.
     h.kill_chaincode();

@@ -116,6 +116,35 @@ class AssetContract extends Contract {
         });
     }
 
+    // Private data in the client organization's implicit collection; the value comes from
+    // the transient map entry `value`, so it never reaches the ordering service.
+    async PutSecret(ctx, id) {
+        const value = ctx.stub.getTransient().get('value');
+        if (!value || value.length === 0) {
+            throw new Error('PutSecret needs a "value" in the transient map');
+        }
+        await ctx.stub.putPrivateData(this._ownCollection(ctx), id, value);
+    }
+
+    async GetSecret(ctx, id) {
+        const bytes = await ctx.stub.getPrivateData(this._ownCollection(ctx), id);
+        return Buffer.from(bytes || []).toString();
+    }
+
+    // The hex SHA-256 of a value of `mspId`'s implicit collection, known to every peer.
+    async GetSecretHash(ctx, mspId, id) {
+        const hash = await ctx.stub.getPrivateDataHash(`_implicit_org_${mspId}`, id);
+        return Buffer.from(hash || []).toString('hex');
+    }
+
+    async PurgeSecret(ctx, id) {
+        await ctx.stub.purgePrivateData(this._ownCollection(ctx), id);
+    }
+
+    _ownCollection(ctx) {
+        return `_implicit_org_${ctx.clientIdentity.getMSPID()}`;
+    }
+
     async _exists(ctx, id) {
         const bytes = await ctx.stub.getState(id);
         return !!bytes && bytes.length > 0;

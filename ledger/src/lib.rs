@@ -24,6 +24,9 @@
 //! - Invariant: the tx-id index keeps the first occurrence of an id; a later duplicate (which
 //!   the validator marks `DUPLICATE_TXID`) never replaces it.
 //! - Invariant: only `VALID` transactions change the world state and the key history.
+//! - Invariant: private values (the `ns$$pcoll` namespaces) never enter the key history;
+//!   their expiry (`block_to_live`) and the removal of a committed block's transient private
+//!   data happen in the block's write transaction.
 
 /// redb page cache of a channel's ledger file. redb's default (1 GiB) would let one busy
 /// channel grow a peer far past its memory budget (DESIGN.md: peer ≤ 256 MiB).
@@ -40,10 +43,10 @@ mod tables;
 pub use error::LedgerError;
 pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};
 pub use state::{
-    BlockUpdates, HistoryEntry, MetadataWrite, StateSnapshot, StateWrite, TxUpdates, Version,
-    VersionedValue,
+    BlockUpdates, Expiry, HistoryEntry, MetadataWrite, PrivateSet, StateSnapshot, StateWrite,
+    TxUpdates, Version, VersionedValue,
 };
-pub use store::{ChainInfo, LEDGER_FILE, Ledger, TxLocation};
+pub use store::{ChainInfo, LEDGER_FILE, Ledger, TRANSIENT_RETENTION_BLOCKS, TxLocation};
 pub use tables::SCHEMA_VERSION;
 
 // The handles are shared across tasks and threads by the peer and orderer: keep them so.

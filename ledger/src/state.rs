@@ -65,6 +65,45 @@ pub struct TxUpdates {
     pub writes: Vec<StateWrite>,
     /// The transaction's key-metadata writes, applied after `writes`.
     pub metadata_writes: Vec<MetadataWrite>,
+    /// Private values of the transaction's collections (derived `ns$$pcoll` namespaces),
+    /// applied after `writes` like them but without key history: private data never enters
+    /// the history index. A `None` value (delete or purge) removes the key.
+    pub private_writes: Vec<StateWrite>,
+    /// Keys this transaction writes that expire (a collection's `block_to_live`): each is
+    /// removed from the world state when block `expire_at` commits, unless a later
+    /// transaction wrote it again.
+    pub expiries: Vec<Expiry>,
+    /// The private write sets this peer keeps of the transaction, one per collection, as the
+    /// block's `pvt_rwset_hash` covers them: kept (by block, tx and derived namespace) so
+    /// member peers that missed them can fetch them later. Removed when one of their keys is
+    /// purged or expires.
+    pub private_sets: Vec<PrivateSet>,
+    /// Private keys this transaction purges (derived namespace, key): every kept private
+    /// write set holding the key is removed.
+    pub purges: Vec<(String, String)>,
+}
+
+/// One collection's private write set of a transaction (see [`TxUpdates::private_sets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivateSet {
+    /// The derived private namespace `ns$$pcoll`.
+    pub namespace: String,
+    /// The encoded `kvrwset.KVRWSet` exactly as its hash is in the block.
+    pub rwset: Vec<u8>,
+    /// The keys it writes.
+    pub keys: Vec<String>,
+}
+
+/// A key written by a transaction that expires when block `expire_at` commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// The (derived) namespace of the key.
+    pub namespace: String,
+    /// The key.
+    pub key: String,
+    /// The block whose commit removes the key: written at block `b` with `block_to_live`
+    /// `n`, the key is readable up to block `b + n` and expires at `b + n + 1`, as in Fabric.
+    pub expire_at: u64,
 }
 
 /// One key-metadata write of a transaction (Fabric's `KVMetadataWrite`).

@@ -18,9 +18,14 @@ use crate::error::LedgerError;
 use crate::state::{BlockUpdates, StateSnapshot};
 use crate::tables::{
     self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
-    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, SCHEMA_VERSION,
-    SCHEMA_VERSION_WITHOUT_METADATA, STATE, STATE_METADATA, TX_INDEX,
+    META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, PVT_DATA, PVT_DATA_KEYS, PVT_EXPIRY,
+    SCHEMA_VERSION, SCHEMA_VERSION_WITHOUT_METADATA, SCHEMA_VERSION_WITHOUT_PRIVATE_DATA, STATE,
+    STATE_METADATA, TRANSIENT, TRANSIENT_BY_HEIGHT, TX_INDEX,
 };
+
+/// How many blocks a transient store entry outlives its arrival when no block commits its
+/// transaction (Fabric's `transientstoreMaxBlockRetention` default).
+pub const TRANSIENT_RETENTION_BLOCKS: u64 = 1000;
 
 /// Name of the ledger file inside a channel's directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -211,6 +216,61 @@ impl Ledger {
         self.write_block(block, header, &txs, Some(updates))
     }
 
+    /// Keeps the private read-write set (`rwset.TxPvtReadWriteSet` bytes) of transaction
+    /// `tx_id` in the transient store until a block holding the transaction commits or
+    /// [`TRANSIENT_RETENTION_BLOCKS`] blocks pass. The same bytes twice are kept once.
+    pub fn persist_transient(&self, tx_id: &str, pvt_rwset: &[u8]) -> Result<(), LedgerError> {
+        let digest = gridledger_proto::blockutil::sha256(pvt_rwset);
+        let height = self.height();
+        let txn = self.db.begin_write()?;
+        {
+            let mut transient = txn.open_table(TRANSIENT)?;
+            if transient.get((tx_id, digest.as_slice()))?.is_none() {
+                transient.insert((tx_id, digest.as_slice()), (height, pvt_rwset))?;
+                txn.open_table(TRANSIENT_BY_HEIGHT)?
+                    .insert((height, tx_id, digest.as_slice()), ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The private read-write sets the transient store holds for `tx_id` (one per distinct
+    /// content received), oldest arrival first.
+    pub fn transient(&self, tx_id: &str) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let transient = txn.open_table(TRANSIENT)?;
+        let mut found = Vec::new();
+        for entry in transient.range((tx_id, [].as_slice())..)? {
+            let (key, value) = entry?;
+            if key.value().0 != tx_id {
+                break;
+            }
+            let (height, bytes) = value.value();
+            found.push((height, bytes.to_vec()));
+        }
+        found.sort_by_key(|(height, _)| *height);
+        Ok(found.into_iter().map(|(_, bytes)| bytes).collect())
+    }
+
+    /// The committed private write sets this peer kept of transaction `tx_id`: (derived
+    /// namespace `ns$$pcoll`, encoded `KVRWSet`) — none when the transaction is unknown, kept
+    /// nothing, or its sets were purged or expired.
+    pub fn private_data(&self, tx_id: &str) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let Some(location) = self.tx_location(tx_id)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PVT_DATA)?;
+        let (block, tx) = (location.block_num, location.tx_num);
+        let mut out = Vec::new();
+        for entry in table.range((block, tx, "")..(block, tx + 1, ""))? {
+            let (key, value) = entry?;
+            out.push((key.value().2.to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A consistent read-only view of the world state at the current height; commits made
     /// while it lives are not visible through it.
     pub fn snapshot(&self) -> Result<StateSnapshot, LedgerError> {
@@ -296,6 +356,7 @@ fn write_tables(
         }
     }
     if let Some(updates) = updates {
+        write_private_data(txn, number, updates)?;
         let mut state = txn.open_table(STATE)?;
         let mut metadata = txn.open_table(STATE_METADATA)?;
         let mut history = txn.open_table(HISTORY)?;
@@ -350,6 +411,133 @@ fn write_tables(
     Ok(())
 }
 
+/// The private-data part of a block commit: private values of valid transactions (state
+/// only, no history), their expiry schedule, keys whose `block_to_live` ends with this block,
+/// and the transient store entries of the block's transactions and of expired arrivals.
+fn write_private_data(
+    txn: &WriteTransaction,
+    number: u64,
+    updates: &BlockUpdates,
+) -> Result<(), LedgerError> {
+    let mut state = txn.open_table(STATE)?;
+    let mut metadata = txn.open_table(STATE_METADATA)?;
+    let mut expiry = txn.open_table(PVT_EXPIRY)?;
+    // Expire first: a key this block writes again gets a fresh schedule below.
+    let due: Vec<(u64, String, String, (u64, u64))> = expiry
+        .range((0, "", "")..(number + 1, "", ""))?
+        .map(|entry| {
+            entry.map(|(k, v)| {
+                let (at, ns, key) = k.value();
+                (at, ns.to_owned(), key.to_owned(), v.value())
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut pvt_data = txn.open_table(PVT_DATA)?;
+    let mut pvt_keys = txn.open_table(PVT_DATA_KEYS)?;
+    for (at, ns, key, written) in due {
+        let current = state
+            .get((ns.as_str(), key.as_str()))?
+            .map(|g| (g.value().0, g.value().1));
+        if current == Some(written) {
+            state.remove((ns.as_str(), key.as_str()))?;
+            metadata.remove((ns.as_str(), key.as_str()))?;
+        }
+        // The kept sets that wrote the key up to the expiring write expire with it.
+        drop_private_sets(&mut pvt_data, &mut pvt_keys, &ns, &key, Some(written))?;
+        expiry.remove((at, ns.as_str(), key.as_str()))?;
+    }
+    for tx in updates
+        .txs
+        .iter()
+        .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
+    {
+        for w in &tx.private_writes {
+            let key = (w.namespace.as_str(), w.key.as_str());
+            match &w.value {
+                Some(value) => {
+                    state.insert(key, (number, tx.tx_num, value.as_slice()))?;
+                }
+                None => {
+                    state.remove(key)?;
+                    metadata.remove(key)?;
+                }
+            }
+        }
+        for e in &tx.expiries {
+            expiry.insert(
+                (e.expire_at, e.namespace.as_str(), e.key.as_str()),
+                (number, tx.tx_num),
+            )?;
+        }
+        for (ns, key) in &tx.purges {
+            drop_private_sets(&mut pvt_data, &mut pvt_keys, ns, key, None)?;
+        }
+        for set in &tx.private_sets {
+            pvt_data.insert(
+                (number, tx.tx_num, set.namespace.as_str()),
+                set.rwset.as_slice(),
+            )?;
+            for key in &set.keys {
+                pvt_keys.insert(
+                    (set.namespace.as_str(), key.as_str(), number, tx.tx_num),
+                    (),
+                )?;
+            }
+        }
+    }
+    drop((state, metadata, expiry, pvt_data, pvt_keys));
+
+    // The transient store: this block's transactions are decided, valid or not.
+    let mut transient = txn.open_table(TRANSIENT)?;
+    let mut by_height = txn.open_table(TRANSIENT_BY_HEIGHT)?;
+    let mut gone: Vec<(u64, String, Vec<u8>)> = Vec::new();
+    for tx in &updates.txs {
+        for entry in transient.range((tx.tx_id.as_str(), [].as_slice())..)? {
+            let (key, value) = entry?;
+            let (tx_id, digest) = key.value();
+            if tx_id != tx.tx_id {
+                break;
+            }
+            gone.push((value.value().0, tx_id.to_owned(), digest.to_vec()));
+        }
+    }
+    if let Some(cutoff) = number.checked_sub(TRANSIENT_RETENTION_BLOCKS) {
+        for entry in by_height.range((0, "", [].as_slice())..(cutoff + 1, "", [].as_slice()))? {
+            let (key, _) = entry?;
+            let (height, tx_id, digest) = key.value();
+            gone.push((height, tx_id.to_owned(), digest.to_vec()));
+        }
+    }
+    for (height, tx_id, digest) in gone {
+        transient.remove((tx_id.as_str(), digest.as_slice()))?;
+        by_height.remove((height, tx_id.as_str(), digest.as_slice()))?;
+    }
+    Ok(())
+}
+
+/// Removes every kept private write set of namespace `ns` holding `key` (those written up to
+/// `upto` = (block, tx) when given, all otherwise), with the index rows of `key`.
+fn drop_private_sets(
+    pvt_data: &mut redb::Table<'_, tables::PvtDataKey, &'static [u8]>,
+    pvt_keys: &mut redb::Table<'_, tables::PvtDataKeysKey, ()>,
+    ns: &str,
+    key: &str,
+    upto: Option<(u64, u64)>,
+) -> Result<(), LedgerError> {
+    let (last_block, last_tx) = upto.unwrap_or((u64::MAX, u64::MAX));
+    let mut found = Vec::new();
+    for entry in pvt_keys.range((ns, key, 0, 0)..=(ns, key, last_block, last_tx))? {
+        let (k, _) = entry?;
+        let (_, _, block, tx) = k.value();
+        found.push((block, tx));
+    }
+    for (block, tx) in found {
+        pvt_data.remove((block, tx, ns))?;
+        pvt_keys.remove((ns, key, block, tx))?;
+    }
+    Ok(())
+}
+
 /// Creates the tables of a new file, or checks the schema version and channel of an existing
 /// one.
 fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), LedgerError> {
@@ -357,7 +545,11 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     {
         let mut meta = txn.open_table(META)?;
         match tables::read_u64(&meta, META_SCHEMA)? {
-            Some(found) if found != SCHEMA_VERSION && found != SCHEMA_VERSION_WITHOUT_METADATA => {
+            Some(found)
+                if found != SCHEMA_VERSION
+                    && found != SCHEMA_VERSION_WITHOUT_METADATA
+                    && found != SCHEMA_VERSION_WITHOUT_PRIVATE_DATA =>
+            {
                 return Err(LedgerError::SchemaVersion {
                     path: path.to_owned(),
                     found,
@@ -378,10 +570,15 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
                     // Existing and matching: nothing to write.
                     return Ok(());
                 }
-                // Version 1: add the metadata table, then record the new version.
+                // Versions 1 and 2: add the missing tables, then record the new version.
                 meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
                 drop(meta);
                 txn.open_table(STATE_METADATA)?;
+                txn.open_table(PVT_EXPIRY)?;
+                txn.open_table(TRANSIENT)?;
+                txn.open_table(TRANSIENT_BY_HEIGHT)?;
+                txn.open_table(PVT_DATA)?;
+                txn.open_table(PVT_DATA_KEYS)?;
                 txn.commit()?;
                 return Ok(());
             }
@@ -407,6 +604,11 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     txn.open_table(STATE)?;
     txn.open_table(HISTORY)?;
     txn.open_table(STATE_METADATA)?;
+    txn.open_table(PVT_EXPIRY)?;
+    txn.open_table(TRANSIENT)?;
+    txn.open_table(TRANSIENT_BY_HEIGHT)?;
+    txn.open_table(PVT_DATA)?;
+    txn.open_table(PVT_DATA_KEYS)?;
     txn.commit()?;
     Ok(())
 }

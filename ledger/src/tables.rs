@@ -12,6 +12,11 @@
 //! | `state`        | (namespace, key)                     | (block, tx number, value)               |
 //! | `history`      | (namespace, key, block, tx number)   | (tx id, value or none, timestamp)       |
 //! | `state_metadata` | (namespace, key)                   | the key's metadata bytes (opaque here)  |
+//! | `pvt_expiry`   | (expire_at block, namespace, key)    | (block, tx number) that wrote the key   |
+//! | `transient`    | (tx id, sha256 of the bytes)         | (height when received, private rwset)   |
+//! | `pvt_data`     | (block, tx number, `ns$$pcoll`)      | the collection's private `KVRWSet`      |
+//! | `pvt_data_keys`| (`ns$$pcoll`, key, block, tx number) | ()                                      |
+//! | `transient_by_height` | (height when received, tx id, sha256) | ()                         |
 //!
 //! Numbers in `meta` are 8-byte big-endian.
 //!
@@ -20,15 +25,31 @@
 //! include `VALIDATION_PARAMETER`). A row exists only while the key exists and has non-empty
 //! metadata. Schema version 2 added the table; a version-1 file is upgraded in place on open
 //! (the empty table is created, nothing else changes).
+//!
+//! Private data (schema version 3): `pvt_expiry` schedules the removal of a private value or
+//! hash written by a collection with a `block_to_live`; a row is removed when its block
+//! commits, and removes the key only if the key still has the version that scheduled it.
+//! `transient` is the endorsing peer's transient store: the encoded `rwset.TxPvtReadWriteSet`
+//! of a transaction it endorsed or received from another member peer, kept until the block
+//! holding the transaction commits or [`crate::TRANSIENT_RETENTION_BLOCKS`] blocks later;
+//! `transient_by_height` indexes it by the height at which it arrived. `pvt_data` keeps the
+//! committed private write sets of the collections this peer is a member of (the bytes whose
+//! hash the block carries), so that member peers that missed them can fetch them;
+//! `pvt_data_keys` indexes them by key so a purge or an expiry removes every set holding the
+//! key (a set cut short would no longer match its hash, so sets go whole). Index rows of a
+//! removed set are dropped when their own key is next purged or expires. Versions 1 and 2
+//! are upgraded in place (the missing tables are created).
 
 use redb::{ReadableTable, TableDefinition};
 
 use crate::error::LedgerError;
 
 /// The on-disk layout version of `ledger.redb`; bump it whenever a table or encoding changes.
-pub const SCHEMA_VERSION: u64 = 2;
-/// The previous layout, which lacks `state_metadata` and is upgraded on open.
+pub const SCHEMA_VERSION: u64 = 3;
+/// The first layout, which lacks `state_metadata` and the private-data tables; upgraded on open.
 pub(crate) const SCHEMA_VERSION_WITHOUT_METADATA: u64 = 1;
+/// The second layout, which lacks the private-data tables; upgraded on open.
+pub(crate) const SCHEMA_VERSION_WITHOUT_PRIVATE_DATA: u64 = 2;
 
 /// Key of `meta` holding [`SCHEMA_VERSION`] of the file.
 pub(crate) const META_SCHEMA: &str = "schema_version";
@@ -56,6 +77,20 @@ pub(crate) const HISTORY: TableDefinition<HistoryKey, HistoryValue> =
     TableDefinition::new("history");
 pub(crate) const STATE_METADATA: TableDefinition<StateKey, &[u8]> =
     TableDefinition::new("state_metadata");
+pub(crate) type ExpiryKey = (u64, &'static str, &'static str);
+pub(crate) const PVT_EXPIRY: TableDefinition<ExpiryKey, (u64, u64)> =
+    TableDefinition::new("pvt_expiry");
+pub(crate) type TransientKey = (&'static str, &'static [u8]);
+pub(crate) const TRANSIENT: TableDefinition<TransientKey, (u64, &[u8])> =
+    TableDefinition::new("transient");
+pub(crate) type PvtDataKey = (u64, u64, &'static str);
+pub(crate) const PVT_DATA: TableDefinition<PvtDataKey, &[u8]> = TableDefinition::new("pvt_data");
+pub(crate) type PvtDataKeysKey = (&'static str, &'static str, u64, u64);
+pub(crate) const PVT_DATA_KEYS: TableDefinition<PvtDataKeysKey, ()> =
+    TableDefinition::new("pvt_data_keys");
+pub(crate) type TransientHeightKey = (u64, &'static str, &'static [u8]);
+pub(crate) const TRANSIENT_BY_HEIGHT: TableDefinition<TransientHeightKey, ()> =
+    TableDefinition::new("transient_by_height");
 
 /// Reads an 8-byte big-endian number stored under `key` in a `meta`-shaped table.
 pub(crate) fn read_u64(

@@ -108,6 +108,10 @@ fn tx(tx_num: u64, tx_id: &str, code: u8, seconds: i64, writes: Vec<StateWrite>)
         timestamp: Some(Timestamp { seconds, nanos: 7 }),
         writes,
         metadata_writes: Vec::new(),
+        private_writes: Vec::new(),
+        expiries: Vec::new(),
+        private_sets: Vec::new(),
+        purges: Vec::new(),
     }
 }
 
@@ -1099,4 +1103,189 @@ fn schema_version_1_file_is_upgraded_on_open() {
         .value()
         .to_vec();
     assert_eq!(version, SCHEMA_VERSION.to_be_bytes().to_vec());
+}
+
+#[test]
+fn private_writes_reach_state_but_never_history() {
+    let dir = TempDir::new("pvt");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let mut t = tx(0, "t0", VALID, 1, vec![put("cc$$hc", "ab12", b"hash")]);
+    t.private_writes = vec![put("cc$$pc", "k", b"secret")];
+    let mut invalid = tx(1, "t1", MVCC_READ_CONFLICT, 1, Vec::new());
+    invalid.private_writes = vec![put("cc$$pc", "other", b"x")];
+    commit(&ledger, vec![t, invalid]);
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(snap.get("cc$$pc", "k").unwrap().unwrap().version, v(0, 0));
+    assert_eq!(snap.get("cc$$pc", "other").unwrap(), None);
+    assert!(snap.history("cc$$pc", "k", 10).unwrap().is_empty());
+    assert_eq!(snap.history("cc$$hc", "ab12", 10).unwrap().len(), 1);
+    drop(snap);
+    // A purge (delete) removes the value; the hash stays where it was.
+    let mut purge = tx(0, "t2", VALID, 2, Vec::new());
+    purge.private_writes = vec![delete("cc$$pc", "k")];
+    commit(&ledger, vec![purge]);
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(snap.get("cc$$pc", "k").unwrap(), None);
+    assert!(snap.get("cc$$hc", "ab12").unwrap().is_some());
+}
+
+#[test]
+fn block_to_live_expires_keys_unless_written_again() {
+    let dir = TempDir::new("btl");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let expiring = |ns: &str, key: &str, at: u64| gridledger_ledger::Expiry {
+        namespace: ns.into(),
+        key: key.into(),
+        expire_at: at,
+    };
+    // Block 0 writes a and b with block_to_live 2: readable through block 2, gone at 3.
+    let mut t = tx(0, "t0", VALID, 1, vec![put("cc$$hc", "ha", b"h")]);
+    t.private_writes = vec![put("cc$$pc", "a", b"1"), put("cc$$pc", "b", b"2")];
+    t.expiries = vec![
+        expiring("cc$$pc", "a", 3),
+        expiring("cc$$hc", "ha", 3),
+        expiring("cc$$pc", "b", 3),
+    ];
+    commit(&ledger, vec![t]);
+    commit(&ledger, Vec::new());
+    // Block 2 writes b again (with its own schedule): the old schedule must not remove it.
+    let mut again = tx(0, "t2", VALID, 1, Vec::new());
+    again.private_writes = vec![put("cc$$pc", "b", b"3")];
+    again.expiries = vec![expiring("cc$$pc", "b", 5)];
+    commit(&ledger, vec![again]);
+    {
+        let snap = ledger.snapshot().unwrap();
+        assert!(snap.get("cc$$pc", "a").unwrap().is_some());
+        assert!(snap.get("cc$$hc", "ha").unwrap().is_some());
+    }
+    commit(&ledger, Vec::new()); // block 3
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(snap.get("cc$$pc", "a").unwrap(), None);
+    assert_eq!(snap.get("cc$$hc", "ha").unwrap(), None);
+    assert_eq!(
+        snap.get("cc$$pc", "b").unwrap().unwrap().value,
+        b"3".to_vec()
+    );
+    drop(snap);
+    commit(&ledger, Vec::new()); // 4
+    commit(&ledger, Vec::new()); // 5
+    assert_eq!(ledger.snapshot().unwrap().get("cc$$pc", "b").unwrap(), None);
+}
+
+#[test]
+fn transient_store_keeps_private_rwsets_until_their_block_commits() {
+    let dir = TempDir::new("transient");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    ledger.persist_transient("t0", b"first").unwrap();
+    ledger.persist_transient("t0", b"first").unwrap();
+    ledger.persist_transient("t0", b"second").unwrap();
+    ledger.persist_transient("t1", b"other").unwrap();
+    let mut got = ledger.transient("t0").unwrap();
+    got.sort();
+    assert_eq!(got, vec![b"first".to_vec(), b"second".to_vec()]);
+    // t0 is in the block (even invalid, it is decided): its entries go; t1's stay.
+    commit(
+        &ledger,
+        vec![tx(0, "t0", MVCC_READ_CONFLICT, 1, Vec::new())],
+    );
+    assert!(ledger.transient("t0").unwrap().is_empty());
+    assert_eq!(ledger.transient("t1").unwrap(), vec![b"other".to_vec()]);
+    // Survives a restart.
+    drop(ledger);
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    assert_eq!(ledger.transient("t1").unwrap(), vec![b"other".to_vec()]);
+}
+
+#[test]
+fn transient_entries_expire_after_the_retention_window() {
+    let dir = TempDir::new("transient-expiry");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    ledger.persist_transient("never-ordered", b"x").unwrap(); // arrives at height 0
+    for _ in 0..gridledger_ledger::TRANSIENT_RETENTION_BLOCKS {
+        commit(&ledger, Vec::new());
+    }
+    assert_eq!(ledger.transient("never-ordered").unwrap().len(), 1);
+    commit(&ledger, Vec::new()); // block number RETENTION: arrivals at height 0 expire
+    assert!(ledger.transient("never-ordered").unwrap().is_empty());
+}
+
+#[test]
+fn schema_version_2_file_is_upgraded_with_the_private_data_tables() {
+    let dir = TempDir::new("upgrade2");
+    {
+        let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+        commit(
+            &ledger,
+            vec![tx(0, "t0", VALID, 1, vec![put("cc", "a", b"1")])],
+        );
+    }
+    {
+        let db = Database::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        for name in ["pvt_expiry", "transient", "transient_by_height"] {
+            txn.delete_table(TableDefinition::<&str, &[u8]>::new(name))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    poke_meta(dir.path(), "schema_version", &2u64.to_be_bytes());
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    ledger.persist_transient("t1", b"x").unwrap();
+    let mut t = tx(0, "t1", VALID, 1, Vec::new());
+    t.private_writes = vec![put("cc$$pc", "k", b"v")];
+    commit(&ledger, vec![t]);
+    assert!(
+        ledger
+            .snapshot()
+            .unwrap()
+            .get("cc$$pc", "k")
+            .unwrap()
+            .is_some()
+    );
+    assert!(ledger.transient("t1").unwrap().is_empty());
+}
+
+#[test]
+fn kept_private_sets_are_served_by_tx_id_until_purged_or_expired() {
+    let dir = TempDir::new("pvt-sets");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let set = |ns: &str, bytes: &[u8], keys: &[&str]| gridledger_ledger::PrivateSet {
+        namespace: ns.into(),
+        rwset: bytes.to_vec(),
+        keys: keys.iter().map(|k| (*k).to_string()).collect(),
+    };
+    let mut t0 = tx(0, "t0", VALID, 1, Vec::new());
+    t0.private_sets = vec![
+        set("cc$$pa", b"set-a", &["k1", "k2"]),
+        set("cc$$pb", b"set-b", &["k1"]),
+    ];
+    let mut t1 = tx(1, "t1", VALID, 1, Vec::new());
+    t1.private_sets = vec![set("cc$$pb", b"set-b2", &["k9"])];
+    t1.expiries = vec![gridledger_ledger::Expiry {
+        namespace: "cc$$pb".into(),
+        key: "k9".into(),
+        expire_at: 2,
+    }];
+    t1.private_writes = vec![put("cc$$pb", "k9", b"v")];
+    commit(&ledger, vec![t0, t1]);
+    assert_eq!(
+        ledger.private_data("t0").unwrap(),
+        vec![
+            ("cc$$pa".to_string(), b"set-a".to_vec()),
+            ("cc$$pb".to_string(), b"set-b".to_vec())
+        ]
+    );
+    assert!(ledger.private_data("unknown").unwrap().is_empty());
+    // Purging k2 of collection a drops the whole set of a that held it; b's stays.
+    let mut purge = tx(0, "t2", VALID, 2, Vec::new());
+    purge.purges = vec![("cc$$pa".into(), "k2".into())];
+    commit(&ledger, vec![purge]); // block 1
+    assert_eq!(
+        ledger.private_data("t0").unwrap(),
+        vec![("cc$$pb".to_string(), b"set-b".to_vec())]
+    );
+    assert_eq!(ledger.private_data("t1").unwrap().len(), 1);
+    commit(&ledger, Vec::new()); // block 2: k9 expires, and its set with it
+    assert!(ledger.private_data("t1").unwrap().is_empty());
+    assert_eq!(ledger.private_data("t0").unwrap().len(), 1);
 }

@@ -70,6 +70,16 @@ impl From<String> for PullError {
 /// Validates and commits one block; returns an error naming what was wrong when the block is
 /// refused.
 pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), String> {
+    commit_block_pulling(channel, block, None)
+}
+
+/// [`commit_block`], pulling private data missing from the transient store from the other
+/// member peers through `peer` when given.
+pub fn commit_block_pulling(
+    channel: &Channel,
+    block: common::Block,
+    peer: Option<&Peer>,
+) -> Result<(), String> {
     let ledger = channel.ledger().clone();
     let config = channel.config();
     let info = ledger.info();
@@ -82,8 +92,11 @@ pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), Strin
     };
     validation::verify_block_signatures(&block, &ctx).map_err(|e| e.to_string())?;
     let snapshot = ledger.snapshot().map_err(|e| e.to_string())?;
-    let validated = validation::validate_block(&block, &ctx, &LedgerState::new(&snapshot, &ledger))
-        .map_err(|e| e.to_string())?;
+    let mut validated =
+        validation::validate_block(&block, &ctx, &LedgerState::new(&snapshot, &ledger))
+            .map_err(|e| e.to_string())?;
+    drop(snapshot);
+    attach_private_data(channel, peer, info.height, &mut validated);
     let with_codes = validated.with_codes(&block);
     ledger
         .commit_block(&with_codes, &validated.updates)
@@ -106,6 +119,82 @@ pub fn commit_block(channel: &Channel, block: common::Block) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// Fills the private writes and expiry schedule of each valid transaction that wrote private
+/// data: values of the collections this peer's org is a member of, from the transient store
+/// (the first copy that matches the block's hashes), else pulled from the other member peers.
+/// A member that finds no matching copy commits the hashes alone and logs the missing data;
+/// it cannot answer reads of those keys (the stub reports the value unavailable) until a
+/// later write.
+fn attach_private_data(
+    channel: &Channel,
+    peer: Option<&Peer>,
+    number: u64,
+    validated: &mut validation::ValidatedBlock,
+) {
+    let member_of = |namespace: &str, collection: &str| {
+        channel
+            .collection(namespace, collection)
+            .is_some_and(|c| c.is_member(channel.local_msp_id()))
+    };
+    let block_to_live = |namespace: &str, collection: &str| {
+        channel
+            .collection(namespace, collection)
+            .map_or(0, |c| c.block_to_live)
+    };
+    for (index, collections) in &validated.private {
+        let Some(tx) = validated.updates.txs.get_mut(*index) else {
+            continue;
+        };
+        let needed = collections
+            .iter()
+            .any(|c| !c.pvt_rwset_hash.is_empty() && member_of(&c.namespace, &c.collection));
+        let mut resolved = crate::private::Resolved::default();
+        if needed {
+            let mut copies = channel.ledger().transient(&tx.tx_id).unwrap_or_else(|e| {
+                tracing::error!(channel = %channel.id(), tx_id = %tx.tx_id, error = %e, "cannot read the transient store");
+                Vec::new()
+            });
+            let local = copies.len();
+            let matches =
+                |copy: &Vec<u8>| crate::private::resolve(copy, collections, &member_of).is_ok();
+            if !copies.iter().any(matches) {
+                if let Some(peer) = peer {
+                    let member_orgs = collections
+                        .iter()
+                        .filter_map(|c| channel.collection(&c.namespace, &c.collection))
+                        .flat_map(|c| c.members)
+                        .collect();
+                    copies.extend(crate::gossip::pull(peer, channel, &tx.tx_id, &member_orgs));
+                }
+            }
+            let mut found = false;
+            for (i, copy) in copies.iter().enumerate() {
+                match crate::private::resolve(copy, collections, &member_of) {
+                    Ok(found_data) => {
+                        if i >= local {
+                            tracing::info!(channel = %channel.id(), tx_id = %tx.tx_id, "private data pulled from another member peer");
+                        }
+                        resolved = found_data;
+                        found = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %channel.id(), tx_id = %tx.tx_id, error = %e, "ignoring a private read-write set that does not match the block")
+                    }
+                }
+            }
+            if !found {
+                tracing::warn!(channel = %channel.id(), tx_id = %tx.tx_id, block = number, "private data of a valid transaction is missing on this member peer; committing its hashes only");
+            }
+        }
+        tx.expiries =
+            crate::private::expiries(number, collections, &block_to_live, &resolved.writes);
+        tx.private_writes = resolved.writes;
+        tx.private_sets = resolved.sets;
+        tx.purges = resolved.purges;
+    }
 }
 
 /// The signed Deliver request for blocks from `start` on; with `probe`, for block `start`
@@ -253,10 +342,13 @@ async fn pull(
                 }
                 let sequence = channel.config().sequence();
                 let committing = channel.clone();
-                tokio::task::spawn_blocking(move || commit_block(&committing, block))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("block {number} refused: {e}"))?;
+                let pulling = peer.clone();
+                tokio::task::spawn_blocking(move || {
+                    commit_block_pulling(&committing, block, Some(&pulling))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("block {number} refused: {e}"))?;
                 let config = channel.config();
                 if config.sequence() != sequence
                     && !config

@@ -240,6 +240,8 @@ impl protos::deliver_server::Deliver for DeliverService {
         &self,
         _request: Request<Streaming<common::Envelope>>,
     ) -> Result<Response<Self::DeliverWithPrivateDataStream>, Status> {
-        Err(Status::unimplemented("private data is not supported yet"))
+        Err(Status::unimplemented(
+            "DeliverWithPrivateData is not served: blocks carry only private-data hashes; member peers read values through chaincode",
+        ))
     }
 }

@@ -39,6 +39,9 @@ pub enum ProposalError {
     },
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The private data could not reach the peers its collections require.
+    #[error("{0}")]
+    PrivateData(String),
 }
 
 /// A decoded signed proposal with its original bytes.
@@ -234,7 +237,7 @@ impl Peer {
                 .ledger()
                 .snapshot()
                 .map_err(|e| ProposalError::Ledger(e.to_string()))?;
-            let reader = SnapshotReader(snapshot);
+            let reader = SnapshotReader(snapshot, channel.clone());
             // A definition that requires initialization runs Init exactly once per version.
             let init = match channel
                 .committed_definitions()
@@ -355,6 +358,18 @@ impl Peer {
             }
         }
         let response = simulated.result.response.clone();
+        if response.status < 400 {
+            if let Some(pvt_rwset) = &simulated.result.pvt_rwset {
+                // Kept until the transaction's block commits; only hashes leave this peer in
+                // the proposal response.
+                simulated
+                    .channel
+                    .ledger()
+                    .persist_transient(&p.channel_header.tx_id, &pvt_rwset.encode_to_vec())
+                    .map_err(|e| ProposalError::Ledger(e.to_string()))?;
+                crate::gossip::disseminate(self, &simulated, &p.channel_header.tx_id)?;
+            }
+        }
         let endorsement = (response.status < 400).then(|| {
             let endorser = self.signer().serialized().to_vec();
             let mut signed = simulated.response_payload.clone();
@@ -447,7 +462,7 @@ impl ChaincodeHost for PeerHost<'_> {
             ));
         }
         let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;
-        Ok(Box::new(SnapshotReader(snapshot)))
+        Ok(Box::new(SnapshotReader(snapshot, channel)))
     }
 }
 
@@ -683,8 +698,9 @@ impl Peer {
     }
 }
 
-/// The world-state view a simulation reads.
-struct SnapshotReader(StateSnapshot);
+/// The world-state view a simulation reads, and the channel whose chaincode definitions name
+/// the private data collections.
+struct SnapshotReader(StateSnapshot, Arc<Channel>);
 
 fn to_proto(v: gridledger_ledger::Version) -> kvrwset::Version {
     kvrwset::Version {
@@ -740,6 +756,14 @@ impl StateReader for SnapshotReader {
                     .collect()
             })
             .map_err(|e| e.to_string())
+    }
+
+    fn collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<gridledger_chaincode::CollectionAccess>, String> {
+        Ok(self.1.collection(namespace, collection).map(|c| c.access()))
     }
 
     fn metadata(

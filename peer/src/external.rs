@@ -569,13 +569,14 @@ fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, String>
     M::decode(payload).map_err(|e| format!("malformed {what} payload: {e}"))
 }
 
-/// Refuses private data collections until they are implemented.
+/// Refuses key metadata of private data (not supported: Fabric's
+/// `SetPrivateDataValidationParameter` and friends).
 fn public_only(collection: &str) -> Result<(), String> {
     if collection.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "private data collections are not supported yet (collection {collection:?})"
+            "key metadata of private data is not supported (collection {collection:?})"
         ))
     }
 }
@@ -587,28 +588,76 @@ impl TxState<'_, '_> {
         match kind {
             Type::GetState => {
                 let req: protos::GetState = decode(payload, "GetState")?;
-                public_only(&req.collection)?;
-                let value = self.stub.get_state(&req.key).map_err(|e| e.to_string())?;
-                Ok(value.unwrap_or_default())
+                let value = if req.collection.is_empty() {
+                    self.stub.get_state(&req.key)
+                } else {
+                    self.stub.get_private_data(&req.collection, &req.key)
+                };
+                Ok(value.map_err(|e| e.to_string())?.unwrap_or_default())
+            }
+            Type::GetPrivateDataHash => {
+                let req: protos::GetState = decode(payload, "GetState")?;
+                let hash = self
+                    .stub
+                    .get_private_data_hash(&req.collection, &req.key)
+                    .map_err(|e| e.to_string())?;
+                Ok(hash.unwrap_or_default())
             }
             Type::PutState => {
                 let req: protos::PutState = decode(payload, "PutState")?;
-                public_only(&req.collection)?;
-                self.stub
-                    .put_state(&req.key, &req.value)
-                    .map_err(|e| e.to_string())?;
+                if req.collection.is_empty() {
+                    self.stub.put_state(&req.key, &req.value)
+                } else {
+                    self.stub
+                        .put_private_data(&req.collection, &req.key, &req.value)
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             }
             Type::DelState => {
                 let req: protos::DelState = decode(payload, "DelState")?;
-                public_only(&req.collection)?;
-                self.stub.del_state(&req.key).map_err(|e| e.to_string())?;
+                if req.collection.is_empty() {
+                    self.stub.del_state(&req.key)
+                } else {
+                    self.stub.del_private_data(&req.collection, &req.key)
+                }
+                .map_err(|e| e.to_string())?;
+                Ok(Vec::new())
+            }
+            Type::PurgePrivateData => {
+                let req: protos::DelState = decode(payload, "DelState")?;
+                self.stub
+                    .purge_private_data(&req.collection, &req.key)
+                    .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             }
             Type::GetStateByRange => {
                 let req: protos::GetStateByRange = decode(payload, "GetStateByRange")?;
-                public_only(&req.collection)?;
-                self.range(req)
+                if req.collection.is_empty() {
+                    self.range(req)
+                } else {
+                    // Private range queries are not paginated (Fabric's rule).
+                    let rows = self
+                        .stub
+                        .get_private_data_by_key_range(
+                            &req.collection,
+                            &req.start_key,
+                            &req.end_key,
+                        )
+                        .map_err(|e| e.to_string())?;
+                    let results = rows
+                        .into_iter()
+                        .map(|(key, value)| {
+                            queryresult::Kv {
+                                namespace: self.stub.namespace().to_owned(),
+                                key,
+                                value,
+                            }
+                            .encode_to_vec()
+                        })
+                        .collect();
+                    self.open(results, None)
+                }
             }
             Type::QueryStateNext => {
                 let req: protos::QueryStateNext = decode(payload, "QueryStateNext")?;
@@ -675,9 +724,6 @@ impl TxState<'_, '_> {
                     .set_state_metadata(&req.key, &entry.metakey, &entry.value)
                     .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
-            }
-            Type::GetPrivateDataHash | Type::PurgePrivateData => {
-                Err("private data collections are not supported yet".into())
             }
             other => Err(format!(
                 "message type {} is not supported by this peer",

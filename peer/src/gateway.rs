@@ -138,6 +138,7 @@ fn proposal_status(e: &ProposalError) -> Status {
         ProposalError::UnknownChaincode { .. } => Code::NotFound,
         ProposalError::ChaincodeUnavailable { .. } => Code::Unavailable,
         ProposalError::Ledger(_) => Code::Unavailable,
+        ProposalError::PrivateData(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())
 }

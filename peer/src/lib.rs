@@ -9,12 +9,14 @@
 //! - [`gateway`]: Fabric's Gateway service (Evaluate, Endorse, Submit, CommitStatus,
 //!   ChaincodeEvents).
 //! - [`deliver`]: Fabric's Deliver service for block events.
+//! - [`gossip`]: private data between peers — push at endorsement, pull when missing.
 //! - [`committer`]: pulls blocks from the orderers, validates, commits.
 //! - [`validation`]: the validation core — a plain function of (block, channel config,
 //!   chaincode definitions, committed state) that yields Fabric's validation codes and the
 //!   state updates of the valid transactions. No I/O, no clock.
 //! - [`lifecycle`]: the chaincode lifecycle system chaincode `_lifecycle` — packages,
 //!   install, approve, commit — with definitions committed in the ledger.
+//! - [`private`]: private data collections — definitions, checks, commit-side resolution.
 //! - [`qscc`]: the query system chaincode.
 //! - [`server`]: start and stop.
 
@@ -26,8 +28,10 @@ pub mod endorser;
 pub mod external;
 pub mod feasibility;
 pub mod gateway;
+pub mod gossip;
 pub mod lifecycle;
 pub mod node;
+pub mod private;
 pub mod qscc;
 pub mod server;
 pub mod tls;

@@ -57,6 +57,8 @@ pub struct Channel {
     bootstrap: BTreeMap<String, ChaincodeDefinition>,
     /// The definitions in force: `bootstrap`, overridden by those committed in `_lifecycle`.
     definitions: RwLock<Arc<Definitions>>,
+    /// The MSP id of this peer's organization (decides which collections it keeps values of).
+    local_msp_id: String,
 }
 
 /// A channel's chaincode definitions at one ledger height.
@@ -76,6 +78,25 @@ impl Channel {
     /// The channel's ledger on this peer.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.ledger
+    }
+    /// The MSP id of this peer's organization.
+    pub fn local_msp_id(&self) -> &str {
+        &self.local_msp_id
+    }
+    /// Collection `collection` of chaincode `namespace`: defined in its definition, or an
+    /// implicit org collection of the channel; `None` otherwise.
+    pub fn collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Option<crate::private::CollectionDefinition> {
+        let chaincodes = self.chaincodes();
+        let defined = chaincodes
+            .get(namespace)
+            .map(|d| &d.collections)
+            .cloned()
+            .unwrap_or_default();
+        crate::private::lookup(&defined, &self.config(), collection)
     }
     /// The current channel configuration.
     pub fn config(&self) -> Arc<ChannelConfig> {
@@ -307,6 +328,7 @@ impl Peer {
                 config: RwLock::new(Arc::new(config)),
                 bootstrap,
                 definitions: RwLock::new(Arc::default()),
+                local_msp_id: self.signer.msp_id().to_owned(),
             });
             channel.refresh_definitions();
             if let Ok(mut map) = self.channels.write() {
@@ -342,6 +364,7 @@ impl Peer {
             out.insert(
                 spec.name.clone(),
                 ChaincodeDefinition {
+                    collections: Default::default(),
                     name: spec.name.clone(),
                     version: spec.version.clone(),
                     endorsement,

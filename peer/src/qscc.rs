@@ -36,6 +36,7 @@ pub fn invoke(channel: &Channel, args: &[Vec<u8>]) -> SimulationResult {
         rwset: Default::default(),
         rwset_bytes: Vec::new(),
         event: None,
+        pvt_rwset: None,
     }
 }
 

@@ -51,6 +51,13 @@ pub async fn run(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
+            gridledger_proto::gridledger::private_data_server::PrivateDataServer::new(
+                crate::gossip::PrivateDataService(peer.clone()),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             DeliverServer::new(DeliverService(peer.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),

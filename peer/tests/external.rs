@@ -252,6 +252,31 @@ async fn run_script(
                 .join(",");
             tx.complete(200, "", text.as_bytes(), None).await;
         }
+        "private" => {
+            // Org1's implicit collection: a write, then its hash read and a purge of another
+            // key, all through the shim's private-data messages.
+            let coll = "_implicit_org_Org1MSP".to_string();
+            let put = protos::PutState {
+                key: "p1".into(),
+                value: b"hidden-value".to_vec(),
+                collection: coll.clone(),
+            };
+            let a = tx.ask(Type::PutState, put.encode_to_vec()).await;
+            let hash = protos::GetState {
+                key: "p1".into(),
+                collection: coll.clone(),
+            };
+            let b = tx.ask(Type::GetPrivateDataHash, hash.encode_to_vec()).await;
+            let purge = protos::DelState {
+                key: "p2".into(),
+                collection: coll,
+            };
+            let c = tx.ask(Type::PurgePrivateData, purge.encode_to_vec()).await;
+            for m in [&a, &b, &c] {
+                assert_eq!(m.r#type, Type::Response as i32, "{m:?}");
+            }
+            tx.complete(200, "", b"", None).await;
+        }
         "unsupported" => {
             let rich = protos::GetQueryResult {
                 query: "{}".into(),
@@ -653,6 +678,30 @@ async fn history_is_served_newest_first_with_timestamps_and_the_proposal_is_forw
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_data_messages_produce_hashes_in_public_and_values_in_the_private_rwset() {
+    let (cc, _) = start(Mode::Scripted).await;
+    let state = state(0);
+    let r = external::execute(&cc, NAME, &invocation("tx-p", "private"), &state).await;
+    assert_eq!(r.response.status, 200, "{:?}", r.response);
+    let ns = &r.rwset.ns_rwset[0];
+    let coll = &ns.collection_hashed_rwset[0];
+    assert_eq!(coll.collection_name, "_implicit_org_Org1MSP");
+    let hashed = kvrwset::HashedRwSet::decode(coll.hashed_rwset.as_slice()).unwrap();
+    assert_eq!(hashed.hashed_writes.len(), 2);
+    assert!(hashed.hashed_writes.iter().any(|w| w.is_purge));
+    assert_eq!(hashed.hashed_reads.len(), 1);
+    assert!(
+        !r.rwset_bytes
+            .windows(b"hidden-value".len())
+            .any(|w| w == b"hidden-value")
+    );
+    let pvt = r.pvt_rwset.expect("a private rwset");
+    let kv = kvrwset::KvrwSet::decode(pvt.ns_pvt_rwset[0].collection_pvt_rwset[0].rwset.as_slice())
+        .unwrap();
+    assert_eq!(kv.writes[0].value, b"hidden-value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_requests_are_answered_with_errors_and_chaincode_errors_pass_through() {
     let (cc, _) = start(Mode::Scripted).await;
     let state = state(0);
@@ -671,7 +720,9 @@ async fn unsupported_requests_are_answered_with_errors_and_chaincode_errors_pass
         r.response.message
     );
     assert!(
-        r.response.message.contains("private data"),
+        r.response
+            .message
+            .contains("collection \"secret\" is not defined"),
         "{}",
         r.response.message
     );

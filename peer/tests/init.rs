@@ -88,6 +88,7 @@ fn the_init_marker_joins_the_read_write_set_in_key_order() {
         }]),
         rwset_bytes: Vec::new(),
         event: None,
+        pvt_rwset: Default::default(),
     };
     let marker = InitMarker {
         read_version: None,

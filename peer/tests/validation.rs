@@ -79,6 +79,7 @@ fn chaincodes(channel: &ChannelConfig) -> BTreeMap<String, ChaincodeDefinition> 
         out.insert(
             name.to_string(),
             ChaincodeDefinition {
+                collections: Default::default(),
                 name: name.to_string(),
                 version: "1.0".to_string(),
                 endorsement: EndorsementPolicy::ChannelPolicy(
@@ -211,6 +212,18 @@ fn fabric_chain_replays_with_the_recorded_validation_codes() {
     // The lifecycle approvals wrote private-data hashes that the commits read back.
     let implicit = hashed_namespace("_lifecycle", "_implicit_org_Org1MSP");
     assert!(!state.is_empty(&implicit));
+    // Our key hashing is Fabric's: the hash of Org1's private approval of `basic` (Fabric's
+    // key `namespaces/metadata/basic#1` in the implicit collection) is where Fabric put it.
+    let key_hash = gridledger_chaincode::private::hash(b"namespaces/metadata/basic#1");
+    assert!(
+        state
+            .get(
+                &implicit,
+                &gridledger_chaincode::private::hashed_key(&key_hash)
+            )
+            .is_some(),
+        "Fabric's hashed key of Org1's approval of basic"
+    );
 }
 
 /// A temporary directory removed on drop.
@@ -734,6 +747,7 @@ fn net() -> Net {
     chaincodes.insert(
         "strict".to_string(),
         ChaincodeDefinition {
+            collections: Default::default(),
             name: "strict".to_string(),
             version: "1".to_string(),
             endorsement: EndorsementPolicy::Signature(
@@ -745,6 +759,7 @@ fn net() -> Net {
     chaincodes.insert(
         "pair".to_string(),
         ChaincodeDefinition {
+            collections: Default::default(),
             name: "pair".to_string(),
             version: "1".to_string(),
             endorsement: EndorsementPolicy::Signature(
@@ -1627,6 +1642,71 @@ fn private_data_hashes_follow_collection_rules_and_mvcc() {
     assert_eq!(
         chain.codes(vec![fresh.build(), stale.build()]),
         vec![Code::Valid, Code::MvccReadConflict]
+    );
+}
+
+#[test]
+fn defined_collections_use_their_own_endorsement_policy_or_the_chaincodes() {
+    let mut net = net();
+    let strict = EndorsementPolicy::Signature(
+        gridledger_channels::policy::parse("AND('Org1MSP.peer', 'Org1MSP.admin')").unwrap(),
+    );
+    let collection = |name: &str, endorsement: Option<EndorsementPolicy>| {
+        gridledger_peer::private::CollectionDefinition {
+            name: name.to_string(),
+            members: ["Org1MSP".to_string()].into(),
+            required_peer_count: 0,
+            maximum_peer_count: 1,
+            block_to_live: 0,
+            member_only_read: false,
+            member_only_write: false,
+            endorsement,
+        }
+    };
+    let deals_policy = EndorsementPolicy::Signature(
+        gridledger_channels::policy::parse("OR('Org1MSP.peer')").unwrap(),
+    );
+    net.chaincodes.insert(
+        "vault".to_string(),
+        ChaincodeDefinition {
+            name: "vault".to_string(),
+            version: "1".to_string(),
+            endorsement: strict,
+            collections: [
+                ("deals".to_string(), collection("deals", Some(deals_policy))),
+                ("plain".to_string(), collection("plain", None)),
+            ]
+            .into(),
+        },
+    );
+    let mut chain = Chain::new(&net);
+    // The peer alone satisfies "deals" (its own policy) but not "plain" (the chaincode's).
+    let deals = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("deals", "k", b"1")],
+    );
+    let plain = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "k", b"1")],
+    );
+    let mut plain_by_both = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "j", b"1")],
+    );
+    plain_by_both.endorsers = vec![&net.peer, &net.admin];
+    assert_eq!(
+        chain.codes(vec![deals.build(), plain.build(), plain_by_both.build()]),
+        vec![Code::Valid, Code::EndorsementPolicyFailure, Code::Valid]
+    );
+    assert_eq!(
+        chain.state.get(
+            &hashed_namespace("vault", "deals"),
+            &hashed_key(&sha256(b"k"))
+        ),
+        Some((sha256(b"1").as_slice(), version(1, 0)))
     );
 }
 

@@ -100,7 +100,8 @@ fn push_der_length(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(significant);
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
+/// SHA-256 of `data` (Fabric's `util.ComputeHash`, used for tx ids, block and private-data hashes).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
     to_array(digest(&SHA256, data).as_ref())
 }
 

@@ -52,7 +52,7 @@ pub mod orderer {
 }
 
 /// Package `gridledger`: GridLedger's own orderer-to-orderer cluster protocol (Raft messages
-/// and forwarded Broadcast envelopes).
+/// and forwarded Broadcast envelopes) and the peer-to-peer private data protocol.
 #[allow(missing_docs, clippy::all)]
 pub mod gridledger {
     include!(concat!(env!("OUT_DIR"), "/gridledger.rs"));

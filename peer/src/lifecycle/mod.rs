@@ -332,6 +332,8 @@ pub fn validation_definition(def: &Definition) -> Result<ChaincodeDefinition, St
         name: def.name.clone(),
         version: def.version.clone(),
         endorsement: endorsement_policy(&def.validation_parameter)?,
+        collections: crate::private::collections(def.collections.as_ref(), None)
+            .map_err(|e| e.to_string())?,
     })
 }
 
@@ -419,7 +421,7 @@ impl LifecycleChaincode {
         read_definition(name, &mut get)
     }
 
-    fn check_definition(def: &Definition) -> Result<(), Failure> {
+    fn check_definition(&self, def: &Definition) -> Result<(), Failure> {
         if !valid_chaincode_name(&def.name) || def.name.starts_with('_') {
             return Err(format!(
                 "invalid chaincode name {:?}: names match [a-zA-Z0-9]+([-_][a-zA-Z0-9]+)*",
@@ -436,7 +438,24 @@ impl LifecycleChaincode {
             return Err(format!("sequence must be at least 1, got {}", def.sequence));
         }
         endorsement_policy(&def.validation_parameter)?;
+        crate::private::collections(def.collections.as_ref(), Some(&self.organizations))
+            .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// An upgrade keeps the committed definition's collections (Fabric's rule).
+    fn check_collections_upgrade(
+        current: Option<&Definition>,
+        def: &Definition,
+    ) -> Result<(), Failure> {
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let old = crate::private::collections(current.collections.as_ref(), None)
+            .map_err(|e| e.to_string())?;
+        let new = crate::private::collections(def.collections.as_ref(), None)
+            .map_err(|e| e.to_string())?;
+        crate::private::check_upgrade(&old, &new)
     }
 
     /// The committed sequence of `name` and the sequence a new definition must have.
@@ -481,8 +500,9 @@ impl LifecycleChaincode {
             ));
         }
         let def = approved_definition(&args);
-        Self::check_definition(&def)?;
+        self.check_definition(&def)?;
         let (current, next) = Self::next_sequence(stub, &def)?;
+        Self::check_collections_upgrade(current.as_ref(), &def)?;
         match &current {
             Some(c) if c.sequence == def.sequence && *c != def => {
                 return Err(format!(
@@ -531,8 +551,9 @@ impl LifecycleChaincode {
         stub: &mut ChaincodeStub<'_>,
         def: &Definition,
     ) -> Result<BTreeMap<String, bool>, Failure> {
-        Self::check_definition(def)?;
-        let (_, next) = Self::next_sequence(stub, def)?;
+        self.check_definition(def)?;
+        let (current, next) = Self::next_sequence(stub, def)?;
+        Self::check_collections_upgrade(current.as_ref(), def)?;
         if def.sequence != next {
             return Err(format!(
                 "requested sequence is {}, but new definition must be sequence {next}",

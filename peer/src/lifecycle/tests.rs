@@ -495,3 +495,99 @@ fn the_hash_of_committed_fields_is_the_hash_approvals_are_recorded_under() {
             && !valid_chaincode_name("a/b")
     );
 }
+
+fn collection(name: &str, members: &str, btl: u64) -> protos::CollectionConfig {
+    protos::CollectionConfig {
+        payload: Some(protos::collection_config::Payload::StaticCollectionConfig(
+            protos::StaticCollectionConfig {
+                name: name.into(),
+                member_orgs_policy: Some(protos::CollectionPolicyConfig {
+                    payload: Some(protos::collection_policy_config::Payload::SignaturePolicy(
+                        gridledger_channels::policy::parse(members).unwrap(),
+                    )),
+                }),
+                required_peer_count: 0,
+                maximum_peer_count: 1,
+                block_to_live: btl,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+fn with_collections(mut def: Definition, configs: Vec<protos::CollectionConfig>) -> Definition {
+    def.collections = Some(protos::CollectionConfigPackage { config: configs });
+    def
+}
+
+#[test]
+fn collections_must_name_channel_orgs_and_be_unique() {
+    let world = World::default();
+    let policy = "OR('DSOMSP.peer')";
+    let outsider = with_collections(
+        definition(1, policy),
+        vec![collection(
+            "deals",
+            "OR('DSOMSP.member', 'ElsewhereMSP.member')",
+            0,
+        )],
+    );
+    let r = world.approve("DSOMSP", &outsider, "meters:aa");
+    assert_eq!(r.status, 500);
+    assert!(r.message.contains("ElsewhereMSP"), "{}", r.message);
+    let twice = with_collections(
+        definition(1, policy),
+        vec![
+            collection("deals", "OR('DSOMSP.member')", 0),
+            collection("deals", "OR('RetailerMSP.member')", 0),
+        ],
+    );
+    let r = world.approve("DSOMSP", &twice, "meters:aa");
+    assert!(r.message.contains("more than once"), "{}", r.message);
+    let good = with_collections(
+        definition(1, policy),
+        vec![collection(
+            "deals",
+            "OR('DSOMSP.member', 'RetailerMSP.member')",
+            5,
+        )],
+    );
+    assert_eq!(world.approve("DSOMSP", &good, "meters:aa").status, 200);
+    assert_eq!(world.approve("RetailerMSP", &good, "meters:aa").status, 200);
+    assert_eq!(world.commit("DSOMSP", &good).status, 200);
+    // The committed definition's validation view carries the collection.
+    let committed = world.committed("meters").unwrap();
+    let view = validation_definition(&committed).unwrap();
+    assert_eq!(view.collections["deals"].block_to_live, 5);
+}
+
+#[test]
+fn an_upgrade_may_not_drop_a_collection_or_change_its_block_to_live() {
+    let world = World::default();
+    let policy = "OR('DSOMSP.peer')";
+    let v1 = with_collections(
+        definition(1, policy),
+        vec![collection("deals", "OR('DSOMSP.member')", 5)],
+    );
+    for org in ["DSOMSP", "RetailerMSP"] {
+        assert_eq!(world.approve(org, &v1, "meters:aa").status, 200);
+    }
+    assert_eq!(world.commit("DSOMSP", &v1).status, 200);
+    let dropped = definition(2, policy);
+    let r = world.approve("DSOMSP", &dropped, "meters:aa");
+    assert!(r.message.contains("drops collection"), "{}", r.message);
+    let changed = with_collections(
+        definition(2, policy),
+        vec![collection("deals", "OR('DSOMSP.member')", 6)],
+    );
+    let r = world.approve("DSOMSP", &changed, "meters:aa");
+    assert!(r.message.contains("block_to_live"), "{}", r.message);
+    let added = with_collections(
+        definition(2, policy),
+        vec![
+            collection("deals", "OR('DSOMSP.member', 'RetailerMSP.member')", 5),
+            collection("more", "OR('RetailerMSP.member')", 0),
+        ],
+    );
+    assert_eq!(world.approve("DSOMSP", &added, "meters:aa").status, 200);
+}

@@ -15,10 +15,11 @@
 //!   validation (`validate_block`), as in Fabric.
 //! - Within a namespace, public writes without a key-level policy need the chaincode's
 //!   policy; writes to a private-data
-//!   collection need the collection's policy instead. GridLedger knows only Fabric's implicit
-//!   per-organization collections (`_implicit_org_<MSPID>`), whose policy is the org's
-//!   `/Channel/Application/<Org>/Endorsement` or, when the org has none, any member of that MSP;
-//!   writes to any other collection fail, as they do in Fabric for an undefined collection.
+//!   collection need the collection's policy instead: a defined collection's own endorsement
+//!   policy, else the chaincode's; for Fabric's implicit per-organization collections
+//!   (`_implicit_org_<MSPID>`), the org's `/Channel/Application/<Org>/Endorsement` or, when
+//!   the org has none, any member of that MSP. Writes to a collection that is neither fail, as
+//!   they do in Fabric for an undefined collection.
 //! - If nothing in the namespace required a policy (a read-only invocation), the chaincode's
 //!   policy is still checked (Fabric's `CheckCCEPIfNoEPChecked`).
 //! - `_lifecycle`'s public writes follow the lifecycle's rules instead (`lifecycle_writes`):
@@ -162,8 +163,8 @@ fn lifecycle_writes(
     }
     for msp_id in orgs {
         let collection = format!("{IMPLICIT_COLLECTION_PREFIX}{msp_id}");
-        let required =
-            collection_policy(channel, &collection).ok_or(Code::EndorsementPolicyFailure)?;
+        let required = implicit_collection_policy(channel, &collection)
+            .ok_or(Code::EndorsementPolicyFailure)?;
         if !endorsers.satisfy(&required) {
             return Err(Code::EndorsementPolicyFailure);
         }
@@ -214,8 +215,31 @@ fn lifecycle_writes(
     Ok(())
 }
 
-/// The endorsement policy of a collection, or `None` when the collection is not defined.
-fn collection_policy<'a>(channel: &ChannelConfig, collection: &'a str) -> Option<Required<'a>> {
+/// The endorsement policy of a collection, or `None` when the collection is not defined: a
+/// defined collection's own policy, else the chaincode's (Fabric's rule); an implicit org
+/// collection's is the org's `Endorsement` policy, else any member of the org.
+fn collection_policy<'a>(
+    channel: &ChannelConfig,
+    definition: &'a ChaincodeDefinition,
+    collection: &'a str,
+) -> Option<Required<'a>> {
+    if let Some(defined) = definition.collections.get(collection) {
+        return Some(Required::Chaincode(
+            defined
+                .endorsement
+                .as_ref()
+                .unwrap_or(&definition.endorsement),
+        ));
+    }
+    implicit_collection_policy(channel, collection)
+}
+
+/// The endorsement policy of an implicit org collection (`_implicit_org_<MSPID>` of a channel
+/// org): the org's `Endorsement` policy, else any member of the org.
+fn implicit_collection_policy<'a>(
+    channel: &ChannelConfig,
+    collection: &'a str,
+) -> Option<Required<'a>> {
     let msp_id = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX)?;
     let org = channel.organization(msp_id)?;
     let path = format!("/Channel/Application/{}/Endorsement", org.name);
@@ -326,7 +350,7 @@ pub(crate) fn check(
                 if hashed.hashed_writes.is_empty() || collections_checked.contains(&**collection) {
                     continue;
                 }
-                let Some(required) = collection_policy(channel, collection) else {
+                let Some(required) = collection_policy(channel, definition, collection) else {
                     return failure;
                 };
                 if !endorsers.satisfy(&required) {

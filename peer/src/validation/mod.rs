@@ -53,9 +53,14 @@
 //! current config's policies (its `last_update` signatures against each element's
 //! `mod_policy`) is not checked yet: that comes with channel updates over the network.
 //!
-//! Not supported, with the outcome: key metadata of private data (ILLEGAL_WRITESET);
-//! private-data collections other than Fabric's implicit per-organization ones (writes to them
-//! fail the endorsement check); BFT block signatures (identifier headers refuse the block).
+//! Private data: hashed writes and reads are validated like public ones under the collection's
+//! derived namespace; [`ValidatedBlock::private`] lists each valid transaction's collections so
+//! the committer can attach the private values (`crate::private`), which validation never
+//! sees.
+//!
+//! Not supported, with the outcome: key metadata of private data (ILLEGAL_WRITESET); writes to
+//! a collection the chaincode does not define (ENDORSEMENT_POLICY_FAILURE, as in Fabric); BFT
+//! block signatures (identifier headers refuse the block).
 
 mod block;
 mod endorsement;
@@ -106,6 +111,9 @@ pub struct ChaincodeDefinition {
     pub version: String,
     /// The endorsement policy of the chaincode's namespace.
     pub endorsement: EndorsementPolicy,
+    /// The chaincode's private data collections by name (implicit org collections are not
+    /// listed; they exist for every org of the channel).
+    pub collections: BTreeMap<String, crate::private::CollectionDefinition>,
 }
 
 impl ChaincodeDefinition {
@@ -128,6 +136,7 @@ impl ChaincodeDefinition {
             EndorsementPolicy::Signature(majority_of_members(&msp_ids))
         };
         ChaincodeDefinition {
+            collections: Default::default(),
             name: LIFECYCLE_NAMESPACE.to_string(),
             version: String::new(),
             endorsement,
@@ -283,6 +292,10 @@ pub struct ValidatedBlock {
     pub updates: BlockUpdates,
     /// The channel id and new config, when the block is a valid config block.
     pub config: Option<(String, common::Config)>,
+    /// For each valid transaction that touched private data collections: its index in
+    /// `updates.txs` and the collections as the block carries them. The committer fills the
+    /// transaction's `private_writes` and `expiries` from them (`crate::private`).
+    pub private: Vec<(usize, Vec<crate::private::CollectionWrites>)>,
 }
 
 impl ValidatedBlock {
@@ -397,6 +410,7 @@ pub fn validate_block(
 
     let mut block_writes = mvcc::BlockWrites::default();
     let mut txs = Vec::with_capacity(checked.len());
+    let mut private = Vec::new();
     for (tx_num, (entry, (code, rwset))) in checked
         .iter()
         .zip(codes.iter_mut().zip(&candidates))
@@ -405,11 +419,13 @@ pub fn validate_block(
         let tx_num = tx_num as u64;
         let mut writes = Vec::new();
         let mut metadata_writes = Vec::new();
+        let mut collections = Vec::new();
         if let Some(rwset) = rwset {
             *code = mvcc::validate(rwset, &block_writes, state).map_err(state_failed)?;
             if *code == TxValidationCode::Valid {
                 writes = rwset.state_writes();
                 metadata_writes = rwset.metadata_writes();
+                collections = rwset.collection_writes();
                 let version = kvrwset::Version {
                     block_num: number,
                     tx_num,
@@ -421,6 +437,9 @@ pub fn validate_block(
             }
         }
         if let Some(id) = entry.id().filter(|id| !id.tx_id.is_empty()) {
+            if !collections.is_empty() {
+                private.push((txs.len(), collections));
+            }
             txs.push(TxUpdates {
                 tx_num,
                 tx_id: id.tx_id.clone(),
@@ -428,6 +447,10 @@ pub fn validate_block(
                 timestamp: id.timestamp,
                 writes,
                 metadata_writes,
+                private_writes: Vec::new(),
+                expiries: Vec::new(),
+                private_sets: Vec::new(),
+                purges: Vec::new(),
             });
         }
     }
@@ -436,6 +459,7 @@ pub fn validate_block(
         codes,
         updates: BlockUpdates { txs },
         config,
+        private,
     })
 }
 

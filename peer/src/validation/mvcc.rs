@@ -482,6 +482,10 @@ mod tests {
                     timestamp: None,
                     writes,
                     metadata_writes: Vec::new(),
+                    private_writes: Vec::new(),
+                    expiries: Vec::new(),
+                    private_sets: Vec::new(),
+                    purges: Vec::new(),
                 }],
             },
         );

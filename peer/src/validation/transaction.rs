@@ -80,6 +80,8 @@ pub(crate) struct NsRwSet {
     pub kv: kvrwset::KvrwSet,
     /// `(collection name, hashed read-write set)` in the order the transaction lists them.
     pub collections: Vec<(String, kvrwset::HashedRwSet)>,
+    /// The `pvt_rwset_hash` of each entry of `collections`, in the same order.
+    pub pvt_rwset_hashes: Vec<Vec<u8>>,
 }
 
 impl NsRwSet {
@@ -103,14 +105,17 @@ impl DecodedRwSet {
         for ns in tx.ns_rwset {
             let kv = kvrwset::KvrwSet::decode(ns.rwset.as_slice()).ok()?;
             let mut collections = Vec::with_capacity(ns.collection_hashed_rwset.len());
+            let mut pvt_rwset_hashes = Vec::with_capacity(ns.collection_hashed_rwset.len());
             for coll in ns.collection_hashed_rwset {
                 let hashed = kvrwset::HashedRwSet::decode(coll.hashed_rwset.as_slice()).ok()?;
                 collections.push((coll.collection_name, hashed));
+                pvt_rwset_hashes.push(coll.pvt_rwset_hash);
             }
             namespaces.push(NsRwSet {
                 namespace: ns.namespace,
                 kv,
                 collections,
+                pvt_rwset_hashes,
             });
         }
         Some(DecodedRwSet { namespaces })
@@ -142,6 +147,23 @@ impl DecodedRwSet {
             }
         }
         out
+    }
+
+    /// The private data collections the transaction touched, as the block carries them.
+    pub(crate) fn collection_writes(&self) -> Vec<crate::private::CollectionWrites> {
+        self.namespaces
+            .iter()
+            .flat_map(|ns| {
+                ns.collections.iter().zip(&ns.pvt_rwset_hashes).map(
+                    |((collection, hashed), pvt_rwset_hash)| crate::private::CollectionWrites {
+                        namespace: ns.namespace.clone(),
+                        collection: collection.clone(),
+                        hashed: hashed.clone(),
+                        pvt_rwset_hash: pvt_rwset_hash.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The public key-metadata writes of the transaction, in rwset order, in the ledger's
