@@ -39,6 +39,7 @@ use gridledger_proto::msp;
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
 
+use crate::arguments::{check_name, expect_args, to_json};
 use crate::stub::{ChaincodeStub, StubError};
 use crate::{Chaincode, error, success};
 
@@ -159,24 +160,8 @@ pub struct Attestation {
 
 type Outcome = Result<Vec<u8>, String>;
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("market records of strings and integers always serialize")
-}
-
 fn state(e: StubError) -> String {
     e.to_string()
-}
-
-fn args_of<'a>(args: &'a [String], names: &[&str], function: &str) -> Result<&'a [String], String> {
-    if args.len() != names.len() {
-        return Err(format!(
-            "{function} takes {} arguments ({}), not {}",
-            names.len(),
-            names.join(", "),
-            args.len()
-        ));
-    }
-    Ok(args)
 }
 
 fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
@@ -207,18 +192,7 @@ fn period(text: &str) -> Result<i64, String> {
 
 /// Ids and accounts name keys: letters, digits, `.`, `_`, `-`, `:`, at most 128.
 fn check_id(what: &str, id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {id:?} must be 1-128 letters, digits, '.', '_', '-' or ':'"
-        ))
-    }
+    check_name(what, id, 128, b":")
 }
 
 fn get<T: for<'de> Deserialize<'de>>(
@@ -331,16 +305,16 @@ impl Chaincode for EnergyMarket {
             "Attest" => self.attest(stub, &args),
             "Settle" => self.settle(stub, &args),
             "Burn" => self.burn(stub, &args),
-            "Balance" => args_of(&args, &["account"], "Balance")
+            "Balance" => expect_args(&args, &["account"], "Balance")
                 .and_then(|a| load_balance(stub, a[0].trim()))
                 .map(|b| to_json(&b)),
-            "GetOffer" => args_of(&args, &["offer_id", "period"], "GetOffer").and_then(|a| {
+            "GetOffer" => expect_args(&args, &["offer_id", "period"], "GetOffer").and_then(|a| {
                 let key = offer_key(period(&a[1])?, a[0].trim());
                 get::<Offer>(stub, &key)?
                     .map(|o| to_json(&o))
                     .ok_or_else(|| format!("no offer {}", a[0]))
             }),
-            "GetTrade" => args_of(&args, &["trade_id", "period"], "GetTrade").and_then(|a| {
+            "GetTrade" => expect_args(&args, &["trade_id", "period"], "GetTrade").and_then(|a| {
                 let key = trade_key(period(&a[1])?, a[0].trim());
                 get::<Trade>(stub, &key)?
                     .map(|t| to_json(&t))
@@ -357,7 +331,7 @@ impl Chaincode for EnergyMarket {
 }
 
 fn issue_payment(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-    let args = args_of(args, &["account", "cents"], "IssuePayment")?;
+    let args = expect_args(args, &["account", "cents"], "IssuePayment")?;
     let account = args[0].trim();
     check_id("account", account)?;
     let cents = number("amount", &args[1], MAX_ISSUE_CENTS)?;
@@ -391,7 +365,7 @@ fn issue_payment(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 }
 
 fn post_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-    let args = args_of(
+    let args = expect_args(
         args,
         &["offer_id", "period", "energy_wh", "price_cents_per_kwh"],
         "PostOffer",
@@ -425,7 +399,7 @@ fn post_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 }
 
 fn cancel_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-    let args = args_of(args, &["offer_id", "period"], "CancelOffer")?;
+    let args = expect_args(args, &["offer_id", "period"], "CancelOffer")?;
     let key = offer_key(period(&args[1])?, args[0].trim());
     let mut offer: Offer = get(stub, &key)?.ok_or_else(|| format!("no offer {}", args[0]))?;
     let (account, _) = prosumer_account(stub)?;
@@ -442,7 +416,7 @@ fn cancel_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 }
 
 fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-    let args = args_of(
+    let args = expect_args(
         args,
         &["trade_id", "offer_id", "period", "energy_wh"],
         "AcceptOffer",
@@ -513,7 +487,7 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 
 impl EnergyMarket {
     fn attest(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-        let args = args_of(
+        let args = expect_args(
             args,
             &["period", "account", "export_wh", "import_wh", "commitment"],
             "Attest",
@@ -552,7 +526,7 @@ impl EnergyMarket {
     }
 
     fn settle(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-        let args = args_of(args, &["trade_id", "period"], "Settle")?;
+        let args = expect_args(args, &["trade_id", "period"], "Settle")?;
         self.require_dso(stub, "settle trades")?;
         let period = period(&args[1])?;
         let key = trade_key(period, args[0].trim());
@@ -588,7 +562,7 @@ impl EnergyMarket {
     }
 
     fn burn(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-        let args = args_of(args, &["period", "account"], "Burn")?;
+        let args = expect_args(args, &["period", "account"], "Burn")?;
         self.require_dso(stub, "burn e-tokens")?;
         let period = period(&args[0])?;
         let account = args[1].trim();

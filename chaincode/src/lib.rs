@@ -23,6 +23,7 @@
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
 //! - [`privatedata`]: a built-in chaincode storing transient values in collections.
 
+mod arguments;
 pub mod basic;
 pub mod composite;
 pub mod energy;

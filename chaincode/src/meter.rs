@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use gridledger_proto::protos;
 
+use crate::arguments::{check_name, expect_args, to_json};
 use crate::stub::{ChaincodeStub, StubError};
 use crate::{Chaincode, error, success};
 
@@ -44,18 +45,7 @@ const AMENDMENT: &str = "amendment";
 
 /// Meter ids name keys: letters, digits, `.`, `_`, `-`, at most 64.
 fn check_meter_id(meter: &str) -> Result<(), String> {
-    let ok = !meter.is_empty()
-        && meter.len() <= 64
-        && meter
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "meter id {meter:?} must be 1-64 letters, digits, '.', '_' or '-'"
-        ))
-    }
+    check_name("meter id", meter, 64, b"")
 }
 
 /// One interval's reading.
@@ -150,28 +140,8 @@ impl Chaincode for MeterReadings {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("readings of strings and integers always serialize")
-}
-
 fn state(e: StubError) -> String {
     e.to_string()
-}
-
-fn expect_args<'a>(
-    args: &'a [String],
-    names: &[&str],
-    function: &str,
-) -> Result<&'a [String], String> {
-    if args.len() != names.len() {
-        return Err(format!(
-            "{function} takes {} arguments ({}), not {}",
-            names.len(),
-            names.join(", "),
-            args.len()
-        ));
-    }
-    Ok(args)
 }
 
 fn energy(what: &str, text: &str) -> Result<u64, String> {

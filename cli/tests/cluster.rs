@@ -1506,37 +1506,7 @@ async fn a_consenter_added_by_config_update_follows_the_chain_then_joins_the_quo
     let config = current_channel_config(&gateways[0]).await;
     assert_eq!(config.orderer().consenters.len(), 4);
 
-    // With four consenters the quorum is three: kill a follower of the original three, and
-    // ordering goes on only because the new consenter votes.
-    let leader = net.wait_leader(ELECTION_TIMEOUT);
-    let victim = ORDERERS
-        .iter()
-        .find(|o| **o != leader)
-        .expect("a follower")
-        .to_string();
-    net.kill_node(&victim);
-    load.wait_progress(20, LEDGER_TIMEOUT).await;
-    let valid = load.finish().await;
-    let height = converge(&gateways, 2).await;
-    let deadline = Instant::now() + LEDGER_TIMEOUT;
-    while net.orderer_tip(spare) != Some(height - 1) {
-        assert!(
-            Instant::now() < deadline,
-            "{spare} is not at the tip {}: {:?}",
-            height - 1,
-            net.orderer_tip(spare)
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    let blocks = check_ledgers(&gateways, &valid).await;
-    // The new consenter serves the same bytes as the peers hold.
-    let spare_blocks = net.orderer_blocks(spare, height).await;
-    for (number, (ordered, committed)) in spare_blocks.iter().zip(&blocks).enumerate() {
-        assert!(
-            without_transactions_filter(ordered) == without_transactions_filter(committed),
-            "block {number} from {spare} differs from the peers'"
-        );
-    }
+    spare_must_be_in_the_quorum(&mut net, &gateways, load, spare).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1590,7 +1560,18 @@ async fn an_orderer_joined_with_a_later_config_block_pulls_the_chain_and_joins_t
     }
     assert!(net.logged(spare, "pulled every block before the join block"));
 
-    // The joined orderer is needed for the quorum of three once one of the others is gone.
+    spare_must_be_in_the_quorum(&mut net, &gateways, load, spare).await;
+}
+
+/// With four consenters the quorum is three: kills a follower of the original three, so that
+/// ordering goes on only if the added `spare` votes; then `spare` must be at the tip, every
+/// VALID transaction on every peer, and `spare` must serve the peers' blocks.
+async fn spare_must_be_in_the_quorum(
+    net: &mut Cluster,
+    gateways: &[Gateway],
+    load: Load,
+    spare: &str,
+) {
     let leader = net.wait_leader(ELECTION_TIMEOUT);
     let victim = ORDERERS
         .iter()
@@ -1600,7 +1581,7 @@ async fn an_orderer_joined_with_a_later_config_block_pulls_the_chain_and_joins_t
     net.kill_node(&victim);
     load.wait_progress(20, LEDGER_TIMEOUT).await;
     let valid = load.finish().await;
-    let height = converge(&gateways, 2).await;
+    let height = converge(gateways, 2).await;
     let deadline = Instant::now() + LEDGER_TIMEOUT;
     while net.orderer_tip(spare) != Some(height - 1) {
         assert!(
@@ -1611,7 +1592,7 @@ async fn an_orderer_joined_with_a_later_config_block_pulls_the_chain_and_joins_t
         );
         tokio::time::sleep(POLL).await;
     }
-    let blocks = check_ledgers(&gateways, &valid).await;
+    let blocks = check_ledgers(gateways, &valid).await;
     let spare_blocks = net.orderer_blocks(spare, height).await;
     for (number, (ordered, committed)) in spare_blocks.iter().zip(&blocks).enumerate() {
         assert!(
