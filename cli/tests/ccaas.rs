@@ -14,11 +14,14 @@
 //! Needs `node` and `npm` (CI has them); without them the test says so and does nothing.
 //! `npm ci` runs when `node_modules` is missing. Every process is stopped on drop.
 
+mod support;
+use support::free_base_port;
+
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::prost::Message;
 use gridledger_proto::{common, protos};
 use gridledger_sdk::{Contract, Gateway};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,25 +41,6 @@ fn tool_available(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn free_base_port() -> u16 {
-    let seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    ) ^ (u64::from(std::process::id()) << 20);
-    for attempt in 0..500u64 {
-        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % 12_000) as u16;
-        let listeners: Vec<_> = (0..PORTS)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == usize::from(PORTS) {
-            return base;
-        }
-    }
-    panic!("no {PORTS} consecutive free loopback ports in 20000..32000");
 }
 
 fn log_sink(path: &Path) -> (Stdio, Stdio) {
@@ -264,7 +248,7 @@ async fn node_contract_runs_unmodified_as_an_external_chaincode_server() {
     let dir = std::env::temp_dir().join(format!("gridledger-ccaas-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test folder");
-    let base = free_base_port();
+    let base = free_base_port(PORTS);
     let mut h = Harness {
         dir: dir.clone(),
         cc_dir,

@@ -22,12 +22,15 @@
 //! by a [`Cluster`], which kills it on drop; on failure the logs' tails are printed and the
 //! folder is kept. Every wait is bounded.
 
+mod support;
+use support::free_base_port;
+
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::prost::Message;
 use gridledger_proto::{common, orderer, prost_types, protos};
 use gridledger_sdk::{Gateway, commit_status};
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,26 +65,6 @@ const LEDGER_TIMEOUT: Duration = Duration::from_secs(60);
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(35);
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
-
-/// Seven consecutive free loopback ports below the ephemeral range (six nodes and a spare
-/// orderer).
-fn free_base_port() -> u16 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos() as u64
-        ^ (u64::from(std::process::id()) << 20);
-    for attempt in 0..500u64 {
-        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
-        let listeners: Vec<_> = (0..7u16)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == 7 {
-            return base;
-        }
-    }
-    panic!("no six consecutive free loopback ports in 20000..32000");
-}
 
 fn signal(child: &Child, signal: &str) {
     let _ = Command::new("kill")
@@ -173,7 +156,7 @@ impl Cluster {
             std::env::temp_dir().join(format!("gridledger-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test folder");
-        let base_port = free_base_port();
+        let base_port = free_base_port(7);
         let (out, err) = log_sink(&dir.join("up.log"));
         let mut up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
             .args(["up", "--dir"])

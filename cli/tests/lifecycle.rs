@@ -5,133 +5,19 @@
 //! `checkcommitreadiness`, and an upgrade (a new endorsement policy at sequence 2) reaches
 //! every peer and is enforced by their validators.
 
-use gridledger_identity::SigningIdentity;
+mod support;
+
 use gridledger_proto::protos;
 use gridledger_sdk::Gateway;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use support::{POLL, UpNetwork, gridledger, ok, stderr, stdout, user_gateway};
 
 const CHANNEL: &str = "market";
 const NAME: &str = "meters";
 const ORGS: [&str; 3] = ["DSOMSP", "RetailerMSP", "CommunityMSP"];
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
-/// `up` takes six ports: orderer0, three peers, orderer1, orderer2.
-const PORTS: u16 = 6;
-
-fn free_base_port() -> u16 {
-    let seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    ) ^ (u64::from(std::process::id()) << 20);
-    for attempt in 0..500u64 {
-        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % 12_000) as u16;
-        let listeners: Vec<_> = (0..PORTS)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == usize::from(PORTS) {
-            return base;
-        }
-    }
-    panic!("no {PORTS} consecutive free loopback ports in 20000..32000");
-}
-
-/// The network folder and `gridledger up`, stopped on drop.
-struct Harness {
-    dir: PathBuf,
-    up: Option<Child>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut up) = self.up.take() {
-            if !matches!(up.try_wait(), Ok(Some(_))) {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &up.id().to_string()])
-                    .status();
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && !matches!(up.try_wait(), Ok(Some(_))) {
-                    std::thread::sleep(POLL);
-                }
-                let _ = up.kill();
-                let _ = up.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for name in ["up.log", "logs/peer0.dso.log", "logs/peer0.retailer.log"] {
-                if let Ok(text) = std::fs::read_to_string(self.dir.join(name)) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    eprintln!("----- {name}");
-                    for line in &lines[lines.len().saturating_sub(30)..] {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-            eprintln!("[test] folder kept: {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Runs `gridledger ARGS` to completion.
-fn gridledger(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridledger"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gridledger")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `gridledger ARGS`, which must succeed; its standard output.
-fn ok(args: &[&str]) -> String {
-    let out = gridledger(args);
-    assert!(
-        out.status.success(),
-        "gridledger {args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// User1 of `msp_id`, through its own peer, from `network.json`.
-async fn gateway(dir: &Path, network: &serde_json::Value, msp_id: &str) -> Gateway {
-    let org = network["organizations"]
-        .as_array()
-        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
-        .unwrap_or_else(|| panic!("network.json has no {msp_id}"));
-    let peer = &org["peers"][0];
-    let user = &org["users"][0];
-    let path = |v: &serde_json::Value| dir.join(v.as_str().expect("a path"));
-    let signer = SigningIdentity::load(msp_id, &path(&user["cert"]), &path(&user["key"]))
-        .expect("load User1");
-    let tls_ca = std::fs::read(path(&peer["tlsCaCert"])).expect("read the peer's TLS CA");
-    Gateway::connect(
-        peer["endpoint"].as_str().expect("endpoint"),
-        &tls_ca,
-        peer["serverName"].as_str().expect("serverName"),
-        signer,
-    )
-    .await
-    .expect("connect to the gateway")
-    .with_timeout(CALL_TIMEOUT)
-}
-
 /// `querycommitted` for `NAME` as seen by `msp_id`'s peer.
 fn committed_on(network: &str, msp_id: &str) -> String {
     ok(&[
@@ -150,40 +36,9 @@ fn committed_on(network: &str, msp_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
-    let dir = std::env::temp_dir().join(format!("gridledger-lifecycle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the test folder");
-    let mut h = Harness {
-        dir: dir.clone(),
-        up: None,
-    };
-    let log = std::fs::File::create(dir.join("up.log")).expect("create up.log");
-    let base = free_base_port();
-    let up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
-        .args(["up", "--dir"])
-        .arg(&dir)
-        .args(["--base-port", &base.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone a file handle"))
-        .stderr(log)
-        .spawn()
-        .expect("start gridledger up");
-    let up = h.up.insert(up);
+    let (h, network) = UpNetwork::start("lifecycle");
+    let dir = h.dir.clone();
     let network_path = dir.join("network.json");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let network: serde_json::Value = loop {
-        if let Some(v) = std::fs::read(&network_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
-            break v;
-        }
-        if let Ok(Some(status)) = up.try_wait() {
-            panic!("gridledger up exited before serving ({status})");
-        }
-        assert!(Instant::now() < deadline, "gridledger up did not serve");
-        std::thread::sleep(POLL);
-    };
     let net = network_path.to_str().expect("a UTF-8 path");
 
     // The package id is label:sha256(package), and packaging is reproducible.
@@ -244,9 +99,9 @@ async fn chaincode_is_deployed_invoked_and_upgraded_through_the_lifecycle() {
 
     // Invoke it through the SDK; every peer reads the same state.
     let gateways = [
-        gateway(&dir, &network, "DSOMSP").await,
-        gateway(&dir, &network, "RetailerMSP").await,
-        gateway(&dir, &network, "CommunityMSP").await,
+        user_gateway(&dir, &network, "DSOMSP").await,
+        user_gateway(&dir, &network, "RetailerMSP").await,
+        user_gateway(&dir, &network, "CommunityMSP").await,
     ];
     gateways[0]
         .network(CHANNEL)

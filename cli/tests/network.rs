@@ -11,11 +11,14 @@
 //! then SIGKILL), so a failing test leaves nothing running; on failure it prints the tail of
 //! each node's log and keeps the folder for inspection. Every wait is bounded.
 
+mod support;
+use support::free_base_port;
+
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::prost::Message;
 use gridledger_proto::{common, msp, protos};
 use gridledger_sdk::{Contract, Gateway, SdkError, commit_status};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -77,26 +80,6 @@ struct TestNetwork {
     /// Nodes the test started itself (`orderer start` / `peer start`), by name.
     nodes: Vec<(String, Child)>,
     orgs: Vec<OrgInfo>,
-}
-
-/// Six consecutive loopback ports nobody listens on, below Linux's ephemeral range so that
-/// outgoing connections do not take them.
-fn free_base_port() -> u16 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos() as u64
-        ^ (u64::from(std::process::id()) << 20);
-    for attempt in 0..500u64 {
-        let base = 20_000 + ((seed.wrapping_add(attempt.wrapping_mul(7_919))) % 12_000) as u16;
-        let listeners: Vec<_> = (0..NODES.len() as u16)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == NODES.len() {
-            return base;
-        }
-    }
-    panic!("no six consecutive free loopback ports in 20000..32000");
 }
 
 /// Sends `signal` (a `kill` option such as `-TERM`) to a process.
@@ -197,7 +180,7 @@ impl TestNetwork {
         std::fs::create_dir_all(&dir).expect("create the test folder");
         let mut net = TestNetwork {
             dir,
-            base_port: free_base_port(),
+            base_port: free_base_port(6),
             up: None,
             nodes: Vec::new(),
             orgs: Vec::new(),

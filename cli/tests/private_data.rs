@@ -7,186 +7,18 @@
 //! endorsement, a purge removes the value while the transaction keeps its hash, and a member
 //! peer that was down when a value was written fetches it from another member once back.
 
-use gridledger_identity::SigningIdentity;
+mod support;
+
 use gridledger_sdk::Gateway;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{POLL, UpNetwork, ok, user_gateway};
 
 const CHANNEL: &str = "market";
 const NAME: &str = "secrets";
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
-/// `up` takes six ports: orderer0, three peers, orderer1, orderer2.
-const PORTS: u16 = 6;
-
-fn free_base_port() -> u16 {
-    let seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos(),
-    ) ^ (u64::from(std::process::id()) << 20);
-    for attempt in 0..500u64 {
-        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % 12_000) as u16;
-        let listeners: Vec<_> = (0..PORTS)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if listeners.len() == usize::from(PORTS) {
-            return base;
-        }
-    }
-    panic!("no {PORTS} consecutive free loopback ports in 20000..32000");
-}
-
-/// The network folder and `gridledger up`, stopped on drop.
-struct Harness {
-    dir: PathBuf,
-    up: Option<Child>,
-    /// Nodes the test started itself; each exits when its standard input closes.
-    nodes: Vec<Child>,
-}
-
-impl Harness {
-    /// Stops `gridledger up` (and so every node it started) with SIGTERM.
-    fn stop_up(&mut self) {
-        if let Some(mut up) = self.up.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &up.id().to_string()])
-                .status();
-            let status = up.wait().expect("reap gridledger up");
-            assert!(status.success(), "gridledger up stopped with {status}");
-        }
-    }
-
-    /// Starts node `name` from the config `up` wrote and waits until it serves on `port`.
-    fn start_node(&mut self, name: &str, port: u16) {
-        let (kind, file) = if name.starts_with("orderer") {
-            ("orderer", "orderer.toml")
-        } else {
-            ("peer", "peer.toml")
-        };
-        let log = std::fs::File::create(self.dir.join(format!("logs/{name}.restarted.log")))
-            .expect("create a log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
-            .args([kind, "start", "--config"])
-            .arg(self.dir.join("nodes").join(name).join(file))
-            .arg("--exit-on-stdin-close")
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("clone a file handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let deadline = Instant::now() + START_TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{name} exited during start-up ({status})");
-            }
-            assert!(Instant::now() < deadline, "{name} did not serve on {port}");
-            std::thread::sleep(POLL);
-        }
-        self.nodes.push(child);
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for mut node in self.nodes.drain(..) {
-            drop(node.stdin.take());
-            let _ = node.wait();
-        }
-        if let Some(mut up) = self.up.take() {
-            if !matches!(up.try_wait(), Ok(Some(_))) {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &up.id().to_string()])
-                    .status();
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && !matches!(up.try_wait(), Ok(Some(_))) {
-                    std::thread::sleep(POLL);
-                }
-                let _ = up.kill();
-                let _ = up.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for name in [
-                "up.log",
-                "logs/peer0.dso.log",
-                "logs/peer0.retailer.log",
-                "logs/peer0.community.log",
-                "logs/peer0.dso.restarted.log",
-                "logs/peer0.retailer.restarted.log",
-            ] {
-                if let Ok(text) = std::fs::read_to_string(self.dir.join(name)) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    eprintln!("----- {name}");
-                    for line in &lines[lines.len().saturating_sub(30)..] {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-            eprintln!("[test] folder kept: {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Runs `gridledger ARGS` to completion.
-fn gridledger(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridledger"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gridledger")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `gridledger ARGS`, which must succeed; its standard output.
-fn ok(args: &[&str]) -> String {
-    let out = gridledger(args);
-    assert!(
-        out.status.success(),
-        "gridledger {args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
-/// User1 of `msp_id`, through its own peer, from `network.json`.
-async fn gateway(dir: &Path, network: &serde_json::Value, msp_id: &str) -> Gateway {
-    let org = network["organizations"]
-        .as_array()
-        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
-        .unwrap_or_else(|| panic!("network.json has no {msp_id}"));
-    let peer = &org["peers"][0];
-    let user = &org["users"][0];
-    let path = |v: &serde_json::Value| dir.join(v.as_str().expect("a path"));
-    let signer = SigningIdentity::load(msp_id, &path(&user["cert"]), &path(&user["key"]))
-        .expect("load User1");
-    let tls_ca = std::fs::read(path(&peer["tlsCaCert"])).expect("read the peer's TLS CA");
-    Gateway::connect(
-        peer["endpoint"].as_str().expect("endpoint"),
-        &tls_ca,
-        peer["serverName"].as_str().expect("serverName"),
-        signer,
-    )
-    .await
-    .expect("connect to the gateway")
-    .with_timeout(CALL_TIMEOUT)
-}
-
 const VALUE: &[u8] = b"tariff-7f3a9c-confidential";
 
 const COLLECTIONS: &str = r#"[
@@ -280,41 +112,10 @@ fn ledger_file(dir: &Path, peer: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_data_reaches_member_peers_only_is_purged_and_is_pulled_after_a_restart() {
-    let dir = std::env::temp_dir().join(format!("gridledger-private-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the test folder");
-    let mut h = Harness {
-        dir: dir.clone(),
-        up: None,
-        nodes: Vec::new(),
-    };
-    let log = std::fs::File::create(dir.join("up.log")).expect("create up.log");
-    let base = free_base_port();
-    let up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
-        .args(["up", "--dir"])
-        .arg(&dir)
-        .args(["--base-port", &base.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone a file handle"))
-        .stderr(log)
-        .spawn()
-        .expect("start gridledger up");
-    let up = h.up.insert(up);
+    let (mut h, network) = UpNetwork::start("private");
+    let dir = h.dir.clone();
+    let base = h.base_port;
     let network_path = dir.join("network.json");
-    let deadline = Instant::now() + START_TIMEOUT;
-    let network: serde_json::Value = loop {
-        if let Some(v) = std::fs::read(&network_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
-            break v;
-        }
-        if let Ok(Some(status)) = up.try_wait() {
-            panic!("gridledger up exited before serving ({status})");
-        }
-        assert!(Instant::now() < deadline, "gridledger up did not serve");
-        std::thread::sleep(POLL);
-    };
     let net = network_path.to_str().expect("a UTF-8 path");
     let collections = dir.join("collections.json");
     std::fs::write(&collections, COLLECTIONS).expect("write the collections file");
@@ -334,9 +135,9 @@ async fn private_data_reaches_member_peers_only_is_purged_and_is_pulled_after_a_
         "--collections",
         collections.to_str().expect("a UTF-8 path"),
     ]);
-    let dso = gateway(&dir, &network, "DSOMSP").await;
-    let retailer = gateway(&dir, &network, "RetailerMSP").await;
-    let community = gateway(&dir, &network, "CommunityMSP").await;
+    let dso = user_gateway(&dir, &network, "DSOMSP").await;
+    let retailer = user_gateway(&dir, &network, "RetailerMSP").await;
+    let community = user_gateway(&dir, &network, "CommunityMSP").await;
     let transient = BTreeMap::from([("value".to_string(), VALUE.to_vec())]);
 
     // DSO's peer alone endorses; it pushes the value to Retailer's peer (required: 1).
@@ -430,7 +231,7 @@ async fn private_data_reaches_member_peers_only_is_purged_and_is_pulled_after_a_
     ] {
         h.start_node(name, base + offset);
     }
-    let dso = gateway(&dir, &network, "DSOMSP").await;
+    let dso = user_gateway(&dir, &network, "DSOMSP").await;
     let missed = b"meter-reading-missed-while-down";
     let code = submit(
         &dso,
@@ -442,7 +243,7 @@ async fn private_data_reaches_member_peers_only_is_purged_and_is_pulled_after_a_
     .expect("endorsed without Retailer's peer");
     assert_eq!(code, 0);
     h.start_node("peer0.retailer", base + 2);
-    let retailer = gateway(&dir, &network, "RetailerMSP").await;
+    let retailer = user_gateway(&dir, &network, "RetailerMSP").await;
     let expected = std::str::from_utf8(missed).expect("UTF-8");
     let read = eventually(&retailer, &["GetPrivate", "catchUp", "reading"], |o| {
         o.as_deref() == Ok(expected)
