@@ -384,9 +384,8 @@ impl Cluster {
             .with_timeout(CALL_TIMEOUT)
     }
 
-    /// Blocks `0..height` of the channel as `orderer`'s Deliver serves them (encoded),
-    /// waiting for blocks it has not written yet; requested as the first organization's User1.
-    async fn orderer_blocks(&self, orderer_name: &str, height: u64) -> Vec<Vec<u8>> {
+    /// A TLS connection to orderer `orderer_name`.
+    async fn orderer_channel(&self, orderer_name: &str) -> Channel {
         let o = self
             .orderers
             .iter()
@@ -403,6 +402,13 @@ impl Cluster {
             .connect()
             .await
             .unwrap_or_else(|e| panic!("connect to {orderer_name}: {e:?}"));
+        channel
+    }
+
+    /// Blocks `0..height` of the channel as `orderer`'s Deliver serves them (encoded),
+    /// waiting for blocks it has not written yet; requested as the first organization's User1.
+    async fn orderer_blocks(&self, orderer_name: &str, height: u64) -> Vec<Vec<u8>> {
+        let channel = self.orderer_channel(orderer_name).await;
         let org = &self.orgs[0];
         let signer = SigningIdentity::load(&org.msp_id, &org.cert, &org.key).expect("User1");
         let envelope = seek_envelope(&signer, 0, height - 1);
@@ -1038,22 +1044,7 @@ impl Cluster {
         orderer_name: &str,
         envelope: common::Envelope,
     ) -> orderer::BroadcastResponse {
-        let o = self
-            .orderers
-            .iter()
-            .find(|o| o.name == orderer_name)
-            .unwrap_or_else(|| panic!("unknown orderer {orderer_name}"));
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&o.tls_ca))
-            .domain_name(&o.server_name);
-        let channel: Channel = Endpoint::from_shared(format!("https://{}", o.endpoint))
-            .expect("endpoint")
-            .tls_config(tls)
-            .expect("tls config")
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connect to {orderer_name}: {e:?}"));
+        let channel = self.orderer_channel(orderer_name).await;
         let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel);
         let mut stream = tokio::time::timeout(
             Duration::from_secs(60),

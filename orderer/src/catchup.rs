@@ -397,52 +397,16 @@ fn prost_types_timestamp(unix_secs: u64) -> gridledger_proto::prost_types::Times
     }
 }
 
-impl BlockSource for DeliverSource {
-    fn newest(&self, from: u64) -> Result<common::Block, CatchUpError> {
-        let failed = |reason: String| CatchUpError::Source { from, reason };
-        let members = self.view.members();
-        let member = members
-            .get(from)
-            .ok_or_else(|| failed("not a consenter of the channel".to_string()))?;
-        let channel = self
-            .transport
-            .channel(member)
-            .map_err(|e| failed(e.to_string()))?;
-        let newest = || orderer::SeekPosition {
-            r#type: Some(orderer::seek_position::Type::Newest(orderer::SeekNewest {})),
-        };
-        let envelope = self.seek_between(newest(), newest());
-        let max_message_bytes = self.max_message_bytes;
-        self.transport.runtime().block_on(async move {
-            let mut client =
-                AtomicBroadcastClient::new(channel).max_decoding_message_size(max_message_bytes);
-            let mut stream = tokio::time::timeout(
-                BLOCK_WAIT,
-                client.deliver(tokio_stream::iter(vec![envelope])),
-            )
-            .await
-            .map_err(|_| failed("Deliver did not answer".to_string()))?
-            .map_err(|status| failed(format!("Deliver refused: {}", status.message())))?
-            .into_inner();
-            let next = tokio::time::timeout(BLOCK_WAIT, stream.message())
-                .await
-                .map_err(|_| failed("Deliver stalled".to_string()))?
-                .map_err(|status| failed(format!("Deliver failed: {}", status.message())))?;
-            match next.and_then(|r| r.r#type) {
-                Some(orderer::deliver_response::Type::Block(block)) => Ok(block),
-                other => Err(failed(format!(
-                    "Deliver answered {other:?} instead of a block"
-                ))),
-            }
-        })
-    }
-
-    fn pull(
+impl DeliverSource {
+    /// Streams the blocks `envelope` asks consenter `from` for into `on_block`, until it
+    /// answers `false`; a status or the end of the stream first is an error. Called on the
+    /// channel's ordering thread, outside the runtime: it blocks on the stream, handing each
+    /// block over between reads.
+    fn stream(
         &self,
         from: u64,
-        start: u64,
-        end: u64,
-        sink: &mut dyn FnMut(common::Block) -> Result<(), CatchUpError>,
+        envelope: common::Envelope,
+        on_block: &mut dyn FnMut(common::Block) -> Result<bool, CatchUpError>,
     ) -> Result<(), CatchUpError> {
         let failed = |reason: String| CatchUpError::Source { from, reason };
         let members = self.view.members();
@@ -453,9 +417,6 @@ impl BlockSource for DeliverSource {
             .transport
             .channel(member)
             .map_err(|e| failed(e.to_string()))?;
-        let envelope = self.seek_envelope(start, end);
-        // Called on the channel's ordering thread, outside the runtime: block on the stream,
-        // handing each block to the sink (which writes the ledger) between reads.
         let max_message_bytes = self.max_message_bytes;
         self.transport.runtime().block_on(async move {
             let mut client =
@@ -475,9 +436,7 @@ impl BlockSource for DeliverSource {
                     .map_err(|status| failed(format!("Deliver failed: {}", status.message())))?;
                 match next.and_then(|r| r.r#type) {
                     Some(orderer::deliver_response::Type::Block(block)) => {
-                        let number = block.header.as_ref().map_or(u64::MAX, |h| h.number);
-                        sink(block)?;
-                        if number >= end {
+                        if !on_block(block)? {
                             return Ok(());
                         }
                     }
@@ -487,6 +446,37 @@ impl BlockSource for DeliverSource {
                     None => return Err(failed("Deliver ended the stream".to_string())),
                 }
             }
+        })
+    }
+}
+
+impl BlockSource for DeliverSource {
+    fn newest(&self, from: u64) -> Result<common::Block, CatchUpError> {
+        let newest = || orderer::SeekPosition {
+            r#type: Some(orderer::seek_position::Type::Newest(orderer::SeekNewest {})),
+        };
+        let mut found = None;
+        self.stream(from, self.seek_between(newest(), newest()), &mut |block| {
+            found = Some(block);
+            Ok(false)
+        })?;
+        found.ok_or_else(|| CatchUpError::Source {
+            from,
+            reason: "Deliver sent no block".to_string(),
+        })
+    }
+
+    fn pull(
+        &self,
+        from: u64,
+        start: u64,
+        end: u64,
+        sink: &mut dyn FnMut(common::Block) -> Result<(), CatchUpError>,
+    ) -> Result<(), CatchUpError> {
+        self.stream(from, self.seek_envelope(start, end), &mut |block| {
+            let number = block.header.as_ref().map_or(u64::MAX, |h| h.number);
+            sink(block)?;
+            Ok(number < end)
         })
     }
 }
