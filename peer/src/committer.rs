@@ -194,6 +194,7 @@ fn attach_private_data(
         tx.private_writes = resolved.writes;
         tx.private_sets = resolved.sets;
         tx.purges = resolved.purges;
+        tx.metadata_writes.extend(resolved.metadata_writes);
     }
 }
 

@@ -8,7 +8,8 @@
 //! and history iterators, …) from the same ledger snapshot the in-process chaincode would see,
 //! recording reads, range queries, writes and the event in `gridledger_chaincode`'s stub, so
 //! the read-write set is built by exactly the same code as for Rust chaincode. Key metadata
-//! (GET_STATE_METADATA, PUT_STATE_METADATA) and calls to other chaincodes (INVOKE_CHAINCODE,
+//! (GET_STATE_METADATA, PUT_STATE_METADATA, of public keys or, with a collection, of private
+//! keys) and calls to other chaincodes (INVOKE_CHAINCODE,
 //! answered with the callee's COMPLETED message) go through the same stub, so they follow
 //! the Rust chaincode's rules; a callee may itself be external ([`run_blocking`]).
 //!
@@ -569,18 +570,6 @@ fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, String>
     M::decode(payload).map_err(|e| format!("malformed {what} payload: {e}"))
 }
 
-/// Refuses key metadata of private data (not supported: Fabric's
-/// `SetPrivateDataValidationParameter` and friends).
-fn public_only(collection: &str) -> Result<(), String> {
-    if collection.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "key metadata of private data is not supported (collection {collection:?})"
-        ))
-    }
-}
-
 impl TxState<'_, '_> {
     /// Answers one request: `Ok(payload)` for RESPONSE, `Err(text)` for ERROR.
     fn answer(&mut self, kind: Type, msg: &ChaincodeMessage) -> Result<Vec<u8>, String> {
@@ -701,11 +690,13 @@ impl TxState<'_, '_> {
             }
             Type::GetStateMetadata => {
                 let req: protos::GetStateMetadata = decode(payload, "GetStateMetadata")?;
-                public_only(&req.collection)?;
-                let metadata = self
-                    .stub
-                    .get_state_metadata(&req.key)
-                    .map_err(|e| e.to_string())?;
+                let metadata = if req.collection.is_empty() {
+                    self.stub.get_state_metadata(&req.key)
+                } else {
+                    self.stub
+                        .get_private_data_metadata(&req.collection, &req.key)
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(protos::StateMetadataResult {
                     entries: metadata
                         .into_iter()
@@ -716,13 +707,21 @@ impl TxState<'_, '_> {
             }
             Type::PutStateMetadata => {
                 let req: protos::PutStateMetadata = decode(payload, "PutStateMetadata")?;
-                public_only(&req.collection)?;
                 let entry = req
                     .metadata
                     .ok_or("PutStateMetadata carries no metadata entry")?;
-                self.stub
-                    .set_state_metadata(&req.key, &entry.metakey, &entry.value)
-                    .map_err(|e| e.to_string())?;
+                if req.collection.is_empty() {
+                    self.stub
+                        .set_state_metadata(&req.key, &entry.metakey, &entry.value)
+                } else {
+                    self.stub.set_private_data_metadata(
+                        &req.collection,
+                        &req.key,
+                        &entry.metakey,
+                        &entry.value,
+                    )
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             }
             other => Err(format!(

@@ -269,12 +269,29 @@ async fn run_script(
             let b = tx.ask(Type::GetPrivateDataHash, hash.encode_to_vec()).await;
             let purge = protos::DelState {
                 key: "p2".into(),
-                collection: coll,
+                collection: coll.clone(),
             };
             let c = tx.ask(Type::PurgePrivateData, purge.encode_to_vec()).await;
-            for m in [&a, &b, &c] {
+            // The Node shim's setPrivateDataValidationParameter and its getter.
+            let set = protos::PutStateMetadata {
+                key: "p3".into(),
+                collection: coll.clone(),
+                metadata: Some(protos::StateMetadata {
+                    metakey: "VALIDATION_PARAMETER".into(),
+                    value: b"p3-policy".to_vec(),
+                }),
+            };
+            let d = tx.ask(Type::PutStateMetadata, set.encode_to_vec()).await;
+            let get = protos::GetStateMetadata {
+                key: "p3".into(),
+                collection: coll,
+            };
+            let e = tx.ask(Type::GetStateMetadata, get.encode_to_vec()).await;
+            for m in [&a, &b, &c, &d, &e] {
                 assert_eq!(m.r#type, Type::Response as i32, "{m:?}");
             }
+            let read = protos::StateMetadataResult::decode(e.payload.as_slice()).unwrap();
+            assert!(read.entries.is_empty(), "p3 is not committed: {read:?}");
             tx.complete(200, "", b"", None).await;
         }
         "unsupported" => {
@@ -689,7 +706,13 @@ async fn private_data_messages_produce_hashes_in_public_and_values_in_the_privat
     let hashed = kvrwset::HashedRwSet::decode(coll.hashed_rwset.as_slice()).unwrap();
     assert_eq!(hashed.hashed_writes.len(), 2);
     assert!(hashed.hashed_writes.iter().any(|w| w.is_purge));
-    assert_eq!(hashed.hashed_reads.len(), 1);
+    assert_eq!(hashed.hashed_reads.len(), 2, "p1's hash and p3's metadata");
+    assert_eq!(hashed.metadata_writes.len(), 1);
+    assert_eq!(
+        hashed.metadata_writes[0].key_hash,
+        gridledger_chaincode::private::hash(b"p3")
+    );
+    assert_eq!(hashed.metadata_writes[0].entries[0].value, b"p3-policy");
     assert!(
         !r.rwset_bytes
             .windows(b"hidden-value".len())
@@ -699,6 +722,7 @@ async fn private_data_messages_produce_hashes_in_public_and_values_in_the_privat
     let kv = kvrwset::KvrwSet::decode(pvt.ns_pvt_rwset[0].collection_pvt_rwset[0].rwset.as_slice())
         .unwrap();
     assert_eq!(kv.writes[0].value, b"hidden-value");
+    assert_eq!(kv.metadata_writes[0].key, "p3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
