@@ -630,6 +630,7 @@ async fn start_with(
     let cc = ExternalChaincode {
         address,
         execute_timeout: Duration::from_secs(10),
+        dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
         tls_ca_cert: None,
     };
     (cc, seen)
@@ -862,14 +863,17 @@ async fn a_server_that_does_not_register_properly_is_refused() {
         "{}",
         r.response.message
     );
+    // The connect gives up after the definition's dial timeout, which the error names.
     let cc = ExternalChaincode {
         address: "127.0.0.1:1".into(),
         execute_timeout: Duration::from_secs(10),
+        dial_timeout: Duration::from_millis(1250),
         tls_ca_cert: None,
     };
     let r = external::execute(&cc, NAME, &invocation("tx-3", "create"), &state).await;
     assert!(
-        r.response.message.contains("cannot reach"),
+        r.response.message.contains("cannot reach")
+            && r.response.message.contains("dial timeout 1.25s"),
         "{}",
         r.response.message
     );
@@ -888,6 +892,7 @@ async fn the_blocking_entry_point_runs_from_the_endorsers_blocking_threads() {
         let cc = ExternalChaincode {
             address: "127.0.0.1:1".into(),
             execute_timeout: Duration::from_secs(1),
+            dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
             tls_ca_cert: None,
         };
         external::execute_blocking(&cc, NAME, &invocation("tx-o", "create"), &state(0))
@@ -908,6 +913,7 @@ fn a_chaincode_definition_with_an_address_names_an_external_server() {
         Some(ExternalChaincode {
             address: "127.0.0.1:9999".into(),
             execute_timeout: Duration::from_millis(1500),
+            dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
             tls_ca_cert: None,
         })
     );
