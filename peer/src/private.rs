@@ -305,8 +305,9 @@ pub struct Resolved {
     pub sets: Vec<PrivateSet>,
     /// Purged keys (derived namespace, key).
     pub purges: Vec<(String, String)>,
-    /// Key-metadata writes of private keys (derived `ns$$pcoll` namespaces): they give the
-    /// private value the version its hash takes, so reads keep matching.
+    /// Key-metadata writes of private keys (derived `ns$$pcoll` namespaces): they give a
+    /// current private value the version its hash takes, so reads keep matching (a value this
+    /// peer missed an earlier write of stays behind, `MetadataWrite::current_with`).
     pub metadata_writes: Vec<MetadataWrite>,
 }
 
@@ -364,12 +365,18 @@ pub fn resolve(
                 value: (!write.is_delete).then_some(write.value),
             });
         }
+        let hashed_ns = hashed_namespace(&want.namespace, &want.collection);
         for write in kv.metadata_writes {
             keys.push(write.key.clone());
+            let hash_row = (
+                hashed_ns.clone(),
+                hashed_key(&pvt::hash(write.key.as_bytes())),
+            );
             out.metadata_writes.push(MetadataWrite {
                 namespace: namespace.clone(),
                 key: write.key,
                 metadata: Some(crate::validation::encode_metadata(&write.entries)),
+                current_with: Some(hash_row),
             });
         }
         out.sets.push(PrivateSet {
@@ -564,6 +571,7 @@ mod tests {
                 namespace: "cc$$pc".into(),
                 key: "k".into(),
                 metadata: Some(crate::validation::encode_metadata(&entries)),
+                current_with: Some(("cc$$hc".into(), hashed_key(&pvt::hash(b"k")))),
             }]
         );
         // The kept set is indexed by the key, so a purge of the key drops it.

@@ -176,6 +176,7 @@ impl DecodedRwSet {
                 namespace: ns.namespace.clone(),
                 key: write.key.clone(),
                 metadata: Some(encode_metadata(&write.entries)),
+                current_with: None,
             }));
             for (collection, hashed) in &ns.collections {
                 let namespace = hashed_namespace(&ns.namespace, collection);
@@ -183,6 +184,7 @@ impl DecodedRwSet {
                     namespace: namespace.clone(),
                     key: hashed_key(&write.key_hash),
                     metadata: Some(encode_metadata(&write.entries)),
+                    current_with: None,
                 }));
             }
         }
