@@ -37,6 +37,11 @@
 //!   chaincode (or be an implicit org collection); `member_only_read`/`member_only_write`
 //!   refuse clients of other organizations. Private range queries record nothing, and, as in
 //!   Fabric, a transaction that ran one may not write.
+//! - Private key metadata (`get_private_data_metadata`, `set_private_data_metadata`, and the
+//!   `VALIDATION_PARAMETER` wrappers): read from the committed metadata of the key's hash (on
+//!   every peer), recording a `KVReadHash`; a write records `KVMetadataWriteHash` in the
+//!   collection's hashed set and `KVMetadataWrite` in its private set, as Fabric's simulator
+//!   does for the shim's PUT_STATE_METADATA with a collection.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -324,6 +329,8 @@ struct CollectionRecord {
     hashed_reads: BTreeMap<Vec<u8>, Option<kvrwset::Version>>,
     /// Private write set: key → write; last write wins.
     writes: BTreeMap<String, PrivateWrite>,
+    /// Private key metadata writes: key → the key's new metadata; last write wins.
+    metadata_writes: BTreeMap<String, Metadata>,
 }
 
 /// One private write.
@@ -919,6 +926,76 @@ impl<'a> ChaincodeStub<'a> {
         Ok(self.read_hash(collection, key)?.map(|(hash, _)| hash))
     }
 
+    /// The committed metadata of private `key` in `collection` (Fabric's
+    /// `GetPrivateDataMetadata`), kept with the key's hash on every peer; empty when the key
+    /// does not exist or has none. Records a hashed read.
+    pub fn get_private_data_metadata(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Metadata, StubError> {
+        self.collection_access(collection)?;
+        if self.read_hash(collection, key)?.is_none() {
+            return Ok(Metadata::new());
+        }
+        let namespace = hashed_namespace(&self.namespace, collection);
+        let key_hash = hashed_key(&private::hash(key.as_bytes()));
+        match self.state.metadata(&namespace, &key_hash) {
+            Ok(metadata) => Ok(metadata),
+            Err(reason) => Err(self.state_error(key, reason)),
+        }
+    }
+
+    /// Sets metadata entry `name` of private `key` in `collection` (the shim's
+    /// `SetPrivateDataMetadata`, PUT_STATE_METADATA with a collection): the key's metadata
+    /// becomes this entry alone at commit, if the key then exists; an empty `value` removes
+    /// it. Needs write access to the collection.
+    pub fn set_private_data_metadata(
+        &mut self,
+        collection: &str,
+        key: &str,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StubError> {
+        self.check_write(key)?;
+        self.check_member(collection, true)?;
+        let mut metadata = Metadata::new();
+        metadata.insert(name.to_owned(), value.to_vec());
+        self.record()
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+            .metadata_writes
+            .insert(key.to_owned(), metadata);
+        Ok(())
+    }
+
+    /// The committed endorsement policy of private `key` in `collection` (Fabric's
+    /// `GetPrivateDataValidationParameter`), or `None` when it has none.
+    pub fn get_private_data_validation_parameter(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StubError> {
+        Ok(self
+            .get_private_data_metadata(collection, key)?
+            .remove(VALIDATION_PARAMETER)
+            .filter(|policy| !policy.is_empty()))
+    }
+
+    /// Sets the endorsement policy of private `key` in `collection` (Fabric's
+    /// `SetPrivateDataValidationParameter`): from the next block on, writes of the key must
+    /// satisfy `policy` instead of the collection's (or chaincode's) endorsement policy. An
+    /// empty `policy` removes it.
+    pub fn set_private_data_validation_parameter(
+        &mut self,
+        collection: &str,
+        key: &str,
+        policy: &[u8],
+    ) -> Result<(), StubError> {
+        self.set_private_data_metadata(collection, key, VALIDATION_PARAMETER, policy)
+    }
+
     /// Records a private write after the write checks.
     fn private_write(
         &mut self,
@@ -1203,7 +1280,34 @@ fn finish_collection(name: String, record: CollectionRecord) -> CollectionOutput
         })
         .collect();
     hashed_writes.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
-    let private = (!record.writes.is_empty()).then(|| KvrwSet {
+    let entries = |metadata: &Metadata| -> Vec<KvMetadataEntry> {
+        metadata
+            .iter()
+            .map(|(name, value)| KvMetadataEntry {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    };
+    let mut hashed_metadata_writes: Vec<kvrwset::KvMetadataWriteHash> = record
+        .metadata_writes
+        .iter()
+        .map(|(key, metadata)| kvrwset::KvMetadataWriteHash {
+            key_hash: private::hash(key.as_bytes()),
+            entries: entries(metadata),
+        })
+        .collect();
+    hashed_metadata_writes.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+    let metadata_writes: Vec<KvMetadataWrite> = record
+        .metadata_writes
+        .iter()
+        .map(|(key, metadata)| KvMetadataWrite {
+            key: key.clone(),
+            entries: entries(metadata),
+        })
+        .collect();
+    let written = !record.writes.is_empty() || !metadata_writes.is_empty();
+    let private = written.then(|| KvrwSet {
         writes: record
             .writes
             .into_iter()
@@ -1220,12 +1324,13 @@ fn finish_collection(name: String, record: CollectionRecord) -> CollectionOutput
                 },
             })
             .collect(),
+        metadata_writes,
         ..KvrwSet::default()
     });
     let hashed = kvrwset::HashedRwSet {
         hashed_reads,
         hashed_writes,
-        metadata_writes: Vec::new(),
+        metadata_writes: hashed_metadata_writes,
     };
     (name, hashed, private)
 }

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 use gridledger_chaincode::private::{hash, hashed_key, hashed_namespace, private_namespace};
 use gridledger_chaincode::{
-    Chaincode, ChaincodeStub, CollectionAccess, Invocation, SimulationResult, StateReader,
-    StubError, simulate, success,
+    Chaincode, ChaincodeStub, CollectionAccess, Invocation, Metadata, SimulationResult,
+    StateReader, StubError, VALIDATION_PARAMETER, simulate, success,
 };
-use gridledger_proto::kvrwset::{HashedRwSet, KvReadHash, KvWrite, KvWriteHash, KvrwSet, Version};
+use gridledger_proto::kvrwset::{
+    HashedRwSet, KvMetadataEntry, KvMetadataWrite, KvMetadataWriteHash, KvReadHash, KvWrite,
+    KvWriteHash, KvrwSet, Version,
+};
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos::Response;
 
@@ -19,6 +22,7 @@ const COLL: &str = "secrets";
 #[derive(Default)]
 struct MemState {
     entries: BTreeMap<(String, String), (Vec<u8>, Version)>,
+    metadata: BTreeMap<(String, String), Metadata>,
     member_only: bool,
 }
 
@@ -66,6 +70,14 @@ impl StateReader for MemState {
             .take(limit)
             .map(|((_, key), (value, version))| (key.clone(), value.clone(), *version))
             .collect())
+    }
+
+    fn metadata(&self, namespace: &str, key: &str) -> Result<Metadata, String> {
+        Ok(self
+            .metadata
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn collection(
@@ -404,4 +416,88 @@ fn the_privatedata_builtin_stores_transient_values_and_answers_hashes() {
     missing.args = vec![b"PutPrivate".to_vec(), COLL.into(), b"k".to_vec()];
     let result = simulate(&PrivateData, NS, &missing, &state);
     assert!(result.response.message.contains("transient"));
+}
+
+#[test]
+fn private_validation_parameter_is_read_from_the_key_hash_and_written_to_both_sets() {
+    let version = Version {
+        block_num: 2,
+        tx_num: 0,
+    };
+    // A non-member peer: only the hash, with its metadata, is committed.
+    let mut state = MemState::default().with_private("k", b"secret", version, false);
+    state.metadata.insert(
+        (hashed_namespace(NS, COLL), hashed_key(&hash(b"k"))),
+        Metadata::from([(VALIDATION_PARAMETER.to_owned(), b"old policy".to_vec())]),
+    );
+    let result = run(&state, "DSOMSP", |stub| {
+        let old = stub.get_private_data_validation_parameter(COLL, "k")?;
+        assert_eq!(old.as_deref(), Some(&b"old policy"[..]));
+        assert_eq!(
+            stub.get_private_data_validation_parameter(COLL, "missing")?,
+            None
+        );
+        stub.set_private_data_validation_parameter(COLL, "k", b"new policy")?;
+        Ok(Vec::new())
+    });
+    assert_eq!(result.response.status, 200, "{}", result.response.message);
+    let hashed = hashed(&result);
+    let entry = KvMetadataEntry {
+        name: VALIDATION_PARAMETER.to_owned(),
+        value: b"new policy".to_vec(),
+    };
+    assert_eq!(
+        hashed.metadata_writes,
+        vec![KvMetadataWriteHash {
+            key_hash: hash(b"k"),
+            entries: vec![entry.clone()],
+        }]
+    );
+    assert!(hashed.hashed_writes.is_empty());
+    // Both keys read, at their hash versions.
+    let mut reads = vec![
+        KvReadHash {
+            key_hash: hash(b"k"),
+            version: Some(version),
+        },
+        KvReadHash {
+            key_hash: hash(b"missing"),
+            version: None,
+        },
+    ];
+    reads.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+    assert_eq!(hashed.hashed_reads, reads);
+    // The key in clear text goes only to the private set, bound by pvt_rwset_hash.
+    let pvt = result.pvt_rwset.expect("private metadata write");
+    let coll = &pvt.ns_pvt_rwset[0].collection_pvt_rwset[0];
+    let kv = KvrwSet::decode(coll.rwset.as_slice()).expect("decodes");
+    assert_eq!(
+        kv.metadata_writes,
+        vec![KvMetadataWrite {
+            key: "k".to_owned(),
+            entries: vec![entry],
+        }]
+    );
+    assert_eq!(
+        result.rwset.ns_rwset[0].collection_hashed_rwset[0].pvt_rwset_hash,
+        hash(&coll.rwset)
+    );
+}
+
+#[test]
+fn private_metadata_writes_need_collection_write_access() {
+    let state = MemState {
+        member_only: true,
+        ..MemState::default()
+    };
+    let result = run(&state, "OtherMSP", |stub| {
+        stub.set_private_data_validation_parameter(COLL, "k", b"policy")?;
+        Ok(Vec::new())
+    });
+    assert_eq!(result.response.status, 500);
+    assert!(
+        result.response.message.contains("OtherMSP"),
+        "{}",
+        result.response.message
+    );
 }

@@ -7,7 +7,8 @@
 //! endorsement set with the shim's `KeyEndorsementPolicy` (a change of the key endorsed only by
 //! another org's peer is ENDORSEMENT_POLICY_FAILURE), `InvokeChaincode` into the built-in
 //! `basic` chaincode (same channel; another channel is refused), private data in the client
-//! org's implicit collection (transient value, hash on another org's peer, purge), and a
+//! org's implicit collection (transient value, hash on another org's peer, a key-level policy
+//! set with `setPrivateDataValidationParameter`, purge), and a
 //! chaincode server killed
 //! and restarted (one clean failure, then the peer dials it again).
 //!
@@ -551,6 +552,61 @@ async fn node_contract_runs_unmodified_as_an_external_chaincode_server() {
         );
         tokio::time::sleep(POLL).await;
     }
+    // A key-level policy on a private key (setPrivateDataValidationParameter): once s2 needs
+    // Retailer's peer, DSO's peer alone can no longer change it.
+    let put_s2 = |value: &'static [u8]| {
+        assets(&dso).proposal_with(
+            vec![b"PutSecret".to_vec(), b"s2".to_vec()],
+            std::collections::BTreeMap::from([("value".to_string(), value.to_vec())]),
+            vec!["DSOMSP".into()],
+        )
+    };
+    let status = put_s2(b"first")
+        .expect("build a proposal")
+        .endorse()
+        .await
+        .expect("endorse PutSecret s2")
+        .submit()
+        .await
+        .expect("submit PutSecret s2")
+        .status()
+        .await
+        .expect("commit status");
+    assert_eq!(status.code, protos::TxValidationCode::Valid as i32);
+    assets(&dso)
+        .submit("SetSecretOwnerOrgs", &["s2", "RetailerMSP"])
+        .await
+        .expect("SetSecretOwnerOrgs");
+    let owners = text(
+        assets(&dso)
+            .evaluate("GetSecretOwnerOrgs", &["s2"])
+            .await
+            .expect("GetSecretOwnerOrgs"),
+    );
+    assert_eq!(owners, r#"["RetailerMSP"]"#);
+    let status = put_s2(b"second")
+        .expect("build a proposal")
+        .endorse()
+        .await
+        .expect("endorse PutSecret s2 again")
+        .submit()
+        .await
+        .expect("submit PutSecret s2 again")
+        .status()
+        .await
+        .expect("commit status");
+    assert_eq!(
+        status.code,
+        protos::TxValidationCode::EndorsementPolicyFailure as i32
+    );
+    let read = text(
+        assets(&dso)
+            .evaluate("GetSecret", &["s2"])
+            .await
+            .expect("GetSecret s2"),
+    );
+    assert_eq!(read, "first");
+
     assets(&dso)
         .submit("PurgeSecret", &["s1"])
         .await

@@ -137,6 +137,20 @@ class AssetContract extends Contract {
         return Buffer.from(hash || []).toString('hex');
     }
 
+    // From the next block on, writes of the caller org's secret `id` need a peer of each of
+    // these orgs (comma-separated MSP ids) instead of the collection's policy.
+    async SetSecretOwnerOrgs(ctx, id, mspIds) {
+        const policy = new KeyEndorsementPolicy();
+        policy.addOrgs('PEER', ...mspIds.split(','));
+        await ctx.stub.setPrivateDataValidationParameter(this._ownCollection(ctx), id, policy.getPolicy());
+    }
+
+    async GetSecretOwnerOrgs(ctx, id) {
+        const policy = await ctx.stub.getPrivateDataValidationParameter(this._ownCollection(ctx), id);
+        const orgs = policy && policy.length > 0 ? new KeyEndorsementPolicy(policy).listOrgs() : [];
+        return JSON.stringify(orgs.sort());
+    }
+
     async PurgeSecret(ctx, id) {
         await ctx.stub.purgePrivateData(this._ownCollection(ctx), id);
     }

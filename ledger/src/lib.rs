@@ -43,8 +43,9 @@ mod tables;
 pub use error::LedgerError;
 pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};
 pub use state::{
-    BlockUpdates, Expiry, HistoryEntry, MetadataWrite, PrivateSet, StateSnapshot, StateWrite,
-    TxUpdates, Version, VersionedValue,
+    BlockUpdates, Expiry, HistoryEntry, MetadataWrite, MissingPrivateData, PrivateSet,
+    ReconciledPrivateData, ReconciledWrite, StateSnapshot, StateWrite, TxUpdates, Version,
+    VersionedValue,
 };
 pub use store::{ChainInfo, LEDGER_FILE, Ledger, TRANSIENT_RETENTION_BLOCKS, TxLocation};
 pub use tables::SCHEMA_VERSION;

@@ -120,6 +120,56 @@ pub struct MetadataWrite {
     pub key: String,
     /// The encoded metadata; the ledger does not interpret it.
     pub metadata: Option<Vec<u8>>,
+    /// For a private value (`ns$$pcoll`): the key's hash row (`ns$$hcoll`, hex key hash). The
+    /// write then applies only when the value is current — its version is that of the hash
+    /// row just before this transaction, or this transaction wrote the value — so a member
+    /// that missed an earlier write of the key never gives a stale value the new version.
+    pub current_with: Option<(String, String)>,
+}
+
+/// A valid transaction whose private data a member peer did not find when it committed the
+/// block (it committed the hashes alone): kept until the data is found and stored, its
+/// hashes are overwritten, expire or are purged, or the retries run out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingPrivateData {
+    /// The block holding the transaction.
+    pub block: u64,
+    /// The transaction's position in the block.
+    pub tx_num: u64,
+    /// The transaction id (what other member peers are asked for).
+    pub tx_id: String,
+    /// What the data must match (the peer's encoding; opaque to the ledger).
+    pub expected: Vec<u8>,
+    /// How many times the data was looked for since the commit.
+    pub attempts: u32,
+    /// Unix seconds before which it is not looked for again.
+    pub next_attempt: u64,
+}
+
+/// A private write found after its transaction committed, with the key's hash row
+/// (`ns$$hcoll`, hex key hash): a value is stored only while that row still has the
+/// transaction's version, so data overwritten, expired or purged since is never revived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconciledWrite {
+    /// The private value write (`ns$$pcoll`, key, value or `None` for a delete).
+    pub write: StateWrite,
+    /// The key's hash row.
+    pub hash_row: (String, String),
+}
+
+/// The private data of one transaction found after its block committed (see
+/// [`crate::Ledger::reconcile_private_data`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconciledPrivateData {
+    /// Private value writes, each with its key's hash row.
+    pub writes: Vec<ReconciledWrite>,
+    /// Private key-metadata writes: applied to values this reconciliation stored.
+    pub metadata_writes: Vec<MetadataWrite>,
+    /// The collections' private write sets, each with the hash rows of the keys it puts:
+    /// kept (to serve other members) only when every one of them still holds.
+    pub sets: Vec<(PrivateSet, Vec<(String, String)>)>,
+    /// Expiry of the stored values (`block_to_live`), applied for values stored.
+    pub expiries: Vec<Expiry>,
 }
 
 /// One write of a transaction's write set.

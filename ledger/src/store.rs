@@ -15,12 +15,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Wri
 use tokio::sync::watch;
 
 use crate::error::LedgerError;
-use crate::state::{BlockUpdates, StateSnapshot};
+use crate::state::{BlockUpdates, MissingPrivateData, ReconciledPrivateData, StateSnapshot};
 use crate::tables::{
     self, BLOCK_HASHES, BLOCKS, HASH_INDEX, HISTORY, META, META_CHANNEL, META_HEIGHT,
     META_PREVIOUS_HASH, META_SCHEMA, META_TIP_HASH, PVT_DATA, PVT_DATA_KEYS, PVT_EXPIRY,
-    SCHEMA_VERSION, SCHEMA_VERSION_WITHOUT_METADATA, SCHEMA_VERSION_WITHOUT_PRIVATE_DATA, STATE,
-    STATE_METADATA, TRANSIENT, TRANSIENT_BY_HEIGHT, TX_INDEX,
+    PVT_MISSING, SCHEMA_VERSION, SCHEMA_VERSION_WITHOUT_METADATA, SCHEMA_VERSION_WITHOUT_MISSING,
+    SCHEMA_VERSION_WITHOUT_PRIVATE_DATA, STATE, STATE_METADATA, TRANSIENT, TRANSIENT_BY_HEIGHT,
+    TX_INDEX,
 };
 
 /// How many blocks a transient store entry outlives its arrival when no block commits its
@@ -195,6 +196,17 @@ impl Ledger {
     /// history entries. Same chain checks as [`Ledger::append_block`]; every `tx_num` must be
     /// a position in the block.
     pub fn commit_block(&self, block: &Block, updates: &BlockUpdates) -> Result<(), LedgerError> {
+        self.commit_block_with_missing(block, updates, &[])
+    }
+
+    /// [`Ledger::commit_block`], recording in the same write the transactions whose private
+    /// data this member peer lacks (`missing`), for the reconciler to look for later.
+    pub fn commit_block_with_missing(
+        &self,
+        block: &Block,
+        updates: &BlockUpdates,
+        missing: &[MissingPrivateData],
+    ) -> Result<(), LedgerError> {
         let header = block.header.as_ref().ok_or(LedgerError::MissingHeader)?;
         let tx_count = block.data.as_ref().map_or(0, |d| d.data.len() as u64);
         for tx in &updates.txs {
@@ -213,7 +225,151 @@ impl Ledger {
             .iter()
             .map(|t| (t.tx_num, Cow::Borrowed(t.tx_id.as_str()), t.validation_code))
             .collect();
-        self.write_block(block, header, &txs, Some(updates))
+        self.write_block(block, header, &txs, Some((updates, missing)))
+    }
+
+    /// The transactions whose private data this member peer still lacks, in block order.
+    pub fn missing_private_data(&self) -> Result<Vec<MissingPrivateData>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PVT_MISSING)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (block, tx_num) = key.value();
+            let (tx_id, expected, attempts, next_attempt) = value.value();
+            out.push(MissingPrivateData {
+                block,
+                tx_num,
+                tx_id: tx_id.to_owned(),
+                expected: expected.to_vec(),
+                attempts,
+                next_attempt,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records another failed attempt at the missing private data of (block, tx): its attempt
+    /// count and when to try next.
+    pub fn retry_missing_private_data(
+        &self,
+        block: u64,
+        tx_num: u64,
+        attempts: u32,
+        next_attempt: u64,
+    ) -> Result<(), LedgerError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(PVT_MISSING)?;
+            let found = table.get((block, tx_num))?.map(|g| {
+                let (tx_id, expected, _, _) = g.value();
+                (tx_id.to_owned(), expected.to_vec())
+            });
+            if let Some((tx_id, expected)) = found {
+                table.insert(
+                    (block, tx_num),
+                    (tx_id.as_str(), expected.as_slice(), attempts, next_attempt),
+                )?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Stops looking for the private data of (block, tx) (given up, or no longer needed).
+    pub fn forget_missing_private_data(&self, block: u64, tx_num: u64) -> Result<(), LedgerError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PVT_MISSING)?.remove((block, tx_num))?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Stores the private data of transaction (block, tx) found after the block committed,
+    /// and forgets it as missing, in one write. A value is stored at the transaction's
+    /// version only while its key's hash row still has that version (not overwritten,
+    /// expired or purged since); a delete removes an older value. Returns how many values
+    /// were stored.
+    pub fn reconcile_private_data(
+        &self,
+        block: u64,
+        tx_num: u64,
+        data: &ReconciledPrivateData,
+    ) -> Result<usize, LedgerError> {
+        let at = (block, tx_num);
+        let txn = self.db.begin_write()?;
+        let mut stored = std::collections::BTreeSet::new();
+        {
+            let mut state = txn.open_table(STATE)?;
+            let mut metadata = txn.open_table(STATE_METADATA)?;
+            let mut expiry = txn.open_table(PVT_EXPIRY)?;
+            let mut pvt_data = txn.open_table(PVT_DATA)?;
+            let mut pvt_keys = txn.open_table(PVT_DATA_KEYS)?;
+            let version_of = |state: &redb::Table<'_, tables::StateKey, tables::StateValue>,
+                              ns: &str,
+                              key: &str|
+             -> Result<Option<(u64, u64)>, LedgerError> {
+                Ok(state.get((ns, key))?.map(|g| (g.value().0, g.value().1)))
+            };
+            for w in &data.writes {
+                let (hash_ns, hash_key) = &w.hash_row;
+                let key = (w.write.namespace.as_str(), w.write.key.as_str());
+                match &w.write.value {
+                    Some(value) => {
+                        if version_of(&state, hash_ns, hash_key)? == Some(at) {
+                            state.insert(key, (block, tx_num, value.as_slice()))?;
+                            stored.insert((w.write.namespace.clone(), w.write.key.clone()));
+                        }
+                    }
+                    None => {
+                        if version_of(&state, key.0, key.1)?.is_some_and(|v| v < at) {
+                            state.remove(key)?;
+                            metadata.remove(key)?;
+                        }
+                    }
+                }
+            }
+            for m in &data.metadata_writes {
+                if !stored.contains(&(m.namespace.clone(), m.key.clone())) {
+                    continue;
+                }
+                let key = (m.namespace.as_str(), m.key.as_str());
+                match m.metadata.as_deref().filter(|bytes| !bytes.is_empty()) {
+                    Some(bytes) => {
+                        metadata.insert(key, bytes)?;
+                    }
+                    None => {
+                        metadata.remove(key)?;
+                    }
+                }
+            }
+            for e in &data.expiries {
+                if stored.contains(&(e.namespace.clone(), e.key.clone())) {
+                    expiry.insert(
+                        (e.expire_at, e.namespace.as_str(), e.key.as_str()),
+                        (block, tx_num),
+                    )?;
+                }
+            }
+            for (set, hash_rows) in &data.sets {
+                let mut all_hold = true;
+                for (ns, key) in hash_rows {
+                    all_hold &= version_of(&state, ns, key)? == Some(at);
+                }
+                if !all_hold {
+                    continue;
+                }
+                pvt_data.insert(
+                    (block, tx_num, set.namespace.as_str()),
+                    set.rwset.as_slice(),
+                )?;
+                for key in &set.keys {
+                    pvt_keys.insert((set.namespace.as_str(), key.as_str(), block, tx_num), ())?;
+                }
+            }
+            txn.open_table(PVT_MISSING)?.remove((block, tx_num))?;
+        }
+        txn.commit()?;
+        Ok(stored.len())
     }
 
     /// Keeps the private read-write set (`rwset.TxPvtReadWriteSet` bytes) of transaction
@@ -295,7 +451,7 @@ impl Ledger {
         block: &Block,
         header: &BlockHeader,
         txs: &[(u64, Cow<'_, str>, u8)],
-        updates: Option<&BlockUpdates>,
+        updates: Option<(&BlockUpdates, &[MissingPrivateData])>,
     ) -> Result<(), LedgerError> {
         let mut info = self.lock_info();
         let number = header.number;
@@ -338,7 +494,7 @@ fn write_tables(
     header_hash: &[u8; 32],
     header: &BlockHeader,
     txs: &[(u64, Cow<'_, str>, u8)],
-    updates: Option<&BlockUpdates>,
+    updates: Option<(&BlockUpdates, &[MissingPrivateData])>,
 ) -> Result<(), LedgerError> {
     txn.open_table(BLOCKS)?.insert(number, bytes)?;
     txn.open_table(BLOCK_HASHES)?
@@ -355,8 +511,21 @@ fn write_tables(
             index.insert(tx_id, (number, tx_num, code))?;
         }
     }
-    if let Some(updates) = updates {
+    if let Some((updates, missing)) = updates {
         write_private_data(txn, number, updates)?;
+        let mut missing_table = txn.open_table(PVT_MISSING)?;
+        for m in missing {
+            missing_table.insert(
+                (m.block, m.tx_num),
+                (
+                    m.tx_id.as_str(),
+                    m.expected.as_slice(),
+                    m.attempts,
+                    m.next_attempt,
+                ),
+            )?;
+        }
+        drop(missing_table);
         let mut state = txn.open_table(STATE)?;
         let mut metadata = txn.open_table(STATE_METADATA)?;
         let mut history = txn.open_table(HISTORY)?;
@@ -366,6 +535,17 @@ fn write_tables(
             .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
         {
             let timestamp = tx.timestamp.as_ref().map(|t| (t.seconds, t.nanos));
+            // Hash rows guarding private metadata writes, as they are before this transaction.
+            let mut guards: Vec<Option<(u64, u64)>> = Vec::with_capacity(tx.metadata_writes.len());
+            for m in &tx.metadata_writes {
+                let before = match &m.current_with {
+                    Some((ns, key)) => state
+                        .get((ns.as_str(), key.as_str()))?
+                        .map(|g| (g.value().0, g.value().1)),
+                    None => None,
+                };
+                guards.push(before);
+            }
             for w in &tx.writes {
                 let key = (w.namespace.as_str(), w.key.as_str());
                 match &w.value {
@@ -386,12 +566,20 @@ fn write_tables(
             // After the value writes: a metadata write to a key that does not exist (never
             // written, or deleted by this transaction) is dropped; otherwise it replaces the
             // metadata and the key takes this transaction's version, its value unchanged.
-            for m in &tx.metadata_writes {
+            for (m, before) in tx.metadata_writes.iter().zip(guards) {
                 let key = (m.namespace.as_str(), m.key.as_str());
-                let existing = state.get(key)?.map(|guard| guard.value().2.to_vec());
-                let Some(value) = existing else {
+                let existing = state
+                    .get(key)?
+                    .map(|guard| ((guard.value().0, guard.value().1), guard.value().2.to_vec()));
+                let Some((version, value)) = existing else {
                     continue;
                 };
+                if m.current_with.is_some()
+                    && version != (number, tx.tx_num)
+                    && Some(version) != before
+                {
+                    continue;
+                }
                 state.insert(key, (number, tx.tx_num, value.as_slice()))?;
                 match m.metadata.as_deref().filter(|bytes| !bytes.is_empty()) {
                     Some(bytes) => {
@@ -548,7 +736,8 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
             Some(found)
                 if found != SCHEMA_VERSION
                     && found != SCHEMA_VERSION_WITHOUT_METADATA
-                    && found != SCHEMA_VERSION_WITHOUT_PRIVATE_DATA =>
+                    && found != SCHEMA_VERSION_WITHOUT_PRIVATE_DATA
+                    && found != SCHEMA_VERSION_WITHOUT_MISSING =>
             {
                 return Err(LedgerError::SchemaVersion {
                     path: path.to_owned(),
@@ -570,7 +759,7 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
                     // Existing and matching: nothing to write.
                     return Ok(());
                 }
-                // Versions 1 and 2: add the missing tables, then record the new version.
+                // Versions 1 to 3: add the missing tables, then record the new version.
                 meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())?;
                 drop(meta);
                 txn.open_table(STATE_METADATA)?;
@@ -579,6 +768,7 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
                 txn.open_table(TRANSIENT_BY_HEIGHT)?;
                 txn.open_table(PVT_DATA)?;
                 txn.open_table(PVT_DATA_KEYS)?;
+                txn.open_table(PVT_MISSING)?;
                 txn.commit()?;
                 return Ok(());
             }
@@ -609,6 +799,7 @@ fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), Ledge
     txn.open_table(TRANSIENT_BY_HEIGHT)?;
     txn.open_table(PVT_DATA)?;
     txn.open_table(PVT_DATA_KEYS)?;
+    txn.open_table(PVT_MISSING)?;
     txn.commit()?;
     Ok(())
 }

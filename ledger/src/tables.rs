@@ -17,6 +17,7 @@
 //! | `pvt_data`     | (block, tx number, `ns$$pcoll`)      | the collection's private `KVRWSet`      |
 //! | `pvt_data_keys`| (`ns$$pcoll`, key, block, tx number) | ()                                      |
 //! | `transient_by_height` | (height when received, tx id, sha256) | ()                         |
+//! | `pvt_missing`  | (block, tx number)                   | (tx id, expected, attempts, next try)   |
 //!
 //! Numbers in `meta` are 8-byte big-endian.
 //!
@@ -39,17 +40,24 @@
 //! key (a set cut short would no longer match its hash, so sets go whole). Index rows of a
 //! removed set are dropped when their own key is next purged or expires. Versions 1 and 2
 //! are upgraded in place (the missing tables are created).
+//!
+//! Schema version 4 added `pvt_missing`: the valid transactions whose private data this
+//! member peer did not have at commit (`MissingPrivateData`), retried by the peer's
+//! reconciler; a row goes when the data is stored or given up. Version 3 files are upgraded
+//! in place.
 
 use redb::{ReadableTable, TableDefinition};
 
 use crate::error::LedgerError;
 
 /// The on-disk layout version of `ledger.redb`; bump it whenever a table or encoding changes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 /// The first layout, which lacks `state_metadata` and the private-data tables; upgraded on open.
 pub(crate) const SCHEMA_VERSION_WITHOUT_METADATA: u64 = 1;
 /// The second layout, which lacks the private-data tables; upgraded on open.
 pub(crate) const SCHEMA_VERSION_WITHOUT_PRIVATE_DATA: u64 = 2;
+/// The third layout, which lacks `pvt_missing`; upgraded on open.
+pub(crate) const SCHEMA_VERSION_WITHOUT_MISSING: u64 = 3;
 
 /// Key of `meta` holding [`SCHEMA_VERSION`] of the file.
 pub(crate) const META_SCHEMA: &str = "schema_version";
@@ -91,6 +99,9 @@ pub(crate) const PVT_DATA_KEYS: TableDefinition<PvtDataKeysKey, ()> =
 pub(crate) type TransientHeightKey = (u64, &'static str, &'static [u8]);
 pub(crate) const TRANSIENT_BY_HEIGHT: TableDefinition<TransientHeightKey, ()> =
     TableDefinition::new("transient_by_height");
+pub(crate) type MissingValue = (&'static str, &'static [u8], u32, u64);
+pub(crate) const PVT_MISSING: TableDefinition<(u64, u64), MissingValue> =
+    TableDefinition::new("pvt_missing");
 
 /// Reads an 8-byte big-endian number stored under `key` in a `meta`-shaped table.
 pub(crate) fn read_u64(

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gridledger_ledger::{
-    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, MetadataWrite, RaftEntry,
-    RaftSnapshotMeta, RaftStore, SCHEMA_VERSION, StateWrite, TxLocation, TxUpdates, Version,
-    VersionedValue,
+    BlockUpdates, HardState, LEDGER_FILE, Ledger, LedgerError, MetadataWrite, MissingPrivateData,
+    RaftEntry, RaftSnapshotMeta, RaftStore, ReconciledPrivateData, ReconciledWrite, SCHEMA_VERSION,
+    StateWrite, TxLocation, TxUpdates, Version, VersionedValue,
 };
 use gridledger_proto::block_data_hash;
 use gridledger_proto::common::{Block, BlockData, BlockHeader, BlockMetadata};
@@ -994,6 +994,7 @@ fn metadata_write(namespace: &str, key: &str, metadata: Option<&[u8]>) -> Metada
         namespace: namespace.into(),
         key: key.into(),
         metadata: metadata.map(<[u8]>::to_vec),
+        current_with: None,
     }
 }
 
@@ -1288,4 +1289,161 @@ fn kept_private_sets_are_served_by_tx_id_until_purged_or_expired() {
     commit(&ledger, Vec::new()); // block 2: k9 expires, and its set with it
     assert!(ledger.private_data("t1").unwrap().is_empty());
     assert_eq!(ledger.private_data("t0").unwrap().len(), 1);
+}
+
+#[test]
+fn private_metadata_write_moves_only_a_current_value_to_the_new_version() {
+    let dir = TempDir::new("pvt-metadata-guard");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let hash_row = |key: &str| ("cc$$hc".to_string(), format!("hash-of-{key}"));
+    let hash_put = |key: &str, value: &[u8]| put("cc$$hc", &hash_row(key).1, value);
+    let guarded = |key: &str| MetadataWrite {
+        current_with: Some(hash_row(key)),
+        ..metadata_write("cc$$pc", key, Some(b"policy"))
+    };
+    // Block 0: this member has the values of `k` and `j` (value and hash at one version).
+    let mut first = tx(
+        0,
+        "t0",
+        VALID,
+        1,
+        vec![hash_put("k", b"h1"), hash_put("j", b"h1")],
+    );
+    first.private_writes = vec![put("cc$$pc", "k", b"one"), put("cc$$pc", "j", b"one")];
+    commit(&ledger, vec![first]);
+    // Block 1: `k` is written again, but this member missed the value: only the hash moves.
+    commit(
+        &ledger,
+        vec![tx(0, "t1", VALID, 1, vec![hash_put("k", b"h2")])],
+    );
+    // Block 2: metadata of both keys (the hash's and the value's, as a member commits it).
+    let mut meta = tx(0, "t2", VALID, 1, vec![]);
+    meta.metadata_writes = vec![
+        metadata_write("cc$$hc", &hash_row("k").1, Some(b"policy")),
+        guarded("k"),
+        metadata_write("cc$$hc", &hash_row("j").1, Some(b"policy")),
+        guarded("j"),
+    ];
+    commit(&ledger, vec![meta]);
+    let snap = ledger.snapshot().unwrap();
+    // `j` was current: value and hash both move to (2, 0).
+    assert_eq!(snap.get("cc$$pc", "j").unwrap().unwrap().version, v(2, 0));
+    assert_eq!(
+        snap.get("cc$$hc", &hash_row("j").1)
+            .unwrap()
+            .unwrap()
+            .version,
+        v(2, 0)
+    );
+    assert_eq!(
+        snap.metadata("cc$$pc", "j").unwrap(),
+        Some(b"policy".to_vec())
+    );
+    // `k` was stale: its old value must not take the new version (reads keep failing).
+    assert_eq!(snap.get("cc$$pc", "k").unwrap().unwrap().version, v(0, 0));
+    assert_eq!(
+        snap.get("cc$$hc", &hash_row("k").1)
+            .unwrap()
+            .unwrap()
+            .version,
+        v(2, 0)
+    );
+    assert_eq!(snap.metadata("cc$$pc", "k").unwrap(), None);
+}
+
+#[test]
+fn schema_version_3_file_gains_the_missing_private_data_table() {
+    let dir = TempDir::new("upgrade3");
+    {
+        let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+        commit(&ledger, vec![tx(0, "t0", VALID, 1, Vec::new())]);
+    }
+    {
+        let db = Database::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(TableDefinition::<&str, &[u8]>::new("pvt_missing"))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    poke_meta(dir.path(), "schema_version", &3u64.to_be_bytes());
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    assert!(ledger.missing_private_data().unwrap().is_empty());
+}
+
+#[test]
+fn missing_private_data_is_recorded_with_its_block_retried_and_reconciled() {
+    let dir = TempDir::new("pvt-missing");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let hash_row = ("cc$$hc".to_string(), "hk".to_string());
+    let missing = MissingPrivateData {
+        block: 0,
+        tx_num: 0,
+        tx_id: "t0".into(),
+        expected: b"what it must match".to_vec(),
+        attempts: 0,
+        next_attempt: 100,
+    };
+    let block = next_block(&ledger, 1);
+    let updates = BlockUpdates {
+        txs: vec![tx(0, "t0", VALID, 1, vec![put("cc$$hc", "hk", b"hash")])],
+    };
+    ledger
+        .commit_block_with_missing(&block, &updates, std::slice::from_ref(&missing))
+        .unwrap();
+    assert_eq!(
+        ledger.missing_private_data().unwrap(),
+        vec![missing.clone()]
+    );
+    ledger.retry_missing_private_data(0, 0, 1, 160).unwrap();
+    assert_eq!(
+        ledger.missing_private_data().unwrap(),
+        vec![MissingPrivateData {
+            attempts: 1,
+            next_attempt: 160,
+            ..missing
+        }]
+    );
+    // Found: the value is stored at the transaction's version (its hash row still has it);
+    // a write whose hash row moved on is not.
+    let data = ReconciledPrivateData {
+        writes: vec![
+            ReconciledWrite {
+                write: put("cc$$pc", "k", b"v"),
+                hash_row: hash_row.clone(),
+            },
+            ReconciledWrite {
+                write: put("cc$$pc", "gone", b"x"),
+                hash_row: ("cc$$hc".into(), "no-such-hash".into()),
+            },
+        ],
+        metadata_writes: vec![metadata_write("cc$$pc", "k", Some(b"policy"))],
+        sets: vec![(
+            gridledger_ledger::PrivateSet {
+                namespace: "cc$$pc".into(),
+                rwset: b"set".to_vec(),
+                keys: vec!["k".into()],
+            },
+            vec![hash_row],
+        )],
+        expiries: Vec::new(),
+    };
+    assert_eq!(ledger.reconcile_private_data(0, 0, &data).unwrap(), 1);
+    let snap = ledger.snapshot().unwrap();
+    assert_eq!(
+        snap.get("cc$$pc", "k").unwrap(),
+        Some(VersionedValue {
+            value: b"v".to_vec(),
+            version: v(0, 0)
+        })
+    );
+    assert_eq!(
+        snap.metadata("cc$$pc", "k").unwrap(),
+        Some(b"policy".to_vec())
+    );
+    assert_eq!(snap.get("cc$$pc", "gone").unwrap(), None);
+    assert!(ledger.missing_private_data().unwrap().is_empty());
+    assert_eq!(
+        ledger.private_data("t0").unwrap(),
+        vec![("cc$$pc".to_string(), b"set".to_vec())]
+    );
 }

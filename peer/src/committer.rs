@@ -96,10 +96,10 @@ pub fn commit_block_pulling(
         validation::validate_block(&block, &ctx, &LedgerState::new(&snapshot, &ledger))
             .map_err(|e| e.to_string())?;
     drop(snapshot);
-    attach_private_data(channel, peer, info.height, &mut validated);
+    let missing = attach_private_data(channel, peer, info.height, &mut validated);
     let with_codes = validated.with_codes(&block);
     ledger
-        .commit_block(&with_codes, &validated.updates)
+        .commit_block_with_missing(&with_codes, &validated.updates, &missing)
         .map_err(|e| e.to_string())?;
     let defines_chaincodes = validated.updates.txs.iter().any(|tx| {
         tx.writes.iter().any(|w| {
@@ -124,15 +124,16 @@ pub fn commit_block_pulling(
 /// Fills the private writes and expiry schedule of each valid transaction that wrote private
 /// data: values of the collections this peer's org is a member of, from the transient store
 /// (the first copy that matches the block's hashes), else pulled from the other member peers.
-/// A member that finds no matching copy commits the hashes alone and logs the missing data;
-/// it cannot answer reads of those keys (the stub reports the value unavailable) until a
-/// later write.
+/// A member that finds no matching copy commits the hashes alone and returns the missing
+/// data's record, for the reconciler (`crate::reconciler`) to look for it later; until then
+/// it cannot answer reads of those keys (the stub reports the value unavailable).
 fn attach_private_data(
     channel: &Channel,
     peer: Option<&Peer>,
     number: u64,
     validated: &mut validation::ValidatedBlock,
-) {
+) -> Vec<gridledger_ledger::MissingPrivateData> {
+    let mut missing = Vec::new();
     let member_of = |namespace: &str, collection: &str| {
         channel
             .collection(namespace, collection)
@@ -186,7 +187,14 @@ fn attach_private_data(
                 }
             }
             if !found {
-                tracing::warn!(channel = %channel.id(), tx_id = %tx.tx_id, block = number, "private data of a valid transaction is missing on this member peer; committing its hashes only");
+                tracing::warn!(channel = %channel.id(), tx_id = %tx.tx_id, block = number, "private data of a valid transaction is missing on this member peer; committing its hashes only, to be reconciled later");
+                missing.push(crate::reconciler::missing(
+                    number,
+                    tx.tx_num,
+                    &tx.tx_id,
+                    collections,
+                    now_unix_secs(),
+                ));
             }
         }
         tx.expiries =
@@ -194,7 +202,9 @@ fn attach_private_data(
         tx.private_writes = resolved.writes;
         tx.private_sets = resolved.sets;
         tx.purges = resolved.purges;
+        tx.metadata_writes.extend(resolved.metadata_writes);
     }
+    missing
 }
 
 /// The signed Deliver request for blocks from `start` on; with `probe`, for block `start`

@@ -89,6 +89,7 @@ impl ChaincodeSpec {
                     .execute_timeout_ms
                     .map(std::time::Duration::from_millis)
                     .unwrap_or(crate::external::DEFAULT_EXECUTE_TIMEOUT),
+                dial_timeout: crate::external::DEFAULT_DIAL_TIMEOUT,
                 tls_ca_cert: self.tls_ca_cert.clone(),
             })
     }

@@ -657,9 +657,13 @@ impl Peer {
                     } else {
                         None
                     };
+                    let dial_timeout = connection
+                        .dial_timeout(crate::external::DEFAULT_DIAL_TIMEOUT)
+                        .map_err(unavailable)?;
                     Ok(Runtime::External(crate::external::ExternalChaincode {
                         address: connection.address.clone(),
                         execute_timeout: crate::external::DEFAULT_EXECUTE_TIMEOUT,
+                        dial_timeout,
                         tls_ca_cert,
                     }))
                 }

@@ -8,7 +8,8 @@
 //! and history iterators, …) from the same ledger snapshot the in-process chaincode would see,
 //! recording reads, range queries, writes and the event in `gridledger_chaincode`'s stub, so
 //! the read-write set is built by exactly the same code as for Rust chaincode. Key metadata
-//! (GET_STATE_METADATA, PUT_STATE_METADATA) and calls to other chaincodes (INVOKE_CHAINCODE,
+//! (GET_STATE_METADATA, PUT_STATE_METADATA, of public keys or, with a collection, of private
+//! keys) and calls to other chaincodes (INVOKE_CHAINCODE,
 //! answered with the callee's COMPLETED message) go through the same stub, so they follow
 //! the Rust chaincode's rules; a callee may itself be external ([`run_blocking`]).
 //!
@@ -51,8 +52,11 @@ pub const MAX_OPEN_ITERATORS: usize = 64;
 pub const MAX_HISTORY: usize = 100_000;
 /// Default deadline of one chaincode execution (Fabric's `chaincode.executetimeout`).
 pub const DEFAULT_EXECUTE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deadline for dialing the server and receiving its REGISTER.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connect timeout for a server whose definition sets none (a ccaas package's
+/// `dial_timeout` replaces it).
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for receiving the server's REGISTER once connected.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Messages queued per transaction from the connection's reader (the shim sends one request
 /// at a time per transaction, so this only absorbs a misbehaving chaincode's burst).
@@ -65,8 +69,12 @@ const OUTBOUND_QUEUE: usize = 256;
 pub enum ConnectError {
     #[error("invalid chaincode server address {address:?}: {reason}")]
     Address { address: String, reason: String },
-    #[error("cannot reach chaincode server at {address}: {reason}")]
-    Dial { address: String, reason: String },
+    #[error("cannot reach chaincode server at {address} (dial timeout {timeout:?}): {reason}")]
+    Dial {
+        address: String,
+        timeout: Duration,
+        reason: String,
+    },
     #[error("TLS for chaincode server {address}: {reason}")]
     Tls { address: String, reason: String },
     #[error("chaincode server at {address} did not register within {timeout:?}")]
@@ -82,6 +90,8 @@ pub struct ExternalChaincode {
     pub address: String,
     /// Deadline of one execution.
     pub execute_timeout: Duration,
+    /// Connect timeout when dialing the server (a ccaas package's `dial_timeout`).
+    pub dial_timeout: Duration,
     /// When set, the server is dialled over TLS, trusting the CA certificate in this PEM file
     /// and checking the address's host as the server name. Plaintext HTTP/2 otherwise.
     pub tls_ca_cert: Option<std::path::PathBuf>,
@@ -102,11 +112,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Dials `address` (over TLS when `tls_ca_cert` names a CA certificate PEM file), waits
-    /// for REGISTER and answers REGISTERED and READY.
+    /// Dials `address` (over TLS when `tls_ca_cert` names a CA certificate PEM file), giving
+    /// up on the connect after `dial_timeout`, waits for REGISTER and answers REGISTERED and
+    /// READY.
     pub async fn dial(
         address: &str,
         tls_ca_cert: Option<&std::path::Path>,
+        dial_timeout: Duration,
     ) -> Result<Arc<Connection>, ConnectError> {
         let scheme = if tls_ca_cert.is_some() {
             "https"
@@ -120,7 +132,7 @@ impl Connection {
             })?
             // No client pings: the shim's server pings every 110 s itself and would answer
             // more frequent pings from us with GOAWAY (too many pings).
-            .connect_timeout(DIAL_TIMEOUT);
+            .connect_timeout(dial_timeout);
         if let Some(ca_path) = tls_ca_cert {
             let tls_error = |reason: String| ConnectError::Tls {
                 address: address.into(),
@@ -141,6 +153,7 @@ impl Connection {
         }
         let channel = endpoint.connect().await.map_err(|e| ConnectError::Dial {
             address: address.into(),
+            timeout: dial_timeout,
             reason: error_chain(&e),
         })?;
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -168,11 +181,11 @@ impl Connection {
                 .map_err(|e| format!("REGISTER payload is not a ChaincodeID: {e}"))?;
             Ok((inbound, id.name))
         };
-        let (inbound, ccid) = match tokio::time::timeout(DIAL_TIMEOUT, handshake).await {
+        let (inbound, ccid) = match tokio::time::timeout(REGISTER_TIMEOUT, handshake).await {
             Err(_) => {
                 return Err(ConnectError::RegisterTimeout {
                     address: address.into(),
-                    timeout: DIAL_TIMEOUT,
+                    timeout: REGISTER_TIMEOUT,
                 });
             }
             Ok(Err(reason)) => {
@@ -318,7 +331,7 @@ pub async fn connection(cc: &ExternalChaincode) -> Result<Arc<Connection>, Conne
         return Ok(conn.clone());
     }
     *slot = None;
-    let conn = Connection::dial(address, cc.tls_ca_cert.as_deref()).await?;
+    let conn = Connection::dial(address, cc.tls_ca_cert.as_deref(), cc.dial_timeout).await?;
     *slot = Some(conn.clone());
     Ok(conn)
 }
@@ -569,18 +582,6 @@ fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, String>
     M::decode(payload).map_err(|e| format!("malformed {what} payload: {e}"))
 }
 
-/// Refuses key metadata of private data (not supported: Fabric's
-/// `SetPrivateDataValidationParameter` and friends).
-fn public_only(collection: &str) -> Result<(), String> {
-    if collection.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "key metadata of private data is not supported (collection {collection:?})"
-        ))
-    }
-}
-
 impl TxState<'_, '_> {
     /// Answers one request: `Ok(payload)` for RESPONSE, `Err(text)` for ERROR.
     fn answer(&mut self, kind: Type, msg: &ChaincodeMessage) -> Result<Vec<u8>, String> {
@@ -701,11 +702,13 @@ impl TxState<'_, '_> {
             }
             Type::GetStateMetadata => {
                 let req: protos::GetStateMetadata = decode(payload, "GetStateMetadata")?;
-                public_only(&req.collection)?;
-                let metadata = self
-                    .stub
-                    .get_state_metadata(&req.key)
-                    .map_err(|e| e.to_string())?;
+                let metadata = if req.collection.is_empty() {
+                    self.stub.get_state_metadata(&req.key)
+                } else {
+                    self.stub
+                        .get_private_data_metadata(&req.collection, &req.key)
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(protos::StateMetadataResult {
                     entries: metadata
                         .into_iter()
@@ -716,13 +719,21 @@ impl TxState<'_, '_> {
             }
             Type::PutStateMetadata => {
                 let req: protos::PutStateMetadata = decode(payload, "PutStateMetadata")?;
-                public_only(&req.collection)?;
                 let entry = req
                     .metadata
                     .ok_or("PutStateMetadata carries no metadata entry")?;
-                self.stub
-                    .set_state_metadata(&req.key, &entry.metakey, &entry.value)
-                    .map_err(|e| e.to_string())?;
+                if req.collection.is_empty() {
+                    self.stub
+                        .set_state_metadata(&req.key, &entry.metakey, &entry.value)
+                } else {
+                    self.stub.set_private_data_metadata(
+                        &req.collection,
+                        &req.key,
+                        &entry.metakey,
+                        &entry.value,
+                    )
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             }
             other => Err(format!(

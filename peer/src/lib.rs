@@ -33,6 +33,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod private;
 pub mod qscc;
+pub mod reconciler;
 pub mod server;
 pub mod tls;
 pub mod validation;

@@ -18,7 +18,7 @@ use gridledger_chaincode::CollectionAccess;
 use gridledger_chaincode::private::{
     self as pvt, IMPLICIT_COLLECTION_PREFIX, hashed_key, hashed_namespace, private_namespace,
 };
-use gridledger_ledger::{Expiry, PrivateSet, StateWrite};
+use gridledger_ledger::{Expiry, MetadataWrite, PrivateSet, StateWrite};
 use gridledger_proto::kvrwset::{HashedRwSet, KvrwSet};
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
@@ -305,6 +305,10 @@ pub struct Resolved {
     pub sets: Vec<PrivateSet>,
     /// Purged keys (derived namespace, key).
     pub purges: Vec<(String, String)>,
+    /// Key-metadata writes of private keys (derived `ns$$pcoll` namespaces): they give a
+    /// current private value the version its hash takes, so reads keep matching (a value this
+    /// peer missed an earlier write of stays behind, `MetadataWrite::current_with`).
+    pub metadata_writes: Vec<MetadataWrite>,
 }
 
 /// The private data of one transaction's collections that this peer keeps (those in
@@ -361,6 +365,20 @@ pub fn resolve(
                 value: (!write.is_delete).then_some(write.value),
             });
         }
+        let hashed_ns = hashed_namespace(&want.namespace, &want.collection);
+        for write in kv.metadata_writes {
+            keys.push(write.key.clone());
+            let hash_row = (
+                hashed_ns.clone(),
+                hashed_key(&pvt::hash(write.key.as_bytes())),
+            );
+            out.metadata_writes.push(MetadataWrite {
+                namespace: namespace.clone(),
+                key: write.key,
+                metadata: Some(crate::validation::encode_metadata(&write.entries)),
+                current_with: Some(hash_row),
+            });
+        }
         out.sets.push(PrivateSet {
             namespace,
             rwset: found.rwset.clone(),
@@ -412,7 +430,7 @@ pub fn expiries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridledger_proto::kvrwset::{KvWrite, KvWriteHash};
+    use gridledger_proto::kvrwset::{KvMetadataEntry, KvMetadataWrite, KvWrite, KvWriteHash};
     use gridledger_proto::rwset::{CollectionPvtReadWriteSet, NsPvtReadWriteSet};
 
     fn config(name: &str, members: &str, required: i32, maximum: i32) -> protos::CollectionConfig {
@@ -528,6 +546,36 @@ mod tests {
             }],
         }
         .encode_to_vec()
+    }
+
+    #[test]
+    fn resolve_turns_private_metadata_writes_into_metadata_of_the_private_key() {
+        let entries = vec![KvMetadataEntry {
+            name: "VALIDATION_PARAMETER".into(),
+            value: b"policy".to_vec(),
+        }];
+        let kv = KvrwSet {
+            metadata_writes: vec![KvMetadataWrite {
+                key: "k".into(),
+                entries: entries.clone(),
+            }],
+            ..KvrwSet::default()
+        }
+        .encode_to_vec();
+        let resolved =
+            resolve(&pvt_set(kv.clone()), &[block_entry(&kv)], &|_, _| true).expect("matches");
+        assert!(resolved.writes.is_empty());
+        assert_eq!(
+            resolved.metadata_writes,
+            vec![MetadataWrite {
+                namespace: "cc$$pc".into(),
+                key: "k".into(),
+                metadata: Some(crate::validation::encode_metadata(&entries)),
+                current_with: Some(("cc$$hc".into(), hashed_key(&pvt::hash(b"k")))),
+            }]
+        );
+        // The kept set is indexed by the key, so a purge of the key drops it.
+        assert_eq!(resolved.sets[0].keys, vec!["k".to_string()]);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub async fn run(
     let mut committers = Vec::new();
     for channel in peer.channels() {
         tracing::info!(channel = %channel.id(), height = channel.ledger().height(), "channel opened");
+        committers.push(tokio::spawn(crate::reconciler::run(
+            peer.clone(),
+            channel.clone(),
+            stop_rx.clone(),
+        )));
         committers.push(tokio::spawn(crate::committer::run(
             peer.clone(),
             channel,

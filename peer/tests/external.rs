@@ -269,12 +269,29 @@ async fn run_script(
             let b = tx.ask(Type::GetPrivateDataHash, hash.encode_to_vec()).await;
             let purge = protos::DelState {
                 key: "p2".into(),
-                collection: coll,
+                collection: coll.clone(),
             };
             let c = tx.ask(Type::PurgePrivateData, purge.encode_to_vec()).await;
-            for m in [&a, &b, &c] {
+            // The Node shim's setPrivateDataValidationParameter and its getter.
+            let set = protos::PutStateMetadata {
+                key: "p3".into(),
+                collection: coll.clone(),
+                metadata: Some(protos::StateMetadata {
+                    metakey: "VALIDATION_PARAMETER".into(),
+                    value: b"p3-policy".to_vec(),
+                }),
+            };
+            let d = tx.ask(Type::PutStateMetadata, set.encode_to_vec()).await;
+            let get = protos::GetStateMetadata {
+                key: "p3".into(),
+                collection: coll,
+            };
+            let e = tx.ask(Type::GetStateMetadata, get.encode_to_vec()).await;
+            for m in [&a, &b, &c, &d, &e] {
                 assert_eq!(m.r#type, Type::Response as i32, "{m:?}");
             }
+            let read = protos::StateMetadataResult::decode(e.payload.as_slice()).unwrap();
+            assert!(read.entries.is_empty(), "p3 is not committed: {read:?}");
             tx.complete(200, "", b"", None).await;
         }
         "unsupported" => {
@@ -613,6 +630,7 @@ async fn start_with(
     let cc = ExternalChaincode {
         address,
         execute_timeout: Duration::from_secs(10),
+        dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
         tls_ca_cert: None,
     };
     (cc, seen)
@@ -689,7 +707,13 @@ async fn private_data_messages_produce_hashes_in_public_and_values_in_the_privat
     let hashed = kvrwset::HashedRwSet::decode(coll.hashed_rwset.as_slice()).unwrap();
     assert_eq!(hashed.hashed_writes.len(), 2);
     assert!(hashed.hashed_writes.iter().any(|w| w.is_purge));
-    assert_eq!(hashed.hashed_reads.len(), 1);
+    assert_eq!(hashed.hashed_reads.len(), 2, "p1's hash and p3's metadata");
+    assert_eq!(hashed.metadata_writes.len(), 1);
+    assert_eq!(
+        hashed.metadata_writes[0].key_hash,
+        gridledger_chaincode::private::hash(b"p3")
+    );
+    assert_eq!(hashed.metadata_writes[0].entries[0].value, b"p3-policy");
     assert!(
         !r.rwset_bytes
             .windows(b"hidden-value".len())
@@ -699,6 +723,7 @@ async fn private_data_messages_produce_hashes_in_public_and_values_in_the_privat
     let kv = kvrwset::KvrwSet::decode(pvt.ns_pvt_rwset[0].collection_pvt_rwset[0].rwset.as_slice())
         .unwrap();
     assert_eq!(kv.writes[0].value, b"hidden-value");
+    assert_eq!(kv.metadata_writes[0].key, "p3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -838,14 +863,17 @@ async fn a_server_that_does_not_register_properly_is_refused() {
         "{}",
         r.response.message
     );
+    // The connect gives up after the definition's dial timeout, which the error names.
     let cc = ExternalChaincode {
         address: "127.0.0.1:1".into(),
         execute_timeout: Duration::from_secs(10),
+        dial_timeout: Duration::from_millis(1250),
         tls_ca_cert: None,
     };
     let r = external::execute(&cc, NAME, &invocation("tx-3", "create"), &state).await;
     assert!(
-        r.response.message.contains("cannot reach"),
+        r.response.message.contains("cannot reach")
+            && r.response.message.contains("dial timeout 1.25s"),
         "{}",
         r.response.message
     );
@@ -864,6 +892,7 @@ async fn the_blocking_entry_point_runs_from_the_endorsers_blocking_threads() {
         let cc = ExternalChaincode {
             address: "127.0.0.1:1".into(),
             execute_timeout: Duration::from_secs(1),
+            dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
             tls_ca_cert: None,
         };
         external::execute_blocking(&cc, NAME, &invocation("tx-o", "create"), &state(0))
@@ -884,6 +913,7 @@ fn a_chaincode_definition_with_an_address_names_an_external_server() {
         Some(ExternalChaincode {
             address: "127.0.0.1:9999".into(),
             execute_timeout: Duration::from_millis(1500),
+            dial_timeout: external::DEFAULT_DIAL_TIMEOUT,
             tls_ca_cert: None,
         })
     );

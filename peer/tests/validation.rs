@@ -842,17 +842,45 @@ impl Ns {
         });
         self
     }
+    /// A hashed write of private `key`, in the collection's entry.
     fn hashed_write(mut self, collection: &str, key: &str, value: &[u8]) -> Ns {
-        let hashed = kvrwset::HashedRwSet {
-            hashed_writes: vec![kvrwset::KvWriteHash {
-                key_hash: sha256(key.as_bytes()),
-                is_delete: false,
-                value_hash: sha256(value),
-                is_purge: false,
-            }],
-            ..Default::default()
+        let write = kvrwset::KvWriteHash {
+            key_hash: sha256(key.as_bytes()),
+            is_delete: false,
+            value_hash: sha256(value),
+            is_purge: false,
         };
-        self.collections.push((collection.to_string(), hashed));
+        match self.collections.iter_mut().find(|(c, _)| c == collection) {
+            Some((_, hashed)) => hashed.hashed_writes.push(write),
+            None => self.collections.push((
+                collection.to_string(),
+                kvrwset::HashedRwSet {
+                    hashed_writes: vec![write],
+                    ..Default::default()
+                },
+            )),
+        }
+        self
+    }
+    /// A `VALIDATION_PARAMETER` metadata write of private `key`, in the collection's entry.
+    fn hashed_validation_parameter(mut self, collection: &str, key: &str, policy: &[u8]) -> Ns {
+        let write = kvrwset::KvMetadataWriteHash {
+            key_hash: sha256(key.as_bytes()),
+            entries: vec![kvrwset::KvMetadataEntry {
+                name: VALIDATION_PARAMETER.to_string(),
+                value: policy.to_vec(),
+            }],
+        };
+        match self.collections.iter_mut().find(|(c, _)| c == collection) {
+            Some((_, hashed)) => hashed.metadata_writes.push(write),
+            None => self.collections.push((
+                collection.to_string(),
+                kvrwset::HashedRwSet {
+                    metadata_writes: vec![write],
+                    ..Default::default()
+                },
+            )),
+        }
         self
     }
     fn hashed_read(mut self, collection: &str, key: &str, at: Option<kvrwset::Version>) -> Ns {
@@ -2081,5 +2109,138 @@ fn key_level_policy_is_committed_to_and_enforced_from_a_real_ledger() {
             .unwrap()
             .value,
         b"1"
+    );
+}
+
+#[test]
+fn private_key_level_policy_is_kept_with_the_key_hash_and_enforced() {
+    let mut net = net();
+    let strict = EndorsementPolicy::Signature(
+        gridledger_channels::policy::parse("AND('Org1MSP.peer', 'Org1MSP.admin')").unwrap(),
+    );
+    net.chaincodes.insert(
+        "vault".to_string(),
+        ChaincodeDefinition {
+            name: "vault".to_string(),
+            version: "1".to_string(),
+            endorsement: strict,
+            collections: [(
+                "plain".to_string(),
+                gridledger_peer::private::CollectionDefinition {
+                    name: "plain".to_string(),
+                    members: ["Org1MSP".to_string()].into(),
+                    required_peer_count: 0,
+                    maximum_peer_count: 1,
+                    block_to_live: 0,
+                    member_only_read: false,
+                    member_only_write: false,
+                    endorsement: None,
+                },
+            )]
+            .into(),
+        },
+    );
+    let mut chain = Chain::new(&net);
+    let implicit = "_implicit_org_Org1MSP";
+    let hashed_ns = hashed_namespace("basic", implicit);
+
+    // Block 1: Org1's peer (its implicit collection's policy) writes two private keys and
+    // hands `meter` to Org2.
+    let handover = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic")
+            .hashed_write(implicit, "meter", b"1")
+            .hashed_write(implicit, "other", b"1")
+            .hashed_validation_parameter(implicit, "meter", &peers_of(&["Org2MSP"]))],
+    );
+    assert_eq!(chain.codes(vec![handover.build()]), vec![Code::Valid]);
+    let meter = hashed_key(&sha256(b"meter"));
+    assert_eq!(
+        committed_policy(&chain.state, &hashed_ns, &meter),
+        Some(peers_of(&["Org2MSP"]))
+    );
+
+    // Block 2: the collection's policy no longer covers `meter` (value or policy); `other`
+    // is still governed by it. Then, in one block, `other` gets a policy and a later write of
+    // it, endorsed as the pre-block state allows, fails.
+    let change = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").hashed_write(implicit, "meter", b"2")],
+    );
+    let take_back =
+        Tx::new(
+            &net,
+            "basic",
+            &[Ns::new("basic").hashed_validation_parameter(
+                implicit,
+                "meter",
+                &peers_of(&["Org1MSP"]),
+            )],
+        );
+    let set_other =
+        Tx::new(
+            &net,
+            "basic",
+            &[Ns::new("basic").hashed_validation_parameter(
+                implicit,
+                "other",
+                &peers_of(&["Org1MSP"]),
+            )],
+        );
+    let write_other = Tx::new(
+        &net,
+        "basic",
+        &[Ns::new("basic").hashed_write(implicit, "other", b"2")],
+    );
+    assert_eq!(
+        chain.codes(vec![
+            change.build(),
+            take_back.build(),
+            set_other.build(),
+            write_other.build()
+        ]),
+        vec![
+            Code::EndorsementPolicyFailure,
+            Code::EndorsementPolicyFailure,
+            Code::Valid,
+            Code::EndorsementPolicyFailure,
+        ]
+    );
+    assert_eq!(
+        chain.state.get(&hashed_ns, &meter),
+        Some((sha256(b"1").as_slice(), version(1, 0)))
+    );
+    assert_eq!(
+        chain.state.get(&hashed_ns, &hashed_key(&sha256(b"other"))),
+        Some((sha256(b"1").as_slice(), version(2, 2))),
+        "a metadata write keeps the hash and moves its version"
+    );
+
+    // The key-level policy replaces the collection's: "plain" needs the chaincode's peer and
+    // admin, but a key whose policy is "Org1's peer" changes with the peer alone.
+    let mut setup = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault")
+            .hashed_write("plain", "k", b"1")
+            .hashed_validation_parameter("plain", "k", &peers_of(&["Org1MSP"]))],
+    );
+    setup.endorsers = vec![&net.peer, &net.admin];
+    assert_eq!(chain.codes(vec![setup.build()]), vec![Code::Valid]);
+    let by_peer = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "k", b"2")],
+    );
+    let other_by_peer = Tx::new(
+        &net,
+        "vault",
+        &[Ns::new("vault").hashed_write("plain", "j", b"2")],
+    );
+    assert_eq!(
+        chain.codes(vec![by_peer.build(), other_by_peer.build()]),
+        vec![Code::Valid, Code::EndorsementPolicyFailure]
     );
 }

@@ -25,6 +25,7 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The package type of a chaincode-as-a-service package.
 pub const CCAAS_TYPE: &str = "ccaas";
@@ -292,6 +293,25 @@ pub fn parse(bytes: &[u8]) -> Result<Package, PackageError> {
     })
 }
 
+impl Connection {
+    /// The connect timeout for dialing this server: `dial_timeout` when set, else
+    /// `default`. A value that does not parse is an error naming it (Fabric refuses such a
+    /// connection too), so a typo never silently becomes the default.
+    pub fn dial_timeout(&self, default: Duration) -> Result<Duration, String> {
+        if self.dial_timeout.trim().is_empty() {
+            return Ok(default);
+        }
+        parse_duration_ms(&self.dial_timeout)
+            .map(Duration::from_millis)
+            .ok_or_else(|| {
+                format!(
+                    "dial_timeout {:?} of chaincode server {} is not a duration such as \"10s\"",
+                    self.dial_timeout, self.address
+                )
+            })
+    }
+}
+
 /// Fabric's `dial_timeout` (`"10s"`, `"500ms"`, `"1m"`) in milliseconds, if it parses.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -495,5 +515,28 @@ mod tests {
         assert_eq!(parse_duration_ms("500ms"), Some(500));
         assert_eq!(parse_duration_ms("2m"), Some(120_000));
         assert_eq!(parse_duration_ms("soon"), None);
+    }
+
+    #[test]
+    fn dial_timeout_of_a_connection_is_its_own_or_the_default() {
+        let default = Duration::from_secs(5);
+        let with = |text: &str| Connection {
+            address: "cc:9999".into(),
+            dial_timeout: text.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            with("750ms").dial_timeout(default),
+            Ok(Duration::from_millis(750))
+        );
+        assert_eq!(with("2s").dial_timeout(default), Ok(Duration::from_secs(2)));
+        assert_eq!(with("").dial_timeout(default), Ok(default));
+        let err = with("ten seconds")
+            .dial_timeout(default)
+            .expect_err("not a duration");
+        assert!(
+            err.contains("\"ten seconds\"") && err.contains("cc:9999"),
+            "{err}"
+        );
     }
 }

@@ -19,7 +19,9 @@
 //!   policy, else the chaincode's; for Fabric's implicit per-organization collections
 //!   (`_implicit_org_<MSPID>`), the org's `/Channel/Application/<Org>/Endorsement` or, when
 //!   the org has none, any member of that MSP. Writes to a collection that is neither fail, as
-//!   they do in Fabric for an undefined collection.
+//!   they do in Fabric for an undefined collection. A hashed write or metadata write of a
+//!   private key whose hash has a committed `VALIDATION_PARAMETER` needs that policy instead
+//!   (Fabric's `SetPrivateDataValidationParameter`, looked up by key hash).
 //! - If nothing in the namespace required a policy (a read-only invocation), the chaincode's
 //!   policy is still checked (Fabric's `CheckCCEPIfNoEPChecked`).
 //! - `_lifecycle`'s public writes follow the lifecycle's rules instead (`lifecycle_writes`):
@@ -41,7 +43,7 @@ use gridledger_proto::common;
 use gridledger_proto::protos::{self, TxValidationCode as Code};
 use prost::Message;
 
-use super::state::{CommittedState, decode_metadata};
+use super::state::{CommittedState, decode_metadata, hashed_key, hashed_namespace};
 use super::transaction::{DecodedRwSet, NsRwSet};
 use super::{ChaincodeDefinition, EndorsementPolicy, LIFECYCLE_NAMESPACE, ValidationError};
 use crate::lifecycle;
@@ -347,16 +349,40 @@ pub(crate) fn check(
                 }
             }
             for (collection, hashed) in &ns.collections {
-                if hashed.hashed_writes.is_empty() || collections_checked.contains(&**collection) {
+                let key_hashes: Vec<&[u8]> = hashed
+                    .hashed_writes
+                    .iter()
+                    .map(|w| w.key_hash.as_slice())
+                    .chain(hashed.metadata_writes.iter().map(|m| m.key_hash.as_slice()))
+                    .collect();
+                if key_hashes.is_empty() {
                     continue;
                 }
                 let Some(required) = collection_policy(channel, definition, collection) else {
                     return failure;
                 };
-                if !endorsers.satisfy(&required) {
-                    return failure;
+                // A private key with a key-level policy (kept with its hash) needs that
+                // policy instead of the collection's, as a public key does.
+                let hashed_ns = hashed_namespace(namespace, collection);
+                let mut collection_needed = false;
+                for key_hash in key_hashes {
+                    match key_policy(state, &hashed_ns, &hashed_key(key_hash))? {
+                        Some(Some(envelope)) => {
+                            if !endorsers.satisfy(&Required::Key(envelope)) {
+                                return failure;
+                            }
+                            key_checked = true;
+                        }
+                        Some(None) => return failure,
+                        None => collection_needed = true,
+                    }
                 }
-                collections_checked.insert(collection);
+                if collection_needed && !collections_checked.contains(&**collection) {
+                    if !endorsers.satisfy(&required) {
+                        return failure;
+                    }
+                    collections_checked.insert(collection);
+                }
             }
         }
         if !chaincode_checked

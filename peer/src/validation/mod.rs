@@ -350,7 +350,7 @@ pub fn validate_block(
     let mut config = None;
     // Keys whose metadata an earlier transaction of the block (that passed its endorsement
     // checks) writes: their key-level policy as read before the block is stale.
-    let mut metadata_changed: HashSet<(&str, &str)> = HashSet::new();
+    let mut metadata_changed: HashSet<(String, String)> = HashSet::new();
     for entry in &checked {
         let (code, rwset) = match entry {
             Checked::Invalid { code, .. } => (*code, None),
@@ -363,17 +363,13 @@ pub fn validate_block(
                         Ok(rwset)
                             if rwset
                                 .written_keys()
-                                .any(|key| metadata_changed.contains(&key)) =>
+                                .iter()
+                                .any(|key| metadata_changed.contains(key)) =>
                         {
                             (TxValidationCode::EndorsementPolicyFailure, None)
                         }
                         Ok(rwset) => {
-                            for ns in &rwset.namespaces {
-                                for write in &ns.kv.metadata_writes {
-                                    metadata_changed
-                                        .insert((ns.namespace.as_str(), write.key.as_str()));
-                                }
-                            }
+                            metadata_changed.extend(rwset.metadata_keys());
                             (TxValidationCode::Valid, Some(rwset))
                         }
                         Err(code) => (*code, None),

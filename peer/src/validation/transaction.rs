@@ -166,31 +166,63 @@ impl DecodedRwSet {
             .collect()
     }
 
-    /// The public key-metadata writes of the transaction, in rwset order, in the ledger's
-    /// stored form.
+    /// The key-metadata writes of the transaction, in rwset order, in the ledger's stored
+    /// form: public keys under their namespace, private keys by key hash under the
+    /// collection's hashed namespace (where every peer keeps them).
     pub(crate) fn metadata_writes(&self) -> Vec<MetadataWrite> {
-        self.namespaces
-            .iter()
-            .flat_map(|ns| {
-                ns.kv.metadata_writes.iter().map(|write| MetadataWrite {
-                    namespace: ns.namespace.clone(),
-                    key: write.key.clone(),
+        let mut out = Vec::new();
+        for ns in &self.namespaces {
+            out.extend(ns.kv.metadata_writes.iter().map(|write| MetadataWrite {
+                namespace: ns.namespace.clone(),
+                key: write.key.clone(),
+                metadata: Some(encode_metadata(&write.entries)),
+                current_with: None,
+            }));
+            for (collection, hashed) in &ns.collections {
+                let namespace = hashed_namespace(&ns.namespace, collection);
+                out.extend(hashed.metadata_writes.iter().map(|write| MetadataWrite {
+                    namespace: namespace.clone(),
+                    key: hashed_key(&write.key_hash),
                     metadata: Some(encode_metadata(&write.entries)),
-                })
-            })
-            .collect()
+                    current_with: None,
+                }));
+            }
+        }
+        out
     }
 
-    /// Every (namespace, key) the transaction writes a value or metadata of, publicly.
-    pub(crate) fn written_keys(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.namespaces.iter().flat_map(|ns| {
-            ns.kv
+    /// Every (namespace, key) the transaction writes a value or metadata of: public keys, and
+    /// private keys as (hashed namespace, key hash in hex).
+    pub(crate) fn written_keys(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for ns in &self.namespaces {
+            let public = ns
+                .kv
                 .writes
                 .iter()
                 .map(|w| w.key.as_str())
-                .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()))
-                .map(move |key| (ns.namespace.as_str(), key))
-        })
+                .chain(ns.kv.metadata_writes.iter().map(|m| m.key.as_str()));
+            out.extend(public.map(|key| (ns.namespace.clone(), key.to_owned())));
+            for (collection, hashed) in &ns.collections {
+                let namespace = hashed_namespace(&ns.namespace, collection);
+                let hashes = hashed
+                    .hashed_writes
+                    .iter()
+                    .map(|w| w.key_hash.as_slice())
+                    .chain(hashed.metadata_writes.iter().map(|m| m.key_hash.as_slice()));
+                out.extend(hashes.map(|hash| (namespace.clone(), hashed_key(hash))));
+            }
+        }
+        out
+    }
+
+    /// Every (namespace, key) whose metadata the transaction writes, in the form of
+    /// [`DecodedRwSet::written_keys`].
+    pub(crate) fn metadata_keys(&self) -> Vec<(String, String)> {
+        self.metadata_writes()
+            .into_iter()
+            .map(|m| (m.namespace, m.key))
+            .collect()
     }
 }
 
@@ -428,15 +460,6 @@ fn dispatch_checks(
     let mut seen = HashSet::with_capacity(rwset.namespaces.len());
     for ns in &rwset.namespaces {
         if !seen.insert(ns.namespace.as_str()) {
-            return Err(Code::IllegalWriteset);
-        }
-        // Key metadata of private data has nowhere to live yet; committing the hashes
-        // without it would silently drop a policy.
-        if ns
-            .collections
-            .iter()
-            .any(|(_, h)| !h.metadata_writes.is_empty())
-        {
             return Err(Code::IllegalWriteset);
         }
     }
