@@ -1147,3 +1147,166 @@ async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_i
         );
     }
 }
+
+/// Accepts `energy_wh` of offer `offer` for `period` as `buyer` under trade id `id`, endorsing
+/// again after an MVCC conflict; `Ok(true)` once VALID, `Ok(false)` when the DSO refuses to
+/// certify it, `Err` for anything else.
+async fn accept_until_decided(
+    buyer: &Gateway,
+    id: &str,
+    offer: &str,
+    period: &str,
+    energy_wh: &str,
+) -> Result<bool, String> {
+    let contract = buyer.network(CHANNEL).contract("energy");
+    for _ in 0..20 {
+        let endorsed = contract
+            .proposal("AcceptOffer", &[id, offer, period, energy_wh])
+            .map_err(|e| e.to_string())?
+            .endorse()
+            .await;
+        let tx = match endorsed {
+            Ok(tx) => tx,
+            Err(e) if e.to_string().contains("not feasible on the DSO's grid") => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        let status = tx
+            .submit()
+            .await
+            .map_err(|e| e.to_string())?
+            .status()
+            .await
+            .map_err(|e| e.to_string())?;
+        if status.is_valid() {
+            return Ok(true);
+        }
+        if status.code != protos::TxValidationCode::MvccReadConflict as i32 {
+            return Err(format!("trade {id} committed as {status:?}"));
+        }
+    }
+    Err(format!("trade {id} kept conflicting"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
+    let net = TestNetwork::up("energy-limit");
+    let admin_r = net.gateway_as("RetailerMSP", "Admin").await;
+    let admin_c = net.gateway_as("CommunityMSP", "Admin").await;
+    let sellers = [
+        net.gateway_as("CommunityMSP", "Prosumer-C001").await,
+        net.gateway_as("RetailerMSP", "Prosumer-R001").await,
+    ];
+    let buyers = [
+        (
+            "RetailerMSP:POD-R002",
+            net.gateway_as("RetailerMSP", "Prosumer-R002").await,
+        ),
+        (
+            "CommunityMSP:POD-C002",
+            net.gateway_as("CommunityMSP", "Prosumer-C002").await,
+        ),
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let period = (now / 900 + 8) * 900;
+    let p = period.to_string();
+    for (account, admin) in [
+        ("RetailerMSP:POD-R002", &admin_r),
+        ("CommunityMSP:POD-C002", &admin_c),
+    ] {
+        admin
+            .network(CHANNEL)
+            .contract("energy")
+            .submit("IssuePayment", &[account, "100000000"])
+            .await
+            .expect("payment issued");
+    }
+    // Two far-end sellers (buses 32 and 17) each offer 6 MWh; twelve trades of 150 kWh (600 kW
+    // for the quarter hour) towards buses 1 and 24 push reverse power up both laterals until
+    // the DSO stops certifying.
+    for (i, seller) in sellers.iter().enumerate() {
+        seller
+            .network(CHANNEL)
+            .contract("energy")
+            .submit("PostOffer", &[&format!("o{i}"), &p, "6000000", "15"])
+            .await
+            .expect("offer posted");
+    }
+    let mut tasks = Vec::new();
+    for (b, (_, buyer)) in buyers.iter().enumerate() {
+        for (o, _) in sellers.iter().enumerate() {
+            for n in 0..3 {
+                let buyer = buyer.clone();
+                let p = p.clone();
+                let id = format!("t{b}{o}{n}");
+                tasks.push(tokio::spawn(async move {
+                    let outcome =
+                        accept_until_decided(&buyer, &id, &format!("o{o}"), &p, "150000").await;
+                    (id, outcome)
+                }));
+            }
+        }
+    }
+    let mut committed = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        let (id, outcome) = task.await.expect("trade task");
+        match outcome.unwrap_or_else(|e| panic!("{e}")) {
+            true => committed.push(id),
+            false => refused += 1,
+        }
+    }
+    eprintln!(
+        "[test] {} trades committed, {refused} refused by the DSO",
+        committed.len()
+    );
+    assert!(!committed.is_empty(), "some trades fit on the feeder");
+    assert!(
+        refused > 0,
+        "the trades were meant to reach the feeder's limit"
+    );
+
+    // Recomputed from the ledger with the DSO's own model, the committed set is feasible.
+    let dso_config =
+        gridledger_peer::config::PeerConfig::load(&net.dir.join("nodes/peer0.dso/peer.toml"))
+            .expect("the DSO peer's config");
+    let feasibility = dso_config.feasibility.expect("the DSO checks feasibility");
+    let feeder = gridledger_grid::Feeder::from_json(
+        &std::fs::read(&feasibility.feeder).expect("read the feeder"),
+    )
+    .expect("the feeder");
+    let scale = gridledger_peer::feasibility::FeasibilityCheck::load(feasibility.clone())
+        .expect("the DSO's check")
+        .load_scale(period as i64);
+    let reader = &buyers[0].1;
+    let mut trades = Vec::new();
+    for id in &committed {
+        let bytes = reader
+            .network(CHANNEL)
+            .contract("energy")
+            .evaluate("GetTrade", &[id, &p])
+            .await
+            .expect("a committed trade");
+        let trade: serde_json::Value = serde_json::from_slice(&bytes).expect("trade JSON");
+        let bus = |pod: &serde_json::Value| feasibility.pods[pod.as_str().expect("pod")];
+        trades.push(gridledger_grid::Trade {
+            seller_bus: bus(&trade["seller_pod"]),
+            buyer_bus: bus(&trade["buyer_pod"]),
+            kw: trade["energy_wh"].as_f64().expect("energy") * 4.0 / 1000.0,
+        });
+    }
+    let verdict = gridledger_grid::check(
+        &feeder,
+        scale,
+        &trades,
+        gridledger_grid::PowerFlowSettings::default(),
+    )
+    .expect("the power flow converges");
+    assert!(
+        verdict.feasible,
+        "the committed trades overload the feeder: {:?}",
+        verdict.first_blocking()
+    );
+}
