@@ -2,6 +2,8 @@
 //! (Fabric's conventions), the stub's accessors and range/composite-key rules, events, panic
 //! containment, and every function of the built-in `basic` chaincode.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,10 +48,7 @@ impl MemState {
 impl StateReader for MemState {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
         self.gets.fetch_add(1, Ordering::SeqCst);
-        Ok(self
-            .entries
-            .get(&(namespace.to_owned(), key.to_owned()))
-            .cloned())
+        Ok(support::get(&self.entries, namespace, key))
     }
 
     fn range(
@@ -59,15 +58,7 @@ impl StateReader for MemState {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
-        Ok(self
-            .entries
-            .iter()
-            .filter(|((ns, key), _)| {
-                ns == namespace && key.as_str() >= start && (end.is_empty() || key.as_str() < end)
-            })
-            .take(limit)
-            .map(|((_, key), (value, version))| (key.clone(), value.clone(), *version))
-            .collect())
+        Ok(support::range(&self.entries, namespace, start, end, limit))
     }
 }
 

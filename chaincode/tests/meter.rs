@@ -2,7 +2,7 @@
 //! itself (identified by its certificate attributes), reasoned amendments by the DSO only, and
 //! range reads and totals in time order.
 
-use std::collections::BTreeMap;
+mod support;
 
 use gridledger_chaincode::meter::{Amendment, MeterReadings, Reading, Totals};
 use gridledger_chaincode::{Invocation, SimulationResult, StateReader, simulate};
@@ -14,9 +14,9 @@ const NS: &str = "meter";
 /// 2026-11-26 12:00:00 UTC, on a 15-minute boundary.
 const T0: u64 = 1_795_694_400;
 
-/// An in-memory world state: (namespace, key) → value, all at version (1, 0).
+/// An in-memory world state; every write lands at version (1, 0).
 #[derive(Default)]
-struct MemState(BTreeMap<(String, String), Vec<u8>>);
+struct MemState(support::Entries);
 
 impl MemState {
     /// The state after `result`'s writes.
@@ -24,26 +24,32 @@ impl MemState {
         for ns in &result.rwset.ns_rwset {
             let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
             for w in kv.writes {
-                self.0.insert((ns.namespace.clone(), w.key), w.value);
+                self.0.insert(
+                    (ns.namespace.clone(), w.key),
+                    (
+                        w.value,
+                        Version {
+                            block_num: 1,
+                            tx_num: 0,
+                        },
+                    ),
+                );
             }
         }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(&(NS.to_owned(), key.to_owned()))
+    }
+
+    fn value(&self, key: &str) -> Option<&Vec<u8>> {
+        self.0.get(&(NS.to_owned(), key.to_owned())).map(|(v, _)| v)
     }
 }
 
 impl StateReader for MemState {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
-        Ok(self
-            .0
-            .get(&(namespace.to_owned(), key.to_owned()))
-            .map(|v| {
-                (
-                    v.clone(),
-                    Version {
-                        block_num: 1,
-                        tx_num: 0,
-                    },
-                )
-            }))
+        Ok(support::get(&self.0, namespace, key))
     }
 
     fn range(
@@ -53,24 +59,7 @@ impl StateReader for MemState {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|((ns, key), _)| {
-                ns == namespace && key.as_str() >= start && (end.is_empty() || key.as_str() < end)
-            })
-            .take(limit)
-            .map(|((_, key), value)| {
-                (
-                    key.clone(),
-                    value.clone(),
-                    Version {
-                        block_num: 1,
-                        tx_num: 0,
-                    },
-                )
-            })
-            .collect())
+        Ok(support::range(&self.0, namespace, start, end, limit))
     }
 }
 
@@ -158,11 +147,7 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
         ("m-1", "IT001E00000001", 1250, 300)
     );
     state.apply(&first);
-    assert!(
-        state
-            .0
-            .contains_key(&(NS.to_owned(), format!("reading/m-1/{T0:012}")))
-    );
+    assert!(state.contains(&format!("reading/m-1/{T0:012}")));
 
     // Written once: a second reading for the interval is refused.
     let again = run(
@@ -249,8 +234,7 @@ fn only_the_dso_amends_and_only_with_a_reason() {
     );
     state.apply(&amended);
     let record = state
-        .0
-        .get(&(NS.to_owned(), format!("amendment/m-1/{T0:012}/0001")))
+        .value(&format!("amendment/m-1/{T0:012}/0001"))
         .expect("the amendment is kept");
     let amendment: Amendment = serde_json::from_slice(record).expect("amendment");
     assert_eq!(

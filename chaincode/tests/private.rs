@@ -1,6 +1,8 @@
 //! Private data through the Rust stub: hashed read-write sets as Fabric builds them, the
 //! private write set, membership rules, and reads on a peer that holds only hashes.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use gridledger_chaincode::private::{hash, hashed_key, hashed_namespace, private_namespace};
@@ -48,10 +50,7 @@ impl MemState {
 
 impl StateReader for MemState {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
-        Ok(self
-            .entries
-            .get(&(namespace.to_owned(), key.to_owned()))
-            .cloned())
+        Ok(support::get(&self.entries, namespace, key))
     }
 
     fn range(
@@ -61,15 +60,7 @@ impl StateReader for MemState {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
-        Ok(self
-            .entries
-            .iter()
-            .filter(|((ns, key), _)| {
-                ns == namespace && key.as_str() >= start && (end.is_empty() || key.as_str() < end)
-            })
-            .take(limit)
-            .map(|((_, key), (value, version))| (key.clone(), value.clone(), *version))
-            .collect())
+        Ok(support::range(&self.entries, namespace, start, end, limit))
     }
 
     fn metadata(&self, namespace: &str, key: &str) -> Result<Metadata, String> {

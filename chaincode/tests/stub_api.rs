@@ -1,6 +1,8 @@
 //! Tests of the stub's key metadata (key-level endorsement), paginated queries and
 //! chaincode-to-chaincode calls, against in-memory world states.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -49,10 +51,7 @@ impl MemState {
 
 impl StateReader for MemState {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
-        Ok(self
-            .entries
-            .get(&(namespace.to_owned(), key.to_owned()))
-            .cloned())
+        Ok(support::get(&self.entries, namespace, key))
     }
 
     fn range(
@@ -62,15 +61,7 @@ impl StateReader for MemState {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
-        Ok(self
-            .entries
-            .iter()
-            .filter(|((ns, key), _)| {
-                ns == namespace && key.as_str() >= start && (end.is_empty() || key.as_str() < end)
-            })
-            .take(limit)
-            .map(|((_, key), (value, version))| (key.clone(), value.clone(), *version))
-            .collect())
+        Ok(support::range(&self.entries, namespace, start, end, limit))
     }
 
     fn metadata(&self, namespace: &str, key: &str) -> Result<Metadata, String> {
