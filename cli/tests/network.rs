@@ -1080,17 +1080,18 @@ async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_i
     let period = (now / 900 + 8) * 900;
     let p = period.to_string();
 
-    energy(&admin)
-        .submit("IssuePayment", &["RetailerMSP:POD-R002", "1000000"])
-        .await
-        .expect("the retailer's admin issues payment to its customer");
+    submit_agreed(
+        &energy(&admin),
+        "IssuePayment",
+        &["RetailerMSP:POD-R002", "1000000"],
+    )
+    .await
+    .expect("the retailer's admin issues payment to its customer");
     // POD-C001 is at the far end of a lateral (bus 32), POD-R002 next to the substation (bus 1).
-    energy(&seller)
-        .submit("PostOffer", &["o1", &p, "2000000", "20"])
+    submit_agreed(&energy(&seller), "PostOffer", &["o1", &p, "2000000", "20"])
         .await
         .expect("the prosumer offers energy");
-    let small = energy(&buyer)
-        .submit("AcceptOffer", &["t1", "o1", &p, "10000"])
+    let small = submit_agreed(&energy(&buyer), "AcceptOffer", &["t1", "o1", &p, "10000"])
         .await
         .expect("a 40 kW trade is feasible and commits");
     eprintln!(
@@ -1101,8 +1102,7 @@ async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_i
 
     // 7.6 MW back from the end of the lateral: the DSO's power flow refuses it, and the
     // client hears why, from the DSO.
-    let refused = energy(&buyer)
-        .submit("AcceptOffer", &["t2", "o1", &p, "1900000"])
+    let refused = submit_agreed(&energy(&buyer), "AcceptOffer", &["t2", "o1", &p, "1900000"])
         .await
         .expect_err("the DSO does not certify an infeasible trade");
     let text = refused.to_string();
@@ -1148,6 +1148,26 @@ async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_i
     }
 }
 
+/// `contract.submit(function, args)`, endorsed again while the endorsing peers disagree because
+/// one of them has not committed the latest block yet (the Gateway's "ProposalResponsePayloads
+/// do not match"), as a client would.
+async fn submit_agreed(
+    contract: &Contract,
+    function: &str,
+    args: &[&str],
+) -> Result<(Vec<u8>, u64), SdkError> {
+    let mut attempts = 0;
+    loop {
+        match contract.submit(function, args).await {
+            Err(e) if attempts < 20 && e.to_string().contains("do not match") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Accepts `energy_wh` of offer `offer` for `period` as `buyer` under trade id `id`, endorsing
 /// again after an MVCC conflict; `Ok(true)` once VALID, `Ok(false)` when the DSO refuses to
 /// certify it, `Err` for anything else.
@@ -1168,6 +1188,11 @@ async fn accept_until_decided(
         let tx = match endorsed {
             Ok(tx) => tx,
             Err(e) if e.to_string().contains("not feasible on the DSO's grid") => return Ok(false),
+            // The endorsing peers had not all committed the latest block: endorse again.
+            Err(e) if e.to_string().contains("do not match") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             Err(e) => return Err(e.to_string()),
         };
         let status = tx
@@ -1216,23 +1241,25 @@ async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
         ("RetailerMSP:POD-R002", &admin_r),
         ("CommunityMSP:POD-C002", &admin_c),
     ] {
-        admin
-            .network(CHANNEL)
-            .contract("energy")
-            .submit("IssuePayment", &[account, "100000000"])
-            .await
-            .expect("payment issued");
+        submit_agreed(
+            &admin.network(CHANNEL).contract("energy"),
+            "IssuePayment",
+            &[account, "100000000"],
+        )
+        .await
+        .expect("payment issued");
     }
     // Two far-end sellers (buses 32 and 17) each offer 6 MWh; twelve trades of 150 kWh (600 kW
     // for the quarter hour) towards buses 1 and 24 push reverse power up both laterals until
     // the DSO stops certifying.
     for (i, seller) in sellers.iter().enumerate() {
-        seller
-            .network(CHANNEL)
-            .contract("energy")
-            .submit("PostOffer", &[&format!("o{i}"), &p, "6000000", "15"])
-            .await
-            .expect("offer posted");
+        submit_agreed(
+            &seller.network(CHANNEL).contract("energy"),
+            "PostOffer",
+            &[&format!("o{i}"), &p, "6000000", "15"],
+        )
+        .await
+        .expect("offer posted");
     }
     let mut tasks = Vec::new();
     for (b, (_, buyer)) in buyers.iter().enumerate() {
