@@ -800,11 +800,7 @@ async fn killing_the_raft_leader_under_load_elects_another_and_loses_no_valid_tr
 async fn a_follower_killed_and_restarted_catches_up_from_the_log() {
     let mut net = Cluster::start("follower");
     let leader = net.wait_leader(ELECTION_TIMEOUT);
-    let follower = ORDERERS
-        .iter()
-        .find(|o| **o != leader)
-        .expect("a follower")
-        .to_string();
+    let follower = follower_of(&leader);
     let gateways = net.gateways().await;
     let load = Load::start(&gateways, "follower");
     load.wait_progress(10, LEDGER_TIMEOUT).await;
@@ -1308,11 +1304,7 @@ async fn wait_orderer_tip(net: &Cluster, orderer: &str, height: u64) {
 async fn a_follower_down_past_every_compaction_catches_up_by_snapshot() {
     let mut net = Cluster::start_with("snapshot", Some(4));
     let leader = net.wait_leader(ELECTION_TIMEOUT);
-    let follower = ORDERERS
-        .iter()
-        .find(|o| **o != leader)
-        .expect("a follower")
-        .to_string();
+    let follower = follower_of(&leader);
     let gateways = net.gateways().await;
     let load = Load::start(&gateways, "snapshot");
     load.wait_progress(10, LEDGER_TIMEOUT).await;
@@ -1341,11 +1333,7 @@ async fn a_follower_down_past_every_compaction_catches_up_by_snapshot() {
 async fn an_orderer_that_lost_its_channel_rejoins_catches_up_and_votes_again() {
     let mut net = Cluster::start_with("rejoin", Some(4));
     let leader = net.wait_leader(ELECTION_TIMEOUT);
-    let lost = ORDERERS
-        .iter()
-        .find(|o| **o != leader)
-        .expect("a follower")
-        .to_string();
+    let lost = follower_of(&leader);
     let gateways = net.gateways().await;
     let load = Load::start(&gateways, "rejoin");
     load.wait_progress(10, LEDGER_TIMEOUT).await;
@@ -1547,11 +1535,7 @@ async fn spare_must_be_in_the_quorum(
     spare: &str,
 ) {
     let leader = net.wait_leader(ELECTION_TIMEOUT);
-    let victim = ORDERERS
-        .iter()
-        .find(|o| **o != leader)
-        .expect("a follower")
-        .to_string();
+    let victim = follower_of(&leader);
     net.kill_node(&victim);
     load.wait_progress(20, LEDGER_TIMEOUT).await;
     let valid = load.finish().await;
@@ -1574,4 +1558,13 @@ async fn spare_must_be_in_the_quorum(
             "block {number} from {spare} differs from the peers'"
         );
     }
+}
+
+/// One of `up`'s three orderers other than `leader`.
+fn follower_of(leader: &str) -> String {
+    ORDERERS
+        .iter()
+        .find(|o| **o != leader)
+        .expect("a follower")
+        .to_string()
 }
