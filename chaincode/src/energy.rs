@@ -5,21 +5,23 @@
 //! Units are integers: energy in Wh, money in cents of the payment token. Accounts are
 //! `<MSP>:<POD>` — a prosumer's organization and point of delivery — so a creator's account
 //! follows from its certificate: its MSP and its `pod` attribute. Nothing in the market carries a
-//! meter reading: the DSO attests metered quantities (verified on its side against the
-//! bilateral meter channel) with a salted commitment to the readings.
+//! meter reading: the DSO attests metered quantities with a salted commitment to the readings,
+//! and the attestation is checked against the readings themselves — see "Attestations" below.
 //!
 //! | function | who | args |
 //! |---|---|---|
+//! | `RegisterMeterChannel` | an admin of a market organization | channel |
 //! | `IssuePayment` | an admin of the account's organization | account, cents |
 //! | `PostOffer` | a prosumer (its `pod`) | offer_id, period, energy_wh, price_cents_per_kwh |
 //! | `CancelOffer` | the offer's seller | offer_id, period |
 //! | `AcceptOffer` | a prosumer (its `pod`), not the seller | trade_id, offer_id, period, energy_wh |
-//! | `Attest` | the DSO, after the period | period, account, export_wh, import_wh, commitment |
+//! | `Attest` | the DSO, after the period; transient `salt` | period, account, export_wh, import_wh |
 //! | `Settle` | the DSO, once both sides are attested | trade_id, period |
 //! | `Burn` | the DSO, once the account is attested | period, account |
 //! | `Balance` | anyone | account |
 //! | `GetTrade` / `GetOffer` | anyone | id, period |
 //! | `Supply` | anyone | – |
+//! | `GetMeterChannel` | anyone | msp_id |
 //!
 //! Rules: trading for a delivery period (a Unix time on a 15-minute boundary) closes
 //! [`GATE_CLOSURE_SECONDS`] before it starts, by the transaction's timestamp. Accepting an offer
@@ -31,6 +33,20 @@
 //!
 //! Invariants, checked by [`Supply`]: e-tokens in accounts = minted − burned; payment in
 //! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend.
+//!
+//! ## Attestations
+//!
+//! Each market organization's admin registers the bilateral channel (that organization + the
+//! DSO) whose `meter` chaincode holds its customers' readings. `Attest` reads, on that channel,
+//! the readings of every meter at the account's POD for the period (`meter`'s
+//! `GetPodReadings`, a read-only cross-channel call: nothing of the meter channel enters the
+//! market's read-write set), and refuses unless the attested export and import equal their sums.
+//! The stored commitment is the hex SHA-256 of the transient `salt` (16 to 64 bytes, never on
+//! the ledger) followed by the exact `GetPodReadings` payload, so whoever holds the readings and
+//! the salt can check it, and nobody else learns anything from it. Every endorser runs the
+//! check on its own copy of the meter channel: the DSO's peer and the account's organization's
+//! peer are its members, so an attestation is endorsed by those two (the client names them as
+//! the endorsing organizations).
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +71,15 @@ pub const MAX_PRICE_CENTS_PER_KWH: u64 = 100_000;
 pub const MAX_ISSUE_CENTS: u64 = 1_000_000_000;
 
 const SUPPLY_KEY: &str = "supply";
+/// The `meter` chaincode's name on the bilateral channels.
+pub const METER_CHAINCODE: &str = "meter";
+/// Transient key of the salt an attestation's commitment is made with.
+pub const SALT_TRANSIENT_KEY: &str = "salt";
+/// Salts are at least this long (bytes), so a commitment cannot be brute-forced from guessable
+/// readings.
+pub const MIN_SALT_BYTES: usize = 16;
+/// And at most this long.
+pub const MAX_SALT_BYTES: usize = 64;
 
 /// The `energy` chaincode; `dso_msp_id` is the organization that attests and settles.
 #[derive(Debug, Clone)]
@@ -223,6 +248,25 @@ fn trade_key(period: i64, id: &str) -> String {
     format!("trade/{period:012}/{id}")
 }
 
+fn meter_channel_key(msp_id: &str) -> String {
+    format!("meterchannel/{msp_id}")
+}
+
+/// The bilateral channel registered for `msp_id`'s meters.
+fn meter_channel(stub: &mut ChaincodeStub<'_>, msp_id: &str) -> Outcome {
+    stub.get_state(&meter_channel_key(msp_id))
+        .map_err(state)?
+        .ok_or_else(|| format!("{msp_id} has registered no meter channel (RegisterMeterChannel)"))
+}
+
+/// Whether the creator's certificate has the `admin` organizational unit.
+fn creator_is_admin(stub: &ChaincodeStub<'_>) -> Result<bool, String> {
+    Ok(creator_certificate(stub)?
+        .organizational_units
+        .iter()
+        .any(|ou| ou.eq_ignore_ascii_case("admin")))
+}
+
 fn attestation_key(period: i64, account: &str) -> String {
     format!("attestation/{period:012}/{account}")
 }
@@ -298,6 +342,9 @@ impl Chaincode for EnergyMarket {
     fn invoke(&self, stub: &mut ChaincodeStub<'_>) -> protos::Response {
         let (function, args) = stub.get_function_and_parameters();
         let outcome: Outcome = match function.as_str() {
+            "RegisterMeterChannel" => self.register_meter_channel(stub, &args),
+            "GetMeterChannel" => expect_args(&args, &["msp_id"], "GetMeterChannel")
+                .and_then(|a| meter_channel(stub, a[0].trim())),
             "IssuePayment" => issue_payment(stub, &args),
             "PostOffer" => post_offer(stub, &args),
             "CancelOffer" => cancel_offer(stub, &args),
@@ -341,12 +388,7 @@ fn issue_payment(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
             "{msp_id} issues payment only to its own customers' accounts ({msp_id}:<pod>), not {account}"
         ));
     }
-    let certificate = creator_certificate(stub)?;
-    if !certificate
-        .organizational_units
-        .iter()
-        .any(|ou| ou.eq_ignore_ascii_case("admin"))
-    {
+    if !creator_is_admin(stub)? {
         return Err(format!("only an admin of {msp_id} issues payment"));
     }
     let mut balance = load_balance(stub, account)?;
@@ -486,10 +528,28 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 }
 
 impl EnergyMarket {
+    fn register_meter_channel(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+        let args = expect_args(args, &["channel"], "RegisterMeterChannel")?;
+        let channel = args[0].trim();
+        check_name("channel", channel, 249, b"")?;
+        let msp_id = stub.creator_msp_id().to_owned();
+        if msp_id == self.dso_msp_id {
+            return Err("the DSO has no customers' meters to register".to_string());
+        }
+        if !creator_is_admin(stub)? {
+            return Err(format!(
+                "only an admin of {msp_id} registers its meter channel"
+            ));
+        }
+        stub.put_state(&meter_channel_key(&msp_id), channel.as_bytes())
+            .map_err(state)?;
+        Ok(channel.as_bytes().to_vec())
+    }
+
     fn attest(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
         let args = expect_args(
             args,
-            &["period", "account", "export_wh", "import_wh", "commitment"],
+            &["period", "account", "export_wh", "import_wh"],
             "Attest",
         )?;
         self.require_dso(stub, "attest metered energy")?;
@@ -498,22 +558,32 @@ impl EnergyMarket {
         check_id("account", account)?;
         let export_wh = number("export", &args[2], MAX_ENERGY_WH)?;
         let import_wh = number("import", &args[3], MAX_ENERGY_WH)?;
-        let commitment = args[4].trim();
-        if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("the commitment must be a hex SHA-256 (64 hex digits)".to_string());
+        let salt = stub
+            .transient()
+            .get(SALT_TRANSIENT_KEY)
+            .cloned()
+            .ok_or("an attestation needs the transient `salt` its commitment is made with")?;
+        if !(MIN_SALT_BYTES..=MAX_SALT_BYTES).contains(&salt.len()) {
+            return Err(format!(
+                "the salt must be {MIN_SALT_BYTES} to {MAX_SALT_BYTES} bytes, not {}",
+                salt.len()
+            ));
         }
         Self::after_period(stub, period)?;
         let key = attestation_key(period, account);
         if get::<Attestation>(stub, &key)?.is_some() {
             return Err(format!("{account} is already attested for period {period}"));
         }
+        let readings = metered(stub, account, period, export_wh, import_wh)?;
+        let mut committed = salt;
+        committed.extend_from_slice(&readings);
         let attestation = Attestation {
             account: account.to_owned(),
             period,
             export_wh,
             import_wh,
             burned_wh: 0,
-            commitment: commitment.to_ascii_lowercase(),
+            commitment: hex(&gridledger_proto::blockutil::sha256(&committed)),
         };
         let mut balance = load_balance(stub, account)?;
         balance.etokens_wh += export_wh;
@@ -582,4 +652,58 @@ impl EnergyMarket {
         put(stub, SUPPLY_KEY, &supply)?;
         Ok(to_json(&attestation))
     }
+}
+
+/// Reads the readings of `account`'s POD for `period` on its organization's meter channel and
+/// checks the attested quantities against them; returns the readings' bytes (what the
+/// commitment covers).
+fn metered(
+    stub: &mut ChaincodeStub<'_>,
+    account: &str,
+    period: i64,
+    export_wh: u64,
+    import_wh: u64,
+) -> Outcome {
+    let (msp_id, pod) = account
+        .split_once(':')
+        .ok_or_else(|| format!("account {account:?} is not <MSP>:<POD>"))?;
+    let channel = String::from_utf8(meter_channel(stub, msp_id)?)
+        .map_err(|_| format!("the meter channel registered for {msp_id} is not UTF-8"))?;
+    let response = stub
+        .invoke_chaincode(
+            METER_CHAINCODE,
+            &[
+                b"GetPodReadings".to_vec(),
+                pod.as_bytes().to_vec(),
+                period.to_string().into_bytes(),
+            ],
+            &channel,
+        )
+        .map_err(|e| format!("reading the meters of {pod} on {channel}: {e}"))?;
+    if response.status != 200 {
+        return Err(format!(
+            "reading the meters of {pod} on {channel}: {}",
+            response.message
+        ));
+    }
+    let readings: Vec<crate::meter::Reading> = serde_json::from_slice(&response.payload)
+        .map_err(|e| format!("the meter readings of {pod} on {channel} are not readings: {e}"))?;
+    if readings.is_empty() {
+        return Err(format!(
+            "no meter at {pod} has a reading for period {period} on {channel}"
+        ));
+    }
+    let metered_export: u64 = readings.iter().map(|r| r.export_wh).sum();
+    let metered_import: u64 = readings.iter().map(|r| r.import_wh).sum();
+    if (metered_export, metered_import) != (export_wh, import_wh) {
+        return Err(format!(
+            "the attested export {export_wh} Wh / import {import_wh} Wh of {account} differ from the metered {metered_export} Wh / {metered_import} Wh on {channel}"
+        ));
+    }
+    Ok(response.payload)
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

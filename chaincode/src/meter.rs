@@ -16,11 +16,15 @@
 //! | `GetReading` | meter, interval_start | the reading JSON |
 //! | `GetReadings` | meter, from, to | JSON array of readings with from ≤ interval_start < to |
 //! | `GetTotals` | meter, from, to | `{"meter","from","to","intervals","import_wh","export_wh"}` |
+//! | `GetPodReadings` | pod, interval_start | JSON array of the readings of every meter at the POD for that interval, by meter id |
 //!
 //! `interval_start` is a Unix time in seconds, a multiple of 900. Keys are plain keys
-//! `reading/<meter>/<interval_start, 12 digits>` and `amendment/<meter>/<interval>/<n, 4 digits>`
-//! (meter ids are letters, digits, `.`, `_` and `-`), so a meter's readings range-scan in time
-//! order with an ordinary range query.
+//! `reading/<meter>/<interval_start, 12 digits>`, `amendment/<meter>/<interval>/<n, 4 digits>`
+//! and the POD index `pod/<pod>/<interval>/<meter>` (meter and POD ids are letters, digits,
+//! `.`, `_` and `-`), so a meter's readings range-scan in time order with an ordinary range
+//! query, and a POD's readings for an interval — what the DSO attests to the market — with
+//! another. `GetPodReadings`' payload is the exact byte string the market's attestation
+//! commits to (see [`crate::energy`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -42,10 +46,16 @@ pub const POD_ATTRIBUTE: &str = "pod";
 
 const READING: &str = "reading";
 const AMENDMENT: &str = "amendment";
+const POD_INDEX: &str = "pod";
 
 /// Meter ids name keys: letters, digits, `.`, `_`, `-`, at most 64.
 fn check_meter_id(meter: &str) -> Result<(), String> {
     check_name("meter id", meter, 64, b"")
+}
+
+/// POD ids name keys too, under the same rule.
+fn check_pod(pod: &str) -> Result<(), String> {
+    check_name("POD", pod, 64, b"")
 }
 
 /// One interval's reading.
@@ -129,8 +139,9 @@ impl Chaincode for MeterReadings {
             "GetReading" => get_reading(stub, &args),
             "GetReadings" => get_readings(stub, &args).map(|r| to_json(&r)),
             "GetTotals" => get_totals(stub, &args),
+            "GetPodReadings" => get_pod_readings(stub, &args).map(|r| to_json(&r)),
             other => Err(format!(
-                "function {other:?} does not exist in meter (RecordReading, AmendReading, GetReading, GetReadings, GetTotals)"
+                "function {other:?} does not exist in meter (RecordReading, AmendReading, GetReading, GetReadings, GetTotals, GetPodReadings)"
             )),
         };
         match outcome {
@@ -175,6 +186,10 @@ fn reading_key(meter: &str, start: u64) -> Result<String, String> {
     Ok(format!("{READING}/{meter}/{start:012}"))
 }
 
+fn pod_index_key(pod: &str, start: u64, meter: &str) -> String {
+    format!("{POD_INDEX}/{pod}/{start:012}/{meter}")
+}
+
 fn load(stub: &mut ChaincodeStub<'_>, meter: &str, start: u64) -> Result<Option<Reading>, String> {
     let key = reading_key(meter, start)?;
     match stub.get_state(&key).map_err(state)? {
@@ -204,6 +219,8 @@ impl MeterReadings {
             .attribute(POD_ATTRIBUTE)
             .map(str::to_owned)
             .ok_or("the meter's certificate has no `pod` attribute")?;
+        check_meter_id(&meter)?;
+        check_pod(&pod)?;
         let start = interval(&args[0])?;
         let import_wh = energy("import", &args[1])?;
         let export_wh = energy("export", &args[2])?;
@@ -232,6 +249,11 @@ impl MeterReadings {
         let bytes = to_json(&reading);
         stub.put_state(&reading_key(&meter, start)?, &bytes)
             .map_err(state)?;
+        stub.put_state(
+            &pod_index_key(&reading.pod, start, &meter),
+            meter.as_bytes(),
+        )
+        .map_err(state)?;
         Ok(bytes)
     }
 
@@ -334,4 +356,26 @@ fn get_totals(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Result<Vec<u8>, 
         totals.export_wh += r.export_wh;
     }
     Ok(to_json(&totals))
+}
+
+/// The readings of every meter at a POD for one interval, by meter id (empty when none).
+fn get_pod_readings(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Result<Vec<Reading>, String> {
+    let args = expect_args(args, &["pod", "interval_start"], "GetPodReadings")?;
+    let pod = args[0].trim();
+    check_pod(pod)?;
+    let start = interval(&args[1])?;
+    // `/` + 1 is `0`: the range holds exactly the keys under `pod/<pod>/<start>/`.
+    let from = format!("{POD_INDEX}/{pod}/{start:012}/");
+    let to = format!("{POD_INDEX}/{pod}/{start:012}0");
+    let meters = stub.get_state_by_range(&from, &to).map_err(state)?;
+    let mut readings = Vec::with_capacity(meters.len());
+    for (key, meter) in meters {
+        let meter = String::from_utf8(meter)
+            .map_err(|_| format!("the POD index entry {key:?} is corrupt"))?;
+        let reading = load(stub, &meter, start)?.ok_or_else(|| {
+            format!("the POD index names meter {meter}, which has no reading for {start}")
+        })?;
+        readings.push(reading);
+    }
+    Ok(readings)
 }

@@ -3,20 +3,28 @@
 //! attribute): payment issued only by an account's own organization's admin, offers and escrowed
 //! trades up to gate closure, DSO attestations minting e-tokens after the period, settlement
 //! moving them against payment with refunds and imbalance, burning against consumption, and
-//! conservation of both supplies throughout.
+//! conservation of both supplies throughout. Attestations are checked against the readings of
+//! the `meter` chaincode on in-memory bilateral channels, as the peer's cross-channel call
+//! would read them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use gridledger_chaincode::energy::{Attestation, Balance, EnergyMarket, Supply, Trade};
-use gridledger_chaincode::{Invocation, SimulationResult, StateReader, simulate};
+use gridledger_chaincode::meter::MeterReadings;
+use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
+use gridledger_chaincode::{
+    Chaincode, Invocation, SimulationResult, StateReader, simulate, simulate_with_host,
+};
 use gridledger_identity::SigningIdentity;
 use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
 use gridledger_proto::prost_types::Timestamp;
+use gridledger_proto::protos::Response;
 
 const NS: &str = "energy";
+const METER_NS: &str = "meter";
 /// A delivery period: 2026-11-26 13:00 UTC.
 const PERIOD: i64 = 1_795_698_000;
 
@@ -35,8 +43,7 @@ impl MemState {
 }
 
 impl StateReader for MemState {
-    fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
-        assert_eq!(namespace, NS);
+    fn get(&self, _: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
         Ok(self.0.get(key).map(|v| (v.clone(), Version::default())))
     }
 
@@ -57,6 +64,88 @@ impl StateReader for MemState {
     }
 }
 
+/// The bilateral channels' world states (namespace `meter`), as the peer hosts them for the
+/// market's cross-channel reads.
+#[derive(Default)]
+struct MeterChannels(BTreeMap<String, MemState>);
+
+impl ChaincodeHost for MeterChannels {
+    fn run(&self, name: &str, stub: &mut ChaincodeStub<'_>) -> Result<Response, String> {
+        if name != METER_NS {
+            return Err(format!("chaincode {name} is not defined"));
+        }
+        Ok(meter_chaincode().invoke(stub))
+    }
+
+    fn channel_state(&self, channel_id: &str) -> Result<Box<dyn StateReader + '_>, String> {
+        let state = self
+            .0
+            .get(channel_id)
+            .ok_or_else(|| format!("channel {channel_id} is not joined"))?;
+        Ok(Box::new(MemState(state.0.clone())))
+    }
+}
+
+impl MeterChannels {
+    /// Records a reading on `channel` as meter identity `meter`, after the interval.
+    fn record(&mut self, channel: &str, meter: &Who, interval: i64, import: u64, export: u64) {
+        let args = [
+            "RecordReading".to_owned(),
+            interval.to_string(),
+            import.to_string(),
+            export.to_string(),
+        ];
+        let invocation = Invocation {
+            channel_id: channel.to_owned(),
+            tx_id: format!("reading-{channel}-{interval}-{}", meter.0),
+            chaincode: METER_NS.to_owned(),
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            creator: meter.1.clone(),
+            creator_msp_id: meter.0.clone(),
+            creator_attributes: meter.2.clone(),
+            timestamp: Some(Timestamp {
+                seconds: interval + 900,
+                nanos: 0,
+            }),
+            ..Invocation::default()
+        };
+        let state = self.0.entry(channel.to_owned()).or_default();
+        let result = simulate(&meter_chaincode(), METER_NS, &invocation, state);
+        ok(&result);
+        state.apply(&result);
+    }
+
+    /// `GetPodReadings` on `channel`: the bytes an attestation commits to.
+    fn pod_readings(&self, channel: &str, pod: &str, interval: i64) -> Vec<u8> {
+        let invocation = Invocation {
+            channel_id: channel.to_owned(),
+            tx_id: "query".to_owned(),
+            chaincode: METER_NS.to_owned(),
+            args: vec![
+                b"GetPodReadings".to_vec(),
+                pod.as_bytes().to_vec(),
+                interval.to_string().into_bytes(),
+            ],
+            ..Invocation::default()
+        };
+        ok(&simulate(
+            &meter_chaincode(),
+            METER_NS,
+            &invocation,
+            &self.0[channel],
+        ))
+    }
+}
+
+fn meter_chaincode() -> MeterReadings {
+    MeterReadings {
+        dso_msp_id: "DSOMSP".to_owned(),
+    }
+}
+
+/// (MSP, serialized identity, certificate attributes) of a test identity.
+type Who = (String, Vec<u8>, BTreeMap<String, String>);
+
 /// The identities of the test consortium.
 struct People {
     dir: PathBuf,
@@ -73,10 +162,12 @@ impl People {
                 {"msp_id": "DSOMSP", "users": [{"name": "Operator"}]},
                 {"msp_id": "RetailerMSP", "users": [
                     {"name": "Clerk"},
-                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
+                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}},
+                    {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}}
                 ]},
                 {"msp_id": "CommunityMSP", "users": [
-                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
+                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}},
+                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
                 ]}
             ]
         }))
@@ -86,7 +177,7 @@ impl People {
     }
 
     /// (MSP, serialized identity, certificate attributes) of user `name` of `msp`.
-    fn user(&self, msp: &str, name: &str) -> (String, Vec<u8>, BTreeMap<String, String>) {
+    fn user(&self, msp: &str, name: &str) -> Who {
         let base = self
             .dir
             .join(format!("organizations/{msp}/users/{name}/msp"));
@@ -120,17 +211,28 @@ fn market() -> EnergyMarket {
     }
 }
 
-fn run(
+fn run(state: &mut MemState, who: &Who, at: i64, args: &[&str]) -> SimulationResult {
+    run_with(state, &MeterChannels::default(), who, at, args, &[])
+}
+
+/// `run` with the bilateral channels' states and transient data.
+fn run_with(
     state: &mut MemState,
-    who: &(String, Vec<u8>, BTreeMap<String, String>),
+    meters: &MeterChannels,
+    who: &Who,
     at: i64,
     args: &[&str],
+    transient: &[(&str, &[u8])],
 ) -> SimulationResult {
     let invocation = Invocation {
         channel_id: "market".to_owned(),
         tx_id: format!("tx-{at}-{}", args.join("-")),
         chaincode: NS.to_owned(),
         args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        transient: transient
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect(),
         creator: who.1.clone(),
         creator_msp_id: who.0.clone(),
         creator_attributes: who.2.clone(),
@@ -140,7 +242,7 @@ fn run(
         }),
         ..Invocation::default()
     };
-    let result = simulate(&market(), NS, &invocation, state);
+    let result = simulate_with_host(&market(), NS, &invocation, state, meters);
     if result.response.status == 200 {
         state.apply(&result);
     }
@@ -164,11 +266,7 @@ fn fails(result: &SimulationResult, needle: &str) {
     );
 }
 
-fn balance(
-    state: &mut MemState,
-    who: &(String, Vec<u8>, BTreeMap<String, String>),
-    account: &str,
-) -> Balance {
+fn balance(state: &mut MemState, who: &Who, account: &str) -> Balance {
     serde_json::from_slice(&ok(&run(state, who, PERIOD, &["Balance", account]))).expect("balance")
 }
 
@@ -305,64 +403,160 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
         "gate closure",
     );
 
-    // After the period the DSO attests; minting happens once, only after the period.
-    let commitment = "ab".repeat(32);
-    let attest = |account: &str, export: &str, import: &str| {
-        vec![
-            "Attest".to_owned(),
-            p.clone(),
-            account.to_owned(),
-            export.to_owned(),
-            import.to_owned(),
-            commitment.clone(),
-        ]
-    };
-    fn args(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
+    // After the period the DSO attests what the meters on the bilateral channels measured; the
+    // market organizations' admins name those channels first.
+    let community_admin = people.user("CommunityMSP", "Admin");
+    let mut meters = MeterChannels::default();
     let after = PERIOD + 900;
+    meters.record(
+        "meter-community",
+        &people.user("CommunityMSP", "Meter-C001"),
+        PERIOD,
+        0,
+        1000,
+    );
+    meters.record(
+        "meter-retailer",
+        &people.user("RetailerMSP", "Meter-R002"),
+        PERIOD,
+        1200,
+        0,
+    );
+    let salt: &[u8] = b"sixteen-or-more-bytes";
+    let attest = |state: &mut MemState,
+                  meters: &MeterChannels,
+                  who: &Who,
+                  at: i64,
+                  account: &str,
+                  export: &str,
+                  import: &str,
+                  salt: &[u8]| {
+        let args = ["Attest", &p, account, export, import];
+        let transient: Vec<(&str, &[u8])> = if salt.is_empty() {
+            Vec::new()
+        } else {
+            vec![("salt", salt)]
+        };
+        run_with(state, meters, who, at, &args, &transient)
+    };
+    let c001 = "CommunityMSP:POD-C001";
     fails(
-        &run(
-            &mut state,
-            &seller,
-            after,
-            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
-        ),
-        "only the DSO",
+        &attest(&mut state, &meters, &dso, after, c001, "1000", "0", salt),
+        "registered no meter channel",
     );
     fails(
         &run(
             &mut state,
             &dso,
+            before,
+            &["RegisterMeterChannel", "meter-dso"],
+        ),
+        "no customers' meters",
+    );
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["RegisterMeterChannel", "meter-x"],
+        ),
+        "only an admin",
+    );
+    ok(&run(
+        &mut state,
+        &community_admin,
+        before,
+        &["RegisterMeterChannel", "meter-community"],
+    ));
+    ok(&run(
+        &mut state,
+        &retailer_admin,
+        before,
+        &["RegisterMeterChannel", "meter-retailer"],
+    ));
+    assert_eq!(
+        ok(&run(
+            &mut state,
+            &buyer,
+            before,
+            &["GetMeterChannel", "RetailerMSP"]
+        )),
+        b"meter-retailer"
+    );
+    fails(
+        &attest(&mut state, &meters, &seller, after, c001, "1000", "0", salt),
+        "only the DSO",
+    );
+    fails(
+        &attest(
+            &mut state,
+            &meters,
+            &dso,
             PERIOD + 60,
-            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
+            c001,
+            "1000",
+            "0",
+            salt,
         ),
         "not over",
+    );
+    fails(
+        &attest(&mut state, &meters, &dso, after, c001, "1000", "0", b""),
+        "transient `salt`",
+    );
+    fails(
+        &attest(
+            &mut state, &meters, &dso, after, c001, "1000", "0", b"short",
+        ),
+        "16 to 64 bytes",
+    );
+    // Quantities other than the metered ones are refused, naming both.
+    fails(
+        &attest(&mut state, &meters, &dso, after, c001, "1500", "0", salt),
+        "differ from the metered 1000 Wh / 0 Wh on meter-community",
+    );
+    // A POD without a reading for the period cannot be attested.
+    fails(
+        &attest(
+            &mut state,
+            &meters,
+            &dso,
+            after,
+            "CommunityMSP:POD-C009",
+            "0",
+            "0",
+            salt,
+        ),
+        "no meter at POD-C009",
     );
     fails(
         &run(&mut state, &dso, after, &["Settle", "t1", &p]),
         "not attested",
     );
-    ok(&run(
-        &mut state,
-        &dso,
-        after,
-        &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
-    ));
+    let attested: Attestation = serde_json::from_slice(&ok(&attest(
+        &mut state, &meters, &dso, after, c001, "1000", "0", salt,
+    )))
+    .expect("attestation");
+    // The commitment is SHA-256(salt ‖ the POD's readings as the meter channel returns them).
+    let mut committed = salt.to_vec();
+    committed.extend(meters.pod_readings("meter-community", "POD-C001", PERIOD));
+    let digest = gridledger_proto::blockutil::sha256(&committed);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(attested.commitment, hex);
+    assert_eq!((attested.export_wh, attested.import_wh), (1000, 0));
     fails(
-        &run(
-            &mut state,
-            &dso,
-            after,
-            &args(&attest("CommunityMSP:POD-C001", "1000", "0")),
-        ),
+        &attest(&mut state, &meters, &dso, after, c001, "1000", "0", salt),
         "already attested",
     );
-    ok(&run(
+    ok(&attest(
         &mut state,
+        &meters,
         &dso,
         after,
-        &args(&attest("RetailerMSP:POD-R002", "0", "1200")),
+        "RetailerMSP:POD-R002",
+        "0",
+        "1200",
+        salt,
     ));
     check_conservation(&state);
 

@@ -311,3 +311,66 @@ fn readings_range_in_time_order_and_total_up() {
         "does not exist",
     );
 }
+
+#[test]
+fn a_pods_readings_for_an_interval_come_from_every_meter_at_it_and_no_other() {
+    let mut state = MemState::default();
+    let pod = "IT001E00000001";
+    let meters: [[(&str, &str); 2]; 3] = [
+        [("meter", "m-2"), ("pod", pod)],
+        [("meter", "m-1"), ("pod", pod)],
+        [("meter", "m-3"), ("pod", "IT001E00000002")],
+    ];
+    for (i, attributes) in meters.iter().enumerate() {
+        for start in [T0, T0 + 900] {
+            let import = (100 * (i + 1) as u64 + start - T0).to_string();
+            let result = run(
+                &state,
+                &call(
+                    "RetailerMSP",
+                    attributes,
+                    start + 900,
+                    &["RecordReading", &start.to_string(), &import, "0"],
+                ),
+            );
+            ok(&result);
+            state.apply(&result);
+        }
+    }
+    let query = |pod: &str, start: u64| {
+        let result = run(
+            &state,
+            &call(
+                "DSOMSP",
+                &[],
+                T0 + 7200,
+                &["GetPodReadings", pod, &start.to_string()],
+            ),
+        );
+        serde_json::from_slice::<Vec<Reading>>(&ok(&result)).expect("array")
+    };
+    let first = query(pod, T0);
+    assert_eq!(
+        first
+            .iter()
+            .map(|r| (r.meter.as_str(), r.interval_start, r.import_wh))
+            .collect::<Vec<_>>(),
+        [("m-1", T0, 200), ("m-2", T0, 100)],
+        "both meters at the POD, by meter id, for that interval only"
+    );
+    assert_eq!(query(pod, T0 + 900).len(), 2);
+    assert_eq!(query(pod, T0 + 1800), Vec::<Reading>::new());
+    assert_eq!(query("IT001E00000002", T0).len(), 1);
+    fails(
+        &run(
+            &state,
+            &call(
+                "DSOMSP",
+                &[],
+                T0,
+                &["GetPodReadings", "a/b", &T0.to_string()],
+            ),
+        ),
+        "POD",
+    );
+}
