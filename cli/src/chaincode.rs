@@ -196,6 +196,16 @@ pub struct DeployArgs {
 #[serde(rename_all = "camelCase")]
 struct NetworkFile {
     organizations: Vec<OrgEntry>,
+    #[serde(default)]
+    channels: Vec<ChannelEntry>,
+}
+
+/// A channel network.json lists, with its member organizations.
+#[derive(Debug, Deserialize)]
+struct ChannelEntry {
+    name: String,
+    #[serde(default)]
+    organizations: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +234,7 @@ struct UserEntry {
 /// A network description with its paths resolved.
 struct Network {
     organizations: Vec<OrgEntry>,
+    channels: Vec<ChannelEntry>,
     base: PathBuf,
 }
 
@@ -235,6 +246,7 @@ impl Network {
             .with_context(|| format!("{} is not a network description", path.display()))?;
         Ok(Network {
             organizations: file.organizations,
+            channels: file.channels,
             base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         })
     }
@@ -244,6 +256,7 @@ impl Network {
         let file = NetworkFile::deserialize(value).context("not a network description")?;
         Ok(Network {
             organizations: file.organizations,
+            channels: file.channels,
             base: base.to_path_buf(),
         })
     }
@@ -273,6 +286,15 @@ impl Network {
             .iter()
             .map(|o| o.msp_id.clone())
             .collect()
+    }
+
+    /// The organizations of `channel`: those network.json lists for it, or every organization
+    /// when it does not list the channel's members.
+    fn channel_msp_ids(&self, channel: &str) -> Vec<String> {
+        match self.channels.iter().find(|c| c.name == channel) {
+            Some(c) if !c.organizations.is_empty() => c.organizations.clone(),
+            _ => self.msp_ids(),
+        }
     }
 
     fn admin(&self, org: &OrgEntry) -> anyhow::Result<SigningIdentity> {
@@ -797,11 +819,11 @@ async fn is_current(
     ))
 }
 
-/// Packages, installs on every peer, approves for every organization and commits (the next
-/// sequence), then waits until every organization's peer has the definition. Returns the
-/// package id and whether anything was deployed.
+/// Packages, installs on the peer of every organization of the channel, approves for each and
+/// commits (the next sequence), then waits until each organization's peer has the definition.
+/// Returns the package id and whether anything was deployed.
 async fn deploy_on(network: &Network, d: &Deployment<'_>) -> anyhow::Result<(String, bool)> {
-    let msp_ids = network.msp_ids();
+    let msp_ids = network.channel_msp_ids(d.channel);
     let first = msp_ids
         .first()
         .context("the network lists no organization")?;
@@ -887,6 +909,16 @@ async fn deploy_on(network: &Network, d: &Deployment<'_>) -> anyhow::Result<(Str
         }
     }
     Ok((package_id, true))
+}
+
+/// A Gateway on `msp_id`'s first peer signing as its admin, from a network description given
+/// as JSON (relative paths from `base`).
+pub(crate) async fn admin_gateway(
+    network: &serde_json::Value,
+    base: &Path,
+    msp_id: &str,
+) -> anyhow::Result<Gateway> {
+    Network::from_json(network, base)?.gateway(msp_id).await
 }
 
 /// `gridledger up`'s chaincodes: each deployed through the lifecycle unless already current.

@@ -36,13 +36,18 @@ const ENERGY_POLICY: &str = "AND('DSOMSP.peer', OutOf(1, 'RetailerMSP.peer', 'Co
 /// The DSO's feeder model and the load scale per 15-minute slot (its private configuration).
 const FEEDER: &[u8] = include_bytes!("../../grid/feeders/ieee33.json");
 const LOAD_PROFILE: &str = include_str!("../../grid/profiles/household-h25-winter.csv");
-/// The prosumers' points of delivery and the feeder buses the DSO maps them to.
-const POD_BUSES: [(&str, usize); 4] = [
-    ("POD-R001", 17),
-    ("POD-R002", 1),
-    ("POD-C001", 32),
-    ("POD-C002", 24),
+/// Prosumers per market organization. The crypto config names the first two of each (the
+/// ones examples use, on chosen buses); `up` adds the rest, for load generators, each with a
+/// meter.
+const PROSUMERS_PER_ORG: usize = 32;
+/// The market organizations: MSP id, the letter of their prosumers' names and PODs
+/// (`Prosumer-R001`, `POD-R001`), and their bilateral meter channel with the DSO.
+const MARKET_ORGS: [(&str, char, &str); 2] = [
+    ("RetailerMSP", 'R', "meter-retailer"),
+    ("CommunityMSP", 'C', "meter-community"),
 ];
+/// The chaincode recording smart-meter readings on the bilateral channels.
+const METER_CHAINCODE: &str = "meter";
 /// How long a node may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,6 +57,73 @@ const PEERS: [(&str, &str); 3] = [
     ("RetailerMSP", "peer0.retailer"),
     ("CommunityMSP", "peer0.community"),
 ];
+
+/// The feeder bus (IEEE 33-bus, 1..=32; 0 is the substation) of prosumer `n` of the market
+/// organization with `letter`: the first two of each on chosen buses (far ends of laterals and
+/// next to the substation), the rest spread along the feeder.
+fn pod_bus(letter: char, n: usize) -> usize {
+    match (letter, n) {
+        ('R', 1) => 17,
+        ('R', 2) => 1,
+        ('C', 1) => 32,
+        ('C', 2) => 24,
+        ('R', n) => 1 + (n * 7) % 32,
+        (_, n) => 1 + (n * 7 + 3) % 32,
+    }
+}
+
+/// The consortium's identities: the built-in crypto config plus, per market organization,
+/// prosumers up to [`PROSUMERS_PER_ORG`] and one DSO meter per prosumer's POD.
+fn crypto_config() -> anyhow::Result<CryptoConfig> {
+    let mut config: CryptoConfig =
+        toml::from_str(CRYPTO_CONFIG).context("parsing the built-in crypto config")?;
+    let mut meters = Vec::new();
+    for (msp_id, letter, _) in MARKET_ORGS {
+        let org = config
+            .organizations
+            .iter_mut()
+            .find(|o| o.msp_id == msp_id)
+            .with_context(|| format!("the built-in crypto config has no {msp_id}"))?;
+        for n in 1..=PROSUMERS_PER_ORG {
+            let name = format!("Prosumer-{letter}{n:03}");
+            if !org.users.iter().any(|u| u.name == name) {
+                org.users.push(material::UserSpec {
+                    name,
+                    attributes: [("pod".to_owned(), format!("POD-{letter}{n:03}"))].into(),
+                });
+            }
+            meters.push(material::UserSpec {
+                name: format!("Meter-{letter}{n:03}"),
+                attributes: [
+                    ("meter".to_owned(), format!("M-{letter}{n:03}")),
+                    ("pod".to_owned(), format!("POD-{letter}{n:03}")),
+                ]
+                .into(),
+            });
+        }
+    }
+    let dso = config
+        .organizations
+        .iter_mut()
+        .find(|o| o.msp_id == "DSOMSP")
+        .context("the built-in crypto config has no DSOMSP")?;
+    for meter in meters {
+        if !dso.users.iter().any(|u| u.name == meter.name) {
+            dso.users.push(meter);
+        }
+    }
+    Ok(config)
+}
+
+/// The channels `up` creates: `market` with every organization, and one bilateral meter channel
+/// per market organization with the DSO.
+fn channels() -> Vec<(String, Vec<&'static str>)> {
+    let mut out = vec![(CHANNEL.to_owned(), PEERS.iter().map(|(m, _)| *m).collect())];
+    for (msp_id, _, channel) in MARKET_ORGS {
+        out.push((channel.to_owned(), vec!["DSOMSP", msp_id]));
+    }
+    out
+}
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -90,7 +162,14 @@ fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 /// The orderers (name, port offset from the base port).
 const ORDERERS: [(&str, u16); 3] = [("orderer0", 0), ("orderer1", 4), ("orderer2", 5)];
 
-fn channel_file(orderer_ports: &[u16], peer_ports: &[u16; 3]) -> String {
+/// The channel file of `name` with member organizations `members` (the orderers are every
+/// channel's consenters).
+fn channel_file(
+    name: &str,
+    members: &[&str],
+    orderer_ports: &[u16],
+    peer_ports: &[u16; 3],
+) -> String {
     let o = org_dir("OrdererMSP");
     let endpoints = orderer_ports
         .iter()
@@ -98,7 +177,7 @@ fn channel_file(orderer_ports: &[u16], peer_ports: &[u16; 3]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut text = format!(
-        r#"name = "{CHANNEL}"
+        r#"name = "{name}"
 
 [orderer]
 type = "etcdraft"
@@ -111,14 +190,17 @@ msp_dir = "{o}/msp"
 endpoints = [{endpoints}]
 "#
     );
-    for ((name, _), port) in ORDERERS.iter().zip(orderer_ports) {
+    for ((orderer, _), port) in ORDERERS.iter().zip(orderer_ports) {
         text.push_str(&format!(
             "\n[[orderer.consenters]]\nhost = \"127.0.0.1\"\nport = {port}\n\
-             client_tls_cert = \"{o}/orderers/{name}/tls/server.crt\"\n\
-             server_tls_cert = \"{o}/orderers/{name}/tls/server.crt\"\n"
+             client_tls_cert = \"{o}/orderers/{orderer}/tls/server.crt\"\n\
+             server_tls_cert = \"{o}/orderers/{orderer}/tls/server.crt\"\n"
         ));
     }
     for ((msp_id, _), port) in PEERS.iter().zip(peer_ports) {
+        if !members.contains(msp_id) {
+            continue;
+        }
         text.push_str(&format!(
             "\n[[organizations]]\nmsp_id = \"{msp_id}\"\nmsp_dir = \"{}/msp\"\nanchor_peers = [\"127.0.0.1:{port}\"]\n",
             org_dir(msp_id)
@@ -127,12 +209,43 @@ endpoints = [{endpoints}]
     text
 }
 
+/// Creates `DIR/<name>.toml` and the genesis block `DIR/<name>.block` unless the block exists;
+/// returns the genesis block.
+fn channel_genesis(
+    dir: &Path,
+    name: &str,
+    members: &[&str],
+    orderer_ports: &[u16],
+    peer_ports: &[u16; 3],
+) -> anyhow::Result<Vec<u8>> {
+    let block_path = dir.join(format!("{name}.block"));
+    if !block_path.exists() {
+        println!("[up] creating channel '{name}' ({})", members.join(", "));
+        let text = channel_file(name, members, orderer_ports, peer_ports);
+        write(&dir.join(format!("{name}.toml")), text.as_bytes())?;
+        let spec = gridledger_channels::config::ChannelSpec::parse(&text)
+            .with_context(|| format!("the generated channel file of {name}"))?;
+        let config = spec
+            .to_config(dir)
+            .with_context(|| format!("building the channel config of {name}"))?;
+        let block = gridledger_channels::genesis::genesis_block(
+            name,
+            config,
+            gridledger_proto::prost_types::Timestamp {
+                seconds: crate::now_unix_secs(),
+                nanos: 0,
+            },
+        );
+        write(&block_path, &prost::Message::encode_to_vec(&block))?;
+    }
+    std::fs::read(&block_path).with_context(|| format!("reading {}", block_path.display()))
+}
+
 fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
     let crypto = dir.join("crypto");
     if !crypto.join("organizations").exists() {
         println!("[up] generating crypto material in {}", crypto.display());
-        let mut config: CryptoConfig =
-            toml::from_str(CRYPTO_CONFIG).context("parsing the built-in crypto config")?;
+        let mut config = crypto_config()?;
         config.seed = None; // fresh keys for every new network
         material::generate(&config, &crypto, crate::now_unix_secs())
             .context("generating crypto material")?;
@@ -150,25 +263,11 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         _ => ORDERERS.len(),
     };
     let orderer_ports = &all_orderer_ports[..orderer_count];
-    if !block_path.exists() {
-        println!("[up] creating channel '{CHANNEL}'");
-        let text = channel_file(orderer_ports, &peer_ports);
-        write(&dir.join(format!("{CHANNEL}.toml")), text.as_bytes())?;
-        let spec = gridledger_channels::config::ChannelSpec::parse(&text)
-            .context("the generated channel file")?;
-        let config = spec.to_config(dir).context("building the channel config")?;
-        let block = gridledger_channels::genesis::genesis_block(
-            CHANNEL,
-            config,
-            gridledger_proto::prost_types::Timestamp {
-                seconds: crate::now_unix_secs(),
-                nanos: 0,
-            },
-        );
-        write(&block_path, &prost::Message::encode_to_vec(&block))?;
+    let mut genesis_blocks = Vec::new();
+    for (name, members) in channels() {
+        let block = channel_genesis(dir, &name, &members, orderer_ports, &peer_ports)?;
+        genesis_blocks.push((name, members, block));
     }
-    let genesis =
-        std::fs::read(&block_path).with_context(|| format!("reading {}", block_path.display()))?;
 
     let mut nodes = Vec::new();
     // Node configs use absolute paths so they work from any working directory.
@@ -189,10 +288,12 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
             abs(&tls_ca),
         );
         write(&orderer_dir.join("orderer.toml"), orderer_config.as_bytes())?;
-        write(
-            &orderer_dir.join(format!("data/join/{CHANNEL}.block")),
-            &genesis,
-        )?;
+        for (channel, _, genesis) in &genesis_blocks {
+            write(
+                &orderer_dir.join(format!("data/join/{channel}.block")),
+                genesis,
+            )?;
+        }
         nodes.push(Node {
             name: (*name).into(),
             kind: "orderer",
@@ -221,15 +322,22 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
                 abs(&dir.join("grid/ieee33.json")),
                 abs(&dir.join("grid/load-profile.csv")),
             ));
-            for (pod, bus) in POD_BUSES {
-                peer_config.push_str(&format!("\"{pod}\" = {bus}\n"));
+            for (_, letter, _) in MARKET_ORGS {
+                for n in 1..=PROSUMERS_PER_ORG {
+                    let bus = pod_bus(letter, n);
+                    peer_config.push_str(&format!("\"POD-{letter}{n:03}\" = {bus}\n"));
+                }
             }
         }
         write(&node_dir.join("peer.toml"), peer_config.as_bytes())?;
-        write(
-            &node_dir.join(format!("data/join/{CHANNEL}.block")),
-            &genesis,
-        )?;
+        for (channel, members, genesis) in &genesis_blocks {
+            if members.contains(msp_id) {
+                write(
+                    &node_dir.join(format!("data/join/{channel}.block")),
+                    genesis,
+                )?;
+            }
+        }
         nodes.push(Node {
             name: (*name).into(),
             kind: "peer",
@@ -240,14 +348,20 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
     Ok(nodes)
 }
 
-fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> serde_json::Value {
-    let users = |msp_id: &str, names: &[&str]| -> Vec<serde_json::Value> {
+fn network_json(
+    dir: &Path,
+    base_port: u16,
+    orderer_count: usize,
+    chaincodes: &[&str],
+) -> serde_json::Value {
+    // Identities a network created by an older `up` lacks are left out.
+    let users = |msp_id: &str, names: &[String]| -> Vec<serde_json::Value> {
         names
             .iter()
-            .map(|n| {
-                let base = format!("{}/users/{n}/msp", org_dir(msp_id));
-                json!({"name": n, "cert": format!("{base}/signcerts/cert.pem"), "key": format!("{base}/keystore/key.pem")})
-            })
+            .map(|n| format!("{}/users/{n}/msp", org_dir(msp_id)))
+            .zip(names)
+            .filter(|(base, _)| dir.join(base).join("signcerts/cert.pem").exists())
+            .map(|(base, n)| json!({"name": n, "cert": format!("{base}/signcerts/cert.pem"), "key": format!("{base}/keystore/key.pem")}))
             .collect()
     };
     let organizations: Vec<serde_json::Value> = PEERS
@@ -262,11 +376,23 @@ fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> se
                     "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir(msp_id)),
                     "serverName": name,
                 }],
-                "users": users(msp_id, &prosumers_of(msp_id)),
-                "admins": users(msp_id, &["Admin"]),
+                "users": users(msp_id, &users_of(msp_id)),
+                "admins": users(msp_id, &["Admin".to_owned()]),
             })
         })
         .collect();
+    let mut channels = vec![json!({
+        "name": CHANNEL,
+        "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+        "chaincodes": chaincodes,
+    })];
+    for (msp_id, _, channel) in MARKET_ORGS {
+        channels.push(json!({
+            "name": channel,
+            "organizations": ["DSOMSP", msp_id],
+            "chaincodes": [METER_CHAINCODE],
+        }));
+    }
     json!({
         "orderers": ORDERERS[..orderer_count].iter().map(|(name, off)| json!({
             "name": name,
@@ -276,18 +402,25 @@ fn network_json(base_port: u16, orderer_count: usize, chaincodes: &[&str]) -> se
             "serverName": name,
         })).collect::<Vec<_>>(),
         "organizations": organizations,
-        "channels": [{"name": CHANNEL, "organizations": PEERS.iter().map(|(m, _)| *m).collect::<Vec<_>>(), "chaincodes": chaincodes}],
+        "channels": channels,
     })
 }
 
-/// The client identities of an organization: User1 and its prosumers (certificates carrying
-/// their point of delivery), as the crypto config defines them.
-fn prosumers_of(msp_id: &str) -> Vec<&'static str> {
-    match msp_id {
-        "RetailerMSP" => vec!["User1", "Prosumer-R001", "Prosumer-R002"],
-        "CommunityMSP" => vec!["User1", "Prosumer-C001", "Prosumer-C002"],
-        _ => vec!["User1"],
+/// The client identities of an organization: User1; a market organization's prosumers
+/// (certificates carrying their point of delivery); the DSO's meters (carrying meter id and
+/// POD).
+fn users_of(msp_id: &str) -> Vec<String> {
+    let mut names = vec!["User1".to_owned()];
+    for (market_org, letter, _) in MARKET_ORGS {
+        for n in 1..=PROSUMERS_PER_ORG {
+            if msp_id == market_org {
+                names.push(format!("Prosumer-{letter}{n:03}"));
+            } else if msp_id == "DSOMSP" {
+                names.push(format!("Meter-{letter}{n:03}"));
+            }
+        }
     }
+    names
 }
 
 fn spawn(node: &Node, logs: &Path) -> anyhow::Result<Child> {
@@ -400,7 +533,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let orderer_count = nodes.iter().filter(|n| n.kind == "orderer").count();
     let mut names: Vec<&str> = chaincodes.iter().map(|(n, _)| n.as_str()).collect();
     names.push(ENERGY_CHAINCODE);
-    let network = network_json(args.base_port, orderer_count, &names);
+    let network = network_json(&dir, args.base_port, orderer_count, &names);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -416,7 +549,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let deployed = runtime.block_on(async {
         crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &chaincodes, ENDORSEMENT_POLICY)
             .await?;
-        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &energy, ENERGY_POLICY).await
+        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &energy, ENERGY_POLICY).await?;
+        let meter = [(
+            METER_CHAINCODE.to_string(),
+            crate::chaincode::CodeArgs {
+                builtin: Some(METER_CHAINCODE.into()),
+                ccaas: None,
+            },
+        )];
+        for (msp_id, _, channel) in MARKET_ORGS {
+            // A reading is endorsed by both parties to the bilateral channel.
+            let policy = format!("AND('DSOMSP.peer', '{msp_id}.peer')");
+            crate::chaincode::deploy_for_up(&network, &dir, channel, &meter, &policy).await?;
+            register_meter_channel(&network, &dir, msp_id, channel).await?;
+        }
+        Ok::<(), anyhow::Error>(())
     });
     if let Err(e) = deployed {
         stop_all(&mut children);
@@ -429,8 +576,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.join("network.json").display()
     );
     println!(
-        "[up] channel '{CHANNEL}' with chaincodes '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}) and '{ENERGY_CHAINCODE}' ({ENERGY_POLICY}; the DSO's peer checks every trade on its feeder model); Ctrl-C stops it"
+        "[up] channel '{CHANNEL}' with chaincodes '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}) and '{ENERGY_CHAINCODE}' ({ENERGY_POLICY}; the DSO's peer checks every trade on its feeder model)"
     );
+    for (msp_id, _, channel) in MARKET_ORGS {
+        println!(
+            "[up] channel '{channel}' (DSOMSP, {msp_id}) with chaincode '{METER_CHAINCODE}': the smart-meter readings of {msp_id}'s customers"
+        );
+    }
+    println!("[up] Ctrl-C stops the network");
 
     let exited = runtime.block_on(async {
         let mut signal = std::pin::pin!(crate::node::shutdown_signal(false));
@@ -452,6 +605,43 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     match exited {
         Some(reason) => bail!("{reason}; see the logs in {}", logs.display()),
         None => Ok(()),
+    }
+}
+
+/// Has `msp_id`'s admin register `channel` as the channel of its customers' meters in the
+/// `energy` chaincode (so the DSO's attestations are checked against it), unless it is already.
+async fn register_meter_channel(
+    network: &serde_json::Value,
+    dir: &Path,
+    msp_id: &str,
+    channel: &str,
+) -> anyhow::Result<()> {
+    let gateway = crate::chaincode::admin_gateway(network, dir, msp_id).await?;
+    let energy = gateway.network(CHANNEL).contract(ENERGY_CHAINCODE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(current) = energy.evaluate("GetMeterChannel", &[msp_id]).await {
+            if current == channel.as_bytes() {
+                return Ok(());
+            }
+        }
+        match energy.submit("RegisterMeterChannel", &[channel]).await {
+            Ok(_) => {
+                println!(
+                    "[up] {msp_id} registered '{channel}' as its meter channel on '{CHANNEL}'"
+                );
+                return Ok(());
+            }
+            // The endorsing peers are not all at the latest block yet: endorse again.
+            Err(e) if Instant::now() < deadline && e.to_string().contains("do not match") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("{msp_id} registering its meter channel '{channel}'")
+                });
+            }
+        }
     }
 }
 

@@ -164,6 +164,7 @@ impl Network {
         Contract {
             network: self.clone(),
             chaincode: chaincode.into(),
+            timestamp: None,
         }
     }
 
@@ -178,9 +179,22 @@ impl Network {
 pub struct Contract {
     network: Network,
     chaincode: String,
+    /// The time proposals carry instead of the clock's, if set.
+    timestamp: Option<std::time::SystemTime>,
 }
 
 impl Contract {
+    /// This contract with every proposal timestamped `time` instead of the current time.
+    ///
+    /// A transaction's time is its proposal's channel-header timestamp, chosen by the client
+    /// as in Fabric; chaincodes with time rules read it (the `energy` market's gate closure and
+    /// after-the-period attestations). Simulations and replays of a past or future day use this;
+    /// everyday clients leave it unset.
+    pub fn at(mut self, time: std::time::SystemTime) -> Contract {
+        self.timestamp = Some(time);
+        self
+    }
+
     /// Builds and signs a proposal to call `function` with string arguments.
     pub fn proposal(&self, function: &str, args: &[&str]) -> Result<Proposal, SdkError> {
         let mut all = vec![function.as_bytes().to_vec()];
@@ -221,7 +235,9 @@ impl Contract {
             .map_err(|_| SdkError::Random)?;
         let creator = gw.signer.serialized().to_vec();
         let tx_id = gridledger_proto::compute_tx_id(&nonce, &creator);
-        let now = std::time::SystemTime::now()
+        let now = self
+            .timestamp
+            .unwrap_or_else(std::time::SystemTime::now)
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let chaincode_id = protos::ChaincodeId {
