@@ -324,6 +324,12 @@ impl EnergyMarket {
                 stub.creator_msp_id()
             ));
         }
+        // Smart meters are the DSO's identities too, but they only report readings.
+        if let Some(meter) = stub.attribute(crate::meter::METER_ATTRIBUTE) {
+            return Err(format!(
+                "meter {meter} may not {what}: only the DSO's operators may"
+            ));
+        }
         Ok(())
     }
 

@@ -1,10 +1,11 @@
 //! `meter`: smart-meter readings on a bilateral channel (one market organization and the DSO).
 //!
 //! A reading is a 15-minute interval's imported and exported energy of one meter, in Wh
-//! (integers: no rounding differences between peers). It is written by the meter itself: the
-//! creator's certificate carries the Fabric-CA attributes `meter` (its id) and `pod` (its point
-//! of delivery), and those — not arguments — say whose reading it is, so no identity can write
-//! another meter's readings. An interval's reading is written once; a correction is an explicit
+//! (integers: no rounding differences between peers). It is written by the meter itself, an
+//! identity of the DSO (the metering operator): the creator's certificate carries the Fabric-CA
+//! attributes `meter` (its id) and `pod` (its point of delivery), and those — not arguments —
+//! say whose reading it is, so no identity can write another meter's readings, and no market
+//! organization can issue meter certificates of its own. An interval's reading is written once; a correction is an explicit
 //! amendment by the DSO (the metering operator) with a reason, and the previous values are kept
 //! in the amendment record. Who may read is decided by the channel: only its two organizations
 //! are members.
@@ -219,6 +220,13 @@ impl MeterReadings {
             .attribute(POD_ATTRIBUTE)
             .map(str::to_owned)
             .ok_or("the meter's certificate has no `pod` attribute")?;
+        if stub.creator_msp_id() != self.dso_msp_id {
+            return Err(format!(
+                "meters are {} identities; {meter} is an identity of {}",
+                self.dso_msp_id,
+                stub.creator_msp_id()
+            ));
+        }
         check_meter_id(&meter)?;
         check_pod(&pod)?;
         let start = interval(&args[0])?;
@@ -274,6 +282,12 @@ impl MeterReadings {
                 "only the DSO ({}) amends readings, not {}",
                 self.dso_msp_id,
                 stub.creator_msp_id()
+            ));
+        }
+        // Meters are DSO identities, but a meter never corrects readings, its own or others'.
+        if let Some(meter) = stub.attribute(METER_ATTRIBUTE) {
+            return Err(format!(
+                "meter {meter} may not amend readings: only the DSO's operators may"
             ));
         }
         let meter = args[0].trim();

@@ -159,15 +159,17 @@ impl People {
         let config: CryptoConfig = serde_json::from_value(serde_json::json!({
             "seed": "gridledger-energy-tests",
             "organizations": [
-                {"msp_id": "DSOMSP", "users": [{"name": "Operator"}]},
+                {"msp_id": "DSOMSP", "users": [
+                    {"name": "Operator"},
+                    {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}},
+                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
+                ]},
                 {"msp_id": "RetailerMSP", "users": [
                     {"name": "Clerk"},
-                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}},
-                    {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}}
+                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
                 ]},
                 {"msp_id": "CommunityMSP", "users": [
-                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}},
-                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
+                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
                 ]}
             ]
         }))
@@ -410,14 +412,14 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
     let after = PERIOD + 900;
     meters.record(
         "meter-community",
-        &people.user("CommunityMSP", "Meter-C001"),
+        &people.user("DSOMSP", "Meter-C001"),
         PERIOD,
         0,
         1000,
     );
     meters.record(
         "meter-retailer",
-        &people.user("RetailerMSP", "Meter-R002"),
+        &people.user("DSOMSP", "Meter-R002"),
         PERIOD,
         1200,
         0,
@@ -486,6 +488,14 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
     fails(
         &attest(&mut state, &meters, &seller, after, c001, "1000", "0", salt),
         "only the DSO",
+    );
+    // Meters are the DSO's identities, but they do not attest.
+    let dso_meter = people.user("DSOMSP", "Meter-C001");
+    fails(
+        &attest(
+            &mut state, &meters, &dso_meter, after, c001, "1000", "0", salt,
+        ),
+        "meter MTR-C001 may not attest",
     );
     fails(
         &attest(

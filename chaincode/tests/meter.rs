@@ -114,7 +114,7 @@ fn record(state: &mut MemState, start: u64, import: &str, export: &str) {
     let result = run(
         state,
         &call(
-            "RetailerMSP",
+            "DSOMSP",
             &METER_1,
             start + 900,
             &["RecordReading", &start.to_string(), import, export],
@@ -130,7 +130,7 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
     let first = run(
         &state,
         &call(
-            "RetailerMSP",
+            "DSOMSP",
             &METER_1,
             T0 + 900,
             &["RecordReading", &T0.to_string(), "1250", "300"],
@@ -153,7 +153,7 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
     let again = run(
         &state,
         &call(
-            "RetailerMSP",
+            "DSOMSP",
             &METER_1,
             T0 + 1000,
             &["RecordReading", &T0.to_string(), "1", "1"],
@@ -163,35 +163,44 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
 
     // Only meters write, each for itself; intervals are aligned and over.
     let no_meter = call(
-        "RetailerMSP",
+        "DSOMSP",
         &[("pod", "IT001E00000001")],
         T0 + 1800,
         &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
     );
     fails(&run(&state, &no_meter), "not a meter");
-    let misaligned = call(
+    // Meters are the DSO's (the metering operator's) identities: a market organization cannot
+    // issue its own meter certificates and write readings with them.
+    let foreign_meter = call(
         "RetailerMSP",
+        &METER_1,
+        T0 + 1800,
+        &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
+    );
+    fails(&run(&state, &foreign_meter), "meters are DSOMSP identities");
+    let misaligned = call(
+        "DSOMSP",
         &METER_1,
         T0 + 1800,
         &["RecordReading", &(T0 + 60).to_string(), "1", "1"],
     );
     fails(&run(&state, &misaligned), "boundary");
     let early = call(
-        "RetailerMSP",
+        "DSOMSP",
         &METER_1,
         T0 + 1000,
         &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
     );
     fails(&run(&state, &early), "has not ended");
     let garbage = call(
-        "RetailerMSP",
+        "DSOMSP",
         &METER_1,
         T0 + 1800,
         &["RecordReading", &(T0 + 900).to_string(), "-3", "1"],
     );
     fails(&run(&state, &garbage), "whole number");
     let huge = call(
-        "RetailerMSP",
+        "DSOMSP",
         &METER_1,
         T0 + 1800,
         &["RecordReading", &(T0 + 900).to_string(), "99999999999", "1"],
@@ -223,6 +232,13 @@ fn only_the_dso_amends_and_only_with_a_reason() {
         "only the DSO",
     );
     fails(&run(&state, &amend("DSOMSP", "  ")), "needs a reason");
+    // A meter is a DSO identity, but it never corrects readings.
+    let mut by_meter = amend("DSOMSP", "looks wrong");
+    by_meter.creator_attributes = METER_1
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    fails(&run(&state, &by_meter), "meter m-1 may not amend");
     let amended = run(
         &state,
         &amend("DSOMSP", "meter swap: register read by hand"),
@@ -327,7 +343,7 @@ fn a_pods_readings_for_an_interval_come_from_every_meter_at_it_and_no_other() {
             let result = run(
                 &state,
                 &call(
-                    "RetailerMSP",
+                    "DSOMSP",
                     attributes,
                     start + 900,
                     &["RecordReading", &start.to_string(), &import, "0"],
