@@ -300,6 +300,11 @@ fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, String), String
         .attribute("pod")
         .ok_or("only a prosumer may trade: the creator's certificate has no `pod` attribute")?
         .to_owned();
+    if let Some(meter) = stub.attribute(crate::meter::METER_ATTRIBUTE) {
+        return Err(format!(
+            "only a prosumer may trade: {meter} is a meter of {pod}, not its prosumer"
+        ));
+    }
     check_id("point of delivery", &pod)?;
     Ok((format!("{}:{pod}", stub.creator_msp_id()), pod))
 }

@@ -355,6 +355,16 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
         ),
         "no `pod` attribute",
     );
+    // A meter's certificate names its POD too, but a meter does not trade for it.
+    fails(
+        &run(
+            &mut state,
+            &people.user("DSOMSP", "Meter-C001"),
+            before,
+            &["PostOffer", "o2", &p, "1", "1"],
+        ),
+        "a meter of POD-C001",
+    );
     fails(
         &run(
             &mut state,
