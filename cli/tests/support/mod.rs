@@ -220,15 +220,36 @@ impl Drop for UpNetwork {
 
 /// A Gateway to `msp_id`'s peer as its first user in `network` (network.json under `dir`).
 pub async fn user_gateway(dir: &Path, network: &serde_json::Value, msp_id: &str) -> Gateway {
+    let first = network["organizations"]
+        .as_array()
+        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
+        .and_then(|org| org["users"][0]["name"].as_str())
+        .unwrap_or_else(|| panic!("network.json lists no user of {msp_id}"))
+        .to_owned();
+    gateway_as(dir, network, msp_id, &first).await
+}
+
+/// A Gateway to `msp_id`'s peer as its identity `user` (a user or admin under
+/// `crypto/organizations/<msp_id>/users/`).
+pub async fn gateway_as(
+    dir: &Path,
+    network: &serde_json::Value,
+    msp_id: &str,
+    user: &str,
+) -> Gateway {
     let org = network["organizations"]
         .as_array()
         .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
         .unwrap_or_else(|| panic!("network.json has no {msp_id}"));
     let peer = &org["peers"][0];
-    let user = &org["users"][0];
     let path = |v: &serde_json::Value| dir.join(v.as_str().expect("a path"));
-    let signer = SigningIdentity::load(msp_id, &path(&user["cert"]), &path(&user["key"]))
-        .expect("load the user");
+    let base = dir.join(format!("crypto/organizations/{msp_id}/users/{user}/msp"));
+    let signer = SigningIdentity::load(
+        msp_id,
+        &base.join("signcerts/cert.pem"),
+        &base.join("keystore/key.pem"),
+    )
+    .unwrap_or_else(|e| panic!("loading {user} of {msp_id}: {e}"));
     let tls_ca = std::fs::read(path(&peer["tlsCaCert"])).expect("read the peer's TLS CA");
     Gateway::connect(
         peer["endpoint"].as_str().expect("endpoint"),
@@ -238,4 +259,19 @@ pub async fn user_gateway(dir: &Path, network: &serde_json::Value, msp_id: &str)
     )
     .await
     .expect("connect a gateway")
+}
+
+/// The start of the next delivery period at 02:00 UTC at least an hour away: a quiet hour on
+/// the feeder (the local DSO's load profile is lowest at night), so the DSO's verdicts in a
+/// test do not depend on the time of day it runs; gate closure is far off.
+pub fn quiet_period() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let mut period = now / 86_400 * 86_400 + 7200;
+    if period < now + 3600 {
+        period += 86_400;
+    }
+    period
 }
