@@ -322,10 +322,12 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
                 abs(&dir.join("grid/ieee33.json")),
                 abs(&dir.join("grid/load-profile.csv")),
             ));
-            for (_, letter, _) in MARKET_ORGS {
+            for (supplier, letter, _) in MARKET_ORGS {
                 for n in 1..=PROSUMERS_PER_ORG {
                     let bus = pod_bus(letter, n);
-                    peer_config.push_str(&format!("\"POD-{letter}{n:03}\" = {bus}\n"));
+                    peer_config.push_str(&format!(
+                        "\"POD-{letter}{n:03}\" = {{ bus = {bus}, supplier = \"{supplier}\" }}\n"
+                    ));
                 }
             }
         }

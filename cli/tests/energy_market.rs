@@ -480,8 +480,9 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
         commit(&settle, &["Burn", &p, account]).await;
     }
     // C001 delivered 8 of R002's 10 kWh: the first trade whole, the second 3 of 5 kWh.
+    // Queried on the DSO's peer, which reported those commits.
     let trade = |id: &str| {
-        let contract = energy(&r002);
+        let contract = energy(&dso);
         let (id, p) = (id.to_owned(), p.clone());
         async move {
             json(
@@ -504,7 +505,7 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
         number(&first, "paid_cents") + number(&second, "paid_cents"),
         160
     );
-    let supply = json(&energy(&r002).evaluate("Supply", &[]).await.expect("supply"));
+    let supply = json(&energy(&dso).evaluate("Supply", &[]).await.expect("supply"));
     assert_eq!(number(&supply, "minted_wh"), 17000);
     assert_eq!(
         number(&supply, "burned_wh"),

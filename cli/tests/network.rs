@@ -1295,9 +1295,9 @@ async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
         &std::fs::read(&feasibility.feeder).expect("read the feeder"),
     )
     .expect("the feeder");
-    let scale = gridledger_peer::feasibility::FeasibilityCheck::load(feasibility.clone())
-        .expect("the DSO's check")
-        .load_scale(period as i64);
+    let dso_check = gridledger_peer::feasibility::FeasibilityCheck::load(feasibility.clone())
+        .expect("the DSO's check");
+    let scale = dso_check.load_scale(period as i64);
     let reader = &buyers[0].1;
     let mut trades = Vec::new();
     for id in &committed {
@@ -1308,7 +1308,11 @@ async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
             .await
             .expect("a committed trade");
         let trade: serde_json::Value = serde_json::from_slice(&bytes).expect("trade JSON");
-        let bus = |pod: &serde_json::Value| feasibility.pods[pod.as_str().expect("pod")];
+        let bus = |pod: &serde_json::Value| {
+            dso_check
+                .bus_of(pod.as_str().expect("pod"))
+                .expect("a POD the DSO knows")
+        };
         trades.push(gridledger_grid::Trade {
             seller_bus: bus(&trade["seller_pod"]),
             buyer_bus: bus(&trade["buyer_pod"]),

@@ -59,8 +59,42 @@ pub struct FeasibilityConfig {
     /// How long an endorsed, uncommitted trade stays reserved, seconds.
     #[serde(default = "default_reservation")]
     pub reservation_seconds: u64,
-    /// Point of delivery → the feeder's bus id.
-    pub pods: BTreeMap<String, usize>,
+    /// Point of delivery → the feeder's bus id (`"POD-1" = 17`), or the bus and the market
+    /// organization that supplies the POD (`"POD-1" = { bus = 17, supplier = "RetailerMSP" }`).
+    pub pods: BTreeMap<String, PodEntry>,
+}
+
+/// Where a point of delivery connects, and optionally who supplies it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PodEntry {
+    /// Just the bus: any organization may trade for it.
+    Bus(usize),
+    /// The bus and the supplying organization (the DSO's registry of who supplies each POD):
+    /// only that organization's prosumers trade for it.
+    Supplied {
+        /// The feeder's bus id.
+        bus: usize,
+        /// The MSP id of the supplier.
+        supplier: String,
+    },
+}
+
+impl PodEntry {
+    /// The feeder's bus id.
+    pub fn bus(&self) -> usize {
+        match self {
+            PodEntry::Bus(bus) | PodEntry::Supplied { bus, .. } => *bus,
+        }
+    }
+
+    /// The supplying organization, if registered.
+    pub fn supplier(&self) -> Option<&str> {
+        match self {
+            PodEntry::Bus(_) => None,
+            PodEntry::Supplied { supplier, .. } => Some(supplier),
+        }
+    }
 }
 
 fn default_channel() -> String {
@@ -189,7 +223,8 @@ impl FeasibilityCheck {
         if let Some((pod, bus)) = config
             .pods
             .iter()
-            .find(|(_, bus)| **bus >= feeder.buses.len())
+            .map(|(pod, entry)| (pod, entry.bus()))
+            .find(|(_, bus)| *bus >= feeder.buses.len())
         {
             return Err(FeasibilityError::Invalid(format!(
                 "point of delivery {pod} is mapped to bus {bus}, which the feeder does not have"
@@ -267,6 +302,7 @@ impl FeasibilityCheck {
         let mut reserved = Vec::new();
         for (key, trade) in &new_trades {
             let period = trade.period;
+            self.check_suppliers(trade)?;
             let grid_trade = self.to_grid(trade)?;
             let mut trades = self.committed_trades(state, namespace, period)?;
             trades.extend(
@@ -318,9 +354,35 @@ impl FeasibilityCheck {
         Ok(())
     }
 
+    /// The bus of `pod`, if the DSO knows it.
+    pub fn bus_of(&self, pod: &str) -> Option<usize> {
+        self.config.pods.get(pod).map(PodEntry::bus)
+    }
+
+    /// Refuses a trade whose seller or buyer account (`<MSP>:<POD>`) is not of the
+    /// organization the DSO has registered as the POD's supplier.
+    fn check_suppliers(&self, trade: &Trade) -> Result<(), String> {
+        for (account, pod) in [
+            (&trade.seller, &trade.seller_pod),
+            (&trade.buyer, &trade.buyer_pod),
+        ] {
+            let Some(supplier) = self.config.pods.get(pod).and_then(PodEntry::supplier) else {
+                continue;
+            };
+            let msp_id = account.split_once(':').map_or("", |(msp, _)| msp);
+            if msp_id != supplier {
+                return Err(format!(
+                    "trade {} is not certified: point of delivery {pod} is supplied by {supplier}, not {msp_id} (account {account})",
+                    trade.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn to_grid(&self, trade: &Trade) -> Result<GridTrade, String> {
         let bus = |pod: &str| {
-            self.config.pods.get(pod).copied().ok_or_else(|| {
+            self.bus_of(pod).ok_or_else(|| {
                 format!(
                     "the DSO does not know point of delivery {pod}; it cannot certify the trade"
                 )

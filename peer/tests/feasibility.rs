@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use gridledger_chaincode::energy::Trade;
 use gridledger_ledger::Ledger;
-use gridledger_peer::feasibility::{FeasibilityCheck, FeasibilityConfig};
+use gridledger_peer::feasibility::{FeasibilityCheck, FeasibilityConfig, PodEntry};
 use gridledger_proto::kvrwset::{KvWrite, KvrwSet};
 use gridledger_proto::prost::Message;
 use gridledger_proto::rwset::{NsReadWriteSet, TxReadWriteSet};
@@ -39,9 +39,16 @@ fn config() -> FeasibilityConfig {
         load_scale: 0.3,
         reservation_seconds: 60,
         pods: BTreeMap::from([
-            ("POD-NEAR".to_string(), 1),
-            ("POD-LATERAL".to_string(), 22),
-            ("POD-FAR".to_string(), 17),
+            ("POD-NEAR".to_string(), PodEntry::Bus(1)),
+            ("POD-LATERAL".to_string(), PodEntry::Bus(22)),
+            ("POD-FAR".to_string(), PodEntry::Bus(17)),
+            (
+                "POD-COMMUNITY".to_string(),
+                PodEntry::Supplied {
+                    bus: 25,
+                    supplier: "CommunityMSP".into(),
+                },
+            ),
         ]),
     }
 }
@@ -171,7 +178,7 @@ fn the_load_profile_sets_each_slots_scale_and_bad_configuration_is_refused() {
     );
 
     let mut off_feeder = config();
-    off_feeder.pods.insert("POD-X".into(), 99);
+    off_feeder.pods.insert("POD-X".into(), PodEntry::Bus(99));
     let err = FeasibilityCheck::load(off_feeder).err().expect("bus 99");
     assert!(err.to_string().contains("bus 99"), "{err}");
 
@@ -179,4 +186,42 @@ fn the_load_profile_sets_each_slots_scale_and_bad_configuration_is_refused() {
     no_feeder.feeder = dir.join("missing.json");
     assert!(FeasibilityCheck::load(no_feeder).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_pod_is_traded_only_by_its_registered_supplier() {
+    let dir = scratch("supplier");
+    let ledger = Ledger::open(&dir, "market").expect("ledger");
+    let state = ledger.snapshot().expect("snapshot");
+    let check = FeasibilityCheck::load(config()).expect("loads");
+    // The test trades are sold by CommunityMSP accounts and bought by RetailerMSP accounts.
+    let sold = trade("t-sold", PERIOD, "POD-COMMUNITY", "POD-NEAR", 1_000);
+    check
+        .review("market", "energy", &rwset("energy", &sold), &state)
+        .expect("the community sells for its own POD");
+    let bought = trade("t-bought", PERIOD, "POD-NEAR", "POD-COMMUNITY", 1_000);
+    let refusal = check
+        .review("market", "energy", &rwset("energy", &bought), &state)
+        .expect_err("a retailer's account at the community's POD");
+    assert!(
+        refusal.contains("POD-COMMUNITY is supplied by CommunityMSP, not RetailerMSP"),
+        "{refusal}"
+    );
+    assert_eq!(check.bus_of("POD-COMMUNITY"), Some(25));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pods_are_read_as_a_bus_or_a_bus_and_supplier() {
+    #[derive(serde::Deserialize)]
+    struct Pods {
+        pods: BTreeMap<String, PodEntry>,
+    }
+    let pods: Pods = toml::from_str(
+        "[pods]\n\"POD-1\" = 17\n\"POD-2\" = { bus = 3, supplier = \"RetailerMSP\" }\n",
+    )
+    .expect("both forms");
+    assert_eq!(pods.pods["POD-1"], PodEntry::Bus(17));
+    assert_eq!(pods.pods["POD-2"].supplier(), Some("RetailerMSP"));
+    assert!(toml::from_str::<Pods>("[pods]\n\"POD-3\" = { supplier = \"X\" }\n").is_err());
 }
