@@ -588,15 +588,21 @@ struct OfferRef {
     period: i64,
 }
 
-/// What one client of the energy-trade workload does: buy as prosumer `buyer` from the offers
-/// prosumer `seller` posted for it, one per period.
+/// One way a client of the energy-trade workload trades: buy as prosumer `buyer` from the
+/// offers prosumer `seller` posted for it, one per period.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ClientPlan {
+struct Leg {
     /// Index of the buying prosumer.
     buyer: usize,
     /// Index of the selling prosumer.
     seller: usize,
     offers: Vec<OfferRef>,
+}
+
+/// What one client of the energy-trade workload does: its legs, taken in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientPlan {
+    legs: Vec<Leg>,
 }
 
 /// The energy-trade workload's assignment of prosumers, offers and periods to clients (closed
@@ -605,10 +611,11 @@ struct ClientPlan {
 /// `AcceptOffer` reads and writes the buyer's balance and the offer, so two trades in flight
 /// with the same buyer or the same offer would MVCC-conflict: each client has its own buyer and
 /// its own offers, and runs one trade at a time. The prosumers form a ring — client `i` buys
-/// as prosumer `i` from prosumer `i + 1` (the last from the first) — so every prosumer of the
-/// ring sells about as much as it buys in each period: the net power at every bus, which is all
-/// the DSO's power flow sees, stays near the baseline however long the run. (Buyers and sellers
-/// in disjoint sets would push power one way: where the feeder's baseline is already under its
+/// as prosumer `i` from prosumer `i + 1` (the last from the first; a single client buys as
+/// prosumer 0 from prosumer 1 and as 1 from 0 in turn) — so every prosumer of the ring sells
+/// about as much as it buys in each period: the net power at every bus, which is all the DSO's
+/// power flow sees, stays near the baseline however long the run. (Buyers and sellers in
+/// disjoint sets would push power one way: where the feeder's baseline is already under its
 /// voltage limit, as the IEEE 33-bus feeder is from about half load, a few hundred watts the
 /// wrong way per period are refused.) Each client takes its periods in turn, all clients in the
 /// same order, so the periods fill evenly.
@@ -647,22 +654,36 @@ impl EnergyPlan {
         let periods: Vec<i64> = (0..periods as i64)
             .map(|j| first_period + j * PERIOD_SECONDS)
             .collect();
-        let ring = clients.max(2);
-        let clients = (0..clients)
-            .map(|i| ClientPlan {
-                buyer: i,
-                seller: (i + 1) % ring,
-                offers: periods
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &period)| OfferRef {
-                        id: format!("{run_prefix}-o{i}-{j}"),
-                        period,
-                    })
-                    .collect(),
-            })
-            .collect();
+        let leg = |buyer: usize, seller: usize| Leg {
+            buyer,
+            seller,
+            // A buyer has one leg, so its index names its offers.
+            offers: periods
+                .iter()
+                .enumerate()
+                .map(|(j, &period)| OfferRef {
+                    id: format!("{run_prefix}-o{buyer}-{j}"),
+                    period,
+                })
+                .collect(),
+        };
+        let clients = if clients == 1 {
+            vec![ClientPlan {
+                legs: vec![leg(0, 1), leg(1, 0)],
+            }]
+        } else {
+            (0..clients)
+                .map(|i| ClientPlan {
+                    legs: vec![leg(i, (i + 1) % clients)],
+                })
+                .collect()
+        };
         Ok(EnergyPlan { periods, clients })
+    }
+
+    /// Every leg of every client.
+    fn legs(&self) -> impl Iterator<Item = &Leg> {
+        self.clients.iter().flat_map(|c| c.legs.iter())
     }
 }
 
@@ -722,9 +743,9 @@ async fn submit_agreed(
 struct EnergySetup {
     /// Prosumers listed in network.json.
     prosumers: usize,
-    /// The buyers' accounts, one per client.
+    /// The buyers' accounts, one per leg (a client has one, or two when it is alone).
     buyers: Vec<String>,
-    /// The accounts that posted the offers, one per client.
+    /// The accounts that posted the offers, one per leg.
     sellers: Vec<String>,
     /// The delivery periods traded, Unix seconds.
     periods: Vec<i64>,
@@ -789,8 +810,8 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
 
     // A gateway per prosumer in the plan (each buys, or sells, or both).
     let mut gateways: BTreeMap<usize, Gateway> = BTreeMap::new();
-    for c in &plan.clients {
-        for index in [c.buyer, c.seller] {
+    for leg in plan.legs() {
+        for index in [leg.buyer, leg.seller] {
             if let std::collections::btree_map::Entry::Vacant(slot) = gateways.entry(index) {
                 let gateway = prosumer_gateway(&prosumers[index], &network_dir).await?;
                 slot.insert(gateway.with_timeout(call_timeout));
@@ -806,8 +827,8 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
     // Payment for every buyer, by an admin of the buyer's organization.
     let mut admins: BTreeMap<String, Gateway> = BTreeMap::new();
     let mut payments_issued = 0;
-    for c in &plan.clients {
-        let buyer = &prosumers[c.buyer];
+    for leg in plan.legs() {
+        let buyer = &prosumers[leg.buyer];
         if !admins.contains_key(&buyer.msp_id) {
             let org = file
                 .organizations
@@ -853,10 +874,10 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
     // Every client's offers, posted by its seller.
     let limit = Arc::new(tokio::sync::Semaphore::new(SETUP_IN_FLIGHT));
     let mut posts = tokio::task::JoinSet::new();
-    for c in &plan.clients {
-        let seller = contract_of(gateway_of(c.seller));
-        let who = prosumers[c.seller].account();
-        for offer in &c.offers {
+    for leg in plan.legs() {
+        let seller = contract_of(gateway_of(leg.seller));
+        let who = prosumers[leg.seller].account();
+        for offer in &leg.offers {
             let permit = limit
                 .clone()
                 .acquire_owned()
@@ -888,15 +909,21 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
         .clients
         .iter()
         .map(|c| Client {
-            contract: contract_of(gateway_of(c.buyer)),
-            offers: c.offers.clone().into(),
+            legs: c
+                .legs
+                .iter()
+                .map(|leg| ClientLeg {
+                    contract: contract_of(gateway_of(leg.buyer)),
+                    offers: leg.offers.clone(),
+                })
+                .collect(),
             started: Arc::new(AtomicU64::new(0)),
         })
         .collect();
     let joined = |f: &dyn Fn(&Prosumer) -> String| {
         let mut seen: Vec<String> = Vec::new();
-        for c in &plan.clients {
-            let v = f(&prosumers[c.buyer]);
+        for leg in plan.legs() {
+            let v = f(&prosumers[leg.buyer]);
             if !seen.contains(&v) {
                 seen.push(v);
             }
@@ -909,19 +936,17 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
         org: joined(&|p| p.msp_id.clone()),
         gateway_peer: joined(&|p| p.peer.name.clone()),
         endpoint: joined(&|p| p.peer.endpoint.clone()),
-        connections: plan.clients.len(),
+        connections: gateways.len(),
         network_dir,
         energy: Some(EnergySetup {
             prosumers: prosumers.len(),
             buyers: plan
-                .clients
-                .iter()
-                .map(|c| prosumers[c.buyer].account())
+                .legs()
+                .map(|leg| prosumers[leg.buyer].account())
                 .collect(),
             sellers: plan
-                .clients
-                .iter()
-                .map(|c| prosumers[c.seller].account())
+                .legs()
+                .map(|leg| prosumers[leg.seller].account())
                 .collect(),
             periods: plan.periods.clone(),
             trade_wh: TRADE_WH,
@@ -956,8 +981,10 @@ async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepare
         .with_context(|| format!("connecting to {}", target.peer_name))?
         .with_timeout(call_timeout);
         clients.push(Client {
-            contract: gateway.network(&args.channel).contract(&chaincode),
-            offers: Arc::from(Vec::new()),
+            legs: Arc::from([ClientLeg {
+                contract: gateway.network(&args.channel).contract(&chaincode),
+                offers: Vec::new(),
+            }]),
             started: Arc::new(AtomicU64::new(0)),
         });
     }
@@ -974,15 +1001,19 @@ async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepare
     })
 }
 
-/// One client of the load: a contract bound to its signer and gateway peer and, for
-/// energy-trade, the offers only it buys from.
+/// One client of the load: its legs (basic-create: one), taken in turn.
 #[derive(Clone)]
 struct Client {
-    contract: Contract,
-    /// energy-trade: this client's offers, one per period, taken in turn.
-    offers: Arc<[OfferRef]>,
-    /// Transactions this client has started (picks its next offer).
+    legs: Arc<[ClientLeg]>,
+    /// Transactions this client has started (picks its next leg and offer).
     started: Arc<AtomicU64>,
+}
+
+/// A contract bound to its signer and gateway peer and, for energy-trade, the offers only it
+/// buys from, one per period, taken in turn.
+struct ClientLeg {
+    contract: Contract,
+    offers: Vec<OfferRef>,
 }
 
 /// Everything [`measure`] needs, prepared before the warm-up.
@@ -1229,6 +1260,19 @@ fn validation_code_name(code: i32) -> String {
         .unwrap_or_else(|_| format!("CODE_{code}"))
 }
 
+/// Which leg and which of its offers the `k`-th transaction of a client with `legs` legs of
+/// `offers` offers each uses: the legs in turn, and each leg's offers (periods) in turn.
+fn pick(k: u64, legs: usize, offers: usize) -> (usize, usize) {
+    let legs = legs.max(1) as u64;
+    let offers = offers.max(1) as u64;
+    let leg = k % legs;
+    let offer = (k / legs) % offers;
+    (
+        usize::try_from(leg).unwrap_or(0),
+        usize::try_from(offer).unwrap_or(0),
+    )
+}
+
 /// The proposal of the next transaction of `workload` by `client`.
 fn next_proposal(
     workload: Workload,
@@ -1236,20 +1280,28 @@ fn next_proposal(
     ids: &IdSource,
 ) -> Result<gridledger_sdk::Proposal, SdkError> {
     let k = client.started.fetch_add(1, Ordering::Relaxed);
+    let (leg, offer) = pick(
+        k,
+        client.legs.len(),
+        client.legs.first().map_or(0, |l| l.offers.len()),
+    );
+    let leg = client
+        .legs
+        .get(leg)
+        .ok_or_else(|| SdkError::Response("the client has no contract".into()))?;
     match workload {
         Workload::BasicCreate => {
             let id = ids.next();
-            client
-                .contract
+            leg.contract
                 .proposal("CreateAsset", &[&id, "blue", "5", "bench", "100"])
         }
         Workload::EnergyTrade => {
-            let offer = usize::try_from(k % client.offers.len().max(1) as u64)
-                .ok()
-                .and_then(|i| client.offers.get(i))
+            let offer = leg
+                .offers
+                .get(offer)
                 .ok_or_else(|| SdkError::Response("the client has no offer to buy from".into()))?;
             let id = ids.next();
-            client.contract.proposal(
+            leg.contract.proposal(
                 "AcceptOffer",
                 &[
                     &id,
@@ -3304,7 +3356,7 @@ mod tests {
             );
             let mut buyers = std::collections::BTreeSet::new();
             let mut offers = std::collections::BTreeSet::new();
-            for c in &plan.clients {
+            for c in plan.legs() {
                 assert!(c.buyer < prosumers && c.seller < prosumers, "{case}");
                 assert_ne!(
                     c.buyer, c.seller,
@@ -3318,15 +3370,32 @@ mod tests {
                     assert!(o.id.starts_with("run1-"), "{case}: {}", o.id);
                 }
             }
-            if clients >= 2 {
-                // A ring: every buying prosumer also sells, to exactly one client, so its net
-                // power in each period stays near zero.
-                let mut sellers: Vec<usize> = plan.clients.iter().map(|c| c.seller).collect();
-                sellers.sort_unstable();
-                let buyers: Vec<usize> = buyers.into_iter().collect();
-                assert_eq!(sellers, buyers, "{case}");
-            }
+            // A ring: every buying prosumer also sells, to exactly one leg, so its net power in
+            // each period stays near zero (a single client has two legs, one each way).
+            let mut sellers: Vec<usize> = plan.legs().map(|c| c.seller).collect();
+            sellers.sort_unstable();
+            let buyers: Vec<usize> = buyers.into_iter().collect();
+            assert_eq!(sellers, buyers, "{case}");
+            let legs: Vec<usize> = plan.clients.iter().map(|c| c.legs.len()).collect();
+            let expected = if clients == 1 {
+                vec![2]
+            } else {
+                vec![1; clients]
+            };
+            assert_eq!(legs, expected, "{case}");
         }
+    }
+
+    #[test]
+    fn a_client_takes_its_legs_then_its_periods_in_turn() {
+        let picks: Vec<(usize, usize)> = (0..7).map(|k| pick(k, 2, 3)).collect();
+        assert_eq!(
+            picks,
+            vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2), (0, 0)]
+        );
+        let one_leg: Vec<(usize, usize)> = (0..4).map(|k| pick(k, 1, 3)).collect();
+        assert_eq!(one_leg, vec![(0, 0), (0, 1), (0, 2), (0, 0)]);
+        assert_eq!(pick(5, 1, 0), (0, 0), "basic-create has no offers");
     }
 
     #[test]
