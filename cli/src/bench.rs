@@ -167,9 +167,10 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 5.0)]
     pub warmup_seconds: f64,
     /// The organization whose peer is the gateway and whose user signs (default: the first).
+    /// Not used by energy-trade, whose buyers sign through their own organization's peer.
     #[arg(long, value_name = "MSPID")]
     pub org: Option<String>,
-    /// The user (from network.json) that signs.
+    /// The user (from network.json) that signs (not used by energy-trade).
     #[arg(long, default_value = "User1")]
     pub user: String,
     /// Channel.
@@ -183,7 +184,7 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
     /// energy-trade: delivery periods (15 minutes each, starting about two hours ahead) the
-    /// trades are spread over; setup posts one offer per client and period.
+    /// trades are spread over; setup posts one offer per buyer and period.
     #[arg(long, default_value_t = 16)]
     pub periods: usize,
     /// Deadline of each call (Endorse, Submit, CommitStatus).
