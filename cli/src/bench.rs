@@ -6,7 +6,9 @@
 //!   the way real clients do (proposal → Endorse → Submit → CommitStatus), in closed-loop or
 //!   fixed-rate mode after a warm-up, and reports committed tps, commit-latency percentiles,
 //!   validation codes, errors by gRPC code, and CPU and memory of every node process (read from
-//!   `/proc`) and of the client itself.
+//!   `/proc`) and of the client itself. Workloads: `basic-create` (blind writes) and
+//!   `energy-trade` (`AcceptOffer` on the `energy` chaincode, each trade certified by the DSO's
+//!   power flow; see [`EnergyPlan`] for how it avoids MVCC conflicts and stays grid-feasible).
 //! - `bench order`: the ordering service alone — signed ENDORSER_TRANSACTION envelopes over
 //!   concurrent Broadcast streams spread across the Raft orderers (SUCCESS acks per second and
 //!   their latency), and one Deliver stream measuring envelopes per second landing in blocks
@@ -115,6 +117,10 @@ impl Subcommand for BenchCommand {
 pub enum Workload {
     /// `basic` CreateAsset with a fresh id per transaction: blind writes, no conflicts.
     BasicCreate,
+    /// `energy` AcceptOffer of 100 Wh by prosumers, each client its own buyer and its own
+    /// offers (posted during setup), endorsed by the buyer's organization and the DSO, whose
+    /// peer runs a power flow for every trade.
+    EnergyTrade,
 }
 
 impl Workload {
@@ -122,6 +128,15 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::BasicCreate => "basic-create",
+            Workload::EnergyTrade => "energy-trade",
+        }
+    }
+
+    /// The chaincode the workload invokes unless `--chaincode` names another.
+    pub fn default_chaincode(self) -> &'static str {
+        match self {
+            Workload::BasicCreate => "basic",
+            Workload::EnergyTrade => "energy",
         }
     }
 }
@@ -152,20 +167,26 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 5.0)]
     pub warmup_seconds: f64,
     /// The organization whose peer is the gateway and whose user signs (default: the first).
+    /// Not used by energy-trade, whose buyers sign through their own organization's peer.
     #[arg(long, value_name = "MSPID")]
     pub org: Option<String>,
-    /// The user (from network.json) that signs.
+    /// The user (from network.json) that signs (not used by energy-trade).
     #[arg(long, default_value = "User1")]
     pub user: String,
     /// Channel.
     #[arg(long, default_value = "market")]
     pub channel: String,
-    /// Chaincode.
-    #[arg(long, default_value = "basic")]
-    pub chaincode: String,
-    /// gRPC connections to the gateway peer, shared round-robin by the clients.
+    /// Chaincode (default: the workload's, `basic` or `energy`).
+    #[arg(long)]
+    pub chaincode: Option<String>,
+    /// gRPC connections to the gateway peer, shared round-robin by the clients (energy-trade:
+    /// one per buyer, to the buyer's organization's peer, instead).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// energy-trade: delivery periods (15 minutes each, starting about two hours ahead) the
+    /// trades are spread over; setup posts one offer per buyer and period.
+    #[arg(long, default_value_t = 16)]
+    pub periods: usize,
     /// Deadline of each call (Endorse, Submit, CommitStatus).
     #[arg(long, default_value_t = 30.0)]
     pub timeout_seconds: f64,
@@ -342,9 +363,12 @@ struct OrgEntry {
     peers: Vec<PeerEntry>,
     #[serde(default)]
     users: Vec<UserEntry>,
+    /// The organization's admins (energy-trade issues payment as one).
+    #[serde(default)]
+    admins: Vec<UserEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PeerEntry {
     name: String,
@@ -353,7 +377,7 @@ struct PeerEntry {
     server_name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct UserEntry {
     name: String,
     cert: String,
@@ -427,6 +451,589 @@ fn resolve_target(args: &GatewayArgs) -> anyhow::Result<Target> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The energy-trade workload: prosumers, the plan, and its setup.
+// ---------------------------------------------------------------------------------------------
+
+/// Energy bought by each trade, Wh (0.4 kW over the 15-minute period).
+const TRADE_WH: u64 = 100;
+/// Energy of each offer posted during setup, Wh: the `energy` chaincode's largest, so no offer
+/// runs out (100 000 trades per client and period).
+const OFFER_WH: u64 = 10_000_000;
+/// Price of every offer, cents per kWh (a trade of [`TRADE_WH`] costs one cent).
+const PRICE_CENTS_PER_KWH: u64 = 10;
+/// Payment issued to a buyer whose balance is below [`MIN_BUYER_CENTS`], cents.
+const ISSUE_CENTS: u64 = 100_000_000;
+/// A buyer with at least this much (ten million trades) is not issued more.
+const MIN_BUYER_CENTS: u64 = 10_000_000;
+/// Delivery periods are this long, seconds.
+const PERIOD_SECONDS: i64 = 900;
+/// The first delivery period starts at least this far ahead, seconds: far from gate closure
+/// (five minutes before a period) for any run the options allow.
+const PERIOD_LEAD_SECONDS: i64 = 7_200;
+/// Most setup transactions (offers) in flight at once.
+const SETUP_IN_FLIGHT: usize = 16;
+/// How often a setup submit or an endorsement is tried again while the endorsing peers are at
+/// different heights.
+const MISMATCH_RETRIES: u32 = 50;
+/// What the Gateway says when the endorsing peers' simulations differ, typically because one of
+/// them has not committed the latest block yet.
+const MISMATCH_TEXT: &str = "do not match";
+/// What the DSO's refusal of an infeasible trade says.
+const DSO_REFUSAL_TEXT: &str = "not feasible on the DSO's grid";
+/// Prosumers are the users whose name starts with this.
+const PROSUMER_PREFIX: &str = "Prosumer-";
+
+/// A prosumer listed in network.json: a client identity whose certificate carries its point of
+/// delivery (`pod` attribute), with the peer of its organization.
+#[derive(Debug, Clone)]
+struct Prosumer {
+    msp_id: String,
+    name: String,
+    pod: String,
+    cert: PathBuf,
+    key: PathBuf,
+    peer: PeerEntry,
+}
+
+impl Prosumer {
+    /// Its account in the `energy` chaincode: `<MSP>:<POD>`.
+    fn account(&self) -> String {
+        format!("{}:{}", self.msp_id, self.pod)
+    }
+}
+
+/// Takes one item of each group in turn (the first of every group, then the second, …), so
+/// consecutive prosumers belong to different organizations.
+fn interleave<T>(groups: Vec<Vec<T>>) -> Vec<T> {
+    let total = groups.iter().map(Vec::len).sum();
+    let mut iters: Vec<_> = groups.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        for it in &mut iters {
+            if let Some(item) = it.next() {
+                out.push(item);
+            }
+        }
+    }
+    out
+}
+
+/// Every `Prosumer-*` user of every organization in network.json, its point of delivery read
+/// from its certificate's `pod` attribute; organizations interleaved, names sorted within each.
+fn load_prosumers(file: &NetworkFile, network_dir: &Path) -> anyhow::Result<Vec<Prosumer>> {
+    let mut groups = Vec::new();
+    for org in &file.organizations {
+        let mut users: Vec<&UserEntry> = org
+            .users
+            .iter()
+            .filter(|u| u.name.starts_with(PROSUMER_PREFIX))
+            .collect();
+        if users.is_empty() {
+            continue;
+        }
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        let peer = org.peers.first().with_context(|| {
+            format!(
+                "organization {} lists prosumers but no peer to reach them",
+                org.msp_id
+            )
+        })?;
+        let mut group = Vec::with_capacity(users.len());
+        for user in users {
+            let cert = network_dir.join(&user.cert);
+            let key = network_dir.join(&user.key);
+            let signer = SigningIdentity::load(&org.msp_id, &cert, &key)
+                .with_context(|| format!("loading {} of {}", user.name, org.msp_id))?;
+            let pod = signer
+                .certificate()
+                .attributes
+                .get("pod")
+                .with_context(|| {
+                    format!(
+                        "the certificate of {} of {} ({}) has no `pod` attribute",
+                        user.name,
+                        org.msp_id,
+                        cert.display()
+                    )
+                })?
+                .clone();
+            group.push(Prosumer {
+                msp_id: org.msp_id.clone(),
+                name: user.name.clone(),
+                pod,
+                cert,
+                key,
+                peer: peer.clone(),
+            });
+        }
+        groups.push(group);
+    }
+    let prosumers = interleave(groups);
+    let mut accounts = std::collections::BTreeSet::new();
+    for p in &prosumers {
+        ensure!(
+            accounts.insert(p.account()),
+            "two prosumers share the account {} (same organization and point of delivery)",
+            p.account()
+        );
+    }
+    Ok(prosumers)
+}
+
+/// An offer posted during setup, bought from by one client only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OfferRef {
+    id: String,
+    /// Its delivery period (Unix seconds on a 15-minute boundary).
+    period: i64,
+}
+
+/// One way a client of the energy-trade workload trades: buy as prosumer `buyer` from the
+/// offers prosumer `seller` posted for it, one per period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leg {
+    /// Index of the buying prosumer.
+    buyer: usize,
+    /// Index of the selling prosumer.
+    seller: usize,
+    offers: Vec<OfferRef>,
+}
+
+/// What one client of the energy-trade workload does: its legs, taken in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientPlan {
+    legs: Vec<Leg>,
+}
+
+/// The energy-trade workload's assignment of prosumers, offers and periods to clients (closed
+/// loop: one per task; fixed rate: one per in-flight slot).
+///
+/// `AcceptOffer` reads and writes the buyer's balance and the offer, so two trades in flight
+/// with the same buyer or the same offer would MVCC-conflict: each client has its own buyer and
+/// its own offers, and runs one trade at a time. The prosumers form a ring — client `i` buys
+/// as prosumer `i` from prosumer `i + 1` (the last from the first; a single client buys as
+/// prosumer 0 from prosumer 1 and as 1 from 0 in turn) — so every prosumer of the ring sells
+/// about as much as it buys in each period: the net power at every bus, which is all the DSO's
+/// power flow sees, stays near the baseline however long the run. (Buyers and sellers in
+/// disjoint sets would push power one way: where the feeder's baseline is already under its
+/// voltage limit, as the IEEE 33-bus feeder is from about half load, a few hundred watts the
+/// wrong way per period are refused.) Each client takes its periods in turn, all clients in the
+/// same order, so the periods fill evenly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EnergyPlan {
+    /// The delivery periods, ascending.
+    periods: Vec<i64>,
+    /// One per client.
+    clients: Vec<ClientPlan>,
+}
+
+impl EnergyPlan {
+    /// Plans `clients` clients over `prosumers` prosumers and `periods` periods from
+    /// `first_period`; offer ids start with `run_prefix` (unique per run).
+    fn new(
+        prosumers: usize,
+        clients: usize,
+        periods: usize,
+        first_period: i64,
+        run_prefix: &str,
+    ) -> anyhow::Result<EnergyPlan> {
+        ensure!(
+            prosumers >= 2,
+            "energy-trade needs at least 2 prosumers (users named {PROSUMER_PREFIX}… with a `pod` attribute) in network.json, found {prosumers}"
+        );
+        ensure!(clients >= 1, "energy-trade needs at least one client");
+        ensure!(
+            clients <= prosumers,
+            "energy-trade gives every client its own buyer: network.json lists {prosumers} prosumers, so at most {prosumers} clients, not {clients} (lower --concurrency)"
+        );
+        ensure!(periods >= 1, "energy-trade needs at least one period");
+        ensure!(
+            first_period > 0 && first_period % PERIOD_SECONDS == 0,
+            "the first period {first_period} is not on a {PERIOD_SECONDS}-second boundary"
+        );
+        let periods: Vec<i64> = (0..periods as i64)
+            .map(|j| first_period + j * PERIOD_SECONDS)
+            .collect();
+        let leg = |buyer: usize, seller: usize| Leg {
+            buyer,
+            seller,
+            // A buyer has one leg, so its index names its offers.
+            offers: periods
+                .iter()
+                .enumerate()
+                .map(|(j, &period)| OfferRef {
+                    id: format!("{run_prefix}-o{buyer}-{j}"),
+                    period,
+                })
+                .collect(),
+        };
+        let clients = if clients == 1 {
+            vec![ClientPlan {
+                legs: vec![leg(0, 1), leg(1, 0)],
+            }]
+        } else {
+            (0..clients)
+                .map(|i| ClientPlan {
+                    legs: vec![leg(i, (i + 1) % clients)],
+                })
+                .collect()
+        };
+        Ok(EnergyPlan { periods, clients })
+    }
+
+    /// Every leg of every client.
+    fn legs(&self) -> impl Iterator<Item = &Leg> {
+        self.clients.iter().flat_map(|c| c.legs.iter())
+    }
+}
+
+/// How many clients the energy-trade workload runs, and its mode: closed loop, one client per
+/// task; fixed rate, one per in-flight slot, so `--max-in-flight` is lowered to the number of
+/// prosumers (each client needs its own buyer).
+fn energy_clients(mode: Mode, prosumers: usize) -> (usize, Mode) {
+    match mode {
+        Mode::ClosedLoop { concurrency } => (concurrency, mode),
+        Mode::FixedRate {
+            rate,
+            max_in_flight,
+        } => {
+            let slots = max_in_flight.min(prosumers);
+            (
+                slots,
+                Mode::FixedRate {
+                    rate,
+                    max_in_flight: slots,
+                },
+            )
+        }
+    }
+}
+
+/// The first delivery period at least [`PERIOD_LEAD_SECONDS`] after `now` (Unix seconds).
+fn first_period_after(now: i64) -> i64 {
+    ((now + PERIOD_LEAD_SECONDS) / PERIOD_SECONDS + 1) * PERIOD_SECONDS
+}
+
+/// Whether the Gateway refused because the endorsing peers' simulations differ.
+fn is_mismatch(err: &SdkError) -> bool {
+    err.to_string().contains(MISMATCH_TEXT)
+}
+
+/// `contract.submit(function, args)`, endorsed again while the endorsing peers are at different
+/// heights, as a client would.
+async fn submit_agreed(
+    contract: &Contract,
+    function: &str,
+    args: &[&str],
+) -> Result<(Vec<u8>, u64), SdkError> {
+    let mut attempts = 0;
+    loop {
+        match contract.submit(function, args).await {
+            Err(e) if attempts < MISMATCH_RETRIES && is_mismatch(&e) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What the energy-trade setup did, reported with the results.
+#[derive(Debug, Serialize)]
+struct EnergySetup {
+    /// Prosumers listed in network.json.
+    prosumers: usize,
+    /// The buyers' accounts, one per leg (a client has one, or two when it is alone).
+    buyers: Vec<String>,
+    /// The accounts that posted the offers, one per leg.
+    sellers: Vec<String>,
+    /// The delivery periods traded, Unix seconds.
+    periods: Vec<i64>,
+    /// Energy of each trade, Wh.
+    trade_wh: u64,
+    /// Offers posted during setup.
+    offers_posted: usize,
+    /// Buyers issued payment during setup (the others had enough from an earlier run).
+    payments_issued: usize,
+    /// How long the setup took (not measured).
+    setup_seconds: f64,
+}
+
+/// Connects a Gateway to `prosumer`'s organization's peer, signing as the prosumer.
+async fn prosumer_gateway(prosumer: &Prosumer, network_dir: &Path) -> anyhow::Result<Gateway> {
+    let signer = SigningIdentity::load(&prosumer.msp_id, &prosumer.cert, &prosumer.key)
+        .with_context(|| format!("loading {} of {}", prosumer.name, prosumer.msp_id))?;
+    connect_peer(&prosumer.peer, network_dir, signer).await
+}
+
+async fn connect_peer(
+    peer: &PeerEntry,
+    network_dir: &Path,
+    signer: SigningIdentity,
+) -> anyhow::Result<Gateway> {
+    let tls_ca = network_dir.join(&peer.tls_ca_cert);
+    let tls_ca_pem =
+        std::fs::read(&tls_ca).with_context(|| format!("reading {}", tls_ca.display()))?;
+    Gateway::connect(&peer.endpoint, &tls_ca_pem, &peer.server_name, signer)
+        .await
+        .with_context(|| format!("connecting to {}", peer.name))
+}
+
+/// Sets up the energy-trade workload before the warm-up: plans the clients, issues payment to
+/// every buyer short of it (as an admin of its organization, one at a time: each issue writes
+/// the chaincode's supply record), posts every client's offers as its seller, and returns the
+/// clients, each signing as its buyer through its organization's peer.
+async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepared> {
+    let started = Instant::now();
+    let call_timeout = Duration::from_secs_f64(args.timeout_seconds);
+    let (file, network_dir): (NetworkFile, PathBuf) = read_network(&args.network)?;
+    let prosumers = load_prosumers(&file, &network_dir)?;
+    let (client_count, mode) = energy_clients(mode, prosumers.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    let now = i64::try_from(now).context("the clock is out of range")?;
+    let run = IdSource::new();
+    let plan = EnergyPlan::new(
+        prosumers.len(),
+        client_count,
+        args.periods,
+        first_period_after(now),
+        &run.prefix,
+    )?;
+    let chaincode = args
+        .chaincode
+        .clone()
+        .unwrap_or_else(|| args.workload.default_chaincode().to_owned());
+    let contract_of = |g: &Gateway| g.network(&args.channel).contract(&chaincode);
+
+    // A gateway per prosumer in the plan (each buys, or sells, or both).
+    let mut gateways: BTreeMap<usize, Gateway> = BTreeMap::new();
+    for leg in plan.legs() {
+        for index in [leg.buyer, leg.seller] {
+            if let std::collections::btree_map::Entry::Vacant(slot) = gateways.entry(index) {
+                let gateway = prosumer_gateway(&prosumers[index], &network_dir).await?;
+                slot.insert(gateway.with_timeout(call_timeout));
+            }
+        }
+    }
+    let gateway_of = |index: usize| {
+        gateways
+            .get(&index)
+            .expect("every planned prosumer has a gateway")
+    };
+
+    // Payment for every buyer, by an admin of the buyer's organization.
+    let mut admins: BTreeMap<String, Gateway> = BTreeMap::new();
+    let mut payments_issued = 0;
+    for leg in plan.legs() {
+        let buyer = &prosumers[leg.buyer];
+        if !admins.contains_key(&buyer.msp_id) {
+            let org = file
+                .organizations
+                .iter()
+                .find(|o| o.msp_id == buyer.msp_id)
+                .expect("a prosumer's organization is in network.json");
+            let admin = org.admins.first().with_context(|| {
+                format!(
+                    "network.json lists no admin of {} to issue payment to its prosumers",
+                    org.msp_id
+                )
+            })?;
+            let signer = SigningIdentity::load(
+                &org.msp_id,
+                &network_dir.join(&admin.cert),
+                &network_dir.join(&admin.key),
+            )
+            .with_context(|| format!("loading {} of {}", admin.name, org.msp_id))?;
+            let gateway = connect_peer(&buyer.peer, &network_dir, signer).await?;
+            admins.insert(buyer.msp_id.clone(), gateway.with_timeout(call_timeout));
+        }
+        let admin = contract_of(&admins[&buyer.msp_id]);
+        let account = buyer.account();
+        let bytes = admin
+            .evaluate("Balance", &[&account])
+            .await
+            .with_context(|| format!("reading the balance of {account}"))?;
+        let balance: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the balance of {account} is not JSON"))?;
+        let cents = balance["payment_cents"].as_u64().unwrap_or(0);
+        if cents < MIN_BUYER_CENTS {
+            submit_agreed(
+                &admin,
+                "IssuePayment",
+                &[&account, &ISSUE_CENTS.to_string()],
+            )
+            .await
+            .with_context(|| format!("issuing payment to {account}"))?;
+            payments_issued += 1;
+        }
+    }
+
+    // Every client's offers, posted by its seller.
+    let limit = Arc::new(tokio::sync::Semaphore::new(SETUP_IN_FLIGHT));
+    let mut posts = tokio::task::JoinSet::new();
+    for leg in plan.legs() {
+        let seller = contract_of(gateway_of(leg.seller));
+        let who = prosumers[leg.seller].account();
+        for offer in &leg.offers {
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .context("the setup's limiter closed")?;
+            let (seller, who, offer) = (seller.clone(), who.clone(), offer.clone());
+            posts.spawn(async move {
+                let _permit = permit;
+                let args = [
+                    offer.id.as_str(),
+                    &offer.period.to_string(),
+                    &OFFER_WH.to_string(),
+                    &PRICE_CENTS_PER_KWH.to_string(),
+                ];
+                submit_agreed(&seller, "PostOffer", &args)
+                    .await
+                    .with_context(|| format!("{who} posting offer {}", offer.id))
+                    .map(|_| ())
+            });
+        }
+    }
+    let mut offers_posted = 0;
+    while let Some(posted) = posts.join_next().await {
+        posted.context("an offer's task failed")??;
+        offers_posted += 1;
+    }
+
+    let clients: Vec<Client> = plan
+        .clients
+        .iter()
+        .map(|c| Client {
+            legs: c
+                .legs
+                .iter()
+                .map(|leg| ClientLeg {
+                    contract: contract_of(gateway_of(leg.buyer)),
+                    offers: leg.offers.clone(),
+                })
+                .collect(),
+            started: Arc::new(AtomicU64::new(0)),
+        })
+        .collect();
+    let joined = |f: &dyn Fn(&Prosumer) -> String| {
+        let mut seen: Vec<String> = Vec::new();
+        for leg in plan.legs() {
+            let v = f(&prosumers[leg.buyer]);
+            if !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+        seen.join(",")
+    };
+    Ok(Prepared {
+        mode,
+        exclusive: true,
+        org: joined(&|p| p.msp_id.clone()),
+        gateway_peer: joined(&|p| p.peer.name.clone()),
+        endpoint: joined(&|p| p.peer.endpoint.clone()),
+        connections: gateways.len(),
+        network_dir,
+        energy: Some(EnergySetup {
+            prosumers: prosumers.len(),
+            buyers: plan
+                .legs()
+                .map(|leg| prosumers[leg.buyer].account())
+                .collect(),
+            sellers: plan
+                .legs()
+                .map(|leg| prosumers[leg.seller].account())
+                .collect(),
+            periods: plan.periods.clone(),
+            trade_wh: TRADE_WH,
+            offers_posted,
+            payments_issued,
+            setup_seconds: started.elapsed().as_secs_f64(),
+        }),
+        clients,
+    })
+}
+
+/// Connects the basic workload's clients: `--connections` gateways to the chosen peer, all
+/// signing as `--user`.
+async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepared> {
+    let target = resolve_target(args)?;
+    let call_timeout = Duration::from_secs_f64(args.timeout_seconds);
+    let chaincode = args
+        .chaincode
+        .clone()
+        .unwrap_or_else(|| args.workload.default_chaincode().to_owned());
+    let mut clients = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let signer = SigningIdentity::load(&target.msp_id, &target.cert, &target.key)
+            .with_context(|| format!("loading {} of {}", args.user, target.msp_id))?;
+        let gateway = Gateway::connect(
+            &target.endpoint,
+            &target.tls_ca_pem,
+            &target.server_name,
+            signer,
+        )
+        .await
+        .with_context(|| format!("connecting to {}", target.peer_name))?
+        .with_timeout(call_timeout);
+        clients.push(Client {
+            legs: Arc::from([ClientLeg {
+                contract: gateway.network(&args.channel).contract(&chaincode),
+                offers: Vec::new(),
+            }]),
+            started: Arc::new(AtomicU64::new(0)),
+        });
+    }
+    Ok(Prepared {
+        mode,
+        clients,
+        exclusive: false,
+        org: target.msp_id,
+        gateway_peer: target.peer_name,
+        endpoint: target.endpoint,
+        connections: args.connections,
+        network_dir: target.network_dir,
+        energy: None,
+    })
+}
+
+/// One client of the load: its legs (basic-create: one), taken in turn.
+#[derive(Clone)]
+struct Client {
+    legs: Arc<[ClientLeg]>,
+    /// Transactions this client has started (picks its next leg and offer).
+    started: Arc<AtomicU64>,
+}
+
+/// A contract bound to its signer and gateway peer and, for energy-trade, the offers only it
+/// buys from, one per period, taken in turn.
+struct ClientLeg {
+    contract: Contract,
+    offers: Vec<OfferRef>,
+}
+
+/// Everything [`measure`] needs, prepared before the warm-up.
+struct Prepared {
+    /// The mode, its in-flight limit lowered to the clients when they are exclusive.
+    mode: Mode,
+    clients: Vec<Client>,
+    /// Each client runs one transaction at a time (fixed rate: each start takes a free one).
+    exclusive: bool,
+    /// The signing organization(s), gateway peer(s) and endpoint(s), for the report.
+    org: String,
+    gateway_peer: String,
+    endpoint: String,
+    connections: usize,
+    /// The folder holding network.json: node configs live under `nodes/` in it.
+    network_dir: PathBuf,
+    energy: Option<EnergySetup>,
+}
+
 /// How the load is offered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -453,6 +1060,10 @@ fn mode_of(args: &GatewayArgs) -> anyhow::Result<Mode> {
     ensure!(
         (1..=64).contains(&args.connections),
         "--connections must be in [1, 64]"
+    );
+    ensure!(
+        (1..=96).contains(&args.periods),
+        "--periods must be in [1, 96] (a day of 15-minute periods)"
     );
     match (args.concurrency, args.rate) {
         (Some(_), Some(_)) => bail!("--concurrency and --rate exclude each other"),
@@ -521,6 +1132,8 @@ struct Sample {
     start: Instant,
     end: Instant,
     outcome: Outcome,
+    /// Endorsements tried again because the endorsing peers were at different heights.
+    endorse_retries: u32,
 }
 
 /// Collects samples from every client task, plus the first message of each kind of error so a
@@ -617,6 +1230,19 @@ fn grpc_code_name(code: i32) -> &'static str {
     }
 }
 
+/// How a failed step is counted: `DSO_REFUSED` for an endorsement the DSO refused because the
+/// trade is not feasible on its grid, otherwise [`error_code`].
+fn failure_code(phase: Phase, err: &SdkError) -> &'static str {
+    if phase == Phase::Endorse && err.to_string().contains(DSO_REFUSAL_TEXT) {
+        DSO_REFUSED
+    } else {
+        error_code(err)
+    }
+}
+
+/// The error code of trades the DSO refused to endorse.
+const DSO_REFUSED: &str = "DSO_REFUSED";
+
 /// How an SDK failure is counted: the gRPC status name, or the kind of local failure.
 fn error_code(err: &SdkError) -> &'static str {
     match err {
@@ -635,24 +1261,86 @@ fn validation_code_name(code: i32) -> String {
         .unwrap_or_else(|_| format!("CODE_{code}"))
 }
 
-/// Runs one transaction of `workload` to its commit status and records it.
+/// Which leg and which of its offers the `k`-th transaction of a client with `legs` legs of
+/// `offers` offers each uses: the legs in turn, and each leg's offers (periods) in turn.
+fn pick(k: u64, legs: usize, offers: usize) -> (usize, usize) {
+    let legs = legs.max(1) as u64;
+    let offers = offers.max(1) as u64;
+    let leg = k % legs;
+    let offer = (k / legs) % offers;
+    (
+        usize::try_from(leg).unwrap_or(0),
+        usize::try_from(offer).unwrap_or(0),
+    )
+}
+
+/// The proposal of the next transaction of `workload` by `client`.
+fn next_proposal(
+    workload: Workload,
+    client: &Client,
+    ids: &IdSource,
+) -> Result<gridledger_sdk::Proposal, SdkError> {
+    let k = client.started.fetch_add(1, Ordering::Relaxed);
+    let (leg, offer) = pick(
+        k,
+        client.legs.len(),
+        client.legs.first().map_or(0, |l| l.offers.len()),
+    );
+    let leg = client
+        .legs
+        .get(leg)
+        .ok_or_else(|| SdkError::Response("the client has no contract".into()))?;
+    match workload {
+        Workload::BasicCreate => {
+            let id = ids.next();
+            leg.contract
+                .proposal("CreateAsset", &[&id, "blue", "5", "bench", "100"])
+        }
+        Workload::EnergyTrade => {
+            let offer = leg
+                .offers
+                .get(offer)
+                .ok_or_else(|| SdkError::Response("the client has no offer to buy from".into()))?;
+            let id = ids.next();
+            leg.contract.proposal(
+                "AcceptOffer",
+                &[
+                    &id,
+                    &offer.id,
+                    &offer.period.to_string(),
+                    &TRADE_WH.to_string(),
+                ],
+            )
+        }
+    }
+}
+
+/// Runs one transaction of `workload` to its commit status and records it. The proposal is
+/// endorsed again (at most [`MISMATCH_RETRIES`] times) while the endorsing peers are at
+/// different heights, as a client would; the latency includes those tries.
 async fn one_transaction(
     workload: Workload,
-    contract: &Contract,
+    client: &Client,
     ids: &IdSource,
     deadline: Duration,
     recorder: &Recorder,
 ) {
     let start = Instant::now();
+    let retries = AtomicU64::new(0);
     let run = async {
-        let proposal = match workload {
-            Workload::BasicCreate => {
-                let id = ids.next();
-                contract.proposal("CreateAsset", &[&id, "blue", "5", "bench", "100"])
+        let proposal = next_proposal(workload, client, ids).map_err(|e| (Phase::Propose, e))?;
+        let transaction = loop {
+            match proposal.endorse().await {
+                Err(e)
+                    if is_mismatch(&e)
+                        && retries.load(Ordering::Relaxed) < u64::from(MISMATCH_RETRIES) =>
+                {
+                    let tried = retries.fetch_add(1, Ordering::Relaxed) + 1;
+                    tokio::time::sleep(Duration::from_millis(5 * tried.min(20))).await;
+                }
+                other => break other.map_err(|e| (Phase::Endorse, e))?,
             }
-        }
-        .map_err(|e| (Phase::Propose, e))?;
-        let transaction = proposal.endorse().await.map_err(|e| (Phase::Endorse, e))?;
+        };
         let commit = transaction.submit().await.map_err(|e| (Phase::Submit, e))?;
         let status = commit
             .status()
@@ -663,7 +1351,7 @@ async fn one_transaction(
     let outcome = match tokio::time::timeout(deadline, run).await {
         Ok(Ok(code)) => Outcome::Committed(code),
         Ok(Err((phase, err))) => {
-            let code = error_code(&err);
+            let code = failure_code(phase, &err);
             recorder.note_error(format!("{}:{code}", phase.name()), err.to_string());
             Outcome::Failed { phase, code }
         }
@@ -676,6 +1364,7 @@ async fn one_transaction(
         start,
         end: Instant::now(),
         outcome,
+        endorse_retries: u32::try_from(retries.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
     });
 }
 
@@ -692,19 +1381,30 @@ struct LoadContext {
 }
 
 /// Offers the load until `ctx.end`, then waits at most `drain` for the transactions in flight.
-/// Returns how many were still in flight when it gave up on them.
-async fn generate(mode: Mode, contracts: Vec<Contract>, ctx: LoadContext, drain: Duration) -> u64 {
+/// Returns how many were still in flight when it gave up on them. Closed loop: task `i` uses
+/// client `i` (modulo their number). Fixed rate: starts take the clients round-robin, or, when
+/// `exclusive`, the client free for the longest (a start with none free is shed).
+async fn generate(
+    mode: Mode,
+    clients: Vec<Client>,
+    exclusive: bool,
+    ctx: LoadContext,
+    drain: Duration,
+) -> u64 {
     let mut tasks = tokio::task::JoinSet::new();
+    if clients.is_empty() {
+        return 0;
+    }
     match mode {
         Mode::ClosedLoop { concurrency } => {
             for i in 0..concurrency {
-                let contract = contracts[i % contracts.len()].clone();
+                let client = clients[i % clients.len()].clone();
                 let ctx = ctx.clone();
                 tasks.spawn(async move {
                     while Instant::now() < ctx.end {
                         one_transaction(
                             ctx.workload,
-                            &contract,
+                            &client,
                             &ctx.ids,
                             ctx.deadline,
                             &ctx.recorder,
@@ -719,6 +1419,8 @@ async fn generate(mode: Mode, contracts: Vec<Contract>, ctx: LoadContext, drain:
             max_in_flight,
         } => {
             let start = Instant::now();
+            let free: Arc<Mutex<std::collections::VecDeque<usize>>> =
+                Arc::new(Mutex::new((0..clients.len()).collect()));
             let mut k: u64 = 0;
             loop {
                 let due = start + Duration::from_secs_f64(k as f64 / rate);
@@ -729,25 +1431,42 @@ async fn generate(mode: Mode, contracts: Vec<Contract>, ctx: LoadContext, drain:
                     tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
                 }
                 while tasks.try_join_next().is_some() {}
-                if tasks.len() >= max_in_flight {
-                    ctx.recorder.record(Sample {
+                let slot = if tasks.len() >= max_in_flight {
+                    None
+                } else if exclusive {
+                    free.lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .pop_front()
+                } else {
+                    usize::try_from(k % clients.len() as u64).ok()
+                };
+                match slot {
+                    None => ctx.recorder.record(Sample {
                         start: due,
                         end: due,
                         outcome: Outcome::Shed,
-                    });
-                } else {
-                    let contract = contracts[(k % contracts.len() as u64) as usize].clone();
-                    let ctx = ctx.clone();
-                    tasks.spawn(async move {
-                        one_transaction(
-                            ctx.workload,
-                            &contract,
-                            &ctx.ids,
-                            ctx.deadline,
-                            &ctx.recorder,
-                        )
-                        .await;
-                    });
+                        endorse_retries: 0,
+                    }),
+                    Some(slot) => {
+                        let client = clients[slot].clone();
+                        let ctx = ctx.clone();
+                        let free = free.clone();
+                        tasks.spawn(async move {
+                            one_transaction(
+                                ctx.workload,
+                                &client,
+                                &ctx.ids,
+                                ctx.deadline,
+                                &ctx.recorder,
+                            )
+                            .await;
+                            if exclusive {
+                                free.lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                    .push_back(slot);
+                            }
+                        });
+                    }
                 }
                 k += 1;
             }
@@ -912,6 +1631,10 @@ struct Summary {
     errors: BTreeMap<String, u64>,
     /// Starts shed by the open loop.
     shed: u64,
+    /// Of the failures, trades the DSO refused to endorse as not feasible on its grid.
+    dso_refused: u64,
+    /// Endorsements tried again because the endorsing peers were at different heights.
+    endorse_retries: u64,
     /// Commit latencies of the committed transactions in ms, ascending.
     latencies_ms: Vec<f64>,
 }
@@ -919,6 +1642,7 @@ struct Summary {
 fn summarize(samples: &[Sample], from: Instant, to: Instant) -> Summary {
     let mut summary = Summary::default();
     for sample in samples.iter().filter(|s| s.end >= from && s.end < to) {
+        summary.endorse_retries += u64::from(sample.endorse_retries);
         match sample.outcome {
             Outcome::Committed(code) => {
                 summary.committed += 1;
@@ -931,6 +1655,9 @@ fn summarize(samples: &[Sample], from: Instant, to: Instant) -> Summary {
                     .push((sample.end - sample.start).as_secs_f64() * 1e3);
             }
             Outcome::Failed { phase, code } => {
+                if code == DSO_REFUSED {
+                    summary.dso_refused += 1;
+                }
                 *summary
                     .errors
                     .entry(format!("{}:{code}", phase.name()))
@@ -998,6 +1725,14 @@ struct Report {
     shed: u64,
     /// Transactions still in flight when the drain deadline passed (not counted anywhere else).
     abandoned: u64,
+    /// Endorsements tried again inside the window because the endorsing peers were at
+    /// different heights (Gateway: ProposalResponsePayloads do not match).
+    endorse_retries: u64,
+    /// energy-trade: trades inside the window the DSO refused to endorse as not feasible on its
+    /// grid (also counted in `errors` as `endorse:DSO_REFUSED`).
+    dso_refused: Option<u64>,
+    /// energy-trade: what the setup did.
+    energy: Option<EnergySetup>,
     processes: Vec<ProcessReport>,
     /// CPU seconds of all node processes inside the window.
     server_cpu_seconds: f64,
@@ -1011,12 +1746,17 @@ struct Report {
 
 fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     let mode = mode_of(args)?;
-    let target = resolve_target(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(measure(args, mode, &target))?;
+    let report = runtime.block_on(async {
+        let prepared = match args.workload {
+            Workload::BasicCreate => prepare_basic(args, mode).await?,
+            Workload::EnergyTrade => prepare_energy(args, mode).await?,
+        };
+        measure(args, prepared).await
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -1025,29 +1765,25 @@ fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(args: &GatewayArgs, mode: Mode, target: &Target) -> anyhow::Result<Report> {
+async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Report> {
     let call_timeout = Duration::from_secs_f64(args.timeout_seconds);
-    let mut contracts = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        let signer = SigningIdentity::load(&target.msp_id, &target.cert, &target.key)
-            .with_context(|| format!("loading {} of {}", args.user, target.msp_id))?;
-        let gateway = Gateway::connect(
-            &target.endpoint,
-            &target.tls_ca_pem,
-            &target.server_name,
-            signer,
-        )
-        .await
-        .with_context(|| format!("connecting to {}", target.peer_name))?
-        .with_timeout(call_timeout);
-        contracts.push(gateway.network(&args.channel).contract(&args.chaincode));
-    }
+    let Prepared {
+        mode,
+        clients,
+        exclusive,
+        org,
+        gateway_peer,
+        endpoint,
+        connections,
+        network_dir,
+        energy,
+    } = prepared;
 
-    let nodes = find_node_processes(&target.network_dir);
+    let nodes = find_node_processes(&network_dir);
     if nodes.is_empty() && !args.json {
         eprintln!(
             "note: no node processes of {} found in /proc; server CPU and memory will be missing",
-            target.network_dir.display()
+            network_dir.display()
         );
     }
     let own_pid = std::process::id();
@@ -1070,7 +1806,7 @@ async fn measure(args: &GatewayArgs, mode: Mode, target: &Target) -> anyhow::Res
     };
     // In-flight transactions get one whole-transaction deadline to finish after the window.
     let drain = ctx.deadline;
-    let load = tokio::spawn(generate(mode, contracts, ctx, drain));
+    let load = tokio::spawn(generate(mode, clients, exclusive, ctx, drain));
 
     tokio::time::sleep_until(tokio::time::Instant::from_std(window_start)).await;
     let cpu_before: Vec<Option<f64>> = nodes.iter().map(|n| cpu_seconds(n.pid)).collect();
@@ -1123,10 +1859,10 @@ async fn measure(args: &GatewayArgs, mode: Mode, target: &Target) -> anyhow::Res
         max_in_flight,
         seconds: args.seconds,
         warmup_seconds: args.warmup_seconds,
-        org: target.msp_id.clone(),
-        gateway_peer: target.peer_name.clone(),
-        endpoint: target.endpoint.clone(),
-        connections: args.connections,
+        org,
+        gateway_peer,
+        endpoint,
+        connections,
         committed: summary.committed,
         tps: summary.valid as f64 / measured,
         committed_tps: summary.committed as f64 / measured,
@@ -1140,6 +1876,9 @@ async fn measure(args: &GatewayArgs, mode: Mode, target: &Target) -> anyhow::Res
         error_examples,
         shed: summary.shed,
         abandoned,
+        endorse_retries: summary.endorse_retries,
+        dso_refused: energy.as_ref().map(|_| summary.dso_refused),
+        energy,
         server_cpu_ms_per_tx: per_tx(server_cpu_seconds),
         server_cpu_seconds,
         client_cpu_ms_per_tx: client.cpu_seconds.and_then(per_tx),
@@ -1172,6 +1911,19 @@ fn print_report(r: &Report) {
         "gateway {} ({}) at {}, {} connection(s)",
         r.gateway_peer, r.org, r.endpoint, r.connections
     );
+    if let Some(e) = &r.energy {
+        println!(
+            "energy: {} buyer(s) of {} prosumers, each buying {} Wh per trade from its own offers over {} period(s) from {}; setup {:.1} s ({} offers posted, {} buyers issued payment)",
+            e.buyers.len(),
+            e.prosumers,
+            e.trade_wh,
+            e.periods.len(),
+            e.periods.first().copied().unwrap_or_default(),
+            e.setup_seconds,
+            e.offers_posted,
+            e.payments_issued
+        );
+    }
     println!(
         "committed {} → {:.1} tps VALID ({:.1} tps committed)",
         r.committed, r.tps, r.committed_tps
@@ -1196,6 +1948,15 @@ fn print_report(r: &Report) {
     };
     println!("validation codes: {}", counts(&r.codes));
     println!("errors: {}", counts(&r.errors));
+    if let Some(refused) = r.dso_refused {
+        println!("trades refused by the DSO (not feasible on its grid): {refused}");
+    }
+    if r.endorse_retries > 0 {
+        println!(
+            "endorsements tried again (endorsing peers at different heights): {}",
+            r.endorse_retries
+        );
+    }
     for (key, message) in &r.error_examples {
         println!("  first {key}: {message}");
     }
@@ -2138,6 +2899,19 @@ mod tests {
             start: at(start),
             end: at(end),
             outcome,
+            endorse_retries: 0,
+        };
+        let retried = |start: u64, end: u64, endorse_retries: u32| Sample {
+            endorse_retries,
+            ..sample(
+                start,
+                end,
+                Outcome::Committed(TxValidationCode::Valid as i32),
+            )
+        };
+        let refused = Outcome::Failed {
+            phase: Phase::Endorse,
+            code: DSO_REFUSED,
         };
         let valid = TxValidationCode::Valid as i32;
         let mvcc = TxValidationCode::MvccReadConflict as i32;
@@ -2161,33 +2935,40 @@ mod tests {
                 },
             ),
             sample(1_600, 1_600, Outcome::Shed),
+            sample(1_650, 1_660, refused),
+            retried(1_700, 1_720, 3),
+            retried(500, 900, 7),                            // warm-up: excluded
             sample(1_900, 2_000, Outcome::Committed(valid)), // ends at the window's end: excluded
             sample(1_950, 2_500, unavailable),               // after the window: excluded
+            sample(1_950, 2_500, refused),                   // after the window: excluded
         ];
         let summary = summarize(&samples, at(1_000), at(2_000));
-        assert_eq!(summary.committed, 3);
-        assert_eq!(summary.valid, 2);
+        assert_eq!(summary.committed, 4);
+        assert_eq!(summary.valid, 3);
         assert_eq!(
             summary.codes,
             BTreeMap::from([
                 ("MVCC_READ_CONFLICT".to_owned(), 1),
-                ("VALID".to_owned(), 2)
+                ("VALID".to_owned(), 3)
             ])
         );
         assert_eq!(
             summary.errors,
             BTreeMap::from([
                 ("deadline:DEADLINE_EXCEEDED".to_owned(), 1),
+                ("endorse:DSO_REFUSED".to_owned(), 1),
                 ("endorse:UNAVAILABLE".to_owned(), 2)
             ])
         );
         assert_eq!(summary.shed, 1);
+        assert_eq!(summary.dso_refused, 1);
+        assert_eq!(summary.endorse_retries, 3);
         let rounded: Vec<u64> = summary
             .latencies_ms
             .iter()
             .map(|ms| ms.round() as u64)
             .collect();
-        assert_eq!(rounded, vec![10, 50, 80]);
+        assert_eq!(rounded, vec![10, 20, 50, 80]);
     }
 
     #[test]
@@ -2452,5 +3233,354 @@ mod tests {
         };
         assert_eq!(block_tx_ids(&block), vec![id_a, String::new(), id_b]);
         assert!(block_tx_ids(&common::Block::default()).is_empty());
+    }
+
+    fn energy_args(extra: &[&str]) -> GatewayArgs {
+        let mut args = vec![
+            "bench",
+            "gateway",
+            "--network",
+            "n.json",
+            "--workload",
+            "energy-trade",
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args).expect("arguments parse") {
+            BenchCommand(Named::Gateway(args)) => args,
+            other => panic!("expected the gateway benchmark, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn energy_trade_parses_with_the_energy_chaincode_and_bounded_periods() {
+        let defaults = energy_args(&[]);
+        assert_eq!(defaults.workload, Workload::EnergyTrade);
+        assert_eq!(defaults.workload.name(), "energy-trade");
+        assert_eq!(defaults.chaincode, None);
+        assert_eq!(defaults.workload.default_chaincode(), "energy");
+        assert_eq!(Workload::BasicCreate.default_chaincode(), "basic");
+        assert_eq!(defaults.periods, 16);
+        assert_eq!(defaults.channel, "market");
+        let set = energy_args(&[
+            "--seconds",
+            "2",
+            "--concurrency",
+            "2",
+            "--periods",
+            "4",
+            "--chaincode",
+            "energy2",
+            "--json",
+        ]);
+        assert_eq!(
+            mode_of(&set).expect("valid options"),
+            Mode::ClosedLoop { concurrency: 2 }
+        );
+        assert_eq!(
+            (set.periods, set.chaincode.as_deref(), set.json),
+            (4, Some("energy2"), true)
+        );
+        for bad in [&["--periods", "0"][..], &["--periods", "97"]] {
+            assert!(
+                mode_of(&energy_args(bad)).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        let json = serde_json::to_value(Workload::EnergyTrade).expect("serializes");
+        assert_eq!(json, "energy-trade");
+    }
+
+    #[test]
+    fn energy_fixed_rate_keeps_at_most_one_trade_in_flight_per_prosumer() {
+        assert_eq!(
+            energy_clients(Mode::ClosedLoop { concurrency: 8 }, 4),
+            (8, Mode::ClosedLoop { concurrency: 8 }),
+            "closed loop asks for what it asks (the plan refuses too many)"
+        );
+        assert_eq!(
+            energy_clients(
+                Mode::FixedRate {
+                    rate: 50.0,
+                    max_in_flight: 4096
+                },
+                64
+            ),
+            (
+                64,
+                Mode::FixedRate {
+                    rate: 50.0,
+                    max_in_flight: 64
+                }
+            )
+        );
+        assert_eq!(
+            energy_clients(
+                Mode::FixedRate {
+                    rate: 50.0,
+                    max_in_flight: 3
+                },
+                64
+            ),
+            (
+                3,
+                Mode::FixedRate {
+                    rate: 50.0,
+                    max_in_flight: 3
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn energy_plan_gives_every_client_its_own_buyer_and_offers_and_balances_each_prosumer() {
+        let first = 1_800_000_000 - 1_800_000_000 % PERIOD_SECONDS;
+        for (prosumers, clients, periods) in [
+            (2, 1, 1),
+            (2, 2, 3),
+            (4, 2, 16),
+            (4, 3, 16),
+            (4, 4, 5),
+            (64, 16, 16),
+            (64, 64, 96),
+        ] {
+            let plan = EnergyPlan::new(prosumers, clients, periods, first, "run1")
+                .expect("enough prosumers");
+            let case = format!("{prosumers} prosumers, {clients} clients");
+            assert_eq!(plan.clients.len(), clients, "{case}");
+            assert_eq!(plan.periods.len(), periods, "{case}");
+            assert!(
+                plan.periods
+                    .windows(2)
+                    .all(|w| w[1] - w[0] == PERIOD_SECONDS)
+                    && plan.periods[0] == first,
+                "{case}: consecutive 15-minute periods from the first"
+            );
+            let mut buyers = std::collections::BTreeSet::new();
+            let mut offers = std::collections::BTreeSet::new();
+            for c in plan.legs() {
+                assert!(c.buyer < prosumers && c.seller < prosumers, "{case}");
+                assert_ne!(
+                    c.buyer, c.seller,
+                    "{case}: a prosumer cannot buy its own offer"
+                );
+                assert!(buyers.insert(c.buyer), "{case}: buyer {} shared", c.buyer);
+                let own: Vec<i64> = c.offers.iter().map(|o| o.period).collect();
+                assert_eq!(own, plan.periods, "{case}: one offer per period, in order");
+                for o in &c.offers {
+                    assert!(offers.insert(o.id.clone()), "{case}: offer {} shared", o.id);
+                    assert!(o.id.starts_with("run1-"), "{case}: {}", o.id);
+                }
+            }
+            // A ring: every buying prosumer also sells, to exactly one leg, so its net power in
+            // each period stays near zero (a single client has two legs, one each way).
+            let mut sellers: Vec<usize> = plan.legs().map(|c| c.seller).collect();
+            sellers.sort_unstable();
+            let buyers: Vec<usize> = buyers.into_iter().collect();
+            assert_eq!(sellers, buyers, "{case}");
+            let legs: Vec<usize> = plan.clients.iter().map(|c| c.legs.len()).collect();
+            let expected = if clients == 1 {
+                vec![2]
+            } else {
+                vec![1; clients]
+            };
+            assert_eq!(legs, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_client_takes_its_legs_then_its_periods_in_turn() {
+        let picks: Vec<(usize, usize)> = (0..7).map(|k| pick(k, 2, 3)).collect();
+        assert_eq!(
+            picks,
+            vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2), (0, 0)]
+        );
+        let one_leg: Vec<(usize, usize)> = (0..4).map(|k| pick(k, 1, 3)).collect();
+        assert_eq!(one_leg, vec![(0, 0), (0, 1), (0, 2), (0, 0)]);
+        assert_eq!(pick(5, 1, 0), (0, 0), "basic-create has no offers");
+    }
+
+    #[test]
+    fn energy_plan_refuses_too_few_prosumers_for_the_clients() {
+        let first = 1_800_000_000 - 1_800_000_000 % PERIOD_SECONDS;
+        let err = EnergyPlan::new(4, 5, 16, first, "r")
+            .expect_err("5 clients need 5 buyers")
+            .to_string();
+        assert!(err.contains("at most 4 clients, not 5"), "{err}");
+        let err = EnergyPlan::new(1, 1, 16, first, "r")
+            .expect_err("one prosumer cannot trade with itself")
+            .to_string();
+        assert!(err.contains("at least 2 prosumers"), "{err}");
+        assert!(EnergyPlan::new(4, 0, 16, first, "r").is_err());
+        assert!(EnergyPlan::new(4, 2, 0, first, "r").is_err());
+        assert!(
+            EnergyPlan::new(4, 2, 16, first + 60, "r").is_err(),
+            "periods start on 15-minute boundaries"
+        );
+    }
+
+    #[test]
+    fn the_first_period_is_on_a_boundary_at_least_two_hours_ahead() {
+        for now in [1_800_000_000, 1_800_000_001, 1_800_000_899, 1_799_999_100] {
+            let first = first_period_after(now);
+            assert_eq!(first % PERIOD_SECONDS, 0, "{now}");
+            assert!(first - now >= PERIOD_LEAD_SECONDS, "{now} → {first}");
+            assert!(
+                first - now <= PERIOD_LEAD_SECONDS + PERIOD_SECONDS,
+                "{now} → {first}"
+            );
+        }
+    }
+
+    #[test]
+    fn interleave_alternates_between_groups() {
+        let out = interleave(vec![
+            vec!["R1", "R2", "R3"],
+            vec![],
+            vec!["C1"],
+            vec!["X1", "X2"],
+        ]);
+        assert_eq!(out, vec!["R1", "C1", "X1", "R2", "X2", "R3"]);
+        assert!(interleave::<u8>(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn dso_refusals_are_counted_apart_from_other_endorsement_failures() {
+        let refusal = SdkError::Gateway {
+            code: tonic::Code::Aborted,
+            message: "failed to collect enough transaction endorsements".into(),
+            details: vec![gridledger_proto::gateway::ErrorDetail {
+                address: "127.0.0.1:7051".into(),
+                msp_id: "DSOMSP".into(),
+                message: "trade t1 is not feasible on the DSO's grid in period 900".into(),
+            }],
+        };
+        assert_eq!(failure_code(Phase::Endorse, &refusal), DSO_REFUSED);
+        assert_eq!(failure_code(Phase::Submit, &refusal), "ABORTED");
+        let mismatch = SdkError::Gateway {
+            code: tonic::Code::Aborted,
+            message: "ProposalResponsePayloads do not match".into(),
+            details: Vec::new(),
+        };
+        assert_eq!(failure_code(Phase::Endorse, &mismatch), "ABORTED");
+        assert!(is_mismatch(&mismatch));
+        assert!(!is_mismatch(&refusal));
+    }
+
+    /// Writes a client identity of `msp_id` issued by `ca` under `dir/name/` and returns its
+    /// network.json entry (paths relative to `dir`).
+    fn write_user(
+        dir: &Path,
+        ca: &gridledger_identity::material::CertificateAuthority,
+        msp_id: &str,
+        name: &str,
+        pod: Option<&str>,
+    ) -> serde_json::Value {
+        use gridledger_identity::material::{LeafSpec, SEEDED_NOT_BEFORE};
+        let mut spec = LeafSpec::new(
+            name,
+            Some(gridledger_identity::Role::Client),
+            SEEDED_NOT_BEFORE,
+            SEEDED_NOT_BEFORE + 86_400,
+        );
+        if let Some(pod) = pod {
+            spec.attributes.insert("pod".into(), pod.into());
+        }
+        let issued = ca.issue(msp_id, &spec).expect("a test user");
+        let folder = dir.join(msp_id).join(name);
+        std::fs::create_dir_all(&folder).expect("create the user folder");
+        std::fs::write(folder.join("cert.pem"), issued.cert_pem).expect("write the cert");
+        std::fs::write(folder.join("key.pem"), issued.key_pem).expect("write the key");
+        serde_json::json!({
+            "name": name,
+            "cert": format!("{msp_id}/{name}/cert.pem"),
+            "key": format!("{msp_id}/{name}/key.pem"),
+        })
+    }
+
+    #[test]
+    fn prosumers_come_from_network_json_with_the_pod_of_their_certificate() {
+        use gridledger_identity::material::{CertificateAuthority, SEEDED_NOT_BEFORE, Seed};
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-bench-prosumers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test folder");
+        let ca = |msp: &str| {
+            CertificateAuthority::new_root(
+                &Seed::from_text(msp),
+                msp,
+                "ca",
+                SEEDED_NOT_BEFORE,
+                SEEDED_NOT_BEFORE + 86_400,
+            )
+            .expect("a test CA")
+        };
+        let (ca_r, ca_c) = (ca("RetailerMSP"), ca("CommunityMSP"));
+        let peer = |name: &str| serde_json::json!({"name": name, "endpoint": "127.0.0.1:1", "tlsCaCert": "x", "serverName": name});
+        let network = |retailer_users: Vec<serde_json::Value>| {
+            serde_json::json!({"organizations": [
+                {"mspId": "DSOMSP", "peers": [peer("peer0.dso")], "users": []},
+                {"mspId": "RetailerMSP", "peers": [peer("peer0.retailer")], "users": retailer_users},
+                {"mspId": "CommunityMSP", "peers": [peer("peer0.community")], "users": [
+                    write_user(&dir, &ca_c, "CommunityMSP", "Prosumer-C001", Some("POD-X")),
+                    write_user(&dir, &ca_c, "CommunityMSP", "User1", None),
+                ]},
+            ]})
+        };
+        let file: NetworkFile = serde_json::from_value(network(vec![
+            // The attribute, not the name, gives the point of delivery.
+            write_user(&dir, &ca_r, "RetailerMSP", "Prosumer-R002", Some("POD-R9")),
+            write_user(&dir, &ca_r, "RetailerMSP", "Prosumer-R001", Some("POD-R1")),
+            write_user(&dir, &ca_r, "RetailerMSP", "User1", None),
+        ]))
+        .expect("a network.json");
+        let prosumers = load_prosumers(&file, &dir).expect("the prosumers load");
+        let found: Vec<(String, String, String)> = prosumers
+            .iter()
+            .map(|p| (p.name.clone(), p.account(), p.peer.name.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "Prosumer-R001".into(),
+                    "RetailerMSP:POD-R1".into(),
+                    "peer0.retailer".into()
+                ),
+                (
+                    "Prosumer-C001".into(),
+                    "CommunityMSP:POD-X".into(),
+                    "peer0.community".into()
+                ),
+                (
+                    "Prosumer-R002".into(),
+                    "RetailerMSP:POD-R9".into(),
+                    "peer0.retailer".into()
+                ),
+            ]
+        );
+
+        let no_pod: NetworkFile = serde_json::from_value(network(vec![write_user(
+            &dir,
+            &ca_r,
+            "RetailerMSP",
+            "Prosumer-R003",
+            None,
+        )]))
+        .expect("a network.json");
+        let err = load_prosumers(&no_pod, &dir)
+            .expect_err("a prosumer without a pod cannot trade")
+            .to_string();
+        assert!(err.contains("no `pod` attribute"), "{err}");
+
+        let same_pod: NetworkFile = serde_json::from_value(network(vec![
+            write_user(&dir, &ca_r, "RetailerMSP", "Prosumer-R004", Some("POD-S")),
+            write_user(&dir, &ca_r, "RetailerMSP", "Prosumer-R005", Some("POD-S")),
+        ]))
+        .expect("a network.json");
+        let err = load_prosumers(&same_pod, &dir)
+            .expect_err("two prosumers with one account would conflict")
+            .to_string();
+        assert!(err.contains("RetailerMSP:POD-S"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

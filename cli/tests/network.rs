@@ -5,7 +5,8 @@
 //! identically on all three peers, MVCC conflicts, duplicate tx ids, tampered envelopes
 //! (refused by the ordering service's Writers check, as Fabric's orderer refuses them, so they
 //! never reach a block), endorsements that miss the policy, a peer killed with `kill -9` in the
-//! middle of commits, and a restart of `up` on the same folder.
+//! middle of commits, and a restart of `up` on the same folder — and that the energy-trade
+//! load generator (`gridledger bench gateway --workload energy-trade`) runs against `up`.
 //!
 //! Every process a test starts is owned by a [`TestNetwork`], which stops it on drop (SIGTERM,
 //! then SIGKILL), so a failing test leaves nothing running; on failure it prints the tail of
@@ -1331,4 +1332,59 @@ async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
         "the committed trades overload the feeder: {:?}",
         verdict.first_blocking()
     );
+}
+
+#[test]
+fn bench_energy_trade_runs_against_up() {
+    let (net, _) = support::UpNetwork::start("bench-energy");
+    let network = net.network_json();
+    let out = support::ok(&[
+        "bench",
+        "gateway",
+        "--network",
+        &network,
+        "--workload",
+        "energy-trade",
+        "--seconds",
+        "2",
+        "--concurrency",
+        "2",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("the report is not one JSON object ({e}): {out}"));
+    eprintln!("[test] energy-trade report: {report}");
+    assert_eq!(report["workload"], "energy-trade");
+    for key in ["tps", "p50_ms", "p95_ms", "p99_ms"] {
+        assert!(report[key].is_f64(), "{key} missing or not a number");
+    }
+    // Every client buys as its own prosumer from its own offers: trades commit VALID, none
+    // MVCC-conflicts, and the DSO certifies them all.
+    let codes = report["codes"].as_object().expect("validation code counts");
+    let valid = codes.get("VALID").and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(valid > 0, "no trade committed VALID: {report}");
+    assert_eq!(codes.len(), 1, "trades committed invalid: {codes:?}");
+    assert_eq!(report["committed"].as_u64(), Some(valid));
+    assert_eq!(report["dso_refused"].as_u64(), Some(0), "{report}");
+    let energy = &report["energy"];
+    assert_eq!(energy["buyers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(energy["trade_wh"].as_u64(), Some(100));
+    assert_eq!(energy["offers_posted"].as_u64(), Some(2 * 16));
+
+    // Asking for more clients than there are prosumers says so.
+    let too_many = support::gridledger(&[
+        "bench",
+        "gateway",
+        "--network",
+        &network,
+        "--workload",
+        "energy-trade",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "1000",
+    ]);
+    assert!(!too_many.status.success());
+    let err = support::stderr(&too_many);
+    assert!(err.contains("its own buyer"), "{err}");
 }
