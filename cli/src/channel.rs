@@ -85,7 +85,7 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("{} is not a protobuf common.Block", block.display()))?;
             let config = ChannelConfig::from_block(&decoded)
                 .with_context(|| format!("reading the channel config in {}", block.display()))?;
-            print!("{}", describe(&decoded, &config));
+            crate::print_out(&describe(&decoded, &config))?;
             Ok(())
         }
     }

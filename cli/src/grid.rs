@@ -106,9 +106,9 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<()> {
                     .into(),
             );
         }
-        println!("{value}");
+        crate::print_out(&format!("{value}\n"))?;
     } else {
-        print!("{}", describe(&feeder, args, &verdict));
+        crate::print_out(&describe(&feeder, args, &verdict))?;
     }
     Ok(())
 }

@@ -137,6 +137,14 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a command's output to standard output.
+fn stdout(text: &str) -> Result<(), LedgerToolError> {
+    crate::print_out(text).map_err(|source| LedgerToolError::Io {
+        path: PathBuf::from("<standard output>"),
+        source,
+    })
+}
+
 /// Why a ledger command could not do its work (as opposed to the problems `verify` reports
 /// about the chain, which are its output). `Display` and `Error` are written by hand: the CLI
 /// crate does not depend on `thiserror`.
@@ -1311,15 +1319,15 @@ fn inspect(args: &InspectArgs) -> Result<(), LedgerToolError> {
         for file in &blocks {
             reports.push(block_report(&file.load()?));
         }
-        println!(
-            "{}",
+        stdout(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&Inspection { blocks: reports })?
-        );
+        ))?;
     } else {
         for file in &blocks {
             let mut out = String::new();
             render_block(&block_report(&file.load()?), &mut out);
-            print!("{out}");
+            stdout(&out)?;
         }
     }
     Ok(())
@@ -2664,9 +2672,9 @@ fn verify(args: &VerifyArgs) -> Result<(), LedgerToolError> {
     report.ok = report.problems.is_empty();
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", render_verify(&report));
+        stdout(&render_verify(&report))?;
     }
     if report.ok {
         Ok(())

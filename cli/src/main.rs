@@ -90,6 +90,21 @@ fn error_chain(err: &anyhow::Error) -> String {
     message
 }
 
+/// Writes `text` to standard output. When the reader has gone away (`gridledger ledger inspect
+/// … | head`), the process ends quietly with status 141, as a Unix tool killed by SIGPIPE
+/// would, instead of panicking; any other write error is returned.
+pub(crate) fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        other => other,
+    }
+}
+
 /// Seconds since the Unix epoch: the one place the binary reads the wall clock for
 /// validation times and certificate windows.
 pub(crate) fn now_unix_secs() -> i64 {

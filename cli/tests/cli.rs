@@ -448,3 +448,27 @@ fn grid_check_reproduces_the_ieee33_reference_and_explains_a_refusal() {
         "feeder",
     );
 }
+
+#[test]
+fn output_cut_short_by_the_reader_ends_quietly_instead_of_panicking() {
+    use std::io::Read as _;
+    // Far more output than a pipe holds; the reader takes a little and goes away, as `| head`.
+    let chain = root().join("tests/fixtures/fabric-2.5.5-chain");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["ledger", "inspect", "--blocks"])
+        .arg(&chain)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start gridledger");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 512];
+    stdout
+        .read_exact(&mut first)
+        .expect("the start of the output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("gridledger ends");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
