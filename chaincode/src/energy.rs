@@ -20,6 +20,7 @@
 //! | `Burn` | the DSO, once the account is attested | period, account |
 //! | `Balance` | anyone | account |
 //! | `GetTrade` / `GetOffer` | anyone | id, period |
+//! | `GetAttestation` | anyone | period, account |
 //! | `Supply` | anyone | – |
 //! | `GetMeterChannel` | anyone | msp_id |
 //!
@@ -379,6 +380,15 @@ impl Chaincode for EnergyMarket {
                     .ok_or_else(|| format!("no trade {}", a[0]))
             }),
             "Supply" => get::<Supply>(stub, SUPPLY_KEY).map(|s| to_json(&s.unwrap_or_default())),
+            "GetAttestation" => expect_args(&args, &["period", "account"], "GetAttestation")
+                .and_then(|a| {
+                    let key = attestation_key(period(&a[0])?, a[1].trim());
+                    get::<Attestation>(stub, &key)?
+                        .map(|at| to_json(&at))
+                        .ok_or_else(|| {
+                            format!("{} is not attested for period {}", a[1].trim(), a[0].trim())
+                        })
+                }),
             other => Err(format!("function {other:?} does not exist in energy")),
         };
         match outcome {

@@ -564,6 +564,14 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(attested.commitment, hex);
     assert_eq!((attested.export_wh, attested.import_wh), (1000, 0));
+    let stored: Attestation = serde_json::from_slice(&ok(&run(
+        &mut state,
+        &buyer,
+        after,
+        &["GetAttestation", &p, c001],
+    )))
+    .expect("attestation");
+    assert_eq!(stored, attested);
     fails(
         &attest(&mut state, &meters, &dso, after, c001, "1000", "0", salt),
         "already attested",
