@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use gridledger_proto::common::{
     Block, BlockData, BlockHeader, BlockMetadataIndex, ChannelHeader, Envelope, Payload,
@@ -58,7 +59,12 @@ pub struct ChainInfo {
 /// `Send + Sync`: share it through an `Arc`. Writes are serialised internally; reads and
 /// snapshots run concurrently with them.
 pub struct Ledger {
-    db: Database,
+    /// The redb file. Transactions are begun under the read lock; [`Ledger::compact`] takes
+    /// the write lock (redb compacts only through `&mut Database`).
+    db: RwLock<Database>,
+    /// Private data was purged and the file still holds freed pages with the old bytes:
+    /// compact at the next opportunity.
+    compaction_pending: AtomicBool,
     path: PathBuf,
     channel_id: String,
     /// The chain summary as of the last commit. Held for the whole of a write so that two
@@ -118,7 +124,8 @@ impl Ledger {
         };
         let (height_tx, _) = watch::channel(info.height);
         Ok(Ledger {
-            db,
+            db: RwLock::new(db),
+            compaction_pending: AtomicBool::new(false),
             path,
             channel_id: channel_id.to_owned(),
             info: Mutex::new(info),
@@ -145,26 +152,26 @@ impl Ledger {
     /// against the chain: the header hash recorded for `number`, the header hash of block
     /// `number - 1` and the data hash. `None` if the block is not (yet) in the ledger.
     pub fn block_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(read_verified_block(&txn, number)?.map(|(bytes, _)| bytes))
     }
 
     /// Block `number`, decoded, after the same checks as [`Ledger::block_bytes`].
     pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         Ok(read_verified_block(&txn, number)?.map(|(_, block)| block))
     }
 
     /// The number of the block whose header hash is `header_hash`.
     pub fn block_number_by_hash(&self, header_hash: &[u8]) -> Result<Option<u64>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let table = txn.open_table(HASH_INDEX)?;
         Ok(table.get(header_hash)?.map(|g| g.value()))
     }
 
     /// Where the first transaction with id `tx_id` is in the chain.
     pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let table = txn.open_table(TX_INDEX)?;
         Ok(table.get(tx_id)?.map(|g| {
             let (block_num, tx_num, validation_code) = g.value();
@@ -230,7 +237,7 @@ impl Ledger {
 
     /// The transactions whose private data this member peer still lacks, in block order.
     pub fn missing_private_data(&self) -> Result<Vec<MissingPrivateData>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let table = txn.open_table(PVT_MISSING)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -258,7 +265,7 @@ impl Ledger {
         attempts: u32,
         next_attempt: u64,
     ) -> Result<(), LedgerError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         {
             let mut table = txn.open_table(PVT_MISSING)?;
             let found = table.get((block, tx_num))?.map(|g| {
@@ -278,7 +285,7 @@ impl Ledger {
 
     /// Stops looking for the private data of (block, tx) (given up, or no longer needed).
     pub fn forget_missing_private_data(&self, block: u64, tx_num: u64) -> Result<(), LedgerError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         txn.open_table(PVT_MISSING)?.remove((block, tx_num))?;
         txn.commit()?;
         Ok(())
@@ -296,7 +303,7 @@ impl Ledger {
         data: &ReconciledPrivateData,
     ) -> Result<usize, LedgerError> {
         let at = (block, tx_num);
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         let mut stored = std::collections::BTreeSet::new();
         {
             let mut state = txn.open_table(STATE)?;
@@ -378,7 +385,7 @@ impl Ledger {
     pub fn persist_transient(&self, tx_id: &str, pvt_rwset: &[u8]) -> Result<(), LedgerError> {
         let digest = gridledger_proto::blockutil::sha256(pvt_rwset);
         let height = self.height();
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         {
             let mut transient = txn.open_table(TRANSIENT)?;
             if transient.get((tx_id, digest.as_slice()))?.is_none() {
@@ -394,7 +401,7 @@ impl Ledger {
     /// The private read-write sets the transient store holds for `tx_id` (one per distinct
     /// content received), oldest arrival first.
     pub fn transient(&self, tx_id: &str) -> Result<Vec<Vec<u8>>, LedgerError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let transient = txn.open_table(TRANSIENT)?;
         let mut found = Vec::new();
         for entry in transient.range((tx_id, [].as_slice())..)? {
@@ -416,7 +423,7 @@ impl Ledger {
         let Some(location) = self.tx_location(tx_id)? else {
             return Ok(Vec::new());
         };
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let table = txn.open_table(PVT_DATA)?;
         let (block, tx) = (location.block_num, location.tx_num);
         let mut out = Vec::new();
@@ -430,7 +437,7 @@ impl Ledger {
     /// A consistent read-only view of the world state at the current height; commits made
     /// while it lives are not visible through it.
     pub fn snapshot(&self) -> Result<StateSnapshot, LedgerError> {
-        StateSnapshot::new(self.db.begin_read()?)
+        StateSnapshot::new(self.db().begin_read()?)
     }
 
     /// A receiver of the height, updated after every commit (for commit-status waiters and
@@ -471,7 +478,7 @@ impl Ledger {
         // Encoded once; these bytes are what is stored and served from now on.
         let bytes = block.encode_to_vec();
 
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         write_tables(&txn, number, &bytes, &header_hash, header, txs, updates)?;
         txn.commit()?;
 
@@ -480,11 +487,89 @@ impl Ledger {
             current_block_hash: header_hash.to_vec(),
             previous_block_hash: header.previous_hash.clone(),
         };
+        let purged = updates.is_some_and(|(u, _)| u.txs.iter().any(|t| !t.purges.is_empty()));
+        if purged || self.compaction_pending.load(Ordering::Acquire) {
+            // Erased private values must not survive in freed pages of the file: compact
+            // while no other transaction can begin a write (the chain lock is held).
+            self.compact_for_erasure();
+        }
         drop(info);
         self.height_tx.send_replace(number + 1);
         Ok(())
     }
 }
+
+impl Ledger {
+    /// The database, for beginning a transaction.
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        // A panic while compacting leaves the database as redb left it; reads go on.
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Compacts the file until redb can shrink it no more, so that the pages freed by a purge
+    /// — which still hold the purged bytes — are overwritten or cut off. Needs a moment with
+    /// no live snapshot: it retries briefly, and otherwise leaves the compaction pending for
+    /// after the next commit. Returns whether the file is compact now.
+    pub fn compact(&self) -> Result<bool, LedgerError> {
+        for attempt in 0..COMPACTION_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(COMPACTION_RETRY);
+            }
+            let mut db = self
+                .db
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut outcome = Ok(());
+            loop {
+                match db.compact() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    self.compaction_pending.store(false, Ordering::Release);
+                    return Ok(true);
+                }
+                Err(redb::CompactionError::TransactionInProgress) => continue,
+                Err(e) => {
+                    return Err(LedgerError::Storage(format!(
+                        "compacting {}: {e}",
+                        self.path.display()
+                    )));
+                }
+            }
+        }
+        self.compaction_pending.store(true, Ordering::Release);
+        Ok(false)
+    }
+
+    /// [`Ledger::compact`] after a commit that purged: a failure is logged, the commit stands.
+    fn compact_for_erasure(&self) {
+        match self.compact() {
+            Ok(true) => {
+                tracing::info!(channel = %self.channel_id, "ledger file compacted after a purge of private data")
+            }
+            Ok(false) => {
+                tracing::warn!(channel = %self.channel_id, "ledger file busy; compaction after a purge postponed to the next block")
+            }
+            Err(e) => {
+                self.compaction_pending.store(true, Ordering::Release);
+                tracing::error!(channel = %self.channel_id, error = %e, "compaction after a purge failed; retried at the next block");
+            }
+        }
+    }
+}
+
+/// How often [`Ledger::compact`] tries while snapshots are live, and how long it waits between.
+const COMPACTION_ATTEMPTS: usize = 40;
+const COMPACTION_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Inserts a block, its indexes, its state updates and the new tip into `txn`.
 fn write_tables(

@@ -1447,3 +1447,99 @@ fn missing_private_data_is_recorded_with_its_block_retried_and_reconciled() {
         vec![("cc$$pc".to_string(), b"set".to_vec())]
     );
 }
+
+#[test]
+fn a_purge_leaves_no_byte_of_the_purged_values_in_the_file() {
+    let dir = TempDir::new("purge-erases");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let marker = |n: usize| format!("ERASE-ME-reading-{n:04}-salt-5f1c");
+    let file = dir.path().join(LEDGER_FILE);
+    let count = |needle: &str| {
+        let bytes = std::fs::read(&file).unwrap();
+        bytes
+            .windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
+    };
+    // Many blocks of private values (with their kept sets) among public writes.
+    for block in 0..20 {
+        let mut t = tx(
+            0,
+            &format!("t{block}"),
+            VALID,
+            1,
+            vec![put("cc", &format!("pub{block}"), &[b'p'; 700])],
+        );
+        let n = block;
+        t.private_writes = vec![put(
+            "cc$$preadings",
+            &format!("r{n:04}"),
+            marker(n).as_bytes(),
+        )];
+        t.private_sets = vec![gridledger_ledger::PrivateSet {
+            namespace: "cc$$preadings".into(),
+            rwset: marker(n).into_bytes(),
+            keys: vec![format!("r{n:04}")],
+        }];
+        commit(&ledger, vec![t]);
+    }
+    assert!(
+        count("ERASE-ME") >= 20,
+        "the values are on disk before the purge"
+    );
+    // One block purges the first ten: their values go from the state and the kept sets, and
+    // the file holds none of their bytes afterwards; the other ten are untouched.
+    let mut purge = tx(0, "purge", VALID, 2, Vec::new());
+    for n in 0..10 {
+        purge
+            .private_writes
+            .push(delete("cc$$preadings", &format!("r{n:04}")));
+        purge
+            .purges
+            .push(("cc$$preadings".into(), format!("r{n:04}")));
+    }
+    commit(&ledger, vec![purge]);
+    for n in 0..10 {
+        assert_eq!(count(&marker(n)), 0, "{} is still in the file", marker(n));
+    }
+    for n in 10..20 {
+        assert!(count(&marker(n)) > 0, "{} was not purged", marker(n));
+    }
+    let snap = ledger.snapshot().unwrap();
+    assert!(snap.get("cc$$preadings", "r0003").unwrap().is_none());
+    assert!(snap.get("cc$$preadings", "r0013").unwrap().is_some());
+    drop(snap);
+    // The ledger goes on: another block commits and the chain reopens intact.
+    commit(
+        &ledger,
+        vec![tx(0, "after", VALID, 3, vec![put("cc", "after", b"1")])],
+    );
+    let height = ledger.height();
+    drop(ledger);
+    assert_eq!(Ledger::open(dir.path(), CHANNEL).unwrap().height(), height);
+}
+
+#[test]
+fn compaction_waits_for_live_snapshots_and_runs_after_the_next_commit() {
+    let dir = TempDir::new("purge-busy");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    let mut t = tx(0, "t0", VALID, 1, Vec::new());
+    t.private_writes = vec![put("cc$$pc", "k", b"PENDING-ERASURE-VALUE")];
+    commit(&ledger, vec![t]);
+    let file = dir.path().join(LEDGER_FILE);
+    let on_disk = || {
+        let bytes = std::fs::read(&file).unwrap();
+        bytes.windows(21).any(|w| w == b"PENDING-ERASURE-VALUE")
+    };
+    // A snapshot held across the purge keeps the file from being compacted at once…
+    let snapshot = ledger.snapshot().unwrap();
+    let mut purge = tx(0, "purge", VALID, 2, Vec::new());
+    purge.private_writes = vec![delete("cc$$pc", "k")];
+    purge.purges = vec![("cc$$pc".into(), "k".into())];
+    commit(&ledger, vec![purge]);
+    assert!(on_disk(), "compaction cannot run under a live snapshot");
+    drop(snapshot);
+    // …and the next commit compacts.
+    commit(&ledger, Vec::new());
+    assert!(!on_disk(), "the purged value is gone after the next commit");
+}
