@@ -7,6 +7,8 @@
 //! the `meter` chaincode on in-memory bilateral channels, as the peer's cross-channel call
 //! would read them.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -67,7 +69,7 @@ impl StateReader for MemState {
 /// The bilateral channels' world states (namespace `meter`), as the peer hosts them for the
 /// market's cross-channel reads.
 #[derive(Default)]
-struct MeterChannels(BTreeMap<String, MemState>);
+struct MeterChannels(BTreeMap<String, support::World>);
 
 impl ChaincodeHost for MeterChannels {
     fn run(&self, name: &str, stub: &mut ChaincodeStub<'_>) -> Result<Response, String> {
@@ -82,7 +84,7 @@ impl ChaincodeHost for MeterChannels {
             .0
             .get(channel_id)
             .ok_or_else(|| format!("channel {channel_id} is not joined"))?;
-        Ok(Box::new(MemState(state.0.clone())))
+        Ok(Box::new(state.clone()))
     }
 }
 
@@ -107,9 +109,17 @@ impl MeterChannels {
                 seconds: interval + 900,
                 nanos: 0,
             }),
+            transient: [("salt".to_owned(), b"salt-of-the-meter-0001".to_vec())].into(),
             ..Invocation::default()
         };
-        let state = self.0.entry(channel.to_owned()).or_default();
+        let org = if channel.ends_with("retailer") {
+            "RetailerMSP"
+        } else {
+            "CommunityMSP"
+        };
+        let state = self.0.entry(channel.to_owned()).or_insert_with(|| {
+            support::World::default().with_collection(METER_NS, "readings", &["DSOMSP", org])
+        });
         let result = simulate(&meter_chaincode(), METER_NS, &invocation, state);
         ok(&result);
         state.apply(&result);
@@ -126,6 +136,7 @@ impl MeterChannels {
                 pod.as_bytes().to_vec(),
                 interval.to_string().into_bytes(),
             ],
+            creator_msp_id: "DSOMSP".to_owned(),
             ..Invocation::default()
         };
         ok(&simulate(

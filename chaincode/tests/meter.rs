@@ -1,55 +1,67 @@
-//! The `meter` chaincode against an in-memory world state: readings written once by the meter
-//! itself (identified by its certificate attributes), reasoned amendments by the DSO only, and
-//! range reads and totals in time order.
+//! The `meter` chaincode against an in-memory world state with its private data collection:
+//! readings written once by the meter itself (identified by its certificate attributes), their
+//! quantities only in the collection (salted), reasoned amendments by the DSO only, range reads
+//! and totals in time order, and erasure that leaves only the hash as evidence.
 
 mod support;
 
-use gridledger_chaincode::meter::{Amendment, MeterReadings, Reading, Totals};
-use gridledger_chaincode::{Invocation, SimulationResult, StateReader, simulate};
-use gridledger_proto::kvrwset::{KvrwSet, Version};
-use gridledger_proto::prost::Message;
+use gridledger_chaincode::meter::{
+    AmendedValues, Amendment, MeterReadings, READINGS_COLLECTION, Reading, ReadingRecord, Totals,
+};
+use gridledger_chaincode::private::private_namespace;
+use gridledger_chaincode::{CollectionAccess, Invocation, SimulationResult, StateReader, simulate};
+use gridledger_proto::kvrwset::Version;
 use gridledger_proto::prost_types::Timestamp;
 
 const NS: &str = "meter";
 /// 2026-11-26 12:00:00 UTC, on a 15-minute boundary.
 const T0: u64 = 1_795_694_400;
 
-/// An in-memory world state; every write lands at version (1, 0).
-#[derive(Default)]
-struct MemState(support::Entries);
+/// The bilateral channel's world state, with the `readings` collection of the DSO and the
+/// retailer.
+struct MemState(support::World);
+
+impl Default for MemState {
+    fn default() -> MemState {
+        MemState(support::World::default().with_collection(
+            NS,
+            READINGS_COLLECTION,
+            &["DSOMSP", "RetailerMSP"],
+        ))
+    }
+}
 
 impl MemState {
     /// The state after `result`'s writes.
     fn apply(&mut self, result: &SimulationResult) {
-        for ns in &result.rwset.ns_rwset {
-            let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
-            for w in kv.writes {
-                self.0.insert(
-                    (ns.namespace.clone(), w.key),
-                    (
-                        w.value,
-                        Version {
-                            block_num: 1,
-                            tx_num: 0,
-                        },
-                    ),
-                );
-            }
-        }
+        self.0.apply(result);
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.0.contains_key(&(NS.to_owned(), key.to_owned()))
+        self.0
+            .entries
+            .contains_key(&(NS.to_owned(), key.to_owned()))
     }
 
     fn value(&self, key: &str) -> Option<&Vec<u8>> {
-        self.0.get(&(NS.to_owned(), key.to_owned())).map(|(v, _)| v)
+        self.0
+            .entries
+            .get(&(NS.to_owned(), key.to_owned()))
+            .map(|(v, _)| v)
+    }
+
+    /// The private value of `key` in the readings collection, if this state holds it.
+    fn private(&self, key: &str) -> Option<&Vec<u8>> {
+        self.0
+            .entries
+            .get(&(private_namespace(NS, READINGS_COLLECTION), key.to_owned()))
+            .map(|(v, _)| v)
     }
 }
 
 impl StateReader for MemState {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
-        Ok(support::get(&self.0, namespace, key))
+        self.0.get(namespace, key)
     }
 
     fn range(
@@ -59,7 +71,15 @@ impl StateReader for MemState {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
-        Ok(support::range(&self.0, namespace, start, end, limit))
+        self.0.range(namespace, start, end, limit)
+    }
+
+    fn collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<CollectionAccess>, String> {
+        self.0.collection(namespace, collection)
     }
 }
 
@@ -86,9 +106,13 @@ fn call(msp: &str, attributes: &[(&str, &str)], now: u64, args: &[&str]) -> Invo
             seconds: now as i64,
             nanos: 0,
         }),
+        transient: [("salt".to_owned(), SALT.to_vec())].into(),
         ..Invocation::default()
     }
 }
+
+/// The salt every test call sends.
+const SALT: &[u8] = b"a-salt-of-20-bytes!!";
 
 const METER_1: [(&str, &str); 2] = [("meter", "m-1"), ("pod", "IT001E00000001")];
 
@@ -254,11 +278,21 @@ fn only_the_dso_amends_and_only_with_a_reason() {
         .expect("the amendment is kept");
     let amendment: Amendment = serde_json::from_slice(record).expect("amendment");
     assert_eq!(
-        (amendment.previous_import_wh, amendment.previous_export_wh),
-        (1250, 300),
-        "the values before are kept"
+        (amendment.amended_by.as_str(), amendment.reason.as_str()),
+        ("DSOMSP", "meter swap: register read by hand")
     );
-    assert_eq!(amendment.amended_by, "DSOMSP");
+    // The values before are kept, privately: the public record names no quantity.
+    assert!(!String::from_utf8_lossy(record).contains("1250"));
+    let before: AmendedValues = serde_json::from_slice(
+        state
+            .private(&format!("amendment/m-1/{T0:012}/0001"))
+            .expect("the values before are kept in the collection"),
+    )
+    .expect("amended values");
+    assert_eq!(
+        (before.previous_import_wh, before.previous_export_wh),
+        (1250, 300)
+    );
     let missing = call(
         "DSOMSP",
         &[],
@@ -389,4 +423,153 @@ fn a_pods_readings_for_an_interval_come_from_every_meter_at_it_and_no_other() {
         ),
         "POD",
     );
+}
+
+#[test]
+fn quantities_live_only_in_the_collection_salted_and_a_salt_is_required() {
+    let mut state = MemState::default();
+    record(&mut state, T0, "1250", "300");
+    let key = format!("reading/m-1/{T0:012}");
+    let public =
+        String::from_utf8_lossy(state.value(&key).expect("the public record")).into_owned();
+    let record: ReadingRecord = serde_json::from_str(&public).expect("record");
+    assert_eq!(
+        (record.meter.as_str(), record.erased.as_ref()),
+        ("m-1", None)
+    );
+    assert!(
+        !public.contains("import_wh") && !public.contains("export_wh"),
+        "the public record names no quantity: {public}"
+    );
+    let private: Reading =
+        serde_json::from_slice(state.private(&key).expect("the value in the collection"))
+            .expect("reading");
+    assert_eq!((private.import_wh, private.export_wh), (1250, 300));
+    let salt_hex: String = SALT.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(private.salt, salt_hex, "the value carries the meter's salt");
+
+    let mut unsalted = call(
+        "DSOMSP",
+        &METER_1,
+        T0 + 1800,
+        &["RecordReading", &(T0 + 900).to_string(), "1", "1"],
+    );
+    unsalted.transient.clear();
+    fails(&run(&state, &unsalted), "transient `salt`");
+    unsalted.transient = [("salt".to_owned(), b"short".to_vec())].into();
+    fails(&run(&state, &unsalted), "16 to 64 bytes");
+}
+
+#[test]
+fn erasure_purges_the_values_and_keeps_the_hash_as_evidence() {
+    let mut state = MemState::default();
+    for i in 0..3 {
+        record(&mut state, T0 + 900 * i, &(100 + i).to_string(), "0");
+    }
+    let key = |i: u64| format!("reading/m-1/{:012}", T0 + 900 * i);
+    let value_hash: String =
+        gridledger_chaincode::private::hash(state.private(&key(0)).expect("value"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let erase = |msp: &str, attributes: &[(&str, &str)], reason: &str| {
+        call(
+            msp,
+            attributes,
+            T0 + 7200,
+            &[
+                "EraseReadings",
+                "m-1",
+                &T0.to_string(),
+                &(T0 + 1800).to_string(),
+                reason,
+            ],
+        )
+    };
+    // Neither the meter itself nor an ordinary identity of the market organization erases.
+    fails(
+        &run(&state, &erase("DSOMSP", &METER_1, "request")),
+        "only the DSO's operators",
+    );
+    fails(
+        &run(&state, &erase("RetailerMSP", &[], "request")),
+        "only the DSO's operators",
+    );
+    fails(&run(&state, &erase("DSOMSP", &[], " ")), "needs a reason");
+    let erased = run(
+        &state,
+        &erase(
+            "DSOMSP",
+            &[],
+            "GDPR art. 17 request of the customer at POD IT001E00000001",
+        ),
+    );
+    let records: Vec<ReadingRecord> = serde_json::from_slice(&ok(&erased)).expect("records");
+    assert_eq!(records.len(), 2, "[from, to) holds two readings");
+    state.apply(&erased);
+
+    // The values are gone from the collection; the third reading is untouched.
+    assert!(state.private(&key(0)).is_none() && state.private(&key(1)).is_none());
+    assert!(state.private(&key(2)).is_some());
+    // The public record keeps the evidence: the value's hash, why, by whom, when.
+    let record: ReadingRecord =
+        serde_json::from_slice(state.value(&key(0)).expect("record")).expect("record");
+    let erasure = record.erased.expect("marked erased");
+    assert_eq!(erasure.value_hash, value_hash);
+    assert!(erasure.reason.starts_with("GDPR art. 17"));
+    assert_eq!(erasure.erased_by, "DSOMSP");
+
+    // Reads leave erased readings out or say they were erased; nothing is erased twice.
+    fails(
+        &run(
+            &state,
+            &call(
+                "DSOMSP",
+                &[],
+                T0 + 7200,
+                &["GetReading", "m-1", &T0.to_string()],
+            ),
+        ),
+        "was erased",
+    );
+    let readings = run(
+        &state,
+        &call(
+            "DSOMSP",
+            &[],
+            T0 + 7200,
+            &[
+                "GetReadings",
+                "m-1",
+                &T0.to_string(),
+                &(T0 + 2700).to_string(),
+            ],
+        ),
+    );
+    let readings: Vec<Reading> = serde_json::from_slice(&ok(&readings)).expect("readings");
+    assert_eq!(
+        readings.iter().map(|r| r.import_wh).collect::<Vec<_>>(),
+        [102]
+    );
+    let pod = run(
+        &state,
+        &call(
+            "DSOMSP",
+            &[],
+            T0 + 7200,
+            &["GetPodReadings", "IT001E00000001", &T0.to_string()],
+        ),
+    );
+    assert_eq!(ok(&pod), b"[]");
+    fails(
+        &run(&state, &erase("DSOMSP", &[], "again")),
+        "no reading to erase",
+    );
+    let amend = call(
+        "DSOMSP",
+        &[],
+        T0 + 7200,
+        &["AmendReading", "m-1", &T0.to_string(), "1", "1", "fix"],
+    );
+    fails(&run(&state, &amend), "was erased");
 }

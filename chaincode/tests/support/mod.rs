@@ -34,3 +34,112 @@ pub fn range(
         .map(|((_, key), (value, version))| (key.clone(), value.clone(), *version))
         .collect()
 }
+
+/// A world state that applies simulation results the way a member peer commits them: public
+/// writes, and for private data collections the values and their hashes. Every result applied
+/// is one block (versions `(n, 0)`).
+#[derive(Default, Clone)]
+pub struct World {
+    /// The entries, private and hashed namespaces included.
+    pub entries: Entries,
+    /// Defined collections: (chaincode, collection) → access rules.
+    pub collections: BTreeMap<(String, String), gridledger_chaincode::CollectionAccess>,
+    blocks: u64,
+}
+
+impl World {
+    /// Defines `collection` of `namespace` with member organizations `members`, member-only
+    /// reads and writes.
+    pub fn with_collection(mut self, namespace: &str, collection: &str, members: &[&str]) -> World {
+        self.collections.insert(
+            (namespace.to_owned(), collection.to_owned()),
+            gridledger_chaincode::CollectionAccess {
+                members: members.iter().map(|m| (*m).to_owned()).collect(),
+                member_only_read: true,
+                member_only_write: true,
+            },
+        );
+        self
+    }
+
+    /// Commits `result`'s writes (public, hashed and private) as the next block.
+    pub fn apply(&mut self, result: &gridledger_chaincode::SimulationResult) {
+        use gridledger_chaincode::private::{hashed_key, hashed_namespace, private_namespace};
+        use gridledger_proto::kvrwset::{HashedRwSet, KvrwSet};
+        use gridledger_proto::prost::Message;
+        self.blocks += 1;
+        let version = Version {
+            block_num: self.blocks,
+            tx_num: 0,
+        };
+        let set = |entries: &mut Entries, ns: String, key: String, value: Option<Vec<u8>>| {
+            match value {
+                Some(v) => entries.insert((ns, key), (v, version)),
+                None => entries.remove(&(ns, key)),
+            };
+        };
+        for ns in &result.rwset.ns_rwset {
+            let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
+            for w in kv.writes {
+                set(
+                    &mut self.entries,
+                    ns.namespace.clone(),
+                    w.key,
+                    (!w.is_delete).then_some(w.value),
+                );
+            }
+            for coll in &ns.collection_hashed_rwset {
+                let hashed =
+                    HashedRwSet::decode(coll.hashed_rwset.as_slice()).expect("HashedRWSet");
+                for w in hashed.hashed_writes {
+                    set(
+                        &mut self.entries,
+                        hashed_namespace(&ns.namespace, &coll.collection_name),
+                        hashed_key(&w.key_hash),
+                        (!w.is_delete).then_some(w.value_hash),
+                    );
+                }
+            }
+        }
+        for ns in result.pvt_rwset.iter().flat_map(|p| &p.ns_pvt_rwset) {
+            for coll in &ns.collection_pvt_rwset {
+                let kv = KvrwSet::decode(coll.rwset.as_slice()).expect("private KVRWSet");
+                for w in kv.writes {
+                    set(
+                        &mut self.entries,
+                        private_namespace(&ns.namespace, &coll.collection_name),
+                        w.key,
+                        (!w.is_delete).then_some(w.value),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl gridledger_chaincode::StateReader for World {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<(Vec<u8>, Version)>, String> {
+        Ok(get(&self.entries, namespace, key))
+    }
+
+    fn range(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>, Version)>, String> {
+        Ok(range(&self.entries, namespace, start, end, limit))
+    }
+
+    fn collection(
+        &self,
+        namespace: &str,
+        collection: &str,
+    ) -> Result<Option<gridledger_chaincode::CollectionAccess>, String> {
+        Ok(self
+            .collections
+            .get(&(namespace.to_owned(), collection.to_owned()))
+            .cloned())
+    }
+}
