@@ -18,14 +18,15 @@
 //! `EraseReadings` purges the values (Fabric's `PurgePrivateData`: gone from every member peer's
 //! state and private store — the peers also compact their ledger files, so no freed page keeps
 //! the bytes) and keeps, in the public record, the value's hash as evidence, the reason and the
-//! erasing transaction. An attestation made earlier (the market's salted commitment to the
+//! erasing transaction. Responses of writing functions carry only public records, because a
+//! response is part of the transaction in the block. An attestation made earlier (the market's salted commitment to the
 //! readings) stays verifiable by whoever kept the readings. Not erased: that a reading existed
 //! (meter id, POD, interval, transaction), amendment reasons, the hashes in the blocks.
 //!
 //! | function | who | args | payload |
 //! |---|---|---|---|
-//! | `RecordReading` | the meter; transient `salt` | interval_start, import_wh, export_wh | the reading JSON |
-//! | `AmendReading` | a DSO operator; transient `salt` | meter, interval_start, import_wh, export_wh, reason | the reading JSON |
+//! | `RecordReading` | the meter; transient `salt` | interval_start, import_wh, export_wh | the public record JSON |
+//! | `AmendReading` | a DSO operator; transient `salt` | meter, interval_start, import_wh, export_wh, reason | the public record JSON |
 //! | `EraseReadings` | a DSO operator or an admin | meter, from, to, reason | JSON array of the erased public records |
 //! | `GetReading` | members | meter, interval_start | the reading JSON |
 //! | `GetRecord` | members | meter, interval_start | the public record JSON |
@@ -393,13 +394,14 @@ impl MeterReadings {
             erased: None,
         };
         let key = reading_key(&meter, start)?;
-        let bytes = to_json(&reading);
-        stub.put_private_data(READINGS_COLLECTION, &key, &bytes)
+        stub.put_private_data(READINGS_COLLECTION, &key, &to_json(&reading))
             .map_err(state)?;
-        stub.put_state(&key, &to_json(&record)).map_err(state)?;
+        // The response goes into the block: it is the public record, never the quantities.
+        let public = to_json(&record);
+        stub.put_state(&key, &public).map_err(state)?;
         stub.put_state(&pod_index_key(&pod, start, &meter), meter.as_bytes())
             .map_err(state)?;
-        Ok(bytes)
+        Ok(public)
     }
 
     fn amend(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Result<Vec<u8>, String> {
@@ -470,11 +472,11 @@ impl MeterReadings {
         reading.salt = salt;
         record.amendments = number;
         let key = reading_key(meter, start)?;
-        let bytes = to_json(&reading);
-        stub.put_private_data(READINGS_COLLECTION, &key, &bytes)
+        stub.put_private_data(READINGS_COLLECTION, &key, &to_json(&reading))
             .map_err(state)?;
-        stub.put_state(&key, &to_json(&record)).map_err(state)?;
-        Ok(bytes)
+        let public = to_json(&record);
+        stub.put_state(&key, &public).map_err(state)?;
+        Ok(public)
     }
 
     fn erase(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Result<Vec<u8>, String> {

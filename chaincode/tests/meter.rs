@@ -160,7 +160,21 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
             &["RecordReading", &T0.to_string(), "1250", "300"],
         ),
     );
-    let reading: Reading = serde_json::from_slice(&ok(&first)).expect("reading JSON");
+    // The response (which goes into the block) is the public record, without quantities.
+    let response: ReadingRecord = serde_json::from_slice(&ok(&first)).expect("record JSON");
+    assert_eq!(
+        (response.meter.as_str(), response.pod.as_str()),
+        ("m-1", "IT001E00000001")
+    );
+    assert!(!String::from_utf8_lossy(&ok(&first)).contains("import_wh"));
+    state.apply(&first);
+    assert!(state.contains(&format!("reading/m-1/{T0:012}")));
+    let reading: Reading = serde_json::from_slice(
+        state
+            .private(&format!("reading/m-1/{T0:012}"))
+            .expect("the value"),
+    )
+    .expect("reading JSON");
     assert_eq!(
         (
             reading.meter.as_str(),
@@ -170,8 +184,6 @@ fn a_meter_records_each_interval_once_under_its_own_identity() {
         ),
         ("m-1", "IT001E00000001", 1250, 300)
     );
-    state.apply(&first);
-    assert!(state.contains(&format!("reading/m-1/{T0:012}")));
 
     // Written once: a second reading for the interval is refused.
     let again = run(
@@ -267,12 +279,19 @@ fn only_the_dso_amends_and_only_with_a_reason() {
         &state,
         &amend("DSOMSP", "meter swap: register read by hand"),
     );
-    let reading: Reading = serde_json::from_slice(&ok(&amended)).expect("reading");
+    let response: ReadingRecord = serde_json::from_slice(&ok(&amended)).expect("record");
+    assert_eq!(response.amendments, 1);
+    state.apply(&amended);
+    let reading: Reading = serde_json::from_slice(
+        state
+            .private(&format!("reading/m-1/{T0:012}"))
+            .expect("the value"),
+    )
+    .expect("reading");
     assert_eq!(
         (reading.import_wh, reading.export_wh, reading.amendments),
         (1200, 310, 1)
     );
-    state.apply(&amended);
     let record = state
         .value(&format!("amendment/m-1/{T0:012}/0001"))
         .expect("the amendment is kept");

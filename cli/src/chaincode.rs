@@ -928,6 +928,7 @@ pub(crate) async fn deploy_for_up(
     channel: &str,
     chaincodes: &[(String, CodeArgs)],
     policy: &str,
+    collections: Option<&Path>,
 ) -> anyhow::Result<()> {
     let network = Network::from_json(network, base)?;
     for (name, code) in chaincodes {
@@ -939,7 +940,7 @@ pub(crate) async fn deploy_for_up(
                 code,
                 version: "1.0",
                 policy: Some(policy),
-                collections: None,
+                collections,
                 label: None,
                 init_required: false,
                 unless_current: true,

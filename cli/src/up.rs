@@ -301,6 +301,21 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         });
     }
+    // The private data collection of each meter channel: readings stay on the two parties'
+    // peers, so they can be erased (see the meter chaincode).
+    for (msp_id, _, channel) in MARKET_ORGS {
+        let collections = serde_json::json!([{
+            "name": "readings",
+            "policy": format!("OR('DSOMSP.member', '{msp_id}.member')"),
+            "requiredPeerCount": 0,
+            "maxPeerCount": 1,
+            "blockToLive": 0,
+            "memberOnlyRead": true,
+            "memberOnlyWrite": true,
+        }]);
+        let text = serde_json::to_vec_pretty(&collections).context("encoding collections")?;
+        write(&dir.join(format!("{channel}-collections.json")), &text)?;
+    }
     // The DSO's grid model, for its peer's feasibility endorsement.
     write(&dir.join("grid/ieee33.json"), FEEDER)?;
     write(&dir.join("grid/load-profile.csv"), LOAD_PROFILE.as_bytes())?;
@@ -549,9 +564,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     )];
     let deployed = runtime.block_on(async {
-        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &chaincodes, ENDORSEMENT_POLICY)
+        crate::chaincode::deploy_for_up(
+            &network,
+            &dir,
+            CHANNEL,
+            &chaincodes,
+            ENDORSEMENT_POLICY,
+            None,
+        )
+        .await?;
+        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &energy, ENERGY_POLICY, None)
             .await?;
-        crate::chaincode::deploy_for_up(&network, &dir, CHANNEL, &energy, ENERGY_POLICY).await?;
         let meter = [(
             METER_CHAINCODE.to_string(),
             crate::chaincode::CodeArgs {
@@ -562,7 +585,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         for (msp_id, _, channel) in MARKET_ORGS {
             // A reading is endorsed by both parties to the bilateral channel.
             let policy = format!("AND('DSOMSP.peer', '{msp_id}.peer')");
-            crate::chaincode::deploy_for_up(&network, &dir, channel, &meter, &policy).await?;
+            let collections = dir.join(format!("{channel}-collections.json"));
+            crate::chaincode::deploy_for_up(
+                &network,
+                &dir,
+                channel,
+                &meter,
+                &policy,
+                Some(&collections),
+            )
+            .await?;
             register_meter_channel(&network, &dir, msp_id, channel).await?;
         }
         Ok::<(), anyhow::Error>(())
@@ -572,7 +604,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     let network = serde_json::to_vec_pretty(&network).context("encoding network.json")?;
-    write(&dir.join("network.json"), &network)?;
+    // Written whole then renamed: a client polling for the file never reads half of it.
+    let partial = dir.join("network.json.partial");
+    write(&partial, &network)?;
+    std::fs::rename(&partial, dir.join("network.json"))
+        .with_context(|| format!("renaming {} to network.json", partial.display()))?;
     println!(
         "[up] network serving; wrote {}",
         dir.join("network.json").display()

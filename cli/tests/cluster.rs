@@ -323,11 +323,10 @@ impl Cluster {
     /// The leader a running orderer last logged (consenter position from 1), if any.
     fn logged_leader(&self, orderer: &str) -> Option<usize> {
         let text = std::fs::read_to_string(self.log_path(orderer)).ok()?;
-        let line = text
-            .lines()
-            .rev()
-            .map(plain)
-            .find(|l| l.contains("raft leader changed") || l.contains("orderer listening"))?;
+        let line = text.lines().rev().map(plain).find(|l| {
+            (l.contains("raft leader changed") && l.contains(&format!("channel={CHANNEL}")))
+                || l.contains("orderer listening")
+        })?;
         if line.contains("orderer listening") {
             return None; // restarted since it last saw a leader
         }

@@ -18,7 +18,7 @@ use gridledger_proto::{common, kvrwset, protos, rwset};
 use gridledger_sdk::{Contract, Gateway};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MARKET: &str = "market";
 const ENERGY: &str = "energy";
@@ -398,7 +398,13 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
     for (meter, channel, import, export) in readings {
         let g = gw("DSOMSP", meter).await;
         let contract = g.network(channel).contract(METER).at(after);
-        commit(&contract, &["RecordReading", &p, import, export]).await;
+        let salt = format!("salt-of-{meter}-{period}");
+        let args = ["RecordReading", p.as_str(), import, export];
+        if let Decision::Refused(e) =
+            decide(&contract, &args, &[("salt", salt.as_bytes())], &[]).await
+        {
+            panic!("{meter} reading refused: {e}");
+        }
     }
     // Only the channel's members read it: the community's identities are refused on
     // meter-retailer, even through the retailer's peer.
@@ -605,4 +611,153 @@ async fn gateway_for_peer_of(
     )
     .await
     .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erased_readings_leave_no_byte_on_any_node_and_their_hash_stays() {
+    let (net, network) = UpNetwork::start("energy-erasure");
+    let dir = net.dir.clone();
+    let meter = gateway_as(&dir, &network, "DSOMSP", "Meter-R001").await;
+    let dso = gateway_as(&dir, &network, "DSOMSP", "User1").await;
+    let retailer = gateway_as(&dir, &network, "RetailerMSP", "User1").await;
+    let period = quiet_period();
+    let after = UNIX_EPOCH + Duration::from_secs(period + 4 * 900);
+    // A salt no other byte string on the nodes contains: what to look for afterwards.
+    let salt = format!(
+        "erasure-test-salt-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let salt_hex: String = salt.bytes().map(|b| format!("{b:02x}")).collect();
+    let contract = meter.network("meter-retailer").contract(METER).at(after);
+    for i in 0..3u64 {
+        let start = (period + 900 * i).to_string();
+        let import = (1000 + i).to_string();
+        match decide(
+            &contract,
+            &["RecordReading", &start, &import, "0"],
+            &[("salt", salt.as_bytes())],
+            &[],
+        )
+        .await
+        {
+            Decision::Committed(_) => {}
+            Decision::Refused(e) => panic!("reading {i} refused: {e}"),
+        }
+    }
+    let p = period.to_string();
+    let read = dso.network("meter-retailer").contract(METER);
+    let stored = read
+        .evaluate("GetReading", &["M-R001", &p])
+        .await
+        .expect("the reading");
+    let value_hash: String = gridledger_proto::blockutil::sha256(&stored)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let node_files = || {
+        let mut all = Vec::new();
+        for node in [
+            "peer0.dso",
+            "peer0.retailer",
+            "peer0.community",
+            "orderer0",
+            "orderer1",
+            "orderer2",
+        ] {
+            all.extend(files(&dir.join(format!("nodes/{node}/data"))));
+        }
+        all
+    };
+    let holders = |needle: &str| -> Vec<String> {
+        node_files()
+            .into_iter()
+            .filter(|(_, bytes)| contains(bytes, needle.as_bytes()))
+            .map(|(path, _)| path)
+            .collect()
+    };
+    // Both parties' peers hold the values (and nobody else does).
+    let before = holders(&salt_hex);
+    assert!(
+        before.iter().any(|p| p.contains("peer0.dso/"))
+            && before.iter().any(|p| p.contains("peer0.retailer/")),
+        "the values are on both parties' peers: {before:?}"
+    );
+    assert!(
+        before
+            .iter()
+            .all(|p| p.contains("/channels/meter-retailer/")),
+        "and only in the meter channel's ledgers: {before:?}"
+    );
+
+    // The customer asks to be forgotten: the DSO erases the first two intervals.
+    let erase = dso.network("meter-retailer").contract(METER).at(after);
+    let to = (period + 1800).to_string();
+    match decide(
+        &erase,
+        &[
+            "EraseReadings",
+            "M-R001",
+            &p,
+            &to,
+            "erasure request of the customer at POD-R001",
+        ],
+        &[],
+        &[],
+    )
+    .await
+    {
+        Decision::Committed(_) => {}
+        Decision::Refused(e) => panic!("erasure refused: {e}"),
+    }
+    // Both peers have committed the erasure.
+    for g in [&dso, &retailer] {
+        let contract = g.network("meter-retailer").contract(METER);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let record = json(
+                &contract
+                    .evaluate("GetRecord", &["M-R001", &p])
+                    .await
+                    .expect("record"),
+            );
+            if !record["erased"].is_null() {
+                assert_eq!(
+                    record["erased"]["value_hash"],
+                    value_hash.as_str(),
+                    "the hash stays as evidence"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the erasure did not commit"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refusal = contract
+            .evaluate("GetReading", &["M-R001", &p])
+            .await
+            .expect_err("an erased reading is not served");
+        assert!(refusal.to_string().contains("was erased"), "{refusal}");
+    }
+    // The third reading is still there, so the salt still is too — in exactly one value per
+    // peer; the erased values' bytes are nowhere: search for each erased reading's own bytes.
+    let third = (period + 1800).to_string();
+    read.evaluate("GetReading", &["M-R001", &third])
+        .await
+        .expect("the reading after the erased range stays");
+    for erased in [&stored] {
+        let text = String::from_utf8_lossy(erased).into_owned();
+        let left = holders(&text);
+        assert!(left.is_empty(), "the erased reading is still in {left:?}");
+    }
+    let second = format!("\"interval_start\":{},\"import_wh\":1001", period + 900);
+    let left = holders(&second);
+    assert!(
+        left.is_empty(),
+        "the second erased reading is still in {left:?}"
+    );
 }
