@@ -632,6 +632,24 @@ async fn erased_readings_leave_no_byte_on_any_node_and_their_hash_stays() {
     );
     let salt_hex: String = salt.bytes().map(|b| format!("{b:02x}")).collect();
     let contract = meter.network("meter-retailer").contract(METER).at(after);
+    // A reading dated before the meter's certificate was issued is refused at once, with the
+    // reason: committing peers validate the creator at the transaction's time.
+    let backdated = meter
+        .network("meter-retailer")
+        .contract(METER)
+        .at(UNIX_EPOCH + Duration::from_secs(period - 86_400 * 3 + 900));
+    let start = (period - 86_400 * 3).to_string();
+    match decide(
+        &backdated,
+        &["RecordReading", &start, "1", "0"],
+        &[("salt", salt.as_bytes())],
+        &[],
+    )
+    .await
+    {
+        Decision::Refused(e) => assert!(e.contains("at the proposal's timestamp"), "{e}"),
+        Decision::Committed(block) => panic!("a backdated reading committed in block {block}"),
+    }
     for i in 0..3u64 {
         let start = (period + 900 * i).to_string();
         let import = (1000 + i).to_string();

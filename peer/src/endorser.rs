@@ -179,6 +179,24 @@ impl Peer {
                     channel.id()
                 ))
             })?;
+        // Committing peers validate a transaction's creator at the transaction's timestamp:
+        // refuse now what they would refuse then, instead of leaving the client waiting for a
+        // commit that never comes.
+        let at = p
+            .channel_header
+            .timestamp
+            .as_ref()
+            .map_or(0, |t| u64::try_from(t.seconds).unwrap_or(0));
+        channel
+            .config()
+            .msp_manager()
+            .deserialize_identity(&p.signature_header.creator, at)
+            .map_err(|e| {
+                ProposalError::AccessDenied(format!(
+                    "creator is not valid on channel {} at the proposal's timestamp {at}, when committing peers check it: {e}",
+                    channel.id()
+                ))
+            })?;
         creator
             .verify(&p.signed.proposal_bytes, &p.signed.signature)
             .map_err(|e| {
