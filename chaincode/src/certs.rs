@@ -34,6 +34,9 @@
 //! is bound on its first issue to its account and technology; later issues naming it must agree.
 //! One issue writes at most [`MAX_CERTIFICATES_PER_ISSUE`] certificates (a bounded transaction);
 //! a larger attested export is certified by further calls, each issuing what is left.
+//! Concurrent issues for one account and period read and write the same `certified` record, and
+//! concurrent transfers or cancellations of one certificate its record, so MVCC lets only the
+//! first of them commit.
 //!
 //! Ids are `GO-<period start, 12 digits>-<MSP>:<POD>-<n, 5 digits>`, `n` counting the account's
 //! certificates of that period from 1: unique, and readable back to what they certify.
