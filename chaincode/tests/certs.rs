@@ -437,10 +437,20 @@ fn nothing_is_issued_twice_for_the_same_metered_energy() {
         (first.certified.certified_wh, first.certified.uncertified_wh),
         (1_000_000, 2_300)
     );
-    // The second issues only what is left, numbered on.
-    let second = issuance(&issue(
-        &mut state, &dso, PERIOD, C001, "PV-C001", "solar-pv",
-    ));
+    // The second issues only what is left, numbered on. It reads and writes the account's
+    // record, so of two issues endorsed concurrently MVCC commits only the first.
+    let result = issue(&mut state, &dso, PERIOD, C001, "PV-C001", "solar-pv");
+    let record_key = format!("certified/{PERIOD:012}/{C001}");
+    let ns = result
+        .rwset
+        .ns_rwset
+        .iter()
+        .find(|ns| ns.namespace == NS)
+        .expect("certs' reads and writes");
+    let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
+    assert!(kv.reads.iter().any(|r| r.key == record_key));
+    assert!(kv.writes.iter().any(|w| w.key == record_key));
+    let second = issuance(&result);
     assert_eq!(
         second.issued,
         [id(PERIOD, C001, 1001), id(PERIOD, C001, 1002)]
