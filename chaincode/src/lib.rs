@@ -18,6 +18,8 @@
 //!   whose requests the peer recorded in a stub).
 //! - [`registry`]: chaincode name → implementation.
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
+//! - [`certs`]: guarantees of origin issued against the DSO's attested renewable export,
+//!   transferred between account holders and cancelled once for a beneficiary.
 //! - [`energy`]: the market's payment balances, offers, escrowed trades, and e-token
 //!   mint/move/burn on DSO attestations.
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
@@ -25,6 +27,7 @@
 
 mod arguments;
 pub mod basic;
+pub mod certs;
 pub mod composite;
 pub mod energy;
 pub mod meter;

@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
+use crate::certs::GuaranteesOfOrigin;
 use crate::energy::EnergyMarket;
 use crate::meter::MeterReadings;
 use crate::privatedata::PrivateData;
 
 /// The name of the built-in asset-transfer-basic chaincode.
 pub const BASIC: &str = "basic";
+/// The name of the built-in guarantees-of-origin chaincode.
+pub const CERTS: &str = "certs";
 /// The name of the built-in energy-market chaincode.
 pub const ENERGY: &str = "energy";
 /// The name of the built-in meter-readings chaincode.
@@ -41,9 +44,16 @@ impl Registry {
     /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]),
     /// `"energy"` ([`EnergyMarket`]), `"meter"` ([`MeterReadings`]) — the two with
     /// [`DSO_MSP_ID`] as the DSO — and `"privatedata"` ([`PrivateData`]).
+    /// Also `"certs"` ([`GuaranteesOfOrigin`]), with [`DSO_MSP_ID`] as the issuing body.
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
+        registry.register(
+            CERTS,
+            Arc::new(GuaranteesOfOrigin {
+                dso_msp_id: DSO_MSP_ID.to_owned(),
+            }),
+        );
         registry.register(
             ENERGY,
             Arc::new(EnergyMarket {
