@@ -20,6 +20,8 @@
 //! - [`basic`]: Fabric's asset-transfer-basic sample.
 //! - [`energy`]: the market's payment balances, offers, escrowed trades, and e-token
 //!   mint/move/burn on DSO attestations.
+//! - [`flex`]: demand response — the DSO's flexibility requests, prosumers' commitments, and
+//!   delivery attested against a baseline from the meter channel's history.
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
 //! - [`privatedata`]: a built-in chaincode storing transient values in collections.
 
@@ -27,6 +29,7 @@ mod arguments;
 pub mod basic;
 pub mod composite;
 pub mod energy;
+pub mod flex;
 pub mod meter;
 pub mod private;
 pub mod privatedata;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
 use crate::energy::EnergyMarket;
+use crate::flex::DemandResponse;
 use crate::meter::MeterReadings;
 use crate::privatedata::PrivateData;
 
@@ -18,6 +19,8 @@ use crate::privatedata::PrivateData;
 pub const BASIC: &str = "basic";
 /// The name of the built-in energy-market chaincode.
 pub const ENERGY: &str = "energy";
+/// The name of the built-in demand-response chaincode.
+pub const FLEX: &str = "flex";
 /// The name of the built-in meter-readings chaincode.
 pub const METER: &str = "meter";
 /// The name of the built-in private data chaincode.
@@ -39,14 +42,21 @@ impl Registry {
     }
 
     /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]),
-    /// `"energy"` ([`EnergyMarket`]), `"meter"` ([`MeterReadings`]) — the two with
-    /// [`DSO_MSP_ID`] as the DSO — and `"privatedata"` ([`PrivateData`]).
+    /// `"energy"` ([`EnergyMarket`]), `"flex"` ([`DemandResponse`]), `"meter"`
+    /// ([`MeterReadings`]) — the three with [`DSO_MSP_ID`] as the DSO — and `"privatedata"`
+    /// ([`PrivateData`]).
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
         registry.register(
             ENERGY,
             Arc::new(EnergyMarket {
+                dso_msp_id: DSO_MSP_ID.to_owned(),
+            }),
+        );
+        registry.register(
+            FLEX,
+            Arc::new(DemandResponse {
                 dso_msp_id: DSO_MSP_ID.to_owned(),
             }),
         );
