@@ -19,15 +19,18 @@
 //! | `GetDelivery` | anyone | request_id, period, account |
 //!
 //! Rules. Units are integers: power in kW, energy in Wh, money in cents. A request is named by
-//! its id and period. Publishing, and committing to it, close [`GATE_CLOSURE_SECONDS`](crate::energy::GATE_CLOSURE_SECONDS) before
-//! the period starts, by the transaction's timestamp. The DSO's operators are identities of
-//! the DSO's MSP without a `meter` attribute. A prosumer's account is `<MSP>:<POD>`, from its
+//! its id and period. Publishing, and committing to it, close
+//! [`GATE_CLOSURE_SECONDS`](crate::energy::GATE_CLOSURE_SECONDS) before the period starts, by
+//! the transaction's timestamp. The DSO's operators are identities of the DSO's MSP without a
+//! `meter` attribute. A prosumer's account is `<MSP>:<POD>`, from its
 //! certificate's `pod` attribute, as in `energy`. An account commits to a request once (a
 //! second commitment is refused, not added); the commitments' total never exceeds the
 //! requested reduction — the total is kept in the request record, so concurrent commitments to
 //! one request conflict under MVCC and the cap holds. `AttestDelivery` is possible from the
 //! end of the period (timestamp ≥ period + [`PERIOD_SECONDS`]), once per request and account,
-//! and only for an account that committed.
+//! and only for an account that committed. Whether a committing POD lies in the request's zone
+//! is the DSO's knowledge (its feeder model is private), not the chaincode's: a commitment from
+//! outside the zone is recorded, and its baseline delivery counts like any other.
 //!
 //! ## Baseline and delivery
 //!
