@@ -215,12 +215,15 @@ pub struct FlexPayment {
     pub penalty_unpaid_cents: u64,
 }
 
+/// A function's payload, or why it was refused.
 pub(crate) type Outcome = Result<Vec<u8>, String>;
 
+/// A stub error as a refusal message.
 pub(crate) fn state(e: StubError) -> String {
     e.to_string()
 }
 
+/// `text` as a whole number from 0 to `max`, or why not.
 pub(crate) fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
     let n: u64 = text
         .trim()
@@ -234,6 +237,7 @@ pub(crate) fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `text` as a delivery period: a positive Unix time on a 15-minute boundary.
 pub(crate) fn period(text: &str) -> Result<i64, String> {
     let p: i64 = text
         .trim()
@@ -252,6 +256,7 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), String> {
     check_name(what, id, 128, b":")
 }
 
+/// The record stored at `key`, if any.
 pub(crate) fn get<T: for<'de> Deserialize<'de>>(
     stub: &mut ChaincodeStub<'_>,
     key: &str,
@@ -264,6 +269,7 @@ pub(crate) fn get<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// Stores `value` at `key` as JSON.
 pub(crate) fn put<T: Serialize>(
     stub: &mut ChaincodeStub<'_>,
     key: &str,
@@ -325,6 +331,7 @@ fn load_balance(stub: &mut ChaincodeStub<'_>, account: &str) -> Result<Balance, 
     )
 }
 
+/// The transaction's timestamp, Unix seconds.
 pub(crate) fn now(stub: &ChaincodeStub<'_>) -> Result<i64, String> {
     stub.timestamp()
         .map(|t| t.seconds)
@@ -354,6 +361,7 @@ pub(crate) fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, Stri
     Ok((format!("{}:{pod}", stub.creator_msp_id()), pod))
 }
 
+/// Refuses a transaction after `period`'s gate closure.
 pub(crate) fn before_gate_closure(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
     let at = now(stub)?;
     if at > period - GATE_CLOSURE_SECONDS {
