@@ -18,11 +18,13 @@
 //! | `Attest` | the DSO, after the period; transient `salt` | period, account, export_wh, import_wh |
 //! | `Settle` | the DSO, once both sides are attested | trade_id, period |
 //! | `Burn` | the DSO, once the account is attested | period, account |
+//! | `PayFlex` | the DSO, once `flex` attested the delivery | request_id, period, account |
 //! | `Balance` | anyone | account |
 //! | `GetTrade` / `GetOffer` | anyone | id, period |
 //! | `GetAttestation` | anyone | period, account |
 //! | `Supply` | anyone | – |
 //! | `GetMeterChannel` | anyone | msp_id |
+//! | `GetFlexPayment` | anyone | request_id, period, account |
 //!
 //! Rules: trading for a delivery period (a Unix time on a 15-minute boundary) closes
 //! [`GATE_CLOSURE_SECONDS`] before it starts, by the transaction's timestamp. Accepting an offer
@@ -31,6 +33,14 @@
 //! moves `min(traded, seller's e-tokens)` to the buyer, pays the seller for it from escrow and
 //! refunds the rest to the buyer, recording the shortfall as the trade's imbalance. `Burn`
 //! destroys the account's e-tokens up to its attested import not yet burned.
+//!
+//! `PayFlex` settles a demand-response delivery attested by the `flex` chaincode (read with a
+//! same-channel call to its `GetDelivery`): it pays the delivery's remuneration from the DSO's
+//! treasury account `<DSO MSP>:treasury` (funded by a DSO admin with `IssuePayment`; refused
+//! while the treasury holds less), then moves the penalty from the account to the treasury —
+//! at most what the account then holds, the unpaid rest recorded — exactly once per request,
+//! period and account (the `flexpaid/<request>/<period>/<account>` record, which
+//! `GetFlexPayment` returns). Only payment moves, so the issued total is unchanged.
 //!
 //! Invariants, checked by [`Supply`]: e-tokens in accounts = minted − burned; payment in
 //! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend.
@@ -184,13 +194,37 @@ pub struct Attestation {
     pub commitment: String,
 }
 
-type Outcome = Result<Vec<u8>, String>;
+/// What `PayFlex` moved for one demand-response delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlexPayment {
+    /// The flexibility request.
+    pub request_id: String,
+    /// Delivery period start.
+    pub period: i64,
+    /// The account that delivered.
+    pub account: String,
+    /// The treasury it was paid from and penalised to.
+    pub treasury: String,
+    /// Paid to the account, cents.
+    pub remuneration_cents: u64,
+    /// The delivery's penalty, cents.
+    pub penalty_cents: u64,
+    /// Of it, taken from the account, cents.
+    pub penalty_paid_cents: u64,
+    /// Of it, not covered by the account's balance, cents.
+    pub penalty_unpaid_cents: u64,
+}
 
-fn state(e: StubError) -> String {
+/// A function's payload, or why it was refused.
+pub(crate) type Outcome = Result<Vec<u8>, String>;
+
+/// A stub error as a refusal message.
+pub(crate) fn state(e: StubError) -> String {
     e.to_string()
 }
 
-fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
+/// `text` as a whole number from 0 to `max`, or why not.
+pub(crate) fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
     let n: u64 = text
         .trim()
         .parse()
@@ -203,7 +237,8 @@ fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
     Ok(n)
 }
 
-fn period(text: &str) -> Result<i64, String> {
+/// `text` as a delivery period: a positive Unix time on a 15-minute boundary.
+pub(crate) fn period(text: &str) -> Result<i64, String> {
     let p: i64 = text
         .trim()
         .parse()
@@ -217,11 +252,12 @@ fn period(text: &str) -> Result<i64, String> {
 }
 
 /// Ids and accounts name keys: letters, digits, `.`, `_`, `-`, `:`, at most 128.
-fn check_id(what: &str, id: &str) -> Result<(), String> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), String> {
     check_name(what, id, 128, b":")
 }
 
-fn get<T: for<'de> Deserialize<'de>>(
+/// The record stored at `key`, if any.
+pub(crate) fn get<T: for<'de> Deserialize<'de>>(
     stub: &mut ChaincodeStub<'_>,
     key: &str,
 ) -> Result<Option<T>, String> {
@@ -233,7 +269,12 @@ fn get<T: for<'de> Deserialize<'de>>(
     }
 }
 
-fn put<T: Serialize>(stub: &mut ChaincodeStub<'_>, key: &str, value: &T) -> Result<(), String> {
+/// Stores `value` at `key` as JSON.
+pub(crate) fn put<T: Serialize>(
+    stub: &mut ChaincodeStub<'_>,
+    key: &str,
+    value: &T,
+) -> Result<(), String> {
     stub.put_state(key, &to_json(value)).map_err(state)
 }
 
@@ -268,6 +309,15 @@ fn creator_is_admin(stub: &ChaincodeStub<'_>) -> Result<bool, String> {
         .any(|ou| ou.eq_ignore_ascii_case("admin")))
 }
 
+fn flex_paid_key(request_id: &str, period: i64, account: &str) -> String {
+    format!("flexpaid/{request_id}/{period:012}/{account}")
+}
+
+/// The DSO's treasury account, which pays demand-response remuneration and receives penalties.
+pub fn treasury_account(dso_msp_id: &str) -> String {
+    format!("{dso_msp_id}:treasury")
+}
+
 fn attestation_key(period: i64, account: &str) -> String {
     format!("attestation/{period:012}/{account}")
 }
@@ -281,7 +331,8 @@ fn load_balance(stub: &mut ChaincodeStub<'_>, account: &str) -> Result<Balance, 
     )
 }
 
-fn now(stub: &ChaincodeStub<'_>) -> Result<i64, String> {
+/// The transaction's timestamp, Unix seconds.
+pub(crate) fn now(stub: &ChaincodeStub<'_>) -> Result<i64, String> {
     stub.timestamp()
         .map(|t| t.seconds)
         .ok_or_else(|| "the transaction carries no timestamp".to_string())
@@ -296,7 +347,7 @@ fn creator_certificate(stub: &ChaincodeStub<'_>) -> Result<Certificate, String> 
 }
 
 /// The account of a prosumer creator: `<MSP>:<pod attribute>`.
-fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, String), String> {
+pub(crate) fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, String), String> {
     let pod = stub
         .attribute("pod")
         .ok_or("only a prosumer may trade: the creator's certificate has no `pod` attribute")?
@@ -310,7 +361,8 @@ fn prosumer_account(stub: &ChaincodeStub<'_>) -> Result<(String, String), String
     Ok((format!("{}:{pod}", stub.creator_msp_id()), pod))
 }
 
-fn before_gate_closure(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
+/// Refuses a transaction after `period`'s gate closure.
+pub(crate) fn before_gate_closure(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
     let at = now(stub)?;
     if at > period - GATE_CLOSURE_SECONDS {
         return Err(format!(
@@ -321,22 +373,31 @@ fn before_gate_closure(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), Stri
     Ok(())
 }
 
+/// Refuses unless the creator is one of the DSO's operators: an identity of `dso_msp_id` that
+/// is not a meter.
+pub(crate) fn require_dso(
+    dso_msp_id: &str,
+    stub: &ChaincodeStub<'_>,
+    what: &str,
+) -> Result<(), String> {
+    if stub.creator_msp_id() != dso_msp_id {
+        return Err(format!(
+            "only the DSO ({dso_msp_id}) may {what}, not {}",
+            stub.creator_msp_id()
+        ));
+    }
+    // Smart meters are the DSO's identities too, but they only report readings.
+    if let Some(meter) = stub.attribute(crate::meter::METER_ATTRIBUTE) {
+        return Err(format!(
+            "meter {meter} may not {what}: only the DSO's operators may"
+        ));
+    }
+    Ok(())
+}
+
 impl EnergyMarket {
     fn require_dso(&self, stub: &ChaincodeStub<'_>, what: &str) -> Result<(), String> {
-        if stub.creator_msp_id() != self.dso_msp_id {
-            return Err(format!(
-                "only the DSO ({}) may {what}, not {}",
-                self.dso_msp_id,
-                stub.creator_msp_id()
-            ));
-        }
-        // Smart meters are the DSO's identities too, but they only report readings.
-        if let Some(meter) = stub.attribute(crate::meter::METER_ATTRIBUTE) {
-            return Err(format!(
-                "meter {meter} may not {what}: only the DSO's operators may"
-            ));
-        }
-        Ok(())
+        require_dso(&self.dso_msp_id, stub, what)
     }
 
     fn after_period(stub: &ChaincodeStub<'_>, period: i64) -> Result<(), String> {
@@ -364,6 +425,24 @@ impl Chaincode for EnergyMarket {
             "Attest" => self.attest(stub, &args),
             "Settle" => self.settle(stub, &args),
             "Burn" => self.burn(stub, &args),
+            "PayFlex" => self.pay_flex(stub, &args),
+            "GetFlexPayment" => expect_args(
+                &args,
+                &["request_id", "period", "account"],
+                "GetFlexPayment",
+            )
+            .and_then(|a| {
+                let key = flex_paid_key(a[0].trim(), period(&a[1])?, a[2].trim());
+                get::<FlexPayment>(stub, &key)?
+                    .map(|p| to_json(&p))
+                    .ok_or_else(|| {
+                        format!(
+                            "the delivery of {} for request {} is not paid",
+                            a[2].trim(),
+                            a[0].trim()
+                        )
+                    })
+            }),
             "Balance" => expect_args(&args, &["account"], "Balance")
                 .and_then(|a| load_balance(stub, a[0].trim()))
                 .map(|b| to_json(&b)),
@@ -672,6 +751,87 @@ impl EnergyMarket {
         put(stub, &key, &attestation)?;
         put(stub, SUPPLY_KEY, &supply)?;
         Ok(to_json(&attestation))
+    }
+}
+
+impl EnergyMarket {
+    fn pay_flex(&self, stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+        let args = expect_args(args, &["request_id", "period", "account"], "PayFlex")?;
+        self.require_dso(stub, "pay demand response")?;
+        let request_id = args[0].trim();
+        check_name("request id", request_id, 128, b"")?;
+        let period = period(&args[1])?;
+        let account = args[2].trim();
+        check_id("account", account)?;
+        let treasury = treasury_account(&self.dso_msp_id);
+        if account == treasury {
+            return Err(format!(
+                "the treasury {treasury} cannot be paid for demand response"
+            ));
+        }
+        let key = flex_paid_key(request_id, period, account);
+        if get::<FlexPayment>(stub, &key)?.is_some() {
+            return Err(format!(
+                "the delivery of {account} for request {request_id} in period {period} is already paid"
+            ));
+        }
+        let response = stub
+            .invoke_chaincode(
+                crate::registry::FLEX,
+                &[
+                    b"GetDelivery".to_vec(),
+                    request_id.as_bytes().to_vec(),
+                    period.to_string().into_bytes(),
+                    account.as_bytes().to_vec(),
+                ],
+                "",
+            )
+            .map_err(|e| format!("reading the delivery from flex: {e}"))?;
+        if response.status != crate::OK {
+            return Err(format!("no attested delivery to pay: {}", response.message));
+        }
+        let delivery: crate::flex::Delivery = serde_json::from_slice(&response.payload)
+            .map_err(|e| format!("flex's delivery record does not parse: {e}"))?;
+        if (
+            delivery.request_id.as_str(),
+            delivery.period,
+            delivery.account.as_str(),
+        ) != (request_id, period, account)
+        {
+            return Err(format!(
+                "flex answered the delivery of {} for request {} in period {}, not the one asked",
+                delivery.account, delivery.request_id, delivery.period
+            ));
+        }
+        let mut from = load_balance(stub, &treasury)?;
+        let mut to = load_balance(stub, account)?;
+        if from.payment_cents < delivery.remuneration_cents {
+            return Err(format!(
+                "the treasury {treasury} has {} cents, the remuneration is {}; issue payment to it first",
+                from.payment_cents, delivery.remuneration_cents
+            ));
+        }
+        from.payment_cents -= delivery.remuneration_cents;
+        to.payment_cents += delivery.remuneration_cents;
+        // The penalty is taken after the remuneration is credited, so a partial delivery's
+        // penalty is first covered by its own remuneration.
+        let penalty_paid = delivery.penalty_cents.min(to.payment_cents);
+        to.payment_cents -= penalty_paid;
+        from.payment_cents += penalty_paid;
+        let payment = FlexPayment {
+            request_id: request_id.to_owned(),
+            period,
+            account: account.to_owned(),
+            treasury: treasury.clone(),
+            remuneration_cents: delivery.remuneration_cents,
+            penalty_cents: delivery.penalty_cents,
+            penalty_paid_cents: penalty_paid,
+            penalty_unpaid_cents: delivery.penalty_cents - penalty_paid,
+        };
+        put(stub, &balance_key(&treasury), &from)?;
+        put(stub, &balance_key(account), &to)?;
+        put(stub, &key, &payment)?;
+        Ok(to_json(&payment))
     }
 }
 

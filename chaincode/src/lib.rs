@@ -22,6 +22,8 @@
 //!   transferred between account holders and cancelled once for a beneficiary.
 //! - [`energy`]: the market's payment balances, offers, escrowed trades, and e-token
 //!   mint/move/burn on DSO attestations.
+//! - [`flex`]: demand response — the DSO's flexibility requests, prosumers' commitments, and
+//!   delivery attested against a baseline from the meter channel's history.
 //! - [`meter`]: smart-meter readings on a bilateral (market organization + DSO) channel.
 //! - [`privatedata`]: a built-in chaincode storing transient values in collections.
 
@@ -30,6 +32,7 @@ pub mod basic;
 pub mod certs;
 pub mod composite;
 pub mod energy;
+pub mod flex;
 pub mod meter;
 pub mod private;
 pub mod privatedata;

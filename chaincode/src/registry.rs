@@ -12,6 +12,7 @@ use crate::Chaincode;
 use crate::basic::AssetTransferBasic;
 use crate::certs::GuaranteesOfOrigin;
 use crate::energy::EnergyMarket;
+use crate::flex::DemandResponse;
 use crate::meter::MeterReadings;
 use crate::privatedata::PrivateData;
 
@@ -21,6 +22,8 @@ pub const BASIC: &str = "basic";
 pub const CERTS: &str = "certs";
 /// The name of the built-in energy-market chaincode.
 pub const ENERGY: &str = "energy";
+/// The name of the built-in demand-response chaincode.
+pub const FLEX: &str = "flex";
 /// The name of the built-in meter-readings chaincode.
 pub const METER: &str = "meter";
 /// The name of the built-in private data chaincode.
@@ -42,9 +45,10 @@ impl Registry {
     }
 
     /// A registry with every built-in chaincode: `"basic"` ([`AssetTransferBasic`]),
-    /// `"energy"` ([`EnergyMarket`]), `"meter"` ([`MeterReadings`]) — the two with
-    /// [`DSO_MSP_ID`] as the DSO — and `"privatedata"` ([`PrivateData`]).
-    /// Also `"certs"` ([`GuaranteesOfOrigin`]), with [`DSO_MSP_ID`] as the issuing body.
+    /// `"energy"` ([`EnergyMarket`]), `"flex"` ([`DemandResponse`]), `"meter"`
+    /// ([`MeterReadings`]) — the three with [`DSO_MSP_ID`] as the DSO — `"certs"`
+    /// ([`GuaranteesOfOrigin`], with [`DSO_MSP_ID`] as the issuing body) and `"privatedata"`
+    /// ([`PrivateData`]).
     pub fn with_builtins() -> Registry {
         let mut registry = Registry::new();
         registry.register(BASIC, Arc::new(AssetTransferBasic));
@@ -57,6 +61,12 @@ impl Registry {
         registry.register(
             ENERGY,
             Arc::new(EnergyMarket {
+                dso_msp_id: DSO_MSP_ID.to_owned(),
+            }),
+        );
+        registry.register(
+            FLEX,
+            Arc::new(DemandResponse {
                 dso_msp_id: DSO_MSP_ID.to_owned(),
             }),
         );

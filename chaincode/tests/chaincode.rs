@@ -979,7 +979,7 @@ fn registry_with_builtins_runs_basic() {
     let registry = Registry::with_builtins();
     assert_eq!(
         registry.names().collect::<Vec<_>>(),
-        ["basic", "certs", "energy", "meter", "privatedata"]
+        ["basic", "certs", "energy", "flex", "meter", "privatedata"]
     );
     assert!(registry.contains("basic"));
     assert!(registry.get("qscc").is_none());
