@@ -1,19 +1,25 @@
 //! `gridledger up --dir DIR`: a complete local consortium in one process tree.
 //!
-//! Creates the crypto material (once), the `market` channel's genesis block, one config file
-//! per node, then starts the three Raft orderers (orderer0..2, the channel's consenters) and
-//! one peer each for DSOMSP, RetailerMSP and CommunityMSP as separate processes, waits until every node serves,
-//! defines the chaincodes through the lifecycle as the organizations' admins would
-//! (`gridledger chaincode deploy`: the builtin `basic`, and a chaincode-as-a-service package
-//! per `--external-chaincode`), and then writes `DIR/network.json` (DESIGN.md's shape), so a
-//! client that sees the file can use the chaincodes at once. Running it again on the same DIR
-//! restarts the same network with its ledgers; a chaincode whose committed definition is
-//! already current is left alone, one whose server address changed is upgraded (a network
-//! created before clusters keeps its single orderer).
+//! Creates the crypto material (once: the organizations' nodes, admins, users, 32 prosumers per
+//! market organization and a DSO meter per prosumer), the genesis blocks of `market` (every
+//! organization) and of the bilateral meter channels `meter-retailer` and `meter-community`
+//! (that organization and the DSO), one config file per node, then starts the three Raft
+//! orderers (orderer0..2, every channel's consenters) and one peer each for DSOMSP, RetailerMSP
+//! and CommunityMSP as separate processes, waits until every node serves, and defines the
+//! chaincodes through the lifecycle as the organizations' admins would (`gridledger chaincode
+//! deploy`): on `market` the builtin `basic` (and a chaincode-as-a-service package per
+//! `--external-chaincode`) and the DSO-certified `energy`, `certs` and `flex`; on each meter
+//! channel `meter` with its private `readings` collection. Each market organization's admin then
+//! registers its meter channel in `energy`. Last it writes `DIR/network.json` (DESIGN.md's
+//! shape), so a client that sees the file can use the chaincodes at once. Running it again on
+//! the same DIR restarts the same network with its ledgers; a chaincode whose committed
+//! definition is already current is left alone, one whose server address changed is upgraded
+//! (a network created before clusters keeps its single orderer).
 //!
 //! Ports: orderer0 on P, the peers on P+1..P+3, orderer1 and orderer2 on P+4 and P+5. Each
-//! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Ctrl-C or SIGTERM stops every node; the nodes also stop when
-//! `up` itself dies, because they watch the standard input `up` holds open for them.
+//! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Ctrl-C or
+//! SIGTERM stops every node; the nodes also stop when `up` itself dies, because they watch the
+//! standard input `up` holds open for them.
 
 use anyhow::{Context, bail};
 use gridledger_identity::material::{self, CryptoConfig};
@@ -33,6 +39,9 @@ const CHANNEL: &str = "market";
 /// market organization's.
 const ENERGY_CHAINCODE: &str = "energy";
 const ENERGY_POLICY: &str = "AND('DSOMSP.peer', OutOf(1, 'RetailerMSP.peer', 'CommunityMSP.peer'))";
+/// The DSO-certified market chaincodes on `market`, all under [`ENERGY_POLICY`]: the market
+/// itself, guarantees of origin and demand response.
+const MARKET_CHAINCODES: [&str; 3] = [ENERGY_CHAINCODE, "certs", "flex"];
 /// The DSO's feeder model and the load scale per 15-minute slot (its private configuration).
 const FEEDER: &[u8] = include_bytes!("../../grid/feeders/ieee33.json");
 const LOAD_PROFILE: &str = include_str!("../../grid/profiles/household-h25-winter.csv");
@@ -549,20 +558,25 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let orderer_count = nodes.iter().filter(|n| n.kind == "orderer").count();
     let mut names: Vec<&str> = chaincodes.iter().map(|(n, _)| n.as_str()).collect();
-    names.push(ENERGY_CHAINCODE);
+    names.extend(MARKET_CHAINCODES);
     let network = network_json(&dir, args.base_port, orderer_count, &names);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     // The chaincodes are defined through the lifecycle, as the network's admins would.
-    let energy = [(
-        ENERGY_CHAINCODE.to_string(),
-        crate::chaincode::CodeArgs {
-            builtin: Some(ENERGY_CHAINCODE.into()),
-            ccaas: None,
-        },
-    )];
+    let energy: Vec<(String, crate::chaincode::CodeArgs)> = MARKET_CHAINCODES
+        .iter()
+        .map(|name| {
+            (
+                (*name).to_string(),
+                crate::chaincode::CodeArgs {
+                    builtin: Some((*name).into()),
+                    ccaas: None,
+                },
+            )
+        })
+        .collect();
     let deployed = runtime.block_on(async {
         crate::chaincode::deploy_for_up(
             &network,
@@ -614,7 +628,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         dir.join("network.json").display()
     );
     println!(
-        "[up] channel '{CHANNEL}' with chaincodes '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}) and '{ENERGY_CHAINCODE}' ({ENERGY_POLICY}; the DSO's peer checks every trade on its feeder model)"
+        "[up] channel '{CHANNEL}' with chaincodes '{CHAINCODE}' (endorsement policy {ENDORSEMENT_POLICY}) and '{ENERGY_CHAINCODE}', 'certs', 'flex' ({ENERGY_POLICY}; the DSO's peer checks every trade on its feeder model)"
     );
     for (msp_id, _, channel) in MARKET_ORGS {
         println!(
