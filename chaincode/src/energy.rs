@@ -22,7 +22,7 @@
 //! | `Balance` | anyone | account |
 //! | `GetTrade` / `GetOffer` | anyone | id, period |
 //! | `GetAttestation` | anyone | period, account |
-//! | `Supply` | anyone | – |
+//! | `Supply` | anyone | – (all accounts) or account |
 //! | `GetMeterChannel` | anyone | msp_id |
 //! | `GetFlexPayment` | anyone | request_id, period, account |
 //!
@@ -43,7 +43,10 @@
 //! `GetFlexPayment` returns). Only payment moves, so the issued total is unchanged.
 //!
 //! Invariants, checked by [`Supply`]: e-tokens in accounts = minted − burned; payment in
-//! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend.
+//! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend. The
+//! totals are kept per account (`supply/<account>`: what was issued to, minted for and burned
+//! from it), so transactions for different accounts never conflict on a shared counter;
+//! `Supply` with no argument sums them, `Supply account` gives one.
 //!
 //! ## Attestations
 //!
@@ -81,7 +84,10 @@ pub const MAX_PRICE_CENTS_PER_KWH: u64 = 100_000;
 /// The largest payment issued at once, cents.
 pub const MAX_ISSUE_CENTS: u64 = 1_000_000_000;
 
-const SUPPLY_KEY: &str = "supply";
+/// Prefix of the per-account supply records (`supply/<account>`): issuance, minting and
+/// burning touch only the account's own record, so transactions for different accounts never
+/// conflict on a shared counter; `Supply` sums them.
+const SUPPLY_PREFIX: &str = "supply/";
 /// The `meter` chaincode's name on the bilateral channels.
 pub const METER_CHAINCODE: &str = "meter";
 /// Transient key of the salt an attestation's commitment is made with.
@@ -458,7 +464,7 @@ impl Chaincode for EnergyMarket {
                     .map(|t| to_json(&t))
                     .ok_or_else(|| format!("no trade {}", a[0]))
             }),
-            "Supply" => get::<Supply>(stub, SUPPLY_KEY).map(|s| to_json(&s.unwrap_or_default())),
+            "Supply" => total_supply(stub, &args).map(|s| to_json(&s)),
             "GetAttestation" => expect_args(&args, &["period", "account"], "GetAttestation")
                 .and_then(|a| {
                     let key = attestation_key(period(&a[0])?, a[1].trim());
@@ -496,13 +502,14 @@ fn issue_payment(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
         .payment_cents
         .checked_add(cents)
         .ok_or("the balance would overflow")?;
-    let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+    let supply_key = format!("{SUPPLY_PREFIX}{account}");
+    let mut supply: Supply = get(stub, &supply_key)?.unwrap_or_default();
     supply.issued_cents = supply
         .issued_cents
         .checked_add(cents)
         .ok_or("the issued total would overflow")?;
     put(stub, &balance_key(account), &balance)?;
-    put(stub, SUPPLY_KEY, &supply)?;
+    put(stub, &supply_key, &supply)?;
     Ok(to_json(&balance))
 }
 
@@ -687,11 +694,12 @@ impl EnergyMarket {
         };
         let mut balance = load_balance(stub, account)?;
         balance.etokens_wh += export_wh;
-        let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+        let supply_key = format!("{SUPPLY_PREFIX}{account}");
+        let mut supply: Supply = get(stub, &supply_key)?.unwrap_or_default();
         supply.minted_wh += export_wh;
         put(stub, &key, &attestation)?;
         put(stub, &balance_key(account), &balance)?;
-        put(stub, SUPPLY_KEY, &supply)?;
+        put(stub, &supply_key, &supply)?;
         Ok(to_json(&attestation))
     }
 
@@ -745,11 +753,12 @@ impl EnergyMarket {
             .min(attestation.import_wh - attestation.burned_wh);
         balance.etokens_wh -= burn;
         attestation.burned_wh += burn;
-        let mut supply: Supply = get(stub, SUPPLY_KEY)?.unwrap_or_default();
+        let supply_key = format!("{SUPPLY_PREFIX}{account}");
+        let mut supply: Supply = get(stub, &supply_key)?.unwrap_or_default();
         supply.burned_wh += burn;
         put(stub, &balance_key(account), &balance)?;
         put(stub, &key, &attestation)?;
-        put(stub, SUPPLY_KEY, &supply)?;
+        put(stub, &supply_key, &supply)?;
         Ok(to_json(&attestation))
     }
 }
@@ -887,4 +896,32 @@ fn metered(
 /// Lower-case hex.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Supply` (the sum over every account) or `Supply account`.
+fn total_supply(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Result<Supply, String> {
+    match args {
+        [] => {
+            let end = format!("{}0", SUPPLY_PREFIX.trim_end_matches('/'));
+            let mut total = Supply::default();
+            for (key, bytes) in stub
+                .get_state_by_range(SUPPLY_PREFIX, &end)
+                .map_err(state)?
+            {
+                let s: Supply = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("the stored record {key} is corrupt: {e}"))?;
+                total.issued_cents += s.issued_cents;
+                total.minted_wh += s.minted_wh;
+                total.burned_wh += s.burned_wh;
+            }
+            Ok(total)
+        }
+        [account] => {
+            Ok(get(stub, &format!("{SUPPLY_PREFIX}{}", account.trim()))?.unwrap_or_default())
+        }
+        _ => Err(format!(
+            "Supply takes no argument or an account, not {}",
+            args.len()
+        )),
+    }
 }

@@ -285,11 +285,15 @@ fn balance(state: &mut MemState, who: &Who, account: &str) -> Balance {
 
 /// Both conservation laws over every account in the state.
 fn check_conservation(state: &MemState) {
-    let supply: Supply = state
-        .0
-        .get("supply")
-        .map(|b| serde_json::from_slice(b).expect("supply"))
-        .unwrap_or_default();
+    let mut supply = Supply::default();
+    for (key, value) in &state.0 {
+        if key.starts_with("supply/") {
+            let s: Supply = serde_json::from_slice(value).expect("supply");
+            supply.issued_cents += s.issued_cents;
+            supply.minted_wh += s.minted_wh;
+            supply.burned_wh += s.burned_wh;
+        }
+    }
     let (mut tokens, mut cents) = (0u64, 0u64);
     for (key, value) in &state.0 {
         if key.starts_with("balance/") {
@@ -646,6 +650,21 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
     assert_eq!(
         (supply.minted_wh, supply.burned_wh, supply.issued_cents),
         (1000, 1000, 10000)
+    );
+    // Per account: the seller's minting, the buyer's issuance and burning.
+    let of = |state: &mut MemState, account: &str| -> Supply {
+        serde_json::from_slice(&ok(&run(state, &buyer, after, &["Supply", account])))
+            .expect("supply")
+    };
+    let seller_supply = of(&mut state, "CommunityMSP:POD-C001");
+    assert_eq!(
+        (seller_supply.minted_wh, seller_supply.issued_cents),
+        (1000, 0)
+    );
+    let buyer_supply = of(&mut state, "RetailerMSP:POD-R002");
+    assert_eq!(
+        (buyer_supply.burned_wh, buyer_supply.issued_cents),
+        (1000, 10000)
     );
 }
 

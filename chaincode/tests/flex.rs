@@ -293,12 +293,19 @@ impl World {
 
     /// Payment in balances plus escrow of unsettled trades equals the issued total.
     fn check_payment_conservation(&self) {
-        let supply: Supply = self
+        let issued: u64 = self
             .market
-            .0
-            .get(&("energy".to_owned(), "supply".to_owned()))
-            .map(|b| serde_json::from_slice(b).expect("supply"))
-            .unwrap_or_default();
+            .under("energy", "supply/")
+            .map(|b| {
+                serde_json::from_slice::<Supply>(b)
+                    .expect("supply")
+                    .issued_cents
+            })
+            .sum();
+        let supply = Supply {
+            issued_cents: issued,
+            ..Supply::default()
+        };
         let balances: u64 = self
             .market
             .under("energy", "balance/")

@@ -192,14 +192,13 @@ fn energy_writes(envelope: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
 /// Both conservation laws over one state: e-tokens in accounts = minted − burned, and payment
 /// in balances plus the escrow of unsettled trades = issued.
 fn check_conservation(height: usize, state: &BTreeMap<String, Vec<u8>>) {
-    let supply = state.get("supply").map(|b| json(b));
-    let (issued, minted, burned) = supply.as_ref().map_or((0, 0, 0), |s| {
-        (
-            number(s, "issued_cents"),
-            number(s, "minted_wh"),
-            number(s, "burned_wh"),
-        )
-    });
+    let (mut issued, mut minted, mut burned) = (0, 0, 0);
+    for (_, value) in state.iter().filter(|(k, _)| k.starts_with("supply/")) {
+        let s = json(value);
+        issued += number(&s, "issued_cents");
+        minted += number(&s, "minted_wh");
+        burned += number(&s, "burned_wh");
+    }
     let (mut tokens, mut cents) = (0u64, 0u64);
     for (key, value) in state {
         if key.starts_with("balance/") {
