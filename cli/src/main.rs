@@ -8,9 +8,11 @@ mod bench;
 mod chaincode;
 mod channel;
 mod crypto;
+mod demo;
 mod grid;
 mod ledger;
 mod node;
+mod report;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,9 @@ enum Command {
     Chaincode(chaincode::ChaincodeCommand),
     /// Start a local consortium (orderer + one peer per member org) and write DIR/network.json.
     Up(up::UpArgs),
+    /// Simulate one day of the energy market on the network `up` runs (started if none is),
+    /// print a summary and write an HTML report.
+    Demo(demo::DemoArgs),
     /// Run a peer.
     #[command(subcommand)]
     Peer(node::PeerCommand),
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Grid(cmd) => grid::run(cmd),
         Command::Up(args) => up::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Peer(cmd) => node::run_peer(cmd),
         Command::Orderer(cmd) => node::run_orderer(cmd),
