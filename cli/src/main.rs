@@ -11,6 +11,9 @@ mod crypto;
 mod grid;
 mod ledger;
 mod node;
+// Used by `gridledger demo` (demo.rs), which renders the day it simulates.
+#[allow(dead_code)]
+mod report;
 mod up;
 
 use clap::{Parser, Subcommand};
