@@ -124,8 +124,9 @@ fn ensure_network(dir: &Path, base_port: u16) -> anyhow::Result<Option<Child>> {
             .collect();
         let serving = !endpoints.is_empty()
             && endpoints.iter().all(|e| {
-                e.parse()
-                    .is_ok_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+                e.parse().is_ok_and(|addr| {
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+                })
             });
         if serving {
             println!("[demo] using the network running under {}", dir.display());
@@ -247,13 +248,20 @@ fn profile() -> anyhow::Result<Vec<Slot>> {
         .filter(|l| !l.starts_with('#') && !l.starts_with("minute"))
     {
         let cols: Vec<&str> = line.split(',').collect();
-        anyhow::ensure!(cols.len() == 3, "profile line {line:?} is not minute,load,pv");
+        anyhow::ensure!(
+            cols.len() == 3,
+            "profile line {line:?} is not minute,load,pv"
+        );
         slots.push(Slot {
             load_kw: cols[1].parse().context("profile load")?,
             pv_kw: cols[2].parse().context("profile pv")?,
         });
     }
-    anyhow::ensure!(slots.len() == 96, "the profile has {} slots, not 96", slots.len());
+    anyhow::ensure!(
+        slots.len() == 96,
+        "the profile has {} slots, not 96",
+        slots.len()
+    );
     Ok(slots)
 }
 
@@ -292,7 +300,10 @@ impl Prosumer {
         let s = slots[slot % slots.len()];
         let (load_dev, sky) = if measured {
             let x = (slot * 7 + seed * 13) as f64;
-            (1.0 + 0.12 * (x * 0.37).sin(), 0.78 + 0.12 * (x * 0.53).cos())
+            (
+                1.0 + 0.12 * (x * 0.37).sin(),
+                0.78 + 0.12 * (x * 0.53).cos(),
+            )
         } else {
             (1.0, 0.85)
         };
@@ -602,7 +613,11 @@ struct Stats {
 /// The violated limit named in a DSO refusal ("undervoltage at bus 17"), or the refusal's
 /// last clause.
 fn refusal_reason(message: &str) -> String {
-    for kind in ["undervoltage at bus", "overvoltage at bus", "overcurrent on line"] {
+    for kind in [
+        "undervoltage at bus",
+        "overvoltage at bus",
+        "overcurrent on line",
+    ] {
         if let Some(i) = message.find(kind) {
             let rest = &message[i..];
             let end = rest
@@ -611,7 +626,10 @@ fn refusal_reason(message: &str) -> String {
             return format!("the DSO: {}", &rest[..end]);
         }
     }
-    let tail = message.rsplit("chaincode response 500, ").next().unwrap_or(message);
+    let tail = message
+        .rsplit("chaincode response 500, ")
+        .next()
+        .unwrap_or(message);
     tail.chars().take(120).collect()
 }
 
@@ -650,8 +668,12 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 msp,
                 letter,
                 n,
-                gateway: network.gateway(msp, &format!("Prosumer-{letter}{n:03}")).await?,
-                meter: network.gateway("DSOMSP", &format!("Meter-{letter}{n:03}")).await?,
+                gateway: network
+                    .gateway(msp, &format!("Prosumer-{letter}{n:03}"))
+                    .await?,
+                meter: network
+                    .gateway("DSOMSP", &format!("Meter-{letter}{n:03}"))
+                    .await?,
                 kwp,
                 households,
             });
@@ -660,10 +682,22 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let dso = network.gateway("DSOMSP", "User1").await?;
     let dso_admin = network.gateway("DSOMSP", "Admin").await?;
     let admins = [
-        ("RetailerMSP", network.gateway("RetailerMSP", "Admin").await?),
-        ("CommunityMSP", network.gateway("CommunityMSP", "Admin").await?),
+        (
+            "RetailerMSP",
+            network.gateway("RetailerMSP", "Admin").await?,
+        ),
+        (
+            "CommunityMSP",
+            network.gateway("CommunityMSP", "Admin").await?,
+        ),
     ];
-    let admin_of = |msp: &str| &admins.iter().find(|(m, _)| *m == msp).expect("a market org").1;
+    let admin_of = |msp: &str| {
+        &admins
+            .iter()
+            .find(|(m, _)| *m == msp)
+            .expect("a market org")
+            .1
+    };
     let runner = Runner {
         concurrency: c,
         stats: &stats,
@@ -749,7 +783,10 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 "20",
             ],
         )];
-        expect_committed("the flexibility request", runner.run("flexibility request", publish).await)?;
+        expect_committed(
+            "the flexibility request",
+            runner.run("flexibility request", publish).await,
+        )?;
         let mut ops = Vec::new();
         for &i in &dr_participants {
             ops.push(Op::new(
@@ -767,7 +804,9 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         }
         expect_committed(
             "demand-response commitments and history",
-            runner.run("flexibility commitments and meter history", ops).await,
+            runner
+                .run("flexibility commitments and meter history", ops)
+                .await,
         )?;
     }
 
@@ -779,11 +818,17 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         for (i, pr) in prosumers.iter().enumerate() {
             let surplus = wh(-pr.net_kw(&slots, p, false, i));
             if surplus >= 100 {
-                let price = 6 + (i as u64 % 5) + u64::from(p >= 64 && p < 88) * 8;
+                let price = 6 + (i as u64 % 5) + u64::from((64..88).contains(&p)) * 8;
                 let id = format!("o{run_id}-{p}-{i}");
                 ops.push(Op::new(
                     energy(&pr.gateway, start - 600),
-                    &["PostOffer", &id, &start.to_string(), &surplus.to_string(), &price.to_string()],
+                    &[
+                        "PostOffer",
+                        &id,
+                        &start.to_string(),
+                        &surplus.to_string(),
+                        &price.to_string(),
+                    ],
                 ));
                 offers.push((p, i, id, surplus, price));
             }
@@ -821,7 +866,13 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                 ops.push(
                     Op::new(
                         energy(&pr.gateway, start - 540),
-                        &["AcceptOffer", &id, offer_id, &start.to_string(), &take.to_string()],
+                        &[
+                            "AcceptOffer",
+                            &id,
+                            offer_id,
+                            &start.to_string(),
+                            &take.to_string(),
+                        ],
                     )
                     // A buyer's trades all spend its balance: one after another.
                     .lane(format!("buyer-{i}")),
@@ -838,7 +889,9 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let accepted = runner.run("trades (each certified by the DSO's power flow)", ops).await;
+    let accepted = runner
+        .run("trades (each certified by the DSO's power flow)", ops)
+        .await;
     let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     let mut refused_per_period = vec![0u32; args.periods];
     for (trade, outcome) in trades.iter_mut().zip(&accepted) {
@@ -871,7 +924,12 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             ops.push(reading_op(pr, start, net, &run_id));
         }
     }
-    expect_committed("readings", runner.run("meter readings (private, on the meter channels)", ops).await)?;
+    expect_committed(
+        "readings",
+        runner
+            .run("meter readings (private, on the meter channels)", ops)
+            .await,
+    )?;
     let traded: BTreeSet<(usize, usize)> = trades
         .iter()
         .filter(|t| t.committed)
@@ -889,7 +947,13 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             ops.push(
                 Op::new(
                     energy(&dso, start + PERIOD + 120),
-                    &["Attest", &start.to_string(), &pr.account(), &export.to_string(), &import.to_string()],
+                    &[
+                        "Attest",
+                        &start.to_string(),
+                        &pr.account(),
+                        &export.to_string(),
+                        &import.to_string(),
+                    ],
                 )
                 .transient("salt", salt.as_bytes())
                 .endorsed_by(&["DSOMSP", pr.msp]),
@@ -925,8 +989,10 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             paid_cents += t["paid_cents"].as_u64().unwrap_or(0);
         }
     }
-    let buyers: BTreeSet<(usize, usize)> =
-        committed_trades.iter().map(|t| (t.period, t.buyer)).collect();
+    let buyers: BTreeSet<(usize, usize)> = committed_trades
+        .iter()
+        .map(|t| (t.period, t.buyer))
+        .collect();
     let mut ops = Vec::new();
     let burn_keys: Vec<(usize, usize)> = buyers.iter().copied().collect();
     for &(p, i) in &burn_keys {
@@ -969,7 +1035,11 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         if let Outcome::Committed(payload) = outcome {
             let ids = json(payload)["issued"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect::<Vec<_>>())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
             issued_ids.entry(i).or_default().extend(ids);
         }
@@ -1007,7 +1077,11 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     }
     let transferred = runner.run("certificates transferred", transfers).await;
     let cancelled = runner.run("certificates cancelled", cancellations).await;
-    let count = |v: &[Outcome]| v.iter().filter(|o| matches!(o, Outcome::Committed(_))).count();
+    let count = |v: &[Outcome]| {
+        v.iter()
+            .filter(|o| matches!(o, Outcome::Committed(_)))
+            .count()
+    };
 
     // Demand response: attested against the baseline, then paid.
     let mut dr_lines = Vec::new();
@@ -1019,7 +1093,12 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .map(|&i| {
                 Op::new(
                     flex(dr_period + PERIOD + 400),
-                    &["AttestDelivery", &dr_id, &dr_period.to_string(), &prosumers[i].account()],
+                    &[
+                        "AttestDelivery",
+                        &dr_id,
+                        &dr_period.to_string(),
+                        &prosumers[i].account(),
+                    ],
                 )
                 .endorsed_by(&["DSOMSP", prosumers[i].msp])
             })
@@ -1030,11 +1109,23 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .map(|&i| {
                 Op::new(
                     energy(&dso, dr_period + PERIOD + 460),
-                    &["PayFlex", &dr_id, &dr_period.to_string(), &prosumers[i].account()],
+                    &[
+                        "PayFlex",
+                        &dr_id,
+                        &dr_period.to_string(),
+                        &prosumers[i].account(),
+                    ],
                 )
             })
             .collect();
-        let payments = runner.run_lanes("demand response paid", ops.into_iter().map(|op| op.lane("treasury".into())).collect()).await;
+        let payments = runner
+            .run_lanes(
+                "demand response paid",
+                ops.into_iter()
+                    .map(|op| op.lane("treasury".into()))
+                    .collect(),
+            )
+            .await;
         for ((&i, d), pay) in dr_participants.iter().zip(&deliveries).zip(&payments) {
             let account = prosumers[i].account();
             match (d, pay) {
@@ -1067,17 +1158,32 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let mut refusal_list: Vec<(String, usize)> = refusals.into_iter().collect();
     refusal_list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let summary: Vec<(String, String)> = vec![
-        ("Day (UTC)".into(), format!("{day_name}, {} periods", args.periods)),
-        ("Prosumers".into(), format!("{} (RetailerMSP and CommunityMSP)", prosumers.len())),
+        (
+            "Day (UTC)".into(),
+            format!("{day_name}, {} periods", args.periods),
+        ),
+        (
+            "Prosumers".into(),
+            format!("{} (RetailerMSP and CommunityMSP)", prosumers.len()),
+        ),
         ("Offers posted".into(), offers.len().to_string()),
         (
             "Trades".into(),
-            format!("{} committed, {refused_total} refused", committed_trades.len()),
+            format!(
+                "{} committed, {refused_total} refused",
+                committed_trades.len()
+            ),
         ),
-        ("Energy traded".into(), format!("{:.1} kWh", traded_wh as f64 / 1000.0)),
+        (
+            "Energy traded".into(),
+            format!("{:.1} kWh", traded_wh as f64 / 1000.0),
+        ),
         (
             "Energy delivered against trades".into(),
-            format!("{:.1} kWh, {paid_cents} c paid to sellers", delivered_wh as f64 / 1000.0),
+            format!(
+                "{:.1} kWh, {paid_cents} c paid to sellers",
+                delivered_wh as f64 / 1000.0
+            ),
         ),
         (
             "E-tokens".into(),
@@ -1109,7 +1215,10 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         ),
         (
             "Transactions".into(),
-            format!("{committed_tx} committed in {elapsed:.0} s ({:.1} tps)", committed_tx as f64 / elapsed.max(0.001)),
+            format!(
+                "{committed_tx} committed in {elapsed:.0} s ({:.1} tps)",
+                committed_tx as f64 / elapsed.max(0.001)
+            ),
         ),
     ];
     println!();
@@ -1131,7 +1240,8 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let mut per_period = Vec::with_capacity(args.periods);
     let mut supply = 0i64;
     for (p, &start) in periods.iter().enumerate() {
-        let in_period: Vec<&&TradeRecord> = committed_trades.iter().filter(|t| t.period == p).collect();
+        let in_period: Vec<&&TradeRecord> =
+            committed_trades.iter().filter(|t| t.period == p).collect();
         let energy: u64 = in_period.iter().map(|t| t.energy_wh).sum();
         let value: u64 = in_period.iter().map(|t| t.energy_wh * t.price).sum();
         supply += minted[p] as i64 - burned[p] as i64;
@@ -1168,7 +1278,11 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     std::fs::write(&svg_path, crate::report::render_svg(&report))
         .with_context(|| format!("writing {}", svg_path.display()))?;
     println!();
-    println!("[demo] report: {} (plots: {})", html_path.display(), svg_path.display());
+    println!(
+        "[demo] report: {} (plots: {})",
+        html_path.display(),
+        svg_path.display()
+    );
     Ok(())
 }
 
@@ -1180,7 +1294,10 @@ fn pr_certs(g: &Gateway, t: i64) -> Contract {
 fn reading_op(p: &Prosumer, start: i64, net_kw: f64, run_id: &str) -> Op {
     let salt = format!("reading-{run_id}-{}-{start}", p.pod());
     Op::new(
-        p.meter.network(p.channel()).contract("meter").at(at(start + PERIOD + 60)),
+        p.meter
+            .network(p.channel())
+            .contract("meter")
+            .at(at(start + PERIOD + 60)),
         &[
             "RecordReading",
             &start.to_string(),
@@ -1233,8 +1350,16 @@ fn worst_period(
                 continue;
             };
             let kw = t.energy_wh as f64 * 4.0 / 1000.0;
-            extra.push(gridledger_grid::BusPower { bus: seller, p_kw: -kw, q_kvar: 0.0 });
-            extra.push(gridledger_grid::BusPower { bus: buyer, p_kw: kw, q_kvar: 0.0 });
+            extra.push(gridledger_grid::BusPower {
+                bus: seller,
+                p_kw: -kw,
+                q_kvar: 0.0,
+            });
+            extra.push(gridledger_grid::BusPower {
+                bus: buyer,
+                p_kw: kw,
+                q_kvar: 0.0,
+            });
         }
         if extra.is_empty() {
             continue;
@@ -1246,7 +1371,11 @@ fn worst_period(
             .context("the power flow with the trades")?;
         let min = with.vm_pu.iter().copied().fold(f64::INFINITY, f64::min);
         let lower = worst.as_ref().is_none_or(|w| {
-            min < w.with_trades_vm_pu.iter().copied().fold(f64::INFINITY, f64::min)
+            min < w
+                .with_trades_vm_pu
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
         });
         if lower {
             worst = Some(WorstPeriod {
