@@ -64,9 +64,12 @@ pub struct DemoArgs {
     /// Prosumers of each market organization taking part (at most the 32 `up` creates).
     #[arg(long, default_value_t = 8)]
     pub prosumers: usize,
-    /// Periods simulated from midnight (96 = the whole day; fewer for a quick look).
+    /// Periods simulated (96 = the whole day; fewer for a quick look).
     #[arg(long, default_value_t = 96)]
     pub periods: usize,
+    /// The first period simulated, counted from midnight UTC (0–95).
+    #[arg(long, default_value_t = 0)]
+    pub from_period: usize,
     /// Transactions in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -82,8 +85,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--prosumers must be 1 to 32 (up creates 32 per organization)"
     );
     anyhow::ensure!(
-        (1..=96).contains(&args.periods),
-        "--periods must be 1 to 96"
+        (1..=96).contains(&args.periods) && args.from_period + args.periods <= 96,
+        "--from-period and --periods must stay within the day's 96 periods"
     );
     anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
     std::fs::create_dir_all(&args.dir)
@@ -722,16 +725,25 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         .network(prosumers[0].channel())
         .contract("meter");
     let first_meter = format!("M-{}{:03}", prosumers[0].letter, prosumers[0].n);
+    // The first prosumer's meter reports every simulated period (and the demand-response
+    // history): a day where it already did was simulated by an earlier demo.
+    let first = args.from_period;
     for _ in 0..60 {
-        let dr_history = day - DR_HISTORY_DAYS * DAY + DR_SLOT as i64 * PERIOD;
-        let taken = probe
-            .evaluate("GetRecord", &[&first_meter, &day.to_string()])
-            .await
-            .is_ok()
-            || probe
-                .evaluate("GetRecord", &[&first_meter, &dr_history.to_string()])
+        let mut intervals: Vec<i64> = (first..first + args.periods)
+            .map(|p| day + p as i64 * PERIOD)
+            .collect();
+        intervals.push(day - DR_HISTORY_DAYS * DAY + DR_SLOT as i64 * PERIOD);
+        let mut taken = false;
+        for interval in intervals {
+            if probe
+                .evaluate("GetRecord", &[&first_meter, &interval.to_string()])
                 .await
-                .is_ok();
+                .is_ok()
+            {
+                taken = true;
+                break;
+            }
+        }
         if !taken {
             break;
         }
@@ -768,7 +780,7 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         .collect();
     let dr_period = day + DR_SLOT as i64 * PERIOD;
     let dr_id = format!("dr-{run_id}");
-    let dr_in_day = DR_SLOT < args.periods;
+    let dr_in_day = (first..first + args.periods).contains(&DR_SLOT);
     if dr_in_day {
         let flex = |g: &Gateway| g.network(MARKET).contract("flex").at(at(setup_time));
         let publish = vec![Op::new(
@@ -811,14 +823,16 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     // Trading: offers of forecast surplus, then the deficits bought from the cheapest offers.
-    let periods: Vec<i64> = (0..args.periods).map(|p| day + p as i64 * PERIOD).collect();
+    let periods: Vec<i64> = (0..args.periods)
+        .map(|p| day + (first + p) as i64 * PERIOD)
+        .collect();
     let mut offers: Vec<(usize, usize, String, u64, u64)> = Vec::new(); // (period, seller, id, wh, price)
     let mut ops = Vec::new();
     for (p, &start) in periods.iter().enumerate() {
         for (i, pr) in prosumers.iter().enumerate() {
-            let surplus = wh(-pr.net_kw(&slots, p, false, i));
+            let surplus = wh(-pr.net_kw(&slots, first + p, false, i));
             if surplus >= 100 {
-                let price = 6 + (i as u64 % 5) + u64::from((64..88).contains(&p)) * 8;
+                let price = 6 + (i as u64 % 5) + u64::from((64..88).contains(&(first + p))) * 8;
                 let id = format!("o{run_id}-{p}-{i}");
                 ops.push(Op::new(
                     energy(&pr.gateway, start - 600),
@@ -851,7 +865,7 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .collect();
         book.sort();
         for (i, pr) in prosumers.iter().enumerate() {
-            let mut deficit = wh(pr.net_kw(&slots, p, false, i));
+            let mut deficit = wh(pr.net_kw(&slots, first + p, false, i));
             for (price, seller, offer_id, left) in book.iter_mut() {
                 if deficit < 100 {
                     break;
@@ -909,7 +923,7 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let mut measured: BTreeMap<(usize, usize), (u64, u64)> = BTreeMap::new(); // (period, prosumer) → (import, export)
     for (p, &start) in periods.iter().enumerate() {
         for (i, pr) in prosumers.iter().enumerate() {
-            let dr_cut = if dr_in_day && p == DR_SLOT {
+            let dr_cut = if dr_in_day && first + p == DR_SLOT {
                 // Participants cut their load: the first fully, the second by half, the third not.
                 match dr_participants.iter().position(|&d| d == i) {
                     Some(0) => 6.0,
@@ -919,7 +933,7 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             } else {
                 0.0
             };
-            let net = pr.net_kw(&slots, p, true, i) - dr_cut;
+            let net = pr.net_kw(&slots, first + p, true, i) - dr_cut;
             measured.insert((p, i), (wh(net), wh(-net)));
             ops.push(reading_op(pr, start, net, &run_id));
         }
