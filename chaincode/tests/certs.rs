@@ -8,17 +8,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use gridledger_chaincode::certs::{Certificate, Certified, GuaranteesOfOrigin, Issuance};
 use gridledger_chaincode::energy::{Attestation, EnergyMarket};
 use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
     Chaincode, Invocation, Registry, SimulationResult, StateReader, simulate_with_host,
 };
-use gridledger_identity::SigningIdentity;
-use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
 use gridledger_proto::prost_types::Timestamp;
@@ -112,75 +107,42 @@ impl ChaincodeHost for EnergyHost {
     }
 }
 
-/// (MSP, serialized identity, certificate attributes) of a test identity.
-type Who = (String, Vec<u8>, BTreeMap<String, String>);
+use support::{People, Who};
 
 /// The identities of the test consortium.
-struct People {
-    dir: PathBuf,
+fn people(test: &str) -> People {
+    support::People::new(
+        &format!("certs-{test}"),
+        serde_json::json!([
+            {"msp_id": "DSOMSP", "users": [
+                {"name": "Operator"},
+                {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
+            ]},
+            {"msp_id": "RetailerMSP", "users": [
+                {"name": "Clerk"},
+                {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
+            ]},
+            {"msp_id": "CommunityMSP", "users": [
+                {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}},
+                {"name": "Prosumer-C002", "attributes": {"pod": "POD-C002"}}
+            ]}
+        ]),
+    )
 }
 
-impl People {
-    fn new(test: &str) -> People {
-        let dir =
-            std::env::temp_dir().join(format!("gridledger-certs-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config: CryptoConfig = serde_json::from_value(serde_json::json!({
-            "seed": "gridledger-certs-tests",
-            "organizations": [
-                {"msp_id": "DSOMSP", "users": [
-                    {"name": "Operator"},
-                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
-                ]},
-                {"msp_id": "RetailerMSP", "users": [
-                    {"name": "Clerk"},
-                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
-                ]},
-                {"msp_id": "CommunityMSP", "users": [
-                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}},
-                    {"name": "Prosumer-C002", "attributes": {"pod": "POD-C002"}}
-                ]}
-            ]
-        }))
-        .expect("crypto config");
-        material::generate(&config, &dir, 0).expect("generate material");
-        People { dir }
-    }
+/// The roles the tests use most.
+trait Roles {
+    fn dso(&self) -> Who;
+    fn c001(&self) -> Who;
+}
 
-    /// (MSP, serialized identity, certificate attributes) of user `name` of `msp`.
-    fn user(&self, msp: &str, name: &str) -> Who {
-        let base = self
-            .dir
-            .join(format!("organizations/{msp}/users/{name}/msp"));
-        let identity = SigningIdentity::load(
-            msp,
-            &base.join("signcerts/cert.pem"),
-            &base.join("keystore/key.pem"),
-        )
-        .expect("load identity");
-        let cert = gridledger_identity::Certificate::from_pem(
-            &std::fs::read(base.join("signcerts/cert.pem")).expect("cert"),
-        )
-        .expect("parse cert");
-        (
-            msp.to_owned(),
-            identity.serialized().to_vec(),
-            cert.attributes,
-        )
-    }
-
+impl Roles for People {
     fn dso(&self) -> Who {
         self.user("DSOMSP", "Operator")
     }
 
     fn c001(&self) -> Who {
         self.user("CommunityMSP", "Prosumer-C001")
-    }
-}
-
-impl Drop for People {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -273,7 +235,7 @@ fn id(period: i64, account: &str, n: u32) -> String {
 
 #[test]
 fn only_the_dsos_operators_issue() {
-    let people = People::new("issuer");
+    let people = people("issuer");
     let mut state = MemState::default();
     state.attest(PERIOD, C001, 3000);
     assert!(Registry::with_builtins().contains("certs"));
@@ -324,7 +286,7 @@ fn only_the_dsos_operators_issue() {
 
 #[test]
 fn certificates_are_issued_only_against_an_attestation() {
-    let people = People::new("attested");
+    let people = people("attested");
     let dso = people.dso();
     let mut state = MemState::default();
     fails(
@@ -358,7 +320,7 @@ fn certificates_are_issued_only_against_an_attestation() {
 
 #[test]
 fn issue_floors_to_whole_kwh_and_keeps_the_remainder() {
-    let people = People::new("floor");
+    let people = people("floor");
     let dso = people.dso();
     let mut state = MemState::default();
     state.attest(PERIOD, C001, 2750);
@@ -424,7 +386,7 @@ fn issue_floors_to_whole_kwh_and_keeps_the_remainder() {
 
 #[test]
 fn nothing_is_issued_twice_for_the_same_metered_energy() {
-    let people = People::new("twice");
+    let people = people("twice");
     let dso = people.dso();
     let mut state = MemState::default();
     // 1002.3 kWh: more than one issue writes, so a second issue has something left.
@@ -480,7 +442,7 @@ fn nothing_is_issued_twice_for_the_same_metered_energy() {
 
 #[test]
 fn only_the_owner_transfers() {
-    let people = People::new("transfer");
+    let people = people("transfer");
     let dso = people.dso();
     let c001 = people.c001();
     let mut state = MemState::default();
@@ -549,7 +511,7 @@ fn only_the_owner_transfers() {
 
 #[test]
 fn a_certificate_is_cancelled_exactly_once_and_never_transferred_after() {
-    let people = People::new("cancel");
+    let people = people("cancel");
     let dso = people.dso();
     let c001 = people.c001();
     let mut state = MemState::default();
@@ -613,7 +575,7 @@ fn a_certificate_is_cancelled_exactly_once_and_never_transferred_after() {
 
 #[test]
 fn expired_certificates_are_neither_transferred_nor_cancelled_nor_issued() {
-    let people = People::new("expiry");
+    let people = people("expiry");
     let dso = people.dso();
     let c001 = people.c001();
     let mut state = MemState::default();
@@ -679,7 +641,7 @@ fn expired_certificates_are_neither_transferred_nor_cancelled_nor_issued() {
 
 #[test]
 fn queries_by_owner_device_and_period_follow_transfers() {
-    let people = People::new("queries");
+    let people = people("queries");
     let dso = people.dso();
     let c001 = people.c001();
     let c002 = people.user("CommunityMSP", "Prosumer-C002");
@@ -779,7 +741,7 @@ fn queries_by_owner_device_and_period_follow_transfers() {
 
 #[test]
 fn a_device_stays_with_its_producer_and_technology() {
-    let people = People::new("device");
+    let people = people("device");
     let dso = people.dso();
     let mut state = MemState::default();
     state.attest(PERIOD, C001, 1000);
@@ -801,7 +763,7 @@ fn a_device_stays_with_its_producer_and_technology() {
 
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
-    let people = People::new("bad-args");
+    let people = people("bad-args");
     let dso = people.dso();
     let c001 = people.c001();
     let mut state = MemState::default();

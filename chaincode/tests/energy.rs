@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use gridledger_chaincode::energy::{Attestation, Balance, EnergyMarket, Supply, Trade};
 use gridledger_chaincode::meter::MeterReadings;
@@ -18,8 +17,6 @@ use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
     Chaincode, Invocation, SimulationResult, StateReader, simulate, simulate_with_host,
 };
-use gridledger_identity::SigningIdentity;
-use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
 use gridledger_proto::prost_types::Timestamp;
@@ -154,68 +151,27 @@ fn meter_chaincode() -> MeterReadings {
     }
 }
 
-/// (MSP, serialized identity, certificate attributes) of a test identity.
-type Who = (String, Vec<u8>, BTreeMap<String, String>);
+use support::{People, Who};
 
 /// The identities of the test consortium.
-struct People {
-    dir: PathBuf,
-}
-
-impl People {
-    fn new(test: &str) -> People {
-        let dir =
-            std::env::temp_dir().join(format!("gridledger-energy-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config: CryptoConfig = serde_json::from_value(serde_json::json!({
-            "seed": "gridledger-energy-tests",
-            "organizations": [
-                {"msp_id": "DSOMSP", "users": [
-                    {"name": "Operator"},
-                    {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}},
-                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
-                ]},
-                {"msp_id": "RetailerMSP", "users": [
-                    {"name": "Clerk"},
-                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
-                ]},
-                {"msp_id": "CommunityMSP", "users": [
-                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
-                ]}
-            ]
-        }))
-        .expect("crypto config");
-        material::generate(&config, &dir, 0).expect("generate material");
-        People { dir }
-    }
-
-    /// (MSP, serialized identity, certificate attributes) of user `name` of `msp`.
-    fn user(&self, msp: &str, name: &str) -> Who {
-        let base = self
-            .dir
-            .join(format!("organizations/{msp}/users/{name}/msp"));
-        let identity = SigningIdentity::load(
-            msp,
-            &base.join("signcerts/cert.pem"),
-            &base.join("keystore/key.pem"),
-        )
-        .expect("load identity");
-        let cert = gridledger_identity::Certificate::from_pem(
-            &std::fs::read(base.join("signcerts/cert.pem")).expect("cert"),
-        )
-        .expect("parse cert");
-        (
-            msp.to_owned(),
-            identity.serialized().to_vec(),
-            cert.attributes,
-        )
-    }
-}
-
-impl Drop for People {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn people(test: &str) -> People {
+    support::People::new(
+        &format!("energy-{test}"),
+        serde_json::json!([
+            {"msp_id": "DSOMSP", "users": [
+                {"name": "Operator"},
+                {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}},
+                {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
+            ]},
+            {"msp_id": "RetailerMSP", "users": [
+                {"name": "Clerk"},
+                {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}}
+            ]},
+            {"msp_id": "CommunityMSP", "users": [
+                {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
+            ]}
+        ]),
+    )
 }
 
 fn market() -> EnergyMarket {
@@ -317,7 +273,7 @@ fn check_conservation(state: &MemState) {
 
 #[test]
 fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
-    let people = People::new("trade");
+    let people = people("trade");
     let retailer_admin = people.user("RetailerMSP", "Admin");
     let retailer_clerk = people.user("RetailerMSP", "Clerk");
     let buyer = people.user("RetailerMSP", "Prosumer-R002");
@@ -670,7 +626,7 @@ fn a_trade_from_offer_to_burn_conserves_tokens_and_payment() {
 
 #[test]
 fn bad_arguments_are_refused_with_the_reason() {
-    let people = People::new("bad-args");
+    let people = people("bad-args");
     let buyer = people.user("RetailerMSP", "Prosumer-R002");
     let mut state = MemState::default();
     let p = PERIOD.to_string();

@@ -11,7 +11,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use gridledger_chaincode::energy::{Balance, EnergyMarket, FlexPayment, Supply, Trade};
 use gridledger_chaincode::flex::{Commitment, Delivery, DemandResponse, Request};
@@ -20,8 +19,6 @@ use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
     Chaincode, Invocation, SimulationResult, StateReader, simulate, simulate_with_host,
 };
-use gridledger_identity::SigningIdentity;
-use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
 use gridledger_proto::prost_types::Timestamp;
@@ -130,69 +127,29 @@ impl ChaincodeHost for Host {
     }
 }
 
-/// (MSP, serialized identity, certificate attributes) of a test identity.
-type Who = (String, Vec<u8>, BTreeMap<String, String>);
+use support::{People, Who};
 
 /// The identities of the test consortium.
-struct People {
-    dir: PathBuf,
-}
-
-impl People {
-    fn new(test: &str) -> People {
-        let dir =
-            std::env::temp_dir().join(format!("gridledger-flex-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config: CryptoConfig = serde_json::from_value(serde_json::json!({
-            "seed": "gridledger-flex-tests",
-            "organizations": [
-                {"msp_id": "DSOMSP", "users": [
-                    {"name": "Operator"},
-                    {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}},
-                    {"name": "Meter-R003", "attributes": {"meter": "MTR-R003", "pod": "POD-R003"}},
-                    {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
-                ]},
-                {"msp_id": "RetailerMSP", "users": [
-                    {"name": "Clerk"},
-                    {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}},
-                    {"name": "Prosumer-R003", "attributes": {"pod": "POD-R003"}}
-                ]},
-                {"msp_id": "CommunityMSP", "users": [
-                    {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
-                ]}
-            ]
-        }))
-        .expect("crypto config");
-        material::generate(&config, &dir, 0).expect("generate material");
-        People { dir }
-    }
-
-    fn user(&self, msp: &str, name: &str) -> Who {
-        let base = self
-            .dir
-            .join(format!("organizations/{msp}/users/{name}/msp"));
-        let identity = SigningIdentity::load(
-            msp,
-            &base.join("signcerts/cert.pem"),
-            &base.join("keystore/key.pem"),
-        )
-        .expect("load identity");
-        let cert = gridledger_identity::Certificate::from_pem(
-            &std::fs::read(base.join("signcerts/cert.pem")).expect("cert"),
-        )
-        .expect("parse cert");
-        (
-            msp.to_owned(),
-            identity.serialized().to_vec(),
-            cert.attributes,
-        )
-    }
-}
-
-impl Drop for People {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn people(test: &str) -> People {
+    support::People::new(
+        &format!("flex-{test}"),
+        serde_json::json!([
+            {"msp_id": "DSOMSP", "users": [
+                {"name": "Operator"},
+                {"name": "Meter-R002", "attributes": {"meter": "MTR-R002", "pod": "POD-R002"}},
+                {"name": "Meter-R003", "attributes": {"meter": "MTR-R003", "pod": "POD-R003"}},
+                {"name": "Meter-C001", "attributes": {"meter": "MTR-C001", "pod": "POD-C001"}}
+            ]},
+            {"msp_id": "RetailerMSP", "users": [
+                {"name": "Clerk"},
+                {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}},
+                {"name": "Prosumer-R003", "attributes": {"pod": "POD-R003"}}
+            ]},
+            {"msp_id": "CommunityMSP", "users": [
+                {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
+            ]}
+        ]),
+    )
 }
 
 /// The market channel's state and the bilateral channels the DSO's peer has joined.
@@ -425,7 +382,7 @@ fn attest(world: &mut World, people: &People, account: &str) -> Delivery {
 
 #[test]
 fn only_the_dsos_operators_publish_requests_and_attest_delivery() {
-    let people = People::new("dso-only");
+    let people = people("dso-only");
     let mut world = setup(&people);
     record_history(&mut world, &people);
     let args = [
@@ -473,7 +430,7 @@ fn only_the_dsos_operators_publish_requests_and_attest_delivery() {
 
 #[test]
 fn commitments_close_at_gate_closure_and_stay_within_the_request() {
-    let people = People::new("commit");
+    let people = people("commit");
     let mut world = setup(&people);
     let r003 = people.user("RetailerMSP", "Prosumer-R003");
     let dso = people.user("DSOMSP", "Operator");
@@ -563,7 +520,7 @@ fn commitments_close_at_gate_closure_and_stay_within_the_request() {
 
 #[test]
 fn delivery_is_attested_after_the_period_with_enough_history_and_once() {
-    let people = People::new("attest");
+    let people = people("attest");
     let mut world = setup(&people);
     let dso = people.user("DSOMSP", "Operator");
     ok(&world.flex(
@@ -621,7 +578,7 @@ fn delivery_is_attested_after_the_period_with_enough_history_and_once() {
 
 #[test]
 fn baseline_delivery_remuneration_and_penalty_are_as_documented() {
-    let people = People::new("figures");
+    let people = people("figures");
     let mut world = setup(&people);
     record_history(&mut world, &people);
 
@@ -686,7 +643,7 @@ fn baseline_delivery_remuneration_and_penalty_are_as_documented() {
 
 #[test]
 fn flex_payment_needs_an_attested_delivery_is_made_once_and_conserves_payment() {
-    let people = People::new("pay");
+    let people = people("pay");
     let mut world = setup(&people);
     record_history(&mut world, &people);
     let dso = people.user("DSOMSP", "Operator");
@@ -762,7 +719,7 @@ fn flex_payment_needs_an_attested_delivery_is_made_once_and_conserves_payment() 
 
 #[test]
 fn bad_flex_arguments_are_refused_with_the_reason() {
-    let people = People::new("bad-args");
+    let people = people("bad-args");
     let mut world = setup(&people);
     let dso = people.user("DSOMSP", "Operator");
     let prosumer = people.user("RetailerMSP", "Prosumer-R003");

@@ -143,3 +143,56 @@ impl gridledger_chaincode::StateReader for World {
             .cloned())
     }
 }
+
+/// (MSP, serialized identity, certificate attributes) of a test identity.
+pub type Who = (String, Vec<u8>, BTreeMap<String, String>);
+
+/// Real identities for a test: crypto material generated into a temporary folder (removed on
+/// drop) from a list of organizations in the crypto config's JSON shape.
+pub struct People {
+    dir: std::path::PathBuf,
+}
+
+impl People {
+    /// Generates the identities of `organizations` under a folder named after `name`.
+    pub fn new(name: &str, organizations: serde_json::Value) -> People {
+        let dir = std::env::temp_dir().join(format!("gridledger-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config: gridledger_identity::material::CryptoConfig =
+            serde_json::from_value(serde_json::json!({
+                "seed": format!("gridledger-{name}"),
+                "organizations": organizations,
+            }))
+            .expect("crypto config");
+        gridledger_identity::material::generate(&config, &dir, 0).expect("generate material");
+        People { dir }
+    }
+
+    /// User `name` of `msp`.
+    pub fn user(&self, msp: &str, name: &str) -> Who {
+        let base = self
+            .dir
+            .join(format!("organizations/{msp}/users/{name}/msp"));
+        let identity = gridledger_identity::SigningIdentity::load(
+            msp,
+            &base.join("signcerts/cert.pem"),
+            &base.join("keystore/key.pem"),
+        )
+        .expect("load identity");
+        let cert = gridledger_identity::Certificate::from_pem(
+            &std::fs::read(base.join("signcerts/cert.pem")).expect("cert"),
+        )
+        .expect("parse cert");
+        (
+            msp.to_owned(),
+            identity.serialized().to_vec(),
+            cert.attributes,
+        )
+    }
+}
+
+impl Drop for People {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
