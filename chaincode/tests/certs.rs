@@ -7,6 +7,7 @@
 //! device and period queries after transfers; and every bad argument refused with its reason.
 
 mod support;
+use support::{fails, ok};
 
 use gridledger_chaincode::certs::{Certificate, Certified, GuaranteesOfOrigin, Issuance};
 use gridledger_chaincode::energy::{Attestation, EnergyMarket};
@@ -173,23 +174,6 @@ fn run(state: &mut MemState, who: &Who, at: i64, args: &[&str]) -> SimulationRes
         state.apply(&result);
     }
     result
-}
-
-fn ok(result: &SimulationResult) -> Vec<u8> {
-    assert_eq!(result.response.status, 200, "{}", result.response.message);
-    result.response.payload.clone()
-}
-
-fn fails(result: &SimulationResult, needle: &str) {
-    assert_eq!(
-        result.response.status, 500,
-        "expected a refusal mentioning {needle:?}, got success"
-    );
-    assert!(
-        result.response.message.contains(needle),
-        "{:?} does not mention {needle:?}",
-        result.response.message
-    );
 }
 
 /// `IssueCertificates` by `who` just after `period`.

@@ -8,6 +8,7 @@
 //! would read them.
 
 mod support;
+use support::{fails, ok};
 
 use std::collections::BTreeMap;
 
@@ -216,23 +217,6 @@ fn run_with(
         state.apply(&result);
     }
     result
-}
-
-fn ok(result: &SimulationResult) -> Vec<u8> {
-    assert_eq!(result.response.status, 200, "{}", result.response.message);
-    result.response.payload.clone()
-}
-
-fn fails(result: &SimulationResult, needle: &str) {
-    assert_eq!(
-        result.response.status, 500,
-        "expected a refusal, got success"
-    );
-    assert!(
-        result.response.message.contains(needle),
-        "{:?} does not mention {needle:?}",
-        result.response.message
-    );
 }
 
 fn balance(state: &mut MemState, who: &Who, account: &str) -> Balance {

@@ -9,6 +9,7 @@
 //! in-memory bilateral channels, as the peer would.
 
 mod support;
+use support::{fails, ok};
 
 use std::collections::BTreeMap;
 
@@ -281,23 +282,6 @@ impl World {
             .sum();
         assert_eq!(balances + escrow, supply.issued_cents, "payment supply");
     }
-}
-
-fn ok(result: &SimulationResult) -> Vec<u8> {
-    assert_eq!(result.response.status, 200, "{}", result.response.message);
-    result.response.payload.clone()
-}
-
-fn fails(result: &SimulationResult, needle: &str) {
-    assert_eq!(
-        result.response.status, 500,
-        "expected a refusal, got success"
-    );
-    assert!(
-        result.response.message.contains(needle),
-        "{:?} does not mention {needle:?}",
-        result.response.message
-    );
 }
 
 fn p() -> String {

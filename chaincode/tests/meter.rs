@@ -4,6 +4,7 @@
 //! and totals in time order, and erasure that leaves only the hash as evidence.
 
 mod support;
+use support::{fails, ok};
 
 use gridledger_chaincode::meter::{
     AmendedValues, Amendment, MeterReadings, READINGS_COLLECTION, Reading, ReadingRecord, Totals,
@@ -118,20 +119,6 @@ const METER_1: [(&str, &str); 2] = [("meter", "m-1"), ("pod", "IT001E00000001")]
 
 fn run(state: &MemState, invocation: &Invocation) -> SimulationResult {
     simulate(&chaincode(), NS, invocation, state)
-}
-
-fn ok(result: &SimulationResult) -> Vec<u8> {
-    assert_eq!(result.response.status, 200, "{}", result.response.message);
-    result.response.payload.clone()
-}
-
-fn fails(result: &SimulationResult, needle: &str) {
-    assert_eq!(result.response.status, 500, "expected a refusal");
-    assert!(
-        result.response.message.contains(needle),
-        "{:?} does not mention {needle:?}",
-        result.response.message
-    );
 }
 
 fn record(state: &mut MemState, start: u64, import: &str, export: &str) {

@@ -196,3 +196,22 @@ impl Drop for People {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The payload of a successful simulation (panics with the chaincode's message otherwise).
+pub fn ok(result: &gridledger_chaincode::SimulationResult) -> Vec<u8> {
+    assert_eq!(result.response.status, 200, "{}", result.response.message);
+    result.response.payload.clone()
+}
+
+/// Asserts that a simulation was refused with a message containing `needle`.
+pub fn fails(result: &gridledger_chaincode::SimulationResult, needle: &str) {
+    assert_eq!(
+        result.response.status, 500,
+        "expected a refusal mentioning {needle:?}, got success"
+    );
+    assert!(
+        result.response.message.contains(needle),
+        "{:?} does not mention {needle:?}",
+        result.response.message
+    );
+}
