@@ -1,7 +1,40 @@
 //! Argument checks shared by the built-in energy-domain chaincodes: how many arguments a
-//! function takes, names that become parts of world-state keys, and the JSON of stored records.
+//! function takes, names that become parts of world-state keys, and the JSON of stored records
+//! (written and read back with one encoding and one message for a corrupt record).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::stub::{ChaincodeStub, StubError};
+
+/// A function's answer: the payload, or why it was refused.
+pub(crate) type Outcome = Result<Vec<u8>, String>;
+
+/// A stub error as a refusal message.
+pub(crate) fn state(e: StubError) -> String {
+    e.to_string()
+}
+
+/// The record stored at `key`, if any.
+pub(crate) fn get<T: for<'de> Deserialize<'de>>(
+    stub: &mut ChaincodeStub<'_>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match stub.get_state(key).map_err(state)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("the stored record {key} is corrupt: {e}")),
+    }
+}
+
+/// Stores `value` at `key` as JSON.
+pub(crate) fn put<T: Serialize>(
+    stub: &mut ChaincodeStub<'_>,
+    key: &str,
+    value: &T,
+) -> Result<(), String> {
+    stub.put_state(key, &to_json(value)).map_err(state)
+}
 
 /// `args` when it has exactly the arguments `names` lists; otherwise a message naming them.
 pub(crate) fn expect_args<'a>(

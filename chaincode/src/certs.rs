@@ -55,10 +55,10 @@ use gridledger_proto::msp;
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
 
-use crate::arguments::{check_name, expect_args, to_json};
+use crate::arguments::{Outcome, check_name, expect_args, get, put, state, to_json};
 use crate::energy::{Attestation, PERIOD_SECONDS};
 use crate::meter::{METER_ATTRIBUTE, POD_ATTRIBUTE};
-use crate::stub::{ChaincodeStub, StubError};
+use crate::stub::ChaincodeStub;
 use crate::{Chaincode, OK, error, success};
 
 /// Energy one certificate certifies, Wh.
@@ -178,28 +178,6 @@ pub struct Issuance {
     pub certified: Certified,
     /// The certificates this issue created, in order.
     pub issued: Vec<String>,
-}
-
-type Outcome = Result<Vec<u8>, String>;
-
-fn state(e: StubError) -> String {
-    e.to_string()
-}
-
-fn get<T: for<'de> Deserialize<'de>>(
-    stub: &mut ChaincodeStub<'_>,
-    key: &str,
-) -> Result<Option<T>, String> {
-    match stub.get_state(key).map_err(state)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("the stored record {key} is corrupt: {e}")),
-    }
-}
-
-fn put<T: Serialize>(stub: &mut ChaincodeStub<'_>, key: &str, value: &T) -> Result<(), String> {
-    stub.put_state(key, &to_json(value)).map_err(state)
 }
 
 fn now(stub: &ChaincodeStub<'_>) -> Result<i64, String> {

@@ -69,8 +69,8 @@ use gridledger_proto::msp;
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
 
-use crate::arguments::{check_name, expect_args, to_json};
-use crate::stub::{ChaincodeStub, StubError};
+use crate::arguments::{Outcome, check_name, expect_args, get, put, state, to_json};
+use crate::stub::ChaincodeStub;
 use crate::{Chaincode, error, success};
 
 /// Trading for a period closes this long before it starts.
@@ -222,12 +222,6 @@ pub struct FlexPayment {
 }
 
 /// A function's payload, or why it was refused.
-pub(crate) type Outcome = Result<Vec<u8>, String>;
-
-/// A stub error as a refusal message.
-pub(crate) fn state(e: StubError) -> String {
-    e.to_string()
-}
 
 /// `text` as a whole number from 0 to `max`, or why not.
 pub(crate) fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
@@ -260,28 +254,6 @@ pub(crate) fn period(text: &str) -> Result<i64, String> {
 /// Ids and accounts name keys: letters, digits, `.`, `_`, `-`, `:`, at most 128.
 pub(crate) fn check_id(what: &str, id: &str) -> Result<(), String> {
     check_name(what, id, 128, b":")
-}
-
-/// The record stored at `key`, if any.
-pub(crate) fn get<T: for<'de> Deserialize<'de>>(
-    stub: &mut ChaincodeStub<'_>,
-    key: &str,
-) -> Result<Option<T>, String> {
-    match stub.get_state(key).map_err(state)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("the stored record {key} is corrupt: {e}")),
-    }
-}
-
-/// Stores `value` at `key` as JSON.
-pub(crate) fn put<T: Serialize>(
-    stub: &mut ChaincodeStub<'_>,
-    key: &str,
-    value: &T,
-) -> Result<(), String> {
-    stub.put_state(key, &to_json(value)).map_err(state)
 }
 
 fn balance_key(account: &str) -> String {

@@ -69,10 +69,10 @@ use serde::{Deserialize, Serialize};
 
 use gridledger_proto::protos;
 
-use crate::arguments::{check_name, expect_args, to_json};
+use crate::arguments::{Outcome, check_name, expect_args, get, put, state, to_json};
 use crate::energy::{
-    MAX_PRICE_CENTS_PER_KWH, METER_CHAINCODE, Outcome, PERIOD_SECONDS, before_gate_closure,
-    check_id, get, now, number, period, prosumer_account, put, require_dso, state,
+    MAX_PRICE_CENTS_PER_KWH, METER_CHAINCODE, PERIOD_SECONDS, before_gate_closure, check_id, now,
+    number, period, prosumer_account, require_dso,
 };
 use crate::meter::Reading;
 use crate::stub::ChaincodeStub;
