@@ -221,7 +221,6 @@ pub struct FlexPayment {
     pub penalty_unpaid_cents: u64,
 }
 
-
 /// `text` as a whole number from 0 to `max`, or why not.
 pub(crate) fn number(what: &str, text: &str, max: u64) -> Result<u64, String> {
     let n: u64 = text
