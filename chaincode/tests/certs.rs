@@ -13,11 +13,10 @@ use gridledger_chaincode::certs::{Certificate, Certified, GuaranteesOfOrigin, Is
 use gridledger_chaincode::energy::{Attestation, EnergyMarket};
 use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
-    Chaincode, Invocation, Registry, SimulationResult, StateReader, simulate_with_host,
+    Chaincode, Registry, SimulationResult, StateReader, simulate_with_host,
 };
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
-use gridledger_proto::prost_types::Timestamp;
 use gridledger_proto::protos::Response;
 
 const NS: &str = "certs";
@@ -155,20 +154,7 @@ fn certs() -> GuaranteesOfOrigin {
 
 /// Runs `args` as `who` at time `at` on `market`, applying the writes of a success.
 fn run(state: &mut MemState, who: &Who, at: i64, args: &[&str]) -> SimulationResult {
-    let invocation = Invocation {
-        channel_id: "market".to_owned(),
-        tx_id: format!("tx-{at}-{}", args.join("-")),
-        chaincode: NS.to_owned(),
-        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        creator: who.1.clone(),
-        creator_msp_id: who.0.clone(),
-        creator_attributes: who.2.clone(),
-        timestamp: Some(Timestamp {
-            seconds: at,
-            nanos: 0,
-        }),
-        ..Invocation::default()
-    };
+    let invocation = support::invocation("market", NS, who, at, args);
     let result = simulate_with_host(&certs(), NS, &invocation, state, &EnergyHost);
     if result.response.status == 200 {
         state.apply(&result);

@@ -20,7 +20,6 @@ use gridledger_chaincode::{
 };
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
-use gridledger_proto::prost_types::Timestamp;
 use gridledger_proto::protos::Response;
 
 const NS: &str = "energy";
@@ -89,35 +88,11 @@ impl ChaincodeHost for MeterChannels {
 impl MeterChannels {
     /// Records a reading on `channel` as meter identity `meter`, after the interval.
     fn record(&mut self, channel: &str, meter: &Who, interval: i64, import: u64, export: u64) {
-        let args = [
-            "RecordReading".to_owned(),
-            interval.to_string(),
-            import.to_string(),
-            export.to_string(),
-        ];
-        let invocation = Invocation {
-            channel_id: channel.to_owned(),
-            tx_id: format!("reading-{channel}-{interval}-{}", meter.0),
-            chaincode: METER_NS.to_owned(),
-            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-            creator: meter.1.clone(),
-            creator_msp_id: meter.0.clone(),
-            creator_attributes: meter.2.clone(),
-            timestamp: Some(Timestamp {
-                seconds: interval + 900,
-                nanos: 0,
-            }),
-            transient: [("salt".to_owned(), b"salt-of-the-meter-0001".to_vec())].into(),
-            ..Invocation::default()
-        };
-        let org = if channel.ends_with("retailer") {
-            "RetailerMSP"
-        } else {
-            "CommunityMSP"
-        };
-        let state = self.0.entry(channel.to_owned()).or_insert_with(|| {
-            support::World::default().with_collection(METER_NS, "readings", &["DSOMSP", org])
-        });
+        let invocation = support::reading_invocation(channel, meter, interval, import, export);
+        let state = self
+            .0
+            .entry(channel.to_owned())
+            .or_insert_with(|| support::meter_channel(channel));
         let result = simulate(&meter_chaincode(), METER_NS, &invocation, state);
         ok(&result);
         state.apply(&result);
@@ -194,24 +169,11 @@ fn run_with(
     args: &[&str],
     transient: &[(&str, &[u8])],
 ) -> SimulationResult {
-    let invocation = Invocation {
-        channel_id: "market".to_owned(),
-        tx_id: format!("tx-{at}-{}", args.join("-")),
-        chaincode: NS.to_owned(),
-        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        transient: transient
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
-            .collect(),
-        creator: who.1.clone(),
-        creator_msp_id: who.0.clone(),
-        creator_attributes: who.2.clone(),
-        timestamp: Some(Timestamp {
-            seconds: at,
-            nanos: 0,
-        }),
-        ..Invocation::default()
-    };
+    let mut invocation = support::invocation("market", NS, who, at, args);
+    invocation.transient = transient
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+        .collect();
     let result = simulate_with_host(&market(), NS, &invocation, state, meters);
     if result.response.status == 200 {
         state.apply(&result);

@@ -18,11 +18,10 @@ use gridledger_chaincode::flex::{Commitment, Delivery, DemandResponse, Request};
 use gridledger_chaincode::meter::MeterReadings;
 use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
-    Chaincode, Invocation, SimulationResult, StateReader, simulate, simulate_with_host,
+    Chaincode, SimulationResult, StateReader, simulate, simulate_with_host,
 };
 use gridledger_proto::kvrwset::{KvrwSet, Version};
 use gridledger_proto::prost::Message;
-use gridledger_proto::prost_types::Timestamp;
 use gridledger_proto::protos::Response;
 
 /// A delivery period: 2026-11-26 13:00 UTC.
@@ -164,20 +163,7 @@ impl World {
     /// Runs `args` of chaincode `cc` on `market` as `who` at time `at`; applies the writes of a
     /// successful run.
     fn run(&mut self, cc: &str, who: &Who, at: i64, args: &[&str]) -> SimulationResult {
-        let invocation = Invocation {
-            channel_id: "market".to_owned(),
-            tx_id: format!("tx-{at}-{}", args.join("-")),
-            chaincode: cc.to_owned(),
-            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-            creator: who.1.clone(),
-            creator_msp_id: who.0.clone(),
-            creator_attributes: who.2.clone(),
-            timestamp: Some(Timestamp {
-                seconds: at,
-                nanos: 0,
-            }),
-            ..Invocation::default()
-        };
+        let invocation = support::invocation("market", cc, who, at, args);
         let result = match cc {
             "energy" => simulate_with_host(&market(), cc, &invocation, &self.market, &self.host),
             "flex" => simulate_with_host(&flex(), cc, &invocation, &self.market, &self.host),
@@ -199,39 +185,12 @@ impl World {
 
     /// Records a reading on bilateral channel `channel` as meter identity `meter`.
     fn reading(&mut self, channel: &str, meter: &Who, interval: i64, import: u64, export: u64) {
-        let args = [
-            "RecordReading".to_owned(),
-            interval.to_string(),
-            import.to_string(),
-            export.to_string(),
-        ];
-        let invocation = Invocation {
-            channel_id: channel.to_owned(),
-            tx_id: format!("reading-{channel}-{interval}-{}", meter.0),
-            chaincode: "meter".to_owned(),
-            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-            creator: meter.1.clone(),
-            creator_msp_id: meter.0.clone(),
-            creator_attributes: meter.2.clone(),
-            timestamp: Some(Timestamp {
-                seconds: interval + 900,
-                nanos: 0,
-            }),
-            transient: [("salt".to_owned(), b"salt-of-the-meter-0001".to_vec())].into(),
-            ..Invocation::default()
-        };
-        let org = if channel.ends_with("retailer") {
-            "RetailerMSP"
-        } else {
-            "CommunityMSP"
-        };
+        let invocation = support::reading_invocation(channel, meter, interval, import, export);
         let state = self
             .host
             .meter_channels
             .entry(channel.to_owned())
-            .or_insert_with(|| {
-                support::World::default().with_collection("meter", "readings", &["DSOMSP", org])
-            });
+            .or_insert_with(|| support::meter_channel(channel));
         let result = simulate(&meter_chaincode(), "meter", &invocation, state);
         ok(&result);
         state.apply(&result);

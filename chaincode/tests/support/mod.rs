@@ -215,3 +215,63 @@ pub fn fails(result: &gridledger_chaincode::SimulationResult, needle: &str) {
         result.response.message
     );
 }
+
+/// An invocation of `chaincode` on `channel` by `who` at Unix time `at`, with string
+/// arguments (the tx id is made from the time and arguments).
+pub fn invocation(
+    channel: &str,
+    chaincode: &str,
+    who: &Who,
+    at: i64,
+    args: &[&str],
+) -> gridledger_chaincode::Invocation {
+    gridledger_chaincode::Invocation {
+        channel_id: channel.to_owned(),
+        tx_id: format!("tx-{at}-{}", args.join("-")),
+        chaincode: chaincode.to_owned(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        creator: who.1.clone(),
+        creator_msp_id: who.0.clone(),
+        creator_attributes: who.2.clone(),
+        timestamp: Some(gridledger_proto::prost_types::Timestamp {
+            seconds: at,
+            nanos: 0,
+        }),
+        ..gridledger_chaincode::Invocation::default()
+    }
+}
+
+/// A bilateral meter channel's state with the `meter` chaincode's `readings` collection of
+/// the DSO and the channel's market organization (from the channel's name).
+pub fn meter_channel(channel: &str) -> World {
+    let org = if channel.ends_with("retailer") {
+        "RetailerMSP"
+    } else {
+        "CommunityMSP"
+    };
+    World::default().with_collection("meter", "readings", &["DSOMSP", org])
+}
+
+/// `RecordReading` of `interval` by `meter` on `channel`, just after the interval, salted.
+pub fn reading_invocation(
+    channel: &str,
+    meter: &Who,
+    interval: i64,
+    import: u64,
+    export: u64,
+) -> gridledger_chaincode::Invocation {
+    let mut inv = invocation(
+        channel,
+        "meter",
+        meter,
+        interval + 900,
+        &[
+            "RecordReading",
+            &interval.to_string(),
+            &import.to_string(),
+            &export.to_string(),
+        ],
+    );
+    inv.transient = [("salt".to_owned(), b"salt-of-the-meter-0001".to_vec())].into();
+    inv
+}
