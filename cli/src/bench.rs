@@ -1249,6 +1249,7 @@ fn error_code(err: &SdkError) -> &'static str {
         SdkError::Gateway { code, .. } => grpc_code_name(*code as i32),
         SdkError::Connect { .. } => "CONNECT",
         SdkError::Response(_) => "BAD_RESPONSE",
+        SdkError::Invalid { .. } => "INVALID",
         SdkError::Identity(_) => "IDENTITY",
         SdkError::Random => "RANDOM",
     }

@@ -1388,3 +1388,59 @@ fn bench_energy_trade_runs_against_up() {
     let err = support::stderr(&too_many);
     assert!(err.contains("its own buyer"), "{err}");
 }
+
+/// `n` concurrent read-modify-writes of the asset `hot` through `contract`.
+async fn concurrent_updates(
+    contract: &Contract,
+    n: usize,
+) -> Vec<Result<(Vec<u8>, u64), SdkError>> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let contract = contract.clone();
+        tasks.push(tokio::spawn(async move {
+            let size = (i + 2).to_string();
+            contract
+                .submit("UpdateAsset", &["hot", "red", &size, "Bob", "200"])
+                .await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("update task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_submissions_are_retried_after_mvcc_conflicts() {
+    let net = TestNetwork::up("sdk-retry");
+    let gateway = net.gateway("RetailerMSP").await;
+    let basic = gateway.network(CHANNEL).contract(CHAINCODE);
+    basic
+        .submit("CreateAsset", &["hot", "blue", "1", "Alice", "100"])
+        .await
+        .expect("create the asset");
+    // Without retries, concurrent updates of one key lose MVCC conflicts, and say so.
+    let plain = concurrent_updates(&basic, 12).await;
+    let conflicts = plain
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.is_mvcc_conflict()))
+        .count();
+    assert!(
+        conflicts > 0,
+        "12 concurrent updates of one key all committed: {plain:?}"
+    );
+    for r in &plain {
+        if let Err(e) = r {
+            assert!(e.is_mvcc_conflict(), "only MVCC conflicts expected: {e}");
+            assert!(e.to_string().contains("MVCC_READ_CONFLICT"), "{e}");
+        }
+    }
+    // Marked idempotent, every one of them commits after bounded retries.
+    let retrying = basic
+        .clone()
+        .with_retry(gridledger_sdk::RetryPolicy::idempotent(40));
+    for r in concurrent_updates(&retrying, 12).await {
+        r.expect("an idempotent update commits after retries");
+    }
+}

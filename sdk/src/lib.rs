@@ -41,6 +41,17 @@ pub enum SdkError {
     },
     #[error("unexpected response from the gateway: {0}")]
     Response(String),
+    /// The transaction was ordered and committed, but with a validation code other than VALID
+    /// (`MVCC_READ_CONFLICT`, `ENDORSEMENT_POLICY_FAILURE`, …): it changed nothing.
+    #[error("transaction {tx_id} was committed as {code_name} ({code}): it changed nothing")]
+    Invalid {
+        /// The transaction id.
+        tx_id: String,
+        /// The validation code.
+        code: i32,
+        /// Its Fabric name.
+        code_name: String,
+    },
     #[error(transparent)]
     Identity(#[from] gridledger_identity::IdentityError),
     #[error("random number generator failed")]
@@ -52,6 +63,44 @@ fn details_text(details: &[gateway::ErrorDetail]) -> String {
         .iter()
         .map(|d| format!("; {} ({}): {}", d.msp_id, d.address, d.message))
         .collect()
+}
+
+impl SdkError {
+    /// Whether the transaction lost a read-write conflict with another one committed first
+    /// (`MVCC_READ_CONFLICT`): endorsing it again, on the newer state, may well succeed.
+    pub fn is_mvcc_conflict(&self) -> bool {
+        matches!(self, SdkError::Invalid { code, .. }
+            if *code == protos::TxValidationCode::MvccReadConflict as i32)
+    }
+
+    /// Whether the endorsing peers answered differently, as when one has not committed the
+    /// latest block yet (the Gateway's "ProposalResponsePayloads do not match"): endorsing
+    /// again a moment later usually succeeds.
+    pub fn is_endorsement_mismatch(&self) -> bool {
+        matches!(self, SdkError::Gateway { message, details, .. }
+            if message.contains("do not match")
+                || details.iter().any(|d| d.message.contains("do not match")))
+    }
+}
+
+/// How [`Contract::submit`] retries a transaction the application marked idempotent (safe to
+/// execute again: the chaincode re-reads the state each time, as Fabric's retries assume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Submissions in all, the first included (1 = no retry).
+    pub attempts: u32,
+    /// The wait before the n-th retry is n times this.
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// `attempts` submissions in all, 100 ms more wait before each retry.
+    pub fn idempotent(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts: attempts.max(1),
+            backoff: Duration::from_millis(100),
+        }
+    }
 }
 
 impl From<tonic::Status> for SdkError {
@@ -165,6 +214,7 @@ impl Network {
             network: self.clone(),
             chaincode: chaincode.into(),
             timestamp: None,
+            retry: None,
         }
     }
 
@@ -181,6 +231,8 @@ pub struct Contract {
     chaincode: String,
     /// The time proposals carry instead of the clock's, if set.
     timestamp: Option<std::time::SystemTime>,
+    /// Retries of [`Contract::submit`], for idempotent transactions.
+    retry: Option<RetryPolicy>,
 }
 
 impl Contract {
@@ -307,19 +359,62 @@ impl Contract {
         self.proposal(function, args)?.evaluate().await
     }
 
-    /// Endorses, submits and waits for the commit; fails with [`SdkError::Response`] when the
-    /// transaction was committed invalid. Returns the chaincode's result and the block number.
+    /// This contract with [`Contract::submit`] retrying, within `policy`, a transaction that
+    /// lost an MVCC read conflict or met endorsing peers at different heights: each retry is a
+    /// new proposal (new transaction id) endorsed on the current state. Only for transactions
+    /// that are safe to execute again.
+    ///
+    /// ```no_run
+    /// # async fn run(gateway: gridledger_sdk::Gateway) -> Result<(), gridledger_sdk::SdkError> {
+    /// use gridledger_sdk::RetryPolicy;
+    /// let contract = gateway
+    ///     .network("market")
+    ///     .contract("basic")
+    ///     .with_retry(RetryPolicy::idempotent(5));
+    /// contract.submit("UpdateAsset", &["asset1", "red", "5", "Alice", "300"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Contract {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Endorses, submits and waits for the commit; fails with [`SdkError::Invalid`] when the
+    /// transaction was committed invalid (after the retries of [`Contract::with_retry`], if
+    /// set). Returns the chaincode's result and the block number.
     pub async fn submit(&self, function: &str, args: &[&str]) -> Result<(Vec<u8>, u64), SdkError> {
+        let policy = self.retry.unwrap_or(RetryPolicy {
+            attempts: 1,
+            backoff: Duration::ZERO,
+        });
+        let mut attempt = 1;
+        loop {
+            match self.submit_once(function, args).await {
+                Err(e)
+                    if attempt < policy.attempts
+                        && (e.is_mvcc_conflict() || e.is_endorsement_mismatch()) =>
+                {
+                    tokio::time::sleep(policy.backoff * attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn submit_once(&self, function: &str, args: &[&str]) -> Result<(Vec<u8>, u64), SdkError> {
         let tx = self.proposal(function, args)?.endorse().await?;
         let result = tx.result().to_vec();
         let commit = tx.submit().await?;
         let status = commit.status().await?;
         if status.code != protos::TxValidationCode::Valid as i32 {
-            return Err(SdkError::Response(format!(
-                "transaction {} committed with validation code {}",
-                commit.tx_id(),
-                status.code
-            )));
+            return Err(SdkError::Invalid {
+                tx_id: commit.tx_id().to_owned(),
+                code: status.code,
+                code_name: protos::TxValidationCode::try_from(status.code)
+                    .map(|c| c.as_str_name().to_owned())
+                    .unwrap_or_else(|_| format!("CODE_{}", status.code)),
+            });
         }
         Ok((result, status.block_number))
     }
