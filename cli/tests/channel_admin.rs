@@ -4,12 +4,16 @@
 //! (`update check`) and `update submit`. The channel's Admins policy is MAJORITY Admins over
 //! DSOMSP, RetailerMSP and CommunityMSP: with one admin signature the update is refused by both
 //! `check` and `submit`, with the policy, who signed and who is missing; with two it is ordered,
-//! and the config block the organization's peer commits carries the new organization.
+//! and the config block the organization's peer commits carries the new organization. Then the
+//! new organization's peer joins `market` with the genesis block and catches up with the
+//! others, which its own admin sees through `channel info`.
 
 mod support;
 
 use std::path::Path;
-use support::{UpNetwork, gridledger, ok, stderr, stdout};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+use support::{POLL, START_TIMEOUT, UpNetwork, free_base_port, gridledger, ok, stderr, stdout};
 
 const CHANNEL: &str = "market";
 const NEW_ORG: &str = "AggregatorMSP";
@@ -21,7 +25,7 @@ fn new_org_material(dir: &Path) -> String {
     std::fs::write(
         &config,
         format!(
-            "seed = \"channel-admin-test\"\nvalidity_days = 30\n\n[[organizations]]\n\
+            "seed = \"channel-admin-test\"\nvalidity_days = 3650\n\n[[organizations]]\n\
              msp_id = \"{NEW_ORG}\"\npeers = [{{ name = \"peer0.aggregator\" }}]\n"
         ),
     )
@@ -44,6 +48,113 @@ fn new_org_material(dir: &Path) -> String {
     msp.to_str().expect("UTF-8 path").to_owned()
 }
 
+/// A peer the test started; it exits when its standard input closes.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the new organization's peer on `port`, joining `market` with `genesis`; returns it
+/// and a network.json that lists its organization (its admin, its peer, the orderers).
+fn start_new_peer(
+    dir: &Path,
+    network: &serde_json::Value,
+    genesis: &Path,
+    port: u16,
+) -> (Peer, String) {
+    let org = dir.join(format!("aggregator/organizations/{NEW_ORG}"));
+    let node = org.join("peers/peer0.aggregator");
+    let data = dir.join("nodes/peer0.aggregator/data");
+    std::fs::create_dir_all(data.join("join")).expect("create the peer's folders");
+    std::fs::copy(genesis, data.join(format!("join/{CHANNEL}.block"))).expect("copy the block");
+    let s = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let config = format!(
+        "name = \"peer0.aggregator\"\nmsp_id = \"{NEW_ORG}\"\nlisten = \"127.0.0.1:{port}\"\n\
+         data_dir = \"{}\"\nsigning_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\n\
+         tls_key = \"{}\"\n",
+        s(&data),
+        s(&node.join("msp/signcerts/cert.pem")),
+        s(&node.join("msp/keystore/key.pem")),
+        s(&node.join("tls/server.crt")),
+        s(&node.join("tls/server.key")),
+    );
+    let config_path = dir.join("nodes/peer0.aggregator/peer.toml");
+    std::fs::write(&config_path, config).expect("write peer.toml");
+    let log = std::fs::File::create(dir.join("logs/peer0.aggregator.log")).expect("create a log");
+    let child = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["peer", "start", "--config"])
+        .arg(&config_path)
+        .arg("--exit-on-stdin-close")
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().expect("clone a file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start the new peer");
+    let mut peer = Peer(child);
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = peer.0.try_wait() {
+            panic!("the new peer exited during start-up ({status})");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new peer did not serve on {port}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let admin = format!("aggregator/organizations/{NEW_ORG}/users/Admin/msp");
+    let description = serde_json::json!({
+        "orderers": network["orderers"],
+        "organizations": [{
+            "mspId": NEW_ORG,
+            "peers": [{
+                "name": "peer0.aggregator",
+                "endpoint": format!("127.0.0.1:{port}"),
+                "tlsCaCert": format!("aggregator/organizations/{NEW_ORG}/tlsca/tlsca.pem"),
+                "serverName": "peer0.aggregator",
+            }],
+            "admins": [{
+                "cert": format!("{admin}/signcerts/cert.pem"),
+                "key": format!("{admin}/keystore/key.pem"),
+            }],
+        }],
+        "channels": [{"name": CHANNEL, "organizations": [NEW_ORG]}],
+    });
+    let path = dir.join("aggregator-network.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&description).expect("JSON"),
+    )
+    .expect("write the new organization's network.json");
+    (peer, s(&path))
+}
+
+/// The `height:` and `current block hash:` lines of `channel info`.
+fn tip(network: &str, org: &str) -> (u64, String) {
+    let info = ok(&[
+        "channel",
+        "info",
+        "--network",
+        network,
+        "--channel",
+        CHANNEL,
+        "--org",
+        org,
+    ]);
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in:\n{info}"))
+    };
+    let height = field("height:").parse().expect("a height");
+    (height, field("current block hash:"))
+}
+
 fn sign(network: &str, org: &str, file: &str) {
     let out = ok(&[
         "channel",
@@ -61,7 +172,7 @@ fn sign(network: &str, org: &str, file: &str) {
 
 #[test]
 fn an_org_is_added_to_market_by_a_majority_of_admins_and_one_signature_short_is_refused() {
-    let (net, _) = UpNetwork::start("channel-admin");
+    let (net, description) = UpNetwork::start("channel-admin");
     let network = net.network_json();
     let dir = net.dir.clone();
     let path = |name: &str| dir.join(name).to_str().expect("UTF-8 path").to_owned();
@@ -225,4 +336,52 @@ fn an_org_is_added_to_market_by_a_majority_of_admins_and_one_signature_short_is_
         &update,
     ]);
     assert!(!again.status.success(), "{}", stdout(&again));
+
+    // The new organization's peer joins with the genesis block and catches up.
+    let genesis = dir.join("market-genesis.pb");
+    ok(&[
+        "channel",
+        "fetch",
+        "--network",
+        &network,
+        "--channel",
+        CHANNEL,
+        "--org",
+        "DSOMSP",
+        "--block",
+        "0",
+        "-o",
+        genesis.to_str().expect("UTF-8 path"),
+    ]);
+    let (_peer, own_network) = start_new_peer(&dir, &description, &genesis, free_base_port(1));
+    let (height, hash) = tip(&network, "DSOMSP");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let out = gridledger(&[
+            "channel",
+            "info",
+            "--network",
+            &own_network,
+            "--channel",
+            CHANNEL,
+            "--org",
+            NEW_ORG,
+        ]);
+        if out.status.success() {
+            let (own_height, own_hash) = tip(&own_network, NEW_ORG);
+            if own_height >= height {
+                if own_height == height {
+                    assert_eq!(own_hash, hash, "the new peer's chain differs");
+                }
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new peer did not catch up to height {height}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        std::thread::sleep(POLL);
+    }
 }
