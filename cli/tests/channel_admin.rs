@@ -337,6 +337,73 @@ fn an_org_is_added_to_market_by_a_majority_of_admins_and_one_signature_short_is_
     ]);
     assert!(!again.status.success(), "{}", stdout(&again));
 
+    // An orderer change is the orderer admins' (signing by certificate and key, as an admin
+    // network.json does not list does).
+    let batch = path("batch.pb");
+    ok(&[
+        "channel",
+        "batch",
+        "set",
+        "--network",
+        &network,
+        "--channel",
+        CHANNEL,
+        "--max-message-count",
+        "50",
+        "-o",
+        &batch,
+    ]);
+    let orderer_admin = dir.join("crypto/organizations/OrdererMSP/users/Admin/msp");
+    let file = |p: &str| {
+        orderer_admin
+            .join(p)
+            .to_str()
+            .expect("UTF-8 path")
+            .to_owned()
+    };
+    ok(&[
+        "channel",
+        "update",
+        "sign",
+        "--msp-id",
+        "OrdererMSP",
+        "--cert",
+        &file("signcerts/cert.pem"),
+        "--key",
+        &file("keystore/key.pem"),
+        "--file",
+        &batch,
+    ]);
+    let submitted = ok(&[
+        "channel",
+        "update",
+        "submit",
+        "--network",
+        &network,
+        "--channel",
+        CHANNEL,
+        "--org",
+        "DSOMSP",
+        "--file",
+        &batch,
+    ]);
+    assert!(submitted.contains("config sequence 2"), "{submitted}");
+    ok(&[
+        "channel",
+        "fetch",
+        "--network",
+        &network,
+        "--channel",
+        CHANNEL,
+        "--org",
+        "DSOMSP",
+        "--config",
+        "-o",
+        &block,
+    ]);
+    let inspected = ok(&["channel", "inspect", "--block", &block]);
+    assert!(inspected.contains("max_message_count 50"), "{inspected}");
+
     // The new organization's peer joins with the genesis block and catches up.
     let genesis = dir.join("market-genesis.pb");
     ok(&[

@@ -355,23 +355,20 @@ fn fresh_nonce(signer: &SigningIdentity, context: &[u8]) -> [u8; NONCE_LEN] {
     nonce
 }
 
-/// `update sign`: adds `org`'s admin signature to the file, in place.
-pub(crate) fn sign(network: &Network, org: &str, file: &Path) -> anyhow::Result<()> {
+/// `update sign`: adds `admin`'s signature (`label` says whose, for messages) to the file, in
+/// place.
+pub(crate) fn sign(admin: &SigningIdentity, label: &str, file: &Path) -> anyhow::Result<()> {
     let mut envelope = read_update(file)?;
     let update = update::decode_update(&envelope)?;
-    let admin = network.org_admin(org)?;
     let already = envelope.signatures.iter().any(|s| {
         common::SignatureHeader::decode(s.signature_header.as_slice())
             .is_ok_and(|h| h.creator == admin.serialized())
     });
     if already {
-        bail!(
-            "{} already carries a signature of {org}'s admin",
-            file.display()
-        );
+        bail!("{} already carries a signature of {label}", file.display());
     }
-    let nonce = fresh_nonce(&admin, &envelope.config_update);
-    update::sign(&mut envelope, &admin, nonce);
+    let nonce = fresh_nonce(admin, &envelope.config_update);
+    update::sign(&mut envelope, admin, nonce);
     let partial = file.with_extension("partial");
     std::fs::write(&partial, envelope.encode_to_vec())
         .with_context(|| format!("writing {}", partial.display()))?;
@@ -381,7 +378,7 @@ pub(crate) fn sign(network: &Network, org: &str, file: &Path) -> anyhow::Result<
         .map(|s| s.msp_id)
         .collect();
     println!(
-        "signed the config update of channel {} as {org}'s admin; signed by: {}",
+        "signed the config update of channel {} as {label}; signed by: {}",
         update.channel_id,
         signers.join(", ")
     );

@@ -5,12 +5,13 @@
 
 use gridledger_channels::config::duration::format_go_duration_ms;
 use gridledger_channels::config::{
-    APPLICATION_GROUP, BATCH_SIZE_KEY, BATCH_TIMEOUT_KEY, CHANNEL_GROUP, ORDERER_GROUP,
+    APPLICATION_GROUP, BATCH_SIZE_KEY, BATCH_TIMEOUT_KEY, CHANNEL_GROUP, CONSENSUS_TYPE_KEY,
+    ENDPOINTS_KEY, ORDERER_GROUP,
 };
 use gridledger_channels::policy::{parse, parse_implicit_meta};
 use gridledger_channels::update::{self, UpdateError};
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, orderer};
+use gridledger_proto::{common, etcdraft, orderer};
 use std::fmt;
 
 /// Why a change cannot be applied to a channel's config.
@@ -38,6 +39,8 @@ pub enum ChangeError {
     },
     /// `batch set` with nothing to set, or a value the orderer would refuse.
     Batch(String),
+    /// A consenter change that does not fit the current consenter set.
+    Consenter(String),
     /// A config value that does not decode.
     Decode {
         /// Which value.
@@ -71,6 +74,7 @@ impl fmt::Display for ChangeError {
                  implicit-meta policy (ANY|ALL|MAJORITY <SubPolicy>)"
             ),
             ChangeError::Batch(reason) => write!(f, "batch set: {reason}"),
+            ChangeError::Consenter(reason) => write!(f, "consenters: {reason}"),
             ChangeError::Decode { what, source } => {
                 write!(f, "the channel's {what} does not decode: {source}")
             }
@@ -126,6 +130,21 @@ pub enum Change {
         batch_timeout_ms: Option<u64>,
         /// `BatchSize.preferred_max_bytes`.
         preferred_max_bytes: Option<u32>,
+    },
+    /// Add a Raft consenter, and its address to an orderer organization's endpoints.
+    ConsenterAdd {
+        /// The consenter (host, port, TLS certificates).
+        consenter: etcdraft::Consenter,
+        /// The orderer organization whose `Endpoints` gets `host:port` (default: the only one).
+        orderer_org: Option<String>,
+    },
+    /// Remove the Raft consenter at `host:port`, and that address from the orderer
+    /// organizations' endpoints.
+    ConsenterRemove {
+        /// Its host.
+        host: String,
+        /// Its port.
+        port: u32,
     },
 }
 
@@ -252,8 +271,136 @@ pub fn apply_change(
                 .encode_to_vec();
             }
         }
+        Change::ConsenterAdd {
+            consenter,
+            orderer_org,
+        } => {
+            let orderer_group = section(&mut desired, ORDERER_GROUP)?;
+            edit_consenters(orderer_group, |consenters| {
+                if consenters
+                    .iter()
+                    .any(|c| c.host == consenter.host && c.port == consenter.port)
+                {
+                    return Err(ChangeError::Consenter(format!(
+                        "{}:{} is already a consenter",
+                        consenter.host, consenter.port
+                    )));
+                }
+                consenters.push(consenter.clone());
+                Ok(())
+            })?;
+            let org = match orderer_org {
+                Some(o) => o.clone(),
+                None if orderer_group.groups.len() == 1 => orderer_group
+                    .groups
+                    .keys()
+                    .next()
+                    .cloned()
+                    .expect("one group"),
+                None => {
+                    return Err(ChangeError::Consenter(format!(
+                        "name the orderer organization whose endpoints get the address (one of {})",
+                        orderer_group
+                            .groups
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            };
+            let group = orderer_group.groups.get_mut(&org).ok_or_else(|| {
+                ChangeError::Consenter(format!("there is no orderer organization {org}"))
+            })?;
+            let address = format!("{}:{}", consenter.host, consenter.port);
+            edit_endpoints(group, |addresses| {
+                if !addresses.contains(&address) {
+                    addresses.push(address.clone());
+                }
+            })?;
+        }
+        Change::ConsenterRemove { host, port } => {
+            let orderer_group = section(&mut desired, ORDERER_GROUP)?;
+            edit_consenters(orderer_group, |consenters| {
+                let before = consenters.len();
+                consenters.retain(|c| !(c.host == *host && c.port == *port));
+                if consenters.len() == before {
+                    return Err(ChangeError::Consenter(format!(
+                        "{host}:{port} is not a consenter"
+                    )));
+                }
+                if consenters.is_empty() {
+                    return Err(ChangeError::Consenter(
+                        "the last consenter cannot be removed".into(),
+                    ));
+                }
+                Ok(())
+            })?;
+            let address = format!("{host}:{port}");
+            for group in orderer_group.groups.values_mut() {
+                if group.values.contains_key(ENDPOINTS_KEY) {
+                    edit_endpoints(group, |addresses| addresses.retain(|a| *a != address))?;
+                }
+            }
+        }
     }
     Ok(desired)
+}
+
+/// Edits the etcdraft consenters inside the Orderer group's ConsensusType.
+fn edit_consenters(
+    orderer_group: &mut common::ConfigGroup,
+    edit: impl FnOnce(&mut Vec<etcdraft::Consenter>) -> Result<(), ChangeError>,
+) -> Result<(), ChangeError> {
+    let value = orderer_group
+        .values
+        .get_mut(CONSENSUS_TYPE_KEY)
+        .ok_or(ChangeError::Consenter(
+            "the Orderer group has no ConsensusType".into(),
+        ))?;
+    let mut consensus =
+        orderer::ConsensusType::decode(value.value.as_slice()).map_err(|source| {
+            ChangeError::Decode {
+                what: "ConsensusType",
+                source,
+            }
+        })?;
+    let mut metadata =
+        etcdraft::ConfigMetadata::decode(consensus.metadata.as_slice()).map_err(|source| {
+            ChangeError::Decode {
+                what: "etcdraft ConfigMetadata",
+                source,
+            }
+        })?;
+    edit(&mut metadata.consenters)?;
+    consensus.metadata = metadata.encode_to_vec();
+    value.value = consensus.encode_to_vec();
+    Ok(())
+}
+
+/// Edits an orderer organization's `Endpoints` (created when missing).
+fn edit_endpoints(
+    group: &mut common::ConfigGroup,
+    edit: impl FnOnce(&mut Vec<String>),
+) -> Result<(), ChangeError> {
+    let value = group
+        .values
+        .entry(ENDPOINTS_KEY.to_string())
+        .or_insert_with(|| common::ConfigValue {
+            version: 0,
+            value: Vec::new(),
+            mod_policy: gridledger_channels::config::ADMINS_POLICY.to_string(),
+        });
+    let mut addresses =
+        common::OrdererAddresses::decode(value.value.as_slice()).map_err(|source| {
+            ChangeError::Decode {
+                what: "orderer Endpoints",
+                source,
+            }
+        })?;
+    edit(&mut addresses.addresses);
+    value.value = addresses.encode_to_vec();
+    Ok(())
 }
 
 /// Sets the policy at absolute `path` (`/Channel/<group>/…/<Policy>`); a new policy gets
@@ -376,6 +523,44 @@ mod tests {
                 },
             );
         }
+        let consenter = |port: u32| etcdraft::Consenter {
+            host: "127.0.0.1".into(),
+            port,
+            client_tls_cert: b"cert".to_vec(),
+            server_tls_cert: b"cert".to_vec(),
+        };
+        let consensus = orderer::ConsensusType {
+            r#type: "etcdraft".into(),
+            metadata: etcdraft::ConfigMetadata {
+                consenters: vec![consenter(7050), consenter(7051)],
+                options: None,
+            }
+            .encode_to_vec(),
+            state: 0,
+        };
+        orderer_group.values.insert(
+            CONSENSUS_TYPE_KEY.into(),
+            common::ConfigValue {
+                version: 0,
+                value: consensus.encode_to_vec(),
+                mod_policy: "Admins".into(),
+            },
+        );
+        let mut orderer_org = group(0);
+        orderer_org.values.insert(
+            ENDPOINTS_KEY.into(),
+            common::ConfigValue {
+                version: 0,
+                value: common::OrdererAddresses {
+                    addresses: vec!["127.0.0.1:7050".into(), "127.0.0.1:7051".into()],
+                }
+                .encode_to_vec(),
+                mod_policy: "Admins".into(),
+            },
+        );
+        orderer_group
+            .groups
+            .insert("OrdererMSP".into(), orderer_org);
         let mut root = group(0);
         root.groups.insert(APPLICATION_GROUP.into(), application);
         root.groups.insert(ORDERER_GROUP.into(), orderer_group);
@@ -528,5 +713,58 @@ mod tests {
             prepare("ch", &sample(), &same),
             Err(ChangeError::Update(UpdateError::NoDifferences))
         ));
+    }
+
+    fn consenter_ports(write: &common::ConfigGroup) -> Vec<u32> {
+        let value = &write.groups[ORDERER_GROUP].values[CONSENSUS_TYPE_KEY];
+        assert_eq!(value.version, 1);
+        let consensus = orderer::ConsensusType::decode(value.value.as_slice()).unwrap();
+        etcdraft::ConfigMetadata::decode(consensus.metadata.as_slice())
+            .unwrap()
+            .consenters
+            .iter()
+            .map(|c| c.port)
+            .collect()
+    }
+
+    fn endpoints(write: &common::ConfigGroup) -> Vec<String> {
+        let value = &write.groups[ORDERER_GROUP].groups["OrdererMSP"].values[ENDPOINTS_KEY];
+        assert_eq!(value.version, 1);
+        common::OrdererAddresses::decode(value.value.as_slice())
+            .unwrap()
+            .addresses
+    }
+
+    #[test]
+    fn consenter_add_and_remove_rewrite_consensus_type_and_endpoints() {
+        let add = Change::ConsenterAdd {
+            consenter: etcdraft::Consenter {
+                host: "127.0.0.1".into(),
+                port: 7052,
+                client_tls_cert: b"new".to_vec(),
+                server_tls_cert: b"new".to_vec(),
+            },
+            orderer_org: None,
+        };
+        let (_, write) = sets(&prepare("ch", &sample(), &add).unwrap());
+        assert_eq!(consenter_ports(&write), [7050, 7051, 7052]);
+        assert!(endpoints(&write).contains(&"127.0.0.1:7052".to_string()));
+        assert!(!write.groups.contains_key(APPLICATION_GROUP));
+        let twice = apply_change(&apply_change(&sample(), &add).unwrap(), &add);
+        assert!(matches!(twice, Err(ChangeError::Consenter(_))));
+
+        let remove = Change::ConsenterRemove {
+            host: "127.0.0.1".into(),
+            port: 7051,
+        };
+        let (_, write) = sets(&prepare("ch", &sample(), &remove).unwrap());
+        assert_eq!(consenter_ports(&write), [7050]);
+        assert_eq!(endpoints(&write), ["127.0.0.1:7050"]);
+        let unknown = Change::ConsenterRemove {
+            host: "127.0.0.1".into(),
+            port: 9999,
+        };
+        let err = apply_change(&sample(), &unknown).unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1:9999 is not a consenter"), "{err}");
     }
 }

@@ -71,6 +71,9 @@ pub enum ChannelCommand {
     /// Prepare an update changing the orderer's batch parameters.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Prepare an update adding or removing a Raft consenter (one at a time).
+    #[command(subcommand)]
+    Consenter(ConsenterCommand),
     /// Sign, check (dry run) and submit a prepared update file.
     #[command(subcommand)]
     Update(UpdateCommand),
@@ -169,15 +172,68 @@ pub enum BatchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConsenterCommand {
+    /// Add a consenter, and its address to an orderer organization's endpoints.
+    Add {
+        #[command(flatten)]
+        target: UpdateTarget,
+        /// The consenter's host, as the other consenters reach it.
+        #[arg(long)]
+        host: String,
+        /// Its port.
+        #[arg(long)]
+        port: u16,
+        /// Its TLS certificate (PEM), used as both client and server certificate unless
+        /// --server-tls-cert is given.
+        #[arg(long)]
+        tls_cert: PathBuf,
+        /// Its TLS server certificate (PEM), when it differs from the client one.
+        #[arg(long)]
+        server_tls_cert: Option<PathBuf>,
+        /// The orderer organization whose endpoints get HOST:PORT (default: the only one).
+        #[arg(long)]
+        orderer_org: Option<String>,
+    },
+    /// Remove the consenter at HOST:PORT, and that address from the orderer endpoints.
+    Remove {
+        #[command(flatten)]
+        target: UpdateTarget,
+        /// The consenter's host.
+        #[arg(long)]
+        host: String,
+        /// Its port.
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+/// Who signs: an admin network.json lists, or one given by certificate and key.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+pub struct SignerArgs {
+    /// The network description (network.json), with --org.
+    #[arg(long, requires = "org")]
+    network: Option<PathBuf>,
+    /// The organization (MSP id) whose admin network.json lists.
+    #[arg(long, requires = "network", conflicts_with_all = ["msp_id", "cert", "key"])]
+    org: Option<String>,
+    /// Or: the signer's MSP id (e.g. OrdererMSP for consenter changes), with --cert and --key.
+    #[arg(long, requires_all = ["cert", "key"])]
+    msp_id: Option<String>,
+    /// The signer's certificate (PEM).
+    #[arg(long, requires = "msp_id")]
+    cert: Option<PathBuf>,
+    /// The signer's private key (PEM).
+    #[arg(long, requires = "msp_id")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum UpdateCommand {
     /// Add an organization admin's signature to an update file, in place.
     Sign {
-        /// The network description (network.json).
-        #[arg(long)]
-        network: PathBuf,
-        /// The organization (MSP id) whose admin signs.
-        #[arg(long)]
-        org: String,
+        #[command(flatten)]
+        signer: SignerArgs,
         /// The update file.
         #[arg(long)]
         file: PathBuf,
@@ -350,8 +406,58 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 preferred_max_bytes,
             },
         ),
-        ChannelCommand::Update(UpdateCommand::Sign { network, org, file }) => {
-            admin::sign(&load(&network)?, &org, &file)
+        ChannelCommand::Consenter(ConsenterCommand::Add {
+            target,
+            host,
+            port,
+            tls_cert,
+            server_tls_cert,
+            orderer_org,
+        }) => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let client_tls_cert = read(&tls_cert)?;
+            let server_tls_cert = match server_tls_cert {
+                Some(p) => read(&p)?,
+                None => client_tls_cert.clone(),
+            };
+            let consenter = gridledger_proto::etcdraft::Consenter {
+                host,
+                port: u32::from(port),
+                client_tls_cert,
+                server_tls_cert,
+            };
+            prepare(
+                target,
+                Change::ConsenterAdd {
+                    consenter,
+                    orderer_org,
+                },
+            )
+        }
+        ChannelCommand::Consenter(ConsenterCommand::Remove { target, host, port }) => prepare(
+            target,
+            Change::ConsenterRemove {
+                host,
+                port: u32::from(port),
+            },
+        ),
+        ChannelCommand::Update(UpdateCommand::Sign { signer, file }) => {
+            let (identity, label) = match (signer.network, signer.org, signer.msp_id) {
+                (Some(network), Some(org), _) => {
+                    (load(&network)?.org_admin(&org)?, format!("{org}'s admin"))
+                }
+                (_, _, Some(msp_id)) => {
+                    let (Some(cert), Some(key)) = (signer.cert, signer.key) else {
+                        anyhow::bail!("--msp-id needs --cert and --key");
+                    };
+                    let identity = gridledger_identity::SigningIdentity::load(&msp_id, &cert, &key)
+                        .with_context(|| format!("loading the signer {}", cert.display()))?;
+                    (identity, format!("{msp_id}'s {}", cert.display()))
+                }
+                _ => anyhow::bail!("give --network and --org, or --msp-id, --cert and --key"),
+            };
+            admin::sign(&identity, &label, &file)
         }
         ChannelCommand::Update(UpdateCommand::Check {
             network,
