@@ -397,12 +397,18 @@ fn an_org_is_added_to_market_by_a_majority_of_admins_and_one_signature_short_is_
         CHANNEL,
         "--org",
         "DSOMSP",
+        "--orderer",
+        "orderer1",
         "--config",
         "-o",
         &block,
     ]);
+    // Read from an orderer's Deliver this time: the newest config has both changes.
     let inspected = ok(&["channel", "inspect", "--block", &block]);
-    assert!(inspected.contains("max_message_count 50"), "{inspected}");
+    assert!(
+        inspected.contains("max_message_count 50") && inspected.contains(NEW_ORG),
+        "{inspected}"
+    );
 
     // The new organization's peer joins with the genesis block and catches up.
     let genesis = dir.join("market-genesis.pb");

@@ -4,7 +4,8 @@
 //! met, and submitting an update to the ordering service and waiting for its config block.
 //!
 //! Identities and endpoints come from a network.json (see `chaincode`'s loader). Blocks are read
-//! from the peer with qscc (`GetChainInfo`, `GetBlockByNumber`) and verified before use: the
+//! from the peer with qscc (`GetChainInfo`, `GetBlockByNumber`), or for `fetch --orderer` from
+//! an orderer's Deliver as the organization's admin, and verified before use: the
 //! header's data hash against the data, the orderer's signature against the channel's
 //! `/Channel/Orderer/BlockValidation` policy, and the newest block's header hash against the
 //! chain info.
@@ -198,15 +199,180 @@ fn verify_signature(block: &common::Block, config: &ChannelConfig) -> anyhow::Re
     Ok(())
 }
 
-/// `channel fetch`: block `which` ("newest", a number, or the latest config block) to `out`.
-pub(crate) async fn fetch(
+/// One block from `endpoint`'s Deliver, asked for as `signer`; its data hash checked.
+async fn deliver_block(
     network: &Network,
+    endpoint: &crate::chaincode::PeerEntry,
+    signer: &SigningIdentity,
+    channel: &str,
+    position: orderer::seek_position::Type,
+) -> anyhow::Result<common::Block> {
+    let seek = orderer::SeekPosition {
+        r#type: Some(position),
+    };
+    let info = orderer::SeekInfo {
+        start: Some(seek),
+        stop: Some(seek),
+        behavior: orderer::seek_info::SeekBehavior::FailIfNotReady as i32,
+        error_response: 0,
+        content_type: 0,
+    };
+    let creator = signer.serialized().to_vec();
+    let nonce = fresh_nonce(signer, channel.as_bytes());
+    let payload = common::Payload {
+        header: Some(common::Header {
+            channel_header: common::ChannelHeader {
+                r#type: common::HeaderType::DeliverSeekInfo as i32,
+                timestamp: Some(gridledger_proto::prost_types::Timestamp {
+                    seconds: crate::now_unix_secs(),
+                    nanos: 0,
+                }),
+                channel_id: channel.to_string(),
+                tx_id: gridledger_proto::compute_tx_id(&nonce, &creator),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: common::SignatureHeader {
+                creator,
+                nonce: nonce.to_vec(),
+            }
+            .encode_to_vec(),
+        }),
+        data: info.encode_to_vec(),
+    }
+    .encode_to_vec();
+    let envelope = common::Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    };
+    let attempt = async {
+        let connection = network.connect(endpoint).await?;
+        let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(connection);
+        let mut stream = client
+            .deliver(tokio_stream::iter(vec![envelope]))
+            .await
+            .context("Deliver")?
+            .into_inner();
+        loop {
+            let message = stream
+                .message()
+                .await
+                .context("Deliver stream")?
+                .context("the orderer closed Deliver before sending a block")?;
+            match message.r#type {
+                Some(orderer::deliver_response::Type::Block(block)) => return Ok(block),
+                Some(orderer::deliver_response::Type::Status(code)) => {
+                    let status = common::Status::try_from(code)
+                        .map(|s| s.as_str_name().to_string())
+                        .unwrap_or_else(|_| code.to_string());
+                    bail!("the orderer answered {status} instead of a block");
+                }
+                None => continue,
+            }
+        }
+    };
+    let block: common::Block = tokio::time::timeout(COMMIT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {COMMIT_TIMEOUT:?}"))?
+        .with_context(|| format!("Deliver of channel {channel} from {}", endpoint.name))?;
+    let header = block
+        .header
+        .as_ref()
+        .context("a delivered block without a header")?;
+    let data = block.data.clone().unwrap_or_default();
+    if header.data_hash != block_data_hash(&data) {
+        bail!(
+            "block {}: the header's data hash does not match its data",
+            header.number
+        );
+    }
+    Ok(block)
+}
+
+/// `channel fetch --orderer`: the block from that orderer's Deliver, verified against the
+/// latest config block, itself fetched from the orderer.
+async fn fetch_from_orderer(
+    network: &Network,
+    orderer_name: &str,
     channel: &str,
     org: &str,
     which: Option<&str>,
     config_block: bool,
+) -> anyhow::Result<common::Block> {
+    use orderer::seek_position::Type;
+    let endpoint = network
+        .orderers()
+        .iter()
+        .find(|o| o.name == orderer_name)
+        .with_context(|| format!("network.json lists no orderer {orderer_name}"))?;
+    let admin = network.org_admin(org)?;
+    let newest = deliver_block(
+        network,
+        endpoint,
+        &admin,
+        channel,
+        Type::Newest(orderer::SeekNewest {}),
+    )
+    .await?;
+    let newest_number = newest.header.as_ref().map_or(0, |h| h.number);
+    let last_config = last_config_index(&newest)
+        .with_context(|| format!("block {newest_number} records no last config block"))?;
+    let config_blk = if last_config == newest_number {
+        newest.clone()
+    } else {
+        let specified = Type::Specified(orderer::SeekSpecified {
+            number: last_config,
+        });
+        deliver_block(network, endpoint, &admin, channel, specified).await?
+    };
+    let config = ChannelConfig::from_block(&config_blk)
+        .with_context(|| format!("block {last_config} is not a config block"))?;
+    if last_config > 0 {
+        verify_signature(&config_blk, &config)?;
+    }
+    if config_block {
+        return Ok(config_blk);
+    }
+    let number = match which.unwrap_or("newest") {
+        "newest" => newest_number,
+        n => n
+            .parse::<u64>()
+            .with_context(|| format!("--block {n:?} is neither a number nor \"newest\""))?,
+    };
+    let block = if number == newest_number {
+        newest
+    } else {
+        let specified = Type::Specified(orderer::SeekSpecified { number });
+        deliver_block(network, endpoint, &admin, channel, specified).await?
+    };
+    if number > 0 {
+        verify_signature(&block, &config)?;
+    }
+    Ok(block)
+}
+
+/// `channel fetch`: block `which` ("newest", a number, or the latest config block) to `out`,
+/// from `org`'s peer or, with `orderer`, from that orderer's Deliver.
+pub(crate) async fn fetch(
+    network: &Network,
+    channel: &str,
+    org: &str,
+    orderer_name: Option<&str>,
+    which: Option<&str>,
+    config_block: bool,
     out: &Path,
 ) -> anyhow::Result<()> {
+    if let Some(name) = orderer_name {
+        let block = fetch_from_orderer(network, name, channel, org, which, config_block).await?;
+        let number = block.header.as_ref().map_or(0, |h| h.number);
+        std::fs::write(out, block.encode_to_vec())
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "wrote block {number} of channel {channel} from {name} to {}",
+            out.display()
+        );
+        return Ok(());
+    }
     let client = ChannelClient::connect(network, channel, Some(org)).await?;
     let (config_blk, config) = client.latest_config().await?;
     let block = if config_block {

@@ -42,7 +42,7 @@ pub enum ChannelCommand {
         block: PathBuf,
     },
     /// Write a block of the channel (by default the newest), or its latest config block, read
-    /// from the organization's peer and verified.
+    /// from the organization's peer (or an orderer's Deliver) and verified.
     Fetch {
         #[command(flatten)]
         at: OrgChannel,
@@ -52,6 +52,10 @@ pub enum ChannelCommand {
         /// A block number, or `newest`.
         #[arg(long, value_name = "NUM|newest")]
         block: Option<String>,
+        /// Read from this orderer's Deliver (a name network.json lists) instead of the
+        /// organization's peer.
+        #[arg(long)]
+        orderer: Option<String>,
         /// Where to write the block (protobuf `common.Block`).
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
@@ -349,6 +353,7 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             at,
             config,
             block,
+            orderer,
             out,
         } => {
             let network = load(&at.network)?;
@@ -356,6 +361,7 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
                 &network,
                 &at.channel,
                 &at.org,
+                orderer.as_deref(),
                 block.as_deref(),
                 config,
                 &out,
