@@ -195,6 +195,8 @@ pub struct DeployArgs {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NetworkFile {
+    #[serde(default)]
+    orderers: Vec<PeerEntry>,
     organizations: Vec<OrgEntry>,
     #[serde(default)]
     channels: Vec<ChannelEntry>,
@@ -216,11 +218,12 @@ struct OrgEntry {
     admins: Vec<UserEntry>,
 }
 
+/// A peer or orderer endpoint network.json lists.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct PeerEntry {
-    name: String,
-    endpoint: String,
+pub(crate) struct PeerEntry {
+    pub(crate) name: String,
+    pub(crate) endpoint: String,
     tls_ca_cert: PathBuf,
     server_name: String,
 }
@@ -232,19 +235,22 @@ struct UserEntry {
 }
 
 /// A network description with its paths resolved.
-struct Network {
+pub(crate) struct Network {
+    orderers: Vec<PeerEntry>,
     organizations: Vec<OrgEntry>,
     channels: Vec<ChannelEntry>,
     base: PathBuf,
 }
 
 impl Network {
-    fn load(path: &Path) -> anyhow::Result<Network> {
+    /// Reads a network.json; its relative paths are relative to its folder.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Network> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let file: NetworkFile = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a network description", path.display()))?;
         Ok(Network {
+            orderers: file.orderers,
             organizations: file.organizations,
             channels: file.channels,
             base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -255,6 +261,7 @@ impl Network {
     fn from_json(value: &serde_json::Value, base: &Path) -> anyhow::Result<Network> {
         let file = NetworkFile::deserialize(value).context("not a network description")?;
         Ok(Network {
+            orderers: file.orderers,
             organizations: file.organizations,
             channels: file.channels,
             base: base.to_path_buf(),
@@ -290,11 +297,21 @@ impl Network {
 
     /// The organizations of `channel`: those network.json lists for it, or every organization
     /// when it does not list the channel's members.
-    fn channel_msp_ids(&self, channel: &str) -> Vec<String> {
+    pub(crate) fn channel_msp_ids(&self, channel: &str) -> Vec<String> {
         match self.channels.iter().find(|c| c.name == channel) {
             Some(c) if !c.organizations.is_empty() => c.organizations.clone(),
             _ => self.msp_ids(),
         }
+    }
+
+    /// The first admin network.json lists for `msp_id`.
+    pub(crate) fn org_admin(&self, msp_id: &str) -> anyhow::Result<SigningIdentity> {
+        self.admin(self.org(msp_id)?)
+    }
+
+    /// The orderers network.json lists.
+    pub(crate) fn orderers(&self) -> &[PeerEntry] {
+        &self.orderers
     }
 
     fn admin(&self, org: &OrgEntry) -> anyhow::Result<SigningIdentity> {
@@ -311,7 +328,7 @@ impl Network {
     }
 
     /// A TLS connection to `peer`.
-    async fn connect(&self, peer: &PeerEntry) -> anyhow::Result<Channel> {
+    pub(crate) async fn connect(&self, peer: &PeerEntry) -> anyhow::Result<Channel> {
         let ca_path = self.resolve(&peer.tls_ca_cert);
         let ca =
             std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
@@ -329,7 +346,7 @@ impl Network {
     }
 
     /// A Gateway on the organization's first peer, signing as its admin.
-    async fn gateway(&self, msp_id: &str) -> anyhow::Result<Gateway> {
+    pub(crate) async fn gateway(&self, msp_id: &str) -> anyhow::Result<Gateway> {
         let org = self.org(msp_id)?;
         let peer = org
             .peers

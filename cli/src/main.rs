@@ -12,6 +12,7 @@ mod demo;
 mod grid;
 mod ledger;
 mod node;
+mod policy;
 mod report;
 mod up;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Channel configuration: genesis blocks and config updates.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
+    /// Policies: evaluate one against hypothetical signers, explained.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Chaincode lifecycle: package, install, approve, commit, query, deploy.
     #[command(subcommand)]
     Chaincode(chaincode::ChaincodeCommand),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Crypto(cmd) => crypto::run(cmd),
         Command::Channel(cmd) => channel::run(cmd),
         Command::Chaincode(cmd) => chaincode::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Grid(cmd) => grid::run(cmd),
         Command::Up(args) => up::run(args),
