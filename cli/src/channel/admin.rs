@@ -218,7 +218,7 @@ async fn deliver_block(
         content_type: 0,
     };
     let creator = signer.serialized().to_vec();
-    let nonce = fresh_nonce(signer, channel.as_bytes());
+    let nonce = fresh_nonce()?;
     let payload = common::Payload {
         header: Some(common::Header {
             channel_header: common::ChannelHeader {
@@ -505,20 +505,12 @@ fn read_update(file: &Path) -> anyhow::Result<common::ConfigUpdateEnvelope> {
         .with_context(|| format!("{} is not a ConfigUpdateEnvelope", file.display()))
 }
 
-/// 24 fresh bytes for a signature header: a hash of the time, the process and an ECDSA
-/// signature (randomized) over them and `context`.
-fn fresh_nonce(signer: &SigningIdentity, context: &[u8]) -> [u8; NONCE_LEN] {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut input = now.as_nanos().to_be_bytes().to_vec();
-    input.extend_from_slice(&std::process::id().to_be_bytes());
-    input.extend_from_slice(context);
-    input.extend_from_slice(&signer.sign(&input));
-    let digest = gridledger_proto::blockutil::sha256(&input);
+/// 24 fresh random bytes for a signature header, from the system's random generator.
+fn fresh_nonce() -> anyhow::Result<[u8; NONCE_LEN]> {
     let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&digest[..NONCE_LEN]);
-    nonce
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
+    Ok(nonce)
 }
 
 /// `update sign`: adds `admin`'s signature (`label` says whose, for messages) to the file, in
@@ -533,7 +525,7 @@ pub(crate) fn sign(admin: &SigningIdentity, label: &str, file: &Path) -> anyhow:
     if already {
         bail!("{} already carries a signature of {label}", file.display());
     }
-    let nonce = fresh_nonce(admin, &envelope.config_update);
+    let nonce = fresh_nonce()?;
     update::sign(&mut envelope, admin, nonce);
     let partial = file.with_extension("partial");
     std::fs::write(&partial, envelope.encode_to_vec())
@@ -699,7 +691,7 @@ pub(crate) async fn submit(
     }
     let height_before = client.info().await?.height;
     let admin = network.org_admin(org)?;
-    let nonce = fresh_nonce(&admin, &envelope.config_update);
+    let nonce = fresh_nonce()?;
     let now = crate::now_unix_secs();
     let transaction = update::config_update_transaction(
         channel,
