@@ -335,6 +335,21 @@ impl Registry {
     }
 }
 
+/// The health of one channel's ledger: its tip block must read back (a failed check
+/// `ledger:<channel>` otherwise).
+pub fn check_ledger(ledger: &crate::Ledger) -> Option<FailedCheck> {
+    let height = ledger.height();
+    let reason = match height.checked_sub(1).map(|tip| ledger.block_bytes(tip)) {
+        None | Some(Ok(Some(_))) => return None,
+        Some(Ok(None)) => format!("block {} of height {height} is missing", height - 1),
+        Some(Err(e)) => format!("cannot read the ledger: {e}"),
+    };
+    Some(FailedCheck {
+        component: format!("ledger:{}", ledger.channel_id()),
+        reason,
+    })
+}
+
 /// A poisoned lock still holds consistent data here (only map inserts happen under it).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex

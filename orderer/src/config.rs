@@ -102,6 +102,18 @@ pub struct OrdererConfig {
     /// The orderer-to-orderer transport.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/version`, `/logspec`); none
+    /// without this section.
+    #[serde(default)]
+    pub operations: Option<OperationsConfig>,
+}
+
+/// `[operations]`: where the operations endpoint listens (plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    /// HTTP listen address, e.g. `127.0.0.1:9443` (required in the section; no default).
+    pub listen_address: std::net::SocketAddr,
 }
 
 /// The orderer-to-orderer transport's TLS trust.
@@ -382,6 +394,21 @@ server_key = "tls/server.key"
         let text = format!("{MINIMAL}\n[limits]\nmax_mesage_bytes = 10\n");
         let err = OrdererConfig::parse(&text, Path::new(".")).expect_err("typo refused");
         assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+    }
+
+    #[test]
+    fn operations_section_is_optional_and_strict() {
+        let config = OrdererConfig::parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(config.operations, None);
+        let text = format!("{MINIMAL}\n[operations]\nlisten_address = \"127.0.0.1:9443\"\n");
+        let config = OrdererConfig::parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(
+            config.operations.map(|o| o.listen_address.to_string()),
+            Some("127.0.0.1:9443".to_owned())
+        );
+        let text = format!("{text}listen_adress = \"127.0.0.1:9444\"\n");
+        let err = OrdererConfig::parse(&text, Path::new(".")).expect_err("typo refused");
+        assert!(err.to_string().contains("listen_adress"), "{err}");
     }
 
     #[test]

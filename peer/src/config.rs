@@ -46,6 +46,18 @@ pub struct PeerConfig {
     /// The DSO's feasibility endorsement of energy trades (the DSO's peer only).
     #[serde(default)]
     pub feasibility: Option<crate::feasibility::FeasibilityConfig>,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/version`, `/logspec`); none
+    /// without this section.
+    #[serde(default)]
+    pub operations: Option<OperationsConfig>,
+}
+
+/// `[operations]`: where the operations endpoint listens (plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    /// HTTP listen address, e.g. `127.0.0.1:9443` (required in the section; no default).
+    pub listen_address: SocketAddr,
 }
 
 fn default_rpc_timeout_ms() -> u64 {
@@ -208,5 +220,36 @@ impl PeerConfig {
         self.external_endpoint
             .clone()
             .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "peer0.dso"
+msp_id = "DSOMSP"
+listen = "127.0.0.1:7051"
+data_dir = "data"
+signing_cert = "cert.pem"
+signing_key = "key.pem"
+tls_cert = "tls/server.crt"
+tls_key = "tls/server.key"
+"#;
+
+    #[test]
+    fn operations_section_is_optional_and_refuses_unknown_keys() {
+        let config: PeerConfig = toml::from_str(MINIMAL).expect("valid");
+        assert_eq!(config.operations, None);
+        let text = format!("{MINIMAL}\n[operations]\nlisten_address = \"127.0.0.1:9443\"\n");
+        let config: PeerConfig = toml::from_str(&text).expect("valid");
+        assert_eq!(
+            config.operations.map(|o| o.listen_address),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9443)))
+        );
+        let typo = format!("{text}tls_crt = \"ops.crt\"\n");
+        let err = toml::from_str::<PeerConfig>(&typo).expect_err("unknown key refused");
+        assert!(err.to_string().contains("tls_crt"), "{err}");
     }
 }
