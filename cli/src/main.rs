@@ -12,6 +12,7 @@ mod demo;
 mod grid;
 mod ledger;
 mod node;
+mod operations;
 mod report;
 mod up;
 

@@ -79,6 +79,8 @@ pub use config::{
 pub use consensus::ConsensusError;
 pub use cutter::{BatchSettings, BlockCutter};
 pub use error::OrdererError;
+/// The process-wide metrics registry the orderer records into, for the binary that serves it.
+pub use gridledger_ledger::metrics::registry as metrics_registry;
 pub use participation::{
     JoinError, JoinedChannel, ListChannelsError, RemoveError, RemovedChannel, join_channel,
     list_channels, remove_channel,

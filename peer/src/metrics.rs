@@ -8,6 +8,9 @@ use gridledger_ledger::metrics::{
     Counter, DURATION_BUCKETS, FailedCheck, Gauge, Histogram, registry,
 };
 use std::net::{TcpStream, ToSocketAddrs};
+
+/// The process-wide registry and its types, for the binary that serves them.
+pub use gridledger_ledger::metrics::{Registry, registry as process_registry};
 use std::sync::{Arc, OnceLock};
 
 /// The peer's metric families.
