@@ -74,16 +74,22 @@ pub fn init_logging() -> crate::operations::LogHandle {
     handle
 }
 
+/// The operations endpoint a node's `[operations]` section asks for: address and TLS files.
+type OperationsSpec = (
+    std::net::SocketAddr,
+    Option<(std::path::PathBuf, std::path::PathBuf)>,
+);
+
 /// Starts the operations endpoint when the node's config has an `[operations]` section.
 async fn start_operations(
-    listen: Option<std::net::SocketAddr>,
+    spec: Option<OperationsSpec>,
     logs: crate::operations::LogHandle,
     metrics: &'static gridledger_peer::metrics::Registry,
 ) -> anyhow::Result<()> {
-    match listen {
-        Some(listen) => crate::operations::start(listen, logs, metrics).await,
-        None => Ok(()),
+    if let Some((listen, tls)) = spec {
+        crate::operations::start(listen, tls, logs, metrics).await?;
     }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -136,7 +142,10 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
     } = cmd;
     let logs = init_logging();
     let parsed = gridledger_peer::PeerConfig::load(&config)?;
-    let operations = parsed.operations.as_ref().map(|o| o.listen_address);
+    let operations = parsed
+        .operations
+        .as_ref()
+        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
     runtime()?.block_on(async move {
         start_operations(
             operations,
@@ -198,7 +207,10 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
     };
     let logs = init_logging();
     let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
-    let operations = parsed.operations.as_ref().map(|o| o.listen_address);
+    let operations = parsed
+        .operations
+        .as_ref()
+        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
     runtime()?.block_on(async move {
         start_operations(operations, logs, gridledger_orderer::metrics_registry()).await?;
         gridledger_orderer::run(parsed, shutdown_signal(exit_on_stdin_close))

@@ -1,5 +1,7 @@
 //! The operations endpoint of a peer or orderer (`[operations] listen_address` in its config):
-//! a small plain-HTTP/1.1 server for operators' tools, separate from the gRPC port.
+//! a small HTTP/1.1 server for operators' tools, separate from the gRPC port; over TLS when
+//! the section names `tls_cert` and `tls_key` (rustls with ring, as the gRPC server), plain
+//! HTTP otherwise.
 //!
 //! - `GET /metrics`: every metric of the process-wide registry
 //!   (`gridledger_ledger::metrics`) in the Prometheus text format.
@@ -18,9 +20,15 @@ use anyhow::Context;
 use gridledger_peer::metrics::Registry as Metrics;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing_subscriber::{EnvFilter, reload};
 
 /// The handle that changes the process's log filter.
@@ -36,22 +44,47 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Binds `listen` and serves the endpoint on a background task until the runtime stops.
 /// `metrics` is the process-wide registry (`gridledger_peer::metrics::process_registry()` and
 /// `gridledger_orderer::metrics_registry()` are the same one, owned by the ledger crate).
+/// With `tls` (certificate chain and key, PEM) the endpoint speaks HTTPS.
 pub async fn start(
     listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
     logs: LogHandle,
     metrics: &'static Metrics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SocketAddr> {
+    let acceptor = match tls {
+        Some((cert, key)) => Some(tls_acceptor(&cert, &key)?),
+        None => None,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the operations endpoint on {listen}"))?;
-    tracing::info!(%listen, "operations endpoint serving");
+    let bound = listener
+        .local_addr()
+        .context("reading the operations endpoint's address")?;
+    tracing::info!(listen = %bound, tls = acceptor.is_some(), "operations endpoint serving");
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let logs = logs.clone();
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(stream, &logs, metrics).await {
+                        let outcome = match acceptor {
+                            Some(acceptor) => {
+                                match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream))
+                                    .await
+                                {
+                                    Ok(Ok(tls)) => connection(tls, &logs, metrics).await,
+                                    Ok(Err(e)) => Err(e),
+                                    Err(_) => Err(std::io::Error::new(
+                                        std::io::ErrorKind::TimedOut,
+                                        "TLS handshake timed out",
+                                    )),
+                                }
+                            }
+                            None => connection(stream, &logs, metrics).await,
+                        };
+                        if let Err(e) = outcome {
                             tracing::debug!(error = %e, "operations request failed");
                         }
                     });
@@ -63,7 +96,28 @@ pub async fn start(
             }
         }
     });
-    Ok(())
+    Ok(bound)
+}
+
+/// The TLS server side from a PEM certificate chain and private key.
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("choosing TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .context("the operations TLS certificate and key do not form a usable pair")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A parsed request.
@@ -94,8 +148,8 @@ impl Answer {
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     logs: &LogHandle,
     metrics: &'static Metrics,
 ) -> std::io::Result<()> {
@@ -117,7 +171,7 @@ async fn connection(
 }
 
 /// Reads one request: the head up to the blank line, then `Content-Length` bytes of body.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, String> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, String> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -274,5 +328,89 @@ fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Generates crypto material (the example consortium) and returns its folder.
+    fn material(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-ops-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config: gridledger_identity::material::CryptoConfig =
+            toml::from_str(include_str!("../../examples/crypto-config.toml"))
+                .expect("the example crypto config parses");
+        gridledger_identity::material::generate(&config, &dir, crate::now_unix_secs())
+            .expect("generate crypto material");
+        dir
+    }
+
+    #[tokio::test]
+    async fn tls_endpoint_answers_https_with_the_configured_certificate() {
+        let dir = material("tls");
+        let node = dir.join("organizations/DSOMSP/peers/peer0.dso/tls");
+        let metrics: &'static Metrics = Box::leak(Box::default());
+        let (_layer, logs) = reload::Layer::new(EnvFilter::new("info"));
+        let addr = start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some((node.join("server.crt"), node.join("server.key"))),
+            logs,
+            metrics,
+        )
+        .await
+        .expect("start the endpoint");
+
+        let ca_pem = std::fs::read(dir.join("organizations/DSOMSP/tlsca/tlsca.pem"))
+            .expect("read the TLS CA");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(cert.expect("a PEM certificate")).expect("a CA");
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").expect("a name"),
+                tcp,
+            )
+            .await
+            .expect("TLS handshake with the configured certificate");
+        tls.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("send");
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(
+            response.ends_with(&format!(
+                "{{\"version\":\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )) || response.contains("\"commit\""),
+            "{response}"
+        );
+
+        // Plain HTTP on the TLS port gets no HTTP answer.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        plain
+            .write_all(b"GET /version HTTP/1.1\r\n\r\n")
+            .await
+            .expect("send");
+        let mut bytes = Vec::new();
+        let _ = plain.read_to_end(&mut bytes).await;
+        assert!(
+            !bytes.starts_with(b"HTTP/1.1 200"),
+            "plain HTTP was answered"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! Ports: orderer0 on P, the peers on P+1..P+3, orderer1 and orderer2 on P+4 and P+5. Each
 //! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Every node
-//! also serves its operations endpoint (plain HTTP: `/metrics`, `/healthz`, `/version`,
+//! also serves its operations endpoint (plain HTTP here: `/metrics`, `/healthz`, `/version`,
 //! `/logspec`) on its port + [`OPERATIONS_PORT_OFFSET`], so P+10..P+15; `network.json` lists
 //! it as each node's `operationsEndpoint`. Ctrl-C or
 //! SIGTERM stops every node; the nodes also stop when `up` itself dies, because they watch the
