@@ -122,6 +122,15 @@ async fn a_peer_reports_commits_health_version_and_log_spec_and_fails_health_wit
         std::thread::sleep(POLL);
     };
     assert!(after[BLOCKS] > blocks_before, "{BLOCKS} did not move");
+    for series in [
+        "gateway_requests_total{method=\"Submit\",status=\"Ok\"}",
+        "endorser_proposal_duration_seconds_count{channel=\"market\",chaincode=\"basic\"}",
+    ] {
+        assert!(
+            after.get(series).is_some_and(|v| *v >= 1.0),
+            "{series} missing or 0: {after:?}"
+        );
+    }
     let bucket_inf = "ledger_block_commit_seconds_bucket{channel=\"market\",le=\"+Inf\"}";
     assert_eq!(
         after[bucket_inf], after["ledger_block_commit_seconds_count{channel=\"market\"}"],

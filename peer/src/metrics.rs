@@ -25,7 +25,8 @@ pub struct PeerMetrics {
     pub ledger_height: Arc<Gauge>,
     /// `endorser_proposal_duration_seconds{channel,chaincode}`: simulation and signing.
     pub proposal_duration: Arc<Histogram>,
-    /// `gateway_requests_total{method,status}`: status is the gRPC code's name.
+    /// `gateway_requests_total{method,status}`: status is the gRPC code's name (`Ok`,
+    /// `Aborted`, `InvalidArgument`, …).
     pub gateway_requests: Arc<Counter>,
     /// `deliver_requests_total`: Deliver and DeliverFiltered streams opened.
     pub deliver_requests: Arc<Counter>,
@@ -86,10 +87,11 @@ pub fn gateway_request<T>(
     method: &str,
     outcome: Result<T, tonic::Status>,
 ) -> Result<T, tonic::Status> {
-    let status = match &outcome {
-        Ok(_) => "OK".to_owned(),
-        Err(s) => format!("{:?}", s.code()),
+    let code = match &outcome {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
     };
+    let status = format!("{code:?}");
     get().gateway_requests.inc(&[method, &status]);
     outcome
 }
