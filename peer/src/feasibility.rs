@@ -267,8 +267,8 @@ impl FeasibilityCheck {
 
     /// Reviews a successful simulation of `chaincode` on `channel_id` before endorsement:
     /// `Ok` to endorse, otherwise the reason for the refusal. `state` is the committed state
-    /// the simulation read.
-    /// Every check of new trades is counted in `dso_feasibility_checks_total` by verdict.
+    /// the simulation read. Every check of new trades is counted in
+    /// `dso_feasibility_checks_total` by verdict.
     pub fn review(
         &self,
         channel_id: &str,
