@@ -12,6 +12,7 @@ mod demo;
 mod grid;
 mod ledger;
 mod node;
+mod operations;
 mod policy;
 mod report;
 mod up;

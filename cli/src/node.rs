@@ -59,14 +59,37 @@ pub enum OrdererCommand {
     },
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-pub fn init_logging() {
+/// Logs to stderr; `RUST_LOG` overrides the default level (info). Returns the handle that
+/// changes the filter at run time (the operations endpoint's `/logspec`).
+pub fn init_logging() -> crate::operations::LogHandle {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .try_init();
+    handle
+}
+
+/// The operations endpoint a node's `[operations]` section asks for: address and TLS files.
+type OperationsSpec = (
+    std::net::SocketAddr,
+    Option<(std::path::PathBuf, std::path::PathBuf)>,
+);
+
+/// Starts the operations endpoint when the node's config has an `[operations]` section.
+async fn start_operations(
+    spec: Option<OperationsSpec>,
+    logs: crate::operations::LogHandle,
+    metrics: &'static gridledger_peer::metrics::Registry,
+) -> anyhow::Result<()> {
+    if let Some((listen, tls)) = spec {
+        crate::operations::start(listen, tls, logs, metrics).await?;
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -117,14 +140,23 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
         config,
         exit_on_stdin_close,
     } = cmd;
-    init_logging();
+    let logs = init_logging();
     let parsed = gridledger_peer::PeerConfig::load(&config)?;
-    runtime()?
-        .block_on(gridledger_peer::run(
-            parsed,
-            shutdown_signal(exit_on_stdin_close),
-        ))
-        .context("running the peer")
+    let operations = parsed
+        .operations
+        .as_ref()
+        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
+    runtime()?.block_on(async move {
+        start_operations(
+            operations,
+            logs,
+            gridledger_peer::metrics::process_registry(),
+        )
+        .await?;
+        gridledger_peer::run(parsed, shutdown_signal(exit_on_stdin_close))
+            .await
+            .context("running the peer")
+    })
 }
 
 pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
@@ -173,12 +205,16 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    init_logging();
+    let logs = init_logging();
     let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
-    runtime()?
-        .block_on(gridledger_orderer::run(
-            parsed,
-            shutdown_signal(exit_on_stdin_close),
-        ))
-        .context("running the orderer")
+    let operations = parsed
+        .operations
+        .as_ref()
+        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
+    runtime()?.block_on(async move {
+        start_operations(operations, logs, gridledger_orderer::metrics_registry()).await?;
+        gridledger_orderer::run(parsed, shutdown_signal(exit_on_stdin_close))
+            .await
+            .context("running the orderer")
+    })
 }

@@ -17,7 +17,10 @@
 //! (a network created before clusters keeps its single orderer).
 //!
 //! Ports: orderer0 on P, the peers on P+1..P+3, orderer1 and orderer2 on P+4 and P+5. Each
-//! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Ctrl-C or
+//! orderer serves Broadcast, Deliver and the cluster service (Raft) on its one port. Every node
+//! also serves its operations endpoint (plain HTTP here: `/metrics`, `/healthz`, `/version`,
+//! `/logspec`) on its port + [`OPERATIONS_PORT_OFFSET`], so P+10..P+15; `network.json` lists
+//! it as each node's `operationsEndpoint`. Ctrl-C or
 //! SIGTERM stops every node; the nodes also stop when `up` itself dies, because they watch the
 //! standard input `up` holds open for them.
 
@@ -57,6 +60,8 @@ const MARKET_ORGS: [(&str, char, &str); 2] = [
 ];
 /// The chaincode recording smart-meter readings on the bilateral channels.
 const METER_CHAINCODE: &str = "meter";
+/// A node's operations endpoint listens on its gRPC port plus this.
+const OPERATIONS_PORT_OFFSET: u16 = 10;
 /// How long a node may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -140,7 +145,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "network")]
     pub dir: PathBuf,
     /// First port: orderer0 listens on it, the peers on the next three, orderer1 and
-    /// orderer2 on the two after them.
+    /// orderer2 on the two after them; each node's operations endpoint on its port + 10.
     #[arg(long, default_value_t = 7050)]
     pub base_port: u16,
     /// An external chaincode server (chaincode-as-a-service) to define on `market` for every
@@ -288,13 +293,14 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         let orderer_config = format!(
             "name = \"{name}\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
              signing_cert = \"{}\"\nsigning_key = \"{}\"\n\n[tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\n\n\
-             [cluster]\ntls_ca_certs = [\"{}\"]\n",
+             [cluster]\ntls_ca_certs = [\"{}\"]\n\n[operations]\nlisten_address = \"127.0.0.1:{}\"\n",
             abs(&orderer_dir.join("data")),
             abs(&o.join("msp/signcerts/cert.pem")),
             abs(&o.join("msp/keystore/key.pem")),
             abs(&o.join("tls/server.crt")),
             abs(&o.join("tls/server.key")),
             abs(&tls_ca),
+            port + OPERATIONS_PORT_OFFSET,
         );
         write(&orderer_dir.join("orderer.toml"), orderer_config.as_bytes())?;
         for (channel, _, genesis) in &genesis_blocks {
@@ -333,12 +339,14 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         let node_dir = dir.join("nodes").join(name);
         let mut peer_config = format!(
             "name = \"{name}\"\nmsp_id = \"{msp_id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+             [operations]\nlisten_address = \"127.0.0.1:{}\"\n",
             abs(&node_dir.join("data")),
             abs(&p.join("msp/signcerts/cert.pem")),
             abs(&p.join("msp/keystore/key.pem")),
             abs(&p.join("tls/server.crt")),
             abs(&p.join("tls/server.key")),
+            port + OPERATIONS_PORT_OFFSET,
         );
         if *msp_id == "DSOMSP" {
             peer_config.push_str(&format!(
@@ -399,6 +407,10 @@ fn network_json(
                 "peers": [{
                     "name": name,
                     "endpoint": format!("127.0.0.1:{}", base_port + 1 + i as u16),
+                    "operationsEndpoint": format!(
+                        "127.0.0.1:{}",
+                        base_port + 1 + i as u16 + OPERATIONS_PORT_OFFSET
+                    ),
                     "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir(msp_id)),
                     "serverName": name,
                 }],
@@ -424,6 +436,7 @@ fn network_json(
             "name": name,
             "mspId": "OrdererMSP",
             "endpoint": format!("127.0.0.1:{}", base_port + off),
+            "operationsEndpoint": format!("127.0.0.1:{}", base_port + off + OPERATIONS_PORT_OFFSET),
             "tlsCaCert": format!("{}/tlsca/tlsca.pem", org_dir("OrdererMSP")),
             "serverName": name,
         })).collect::<Vec<_>>(),
@@ -525,7 +538,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
     anyhow::ensure!(
-        args.base_port <= u16::MAX - 5,
+        args.base_port <= u16::MAX - 5 - OPERATIONS_PORT_OFFSET,
         "--base-port leaves no room for the peers"
     );
     let chaincodes = chaincodes(&args.external_chaincode)?;

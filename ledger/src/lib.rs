@@ -1,5 +1,6 @@
 //! Per-channel ledger of a node: block store, world state, key history and tx-id index on
-//! redb, plus the orderer's Raft log store. This crate is the only user of redb.
+//! redb, plus the orderer's Raft log store. This crate is the only user of redb. [`metrics`]
+//! holds the node's process-wide metrics and health checks, shared by the peer and the orderer.
 //!
 //! # Files
 //!
@@ -35,6 +36,7 @@ pub const LEDGER_CACHE_BYTES: usize = 32 * 1024 * 1024;
 pub const RAFT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 mod error;
+pub mod metrics;
 mod raft;
 mod state;
 mod store;

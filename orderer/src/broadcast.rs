@@ -194,6 +194,13 @@ pub(crate) async fn order_forwarded(
     resolve(registry, accept(registry, envelope, false)).await
 }
 
+/// The channel of an envelope for metrics (empty when it does not parse).
+fn channel_of(envelope: &common::Envelope) -> String {
+    parse_envelope(envelope)
+        .map(|p| p.channel_header.channel_id)
+        .unwrap_or_default()
+}
+
 /// The tx id of an envelope for logs (empty when it does not parse).
 fn tx_id_of(envelope: &common::Envelope) -> String {
     parse_envelope(envelope)
@@ -299,7 +306,7 @@ pub(crate) fn serve(
 ) {
     let resolving = registry.clone();
     let (pending_tx, mut pending_rx) =
-        mpsc::channel::<Result<Pending, tonic::Status>>(pipeline_depth.max(1));
+        mpsc::channel::<Result<(String, Pending), tonic::Status>>(pipeline_depth.max(1));
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {
@@ -307,7 +314,10 @@ pub(crate) fn serve(
                 next = inbound.message() => next,
             };
             let item = match next {
-                Ok(Some(envelope)) => Ok(accept(&registry, envelope, true)),
+                Ok(Some(envelope)) => {
+                    let channel = channel_of(&envelope);
+                    Ok((channel, accept(&registry, envelope, true)))
+                }
                 Ok(None) => break,
                 Err(status) => {
                     tracing::debug!(error = %status, "broadcast stream failed");
@@ -323,7 +333,15 @@ pub(crate) fn serve(
     tokio::spawn(async move {
         while let Some(item) = pending_rx.recv().await {
             let message = match item {
-                Ok(pending) => Ok(resolve(&resolving, pending).await),
+                Ok((channel, pending)) => {
+                    let answer = resolve(&resolving, pending).await;
+                    let status =
+                        Status::try_from(answer.status).map_or("UNKNOWN", |s| s.as_str_name());
+                    crate::metrics::get()
+                        .broadcast_envelopes
+                        .inc(&[&channel, status]);
+                    Ok(answer)
+                }
                 Err(status) => Err(status),
             };
             if out.send(message).await.is_err() {

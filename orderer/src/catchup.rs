@@ -150,6 +150,7 @@ pub(crate) fn catch_up(
                 }
             }
             ledger.append_block(&block)?;
+            crate::metrics::set_height(ledger.channel_id(), ledger.height());
             Ok(())
         });
         match outcome {

@@ -673,7 +673,15 @@ impl Chain {
             }
         }
         let leader = self.consensus.leader();
+        let metrics = crate::metrics::get();
+        metrics.raft_term.set(
+            &[&self.channel_id],
+            i64::try_from(self.consensus.term()).unwrap_or(i64::MAX),
+        );
         if leader != self.known_leader {
+            if leader.is_some() {
+                metrics.raft_leader_changes.inc(&[&self.channel_id]);
+            }
             self.known_leader = leader;
             tracing::info!(channel = %self.channel_id, node = self.consensus.id(),
                 leader = leader.unwrap_or(0), "raft leader changed");
@@ -1312,6 +1320,7 @@ impl BlockWriter {
         let raft_index = front.raft_index;
         let txs = block.data.as_ref().map_or(0, |d| d.data.len());
         self.ledger.append_block(&block)?;
+        crate::metrics::set_height(&self.channel_id, self.ledger.height());
         if let Some(front) = self.cut.pop_front() {
             if let Some(config) = front.config {
                 self.written_configs.push(WrittenConfig {

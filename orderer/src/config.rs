@@ -102,6 +102,24 @@ pub struct OrdererConfig {
     /// The orderer-to-orderer transport.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/version`, `/logspec`); none
+    /// without this section.
+    #[serde(default)]
+    pub operations: Option<OperationsConfig>,
+}
+
+/// `[operations]`: where the operations endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    /// HTTP listen address, e.g. `127.0.0.1:9443` (required in the section; no default).
+    pub listen_address: std::net::SocketAddr,
+    /// TLS server certificate (PEM, chain first) and key; both or neither. Default none:
+    /// plain HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The orderer-to-orderer transport's TLS trust.
@@ -229,6 +247,10 @@ impl OrdererConfig {
         resolve(&mut self.tls.server_key);
         self.tls.client_ca_certs.iter_mut().for_each(resolve);
         self.cluster.tls_ca_certs.iter_mut().for_each(resolve);
+        if let Some(ops) = self.operations.as_mut() {
+            ops.tls_cert.iter_mut().for_each(resolve);
+            ops.tls_key.iter_mut().for_each(resolve);
+        }
     }
 
     /// Checks every field without touching the files it names.
@@ -244,6 +266,11 @@ impl OrdererConfig {
             return Err(invalid("msp_id", "must not be empty"));
         }
         check_listen_address(&self.listen_address)?;
+        if let Some(ops) = &self.operations {
+            if ops.tls_cert.is_some() != ops.tls_key.is_some() {
+                return Err(invalid("operations.tls_cert", "goes together with tls_key"));
+            }
+        }
         for (field, path) in [
             ("data_dir", &self.data_dir),
             ("signing_cert", &self.signing_cert),
@@ -382,6 +409,32 @@ server_key = "tls/server.key"
         let text = format!("{MINIMAL}\n[limits]\nmax_mesage_bytes = 10\n");
         let err = OrdererConfig::parse(&text, Path::new(".")).expect_err("typo refused");
         assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+    }
+
+    #[test]
+    fn operations_section_is_optional_and_strict() {
+        let config = OrdererConfig::parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(config.operations, None);
+        let text = format!("{MINIMAL}\n[operations]\nlisten_address = \"127.0.0.1:9443\"\n");
+        let config = OrdererConfig::parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(
+            config.operations.map(|o| o.listen_address.to_string()),
+            Some("127.0.0.1:9443".to_owned())
+        );
+        let half = format!("{text}tls_cert = \"ops.crt\"\n");
+        match OrdererConfig::parse(&half, Path::new(".")) {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "operations.tls_cert"),
+            other => panic!("a certificate without a key must be refused, got {other:?}"),
+        }
+        let tls = format!("{half}tls_key = \"ops.key\"\n");
+        let config = OrdererConfig::parse(&tls, Path::new("/etc/gl")).expect("valid");
+        assert_eq!(
+            config.operations.and_then(|o| o.tls_key),
+            Some(PathBuf::from("/etc/gl/ops.key"))
+        );
+        let text = format!("{text}listen_adress = \"127.0.0.1:9444\"\n");
+        let err = OrdererConfig::parse(&text, Path::new(".")).expect_err("typo refused");
+        assert!(err.to_string().contains("listen_adress"), "{err}");
     }
 
     #[test]

@@ -246,6 +246,7 @@ pub(crate) fn serve(
     time_window_s: u64,
     mut stopping: watch::Receiver<bool>,
 ) {
+    crate::metrics::get().deliver_requests.inc(&[]);
     tokio::spawn(async move {
         loop {
             let next = tokio::select! {

@@ -20,6 +20,7 @@
 //! - [`block`]: block assembly, orderer signature and metadata.
 //! - `cluster`: membership from the consenter list, the `gridledger.Cluster` service and its
 //!   client side.
+//! - `metrics`: the orderer's metrics and health check, served by the operations endpoint.
 //! - `consensus`, `chain`, `registry`, `access`, `broadcast`, `deliver`: internals.
 //!
 //! # Use from the CLI
@@ -64,6 +65,7 @@ pub mod cutter;
 mod deliver;
 mod error;
 mod follower;
+mod metrics;
 pub mod participation;
 mod registry;
 mod server;
@@ -71,10 +73,14 @@ mod view;
 
 pub use chain::{ChainError, SubmitError};
 pub use cluster::ClusterError;
-pub use config::{ClusterConfig, ConfigError, Limits, OrdererConfig, RaftConfig, TlsConfig};
+pub use config::{
+    ClusterConfig, ConfigError, Limits, OperationsConfig, OrdererConfig, RaftConfig, TlsConfig,
+};
 pub use consensus::ConsensusError;
 pub use cutter::{BatchSettings, BlockCutter};
 pub use error::OrdererError;
+/// The process-wide metrics registry the orderer records into, for the binary that serves it.
+pub use gridledger_ledger::metrics::registry as metrics_registry;
 pub use participation::{
     JoinError, JoinedChannel, ListChannelsError, RemoveError, RemovedChannel, join_channel,
     list_channels, remove_channel,

@@ -93,6 +93,7 @@ impl Orderer {
             own_tls_cert,
             transport,
         ));
+        crate::metrics::register(&registry);
         let starting = registry.clone();
         let started = tokio::task::spawn_blocking(move || {
             starting.open_joined()?;

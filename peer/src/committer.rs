@@ -80,6 +80,7 @@ pub fn commit_block_pulling(
     block: common::Block,
     peer: Option<&Peer>,
 ) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let ledger = channel.ledger().clone();
     let config = channel.config();
     let info = ledger.info();
@@ -101,6 +102,18 @@ pub fn commit_block_pulling(
     ledger
         .commit_block_with_missing(&with_codes, &validated.updates, &missing)
         .map_err(|e| e.to_string())?;
+    let metrics = crate::metrics::get();
+    let labels = [channel.id()];
+    metrics.blocks_committed.inc(&labels);
+    metrics.block_commit_seconds.observe_since(&labels, started);
+    for code in &validated.codes {
+        metrics
+            .transactions
+            .inc(&[channel.id(), code.as_str_name()]);
+    }
+    metrics
+        .ledger_height
+        .set(&labels, i64::try_from(ledger.height()).unwrap_or(i64::MAX));
     let defines_chaincodes = validated.updates.txs.iter().any(|tx| {
         tx.writes.iter().any(|w| {
             w.namespace == crate::validation::LIFECYCLE_NAMESPACE

@@ -46,6 +46,24 @@ pub struct PeerConfig {
     /// The DSO's feasibility endorsement of energy trades (the DSO's peer only).
     #[serde(default)]
     pub feasibility: Option<crate::feasibility::FeasibilityConfig>,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/version`, `/logspec`); none
+    /// without this section.
+    #[serde(default)]
+    pub operations: Option<OperationsConfig>,
+}
+
+/// `[operations]`: where the operations endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    /// HTTP listen address, e.g. `127.0.0.1:9443` (required in the section; no default).
+    pub listen_address: SocketAddr,
+    /// TLS server certificate (PEM, chain first) and key; both or neither. Default none:
+    /// plain HTTP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_rpc_timeout_ms() -> u64 {
@@ -151,6 +169,13 @@ impl PeerConfig {
         if let Some(feasibility) = config.feasibility.as_mut() {
             feasibility.resolve_paths(base);
         }
+        if let Some(ops) = config.operations.as_mut() {
+            for p in [&mut ops.tls_cert, &mut ops.tls_key].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -161,6 +186,13 @@ impl PeerConfig {
             return Err(ConfigError::Invalid(
                 "name and msp_id must not be empty".into(),
             ));
+        }
+        if let Some(ops) = &self.operations {
+            if ops.tls_cert.is_some() != ops.tls_key.is_some() {
+                return Err(ConfigError::Invalid(
+                    "operations: tls_cert and tls_key go together".into(),
+                ));
+            }
         }
         if self.rpc_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -208,5 +240,40 @@ impl PeerConfig {
         self.external_endpoint
             .clone()
             .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "peer0.dso"
+msp_id = "DSOMSP"
+listen = "127.0.0.1:7051"
+data_dir = "data"
+signing_cert = "cert.pem"
+signing_key = "key.pem"
+tls_cert = "tls/server.crt"
+tls_key = "tls/server.key"
+"#;
+
+    #[test]
+    fn operations_section_is_optional_and_refuses_unknown_keys() {
+        let config: PeerConfig = toml::from_str(MINIMAL).expect("valid");
+        assert_eq!(config.operations, None);
+        let text = format!("{MINIMAL}\n[operations]\nlisten_address = \"127.0.0.1:9443\"\n");
+        let config: PeerConfig = toml::from_str(&text).expect("valid");
+        assert_eq!(
+            config.operations.map(|o| o.listen_address),
+            Some(SocketAddr::from(([127, 0, 0, 1], 9443)))
+        );
+        let half: PeerConfig =
+            toml::from_str(&format!("{text}tls_cert = \"ops.crt\"\n")).expect("parses");
+        let err = half.validate().expect_err("a certificate without a key");
+        assert!(err.to_string().contains("tls_key"), "{err}");
+        let typo = format!("{text}tls_crt = \"ops.crt\"\n");
+        let err = toml::from_str::<PeerConfig>(&typo).expect_err("unknown key refused");
+        assert!(err.to_string().contains("tls_crt"), "{err}");
     }
 }

@@ -114,6 +114,7 @@ impl DeliverService {
         mut requests: Streaming<common::Envelope>,
         filtered: bool,
     ) -> ReceiverStream<DeliverItem> {
+        crate::metrics::get().deliver_requests.inc(&[]);
         let (tx, rx) = mpsc::channel::<DeliverItem>(8);
         let this = DeliverService(self.0.clone());
         tokio::spawn(async move {

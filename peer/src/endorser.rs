@@ -355,6 +355,19 @@ impl Peer {
         &self,
         p: &UnpackedProposal,
     ) -> Result<(Simulated, protos::ProposalResponse), ProposalError> {
+        let started = std::time::Instant::now();
+        let outcome = self.endorse_timed(p);
+        crate::metrics::get()
+            .proposal_duration
+            .observe_since(&[&p.channel_header.channel_id, &p.chaincode_name], started);
+        outcome
+    }
+
+    /// [`Peer::endorse`] without the timing.
+    fn endorse_timed(
+        &self,
+        p: &UnpackedProposal,
+    ) -> Result<(Simulated, protos::ProposalResponse), ProposalError> {
         let mut simulated = self.simulate(p)?;
         if simulated.result.response.status < 400 {
             if let Some(feasibility) = self.feasibility() {

@@ -209,6 +209,18 @@ fn read_profile(path: &Path) -> Result<Vec<f64>, FeasibilityError> {
     Ok(scales)
 }
 
+/// Why a review refused: a trade the grid cannot carry, or a check that could not run.
+enum Refusal {
+    Infeasible(String),
+    Error(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::Error(reason)
+    }
+}
+
 impl FeasibilityCheck {
     /// Loads the feeder and the profile named by `config`.
     pub fn load(config: FeasibilityConfig) -> Result<FeasibilityCheck, FeasibilityError> {
@@ -255,7 +267,8 @@ impl FeasibilityCheck {
 
     /// Reviews a successful simulation of `chaincode` on `channel_id` before endorsement:
     /// `Ok` to endorse, otherwise the reason for the refusal. `state` is the committed state
-    /// the simulation read.
+    /// the simulation read. Every check of new trades is counted in
+    /// `dso_feasibility_checks_total` by verdict.
     pub fn review(
         &self,
         channel_id: &str,
@@ -263,8 +276,31 @@ impl FeasibilityCheck {
         rwset: &TxReadWriteSet,
         state: &StateSnapshot,
     ) -> Result<(), String> {
+        let outcome = self.review_trades(channel_id, chaincode, rwset, state);
+        let verdict = match &outcome {
+            Ok(false) => return Ok(()),
+            Ok(true) => "feasible",
+            Err(Refusal::Infeasible(_)) => "infeasible",
+            Err(Refusal::Error(_)) => "error",
+        };
+        crate::metrics::get().dso_feasibility_checks.inc(&[verdict]);
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(Refusal::Infeasible(reason) | Refusal::Error(reason)) => Err(reason),
+        }
+    }
+
+    /// [`FeasibilityCheck::review`] without the counting: `Ok(false)` when there was no new
+    /// trade to check, `Ok(true)` when every new trade is feasible.
+    fn review_trades(
+        &self,
+        channel_id: &str,
+        chaincode: &str,
+        rwset: &TxReadWriteSet,
+        state: &StateSnapshot,
+    ) -> Result<bool, Refusal> {
         if channel_id != self.config.channel || chaincode != self.config.chaincode {
-            return Ok(());
+            return Ok(false);
         }
         let namespace = self.config.chaincode.as_str();
         let mut new_trades: Vec<(String, Trade)> = Vec::new();
@@ -288,7 +324,7 @@ impl FeasibilityCheck {
             }
         }
         if new_trades.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let now = Instant::now();
         let mut reservations = self
@@ -327,7 +363,7 @@ impl FeasibilityCheck {
                     ViolationKind::Overvoltage => ("overvoltage at bus", "pu"),
                     ViolationKind::Overcurrent => ("overcurrent on line", "A"),
                 };
-                return Err(format!(
+                return Err(Refusal::Infeasible(format!(
                     "trade {} is not feasible on the DSO's grid in period {period} (load scale {scale}, {} trades): {what} {} would be {} {unit} against a limit of {} {unit} (baseline {} {unit}, {:.6} {unit} beyond)",
                     trade.id,
                     trades.len(),
@@ -336,7 +372,7 @@ impl FeasibilityCheck {
                     v.limit,
                     v.baseline,
                     v.excess()
-                ));
+                )));
             }
             reserved.push((period, key.clone(), grid_trade));
         }
@@ -351,7 +387,7 @@ impl FeasibilityCheck {
                 },
             );
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The bus of `pod`, if the DSO knows it.

@@ -793,27 +793,9 @@ async fn futures_join_all<F: std::future::Future>(
     out
 }
 
-#[tonic::async_trait]
-impl Gateway for GatewayService {
-    async fn endorse(
-        &self,
-        request: Request<gateway::EndorseRequest>,
-    ) -> Result<Response<gateway::EndorseResponse>, Status> {
-        self.endorse_inner(request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    async fn submit(
-        &self,
-        request: Request<gateway::SubmitRequest>,
-    ) -> Result<Response<gateway::SubmitResponse>, Status> {
-        self.submit_inner(request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    async fn commit_status(
+/// The bodies of the Gateway methods whose outcome is counted by the trait methods.
+impl GatewayService {
+    async fn commit_status_inner(
         &self,
         request: Request<gateway::SignedCommitStatusRequest>,
     ) -> Result<Response<gateway::CommitStatusResponse>, Status> {
@@ -851,21 +833,11 @@ impl Gateway for GatewayService {
         }
     }
 
-    async fn evaluate(
-        &self,
-        request: Request<gateway::EvaluateRequest>,
-    ) -> Result<Response<gateway::EvaluateResponse>, Status> {
-        self.evaluate_inner(request.into_inner())
-            .await
-            .map(Response::new)
-    }
-
-    type ChaincodeEventsStream = ReceiverStream<Result<gateway::ChaincodeEventsResponse, Status>>;
-
-    async fn chaincode_events(
+    async fn chaincode_events_inner(
         &self,
         request: Request<gateway::SignedChaincodeEventsRequest>,
-    ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<gateway::ChaincodeEventsResponse, Status>>>, Status>
+    {
         let signed = request.into_inner();
         let req =
             gateway::ChaincodeEventsRequest::decode(signed.request.as_slice()).map_err(|e| {
@@ -938,5 +910,50 @@ impl Gateway for GatewayService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn endorse(
+        &self,
+        request: Request<gateway::EndorseRequest>,
+    ) -> Result<Response<gateway::EndorseResponse>, Status> {
+        let outcome = self.endorse_inner(request.into_inner()).await;
+        crate::metrics::gateway_request("Endorse", outcome.map(Response::new))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<gateway::SubmitRequest>,
+    ) -> Result<Response<gateway::SubmitResponse>, Status> {
+        let outcome = self.submit_inner(request.into_inner()).await;
+        crate::metrics::gateway_request("Submit", outcome.map(Response::new))
+    }
+
+    async fn commit_status(
+        &self,
+        request: Request<gateway::SignedCommitStatusRequest>,
+    ) -> Result<Response<gateway::CommitStatusResponse>, Status> {
+        let outcome = self.commit_status_inner(request).await;
+        crate::metrics::gateway_request("CommitStatus", outcome)
+    }
+
+    async fn evaluate(
+        &self,
+        request: Request<gateway::EvaluateRequest>,
+    ) -> Result<Response<gateway::EvaluateResponse>, Status> {
+        let outcome = self.evaluate_inner(request.into_inner()).await;
+        crate::metrics::gateway_request("Evaluate", outcome.map(Response::new))
+    }
+
+    type ChaincodeEventsStream = ReceiverStream<Result<gateway::ChaincodeEventsResponse, Status>>;
+
+    async fn chaincode_events(
+        &self,
+        request: Request<gateway::SignedChaincodeEventsRequest>,
+    ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
+        let outcome = self.chaincode_events_inner(request).await;
+        crate::metrics::gateway_request("ChaincodeEvents", outcome)
     }
 }

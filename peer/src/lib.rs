@@ -18,6 +18,7 @@
 //!   install, approve, commit — with definitions committed in the ledger.
 //! - [`private`]: private data collections — definitions, checks, commit-side resolution.
 //! - [`qscc`]: the query system chaincode.
+//! - [`metrics`]: the peer's metrics and health checks, served by the operations endpoint.
 //! - [`server`]: start and stop.
 
 pub mod blocks;
@@ -30,6 +31,7 @@ pub mod feasibility;
 pub mod gateway;
 pub mod gossip;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod private;
 pub mod qscc;

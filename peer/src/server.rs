@@ -26,6 +26,7 @@ pub async fn run(
     )?;
     let listen = config.listen;
     let peer = Peer::open(config)?;
+    crate::metrics::register(&peer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut committers = Vec::new();
     for channel in peer.channels() {

@@ -1,7 +1,7 @@
 //! The DSO's feasibility endorsement on the IEEE 33-bus feeder: trades mapped from points of
 //! delivery to buses, a refusal that names the violated limit, reservations that stop two
 //! concurrently endorsed trades from together overloading a line, periods kept apart, unknown
-//! points of delivery and other chaincodes, and bad configuration.
+//! points of delivery and other chaincodes, bad configuration, and the verdicts counted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,6 +143,30 @@ fn trades_are_certified_only_while_the_period_stays_within_limits() {
     check
         .review("other", "energy", &rwset("energy", &big), &state)
         .expect("not the market channel");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_check_of_new_trades_is_counted_by_verdict() {
+    let dir = scratch("verdicts");
+    let ledger = Ledger::open(&dir, "market").expect("ledger");
+    let state = ledger.snapshot().expect("snapshot");
+    let check = FeasibilityCheck::load(config()).expect("loads");
+    let counter = &gridledger_peer::metrics::get().dso_feasibility_checks;
+    let before = ["feasible", "infeasible", "error"].map(|v| counter.get(&[v]));
+
+    let big = trade("t-big", PERIOD, "POD-NEAR", "POD-LATERAL", 850_000);
+    let _ = check.review("market", "energy", &rwset("energy", &big), &state);
+    let small = trade("t-small", PERIOD, "POD-NEAR", "POD-LATERAL", 1_000);
+    let _ = check.review("market", "energy", &rwset("energy", &small), &state);
+    let unknown = trade("t-unknown", PERIOD, "POD-NOWHERE", "POD-LATERAL", 1_000);
+    let _ = check.review("market", "energy", &rwset("energy", &unknown), &state);
+
+    // Other tests of this binary may count too, in parallel: each verdict moved at least once.
+    let after = ["feasible", "infeasible", "error"].map(|v| counter.get(&[v]));
+    for (i, verdict) in ["feasible", "infeasible", "error"].iter().enumerate() {
+        assert!(after[i] > before[i], "{verdict} was not counted");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

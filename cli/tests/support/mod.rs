@@ -89,7 +89,8 @@ impl UpNetwork {
         let dir = std::env::temp_dir().join(format!("gridledger-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test folder");
-        let base_port = free_base_port(6);
+        // The six nodes on base..base + 5, their operations endpoints on base + 10..base + 15.
+        let base_port = free_base_port(16);
         let mut network = UpNetwork {
             dir: dir.clone(),
             base_port,

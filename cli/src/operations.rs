@@ -1,0 +1,416 @@
+//! The operations endpoint of a peer or orderer (`[operations] listen_address` in its config):
+//! a small HTTP/1.1 server for operators' tools, separate from the gRPC port; over TLS when
+//! the section names `tls_cert` and `tls_key` (rustls with ring, as the gRPC server), plain
+//! HTTP otherwise.
+//!
+//! - `GET /metrics`: every metric of the process-wide registry
+//!   (`gridledger_ledger::metrics`) in the Prometheus text format.
+//! - `GET /healthz`: 200 `{"status":"OK"}`, or 503 `{"status":"Service Unavailable",
+//!   "failed_checks":[{"component":…,"reason":…}]}` when a registered health check fails.
+//! - `GET /version`: `{"version":…}`, plus `"commit"` when the binary was built with
+//!   `GRIDLEDGER_COMMIT` set in the environment.
+//! - `GET /logspec`, `PUT /logspec` with `{"spec":"info,gridledger_peer=debug"}`: the log
+//!   filter (`RUST_LOG` syntax), changed at run time.
+//!
+//! Anything else is a 404, a known path with another method a 405, a bad body a 400, each
+//! with a JSON `{"error":…}`. One request per connection (`Connection: close`); requests are
+//! bounded in size and time, so a slow or hostile client holds one task briefly at most.
+
+use anyhow::Context;
+use gridledger_peer::metrics::Registry as Metrics;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tracing_subscriber::{EnvFilter, reload};
+
+/// The handle that changes the process's log filter.
+pub type LogHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// Largest request head (request line and headers).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Largest request body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `listen` and serves the endpoint on a background task until the runtime stops.
+/// `metrics` is the process-wide registry (`gridledger_peer::metrics::process_registry()` and
+/// `gridledger_orderer::metrics_registry()` are the same one, owned by the ledger crate).
+/// With `tls` (certificate chain and key, PEM) the endpoint speaks HTTPS.
+pub async fn start(
+    listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    logs: LogHandle,
+    metrics: &'static Metrics,
+) -> anyhow::Result<SocketAddr> {
+    let acceptor = match tls {
+        Some((cert, key)) => Some(tls_acceptor(&cert, &key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the operations endpoint on {listen}"))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the operations endpoint's address")?;
+    tracing::info!(listen = %bound, tls = acceptor.is_some(), "operations endpoint serving");
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let logs = logs.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let outcome = match acceptor {
+                            Some(acceptor) => {
+                                match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream))
+                                    .await
+                                {
+                                    Ok(Ok(tls)) => connection(tls, &logs, metrics).await,
+                                    Ok(Err(e)) => Err(e),
+                                    Err(_) => Err(std::io::Error::new(
+                                        std::io::ErrorKind::TimedOut,
+                                        "TLS handshake timed out",
+                                    )),
+                                }
+                            }
+                            None => connection(stream, &logs, metrics).await,
+                        };
+                        if let Err(e) = outcome {
+                            tracing::debug!(error = %e, "operations request failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "operations endpoint cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// The TLS server side from a PEM certificate chain and private key.
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("choosing TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)
+    .context("the operations TLS certificate and key do not form a usable pair")?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A parsed request.
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// An answer: status code, content type, body.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(status: u16, value: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Answer {
+        Answer::json(status, &json!({ "error": message.into() }))
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    logs: &LogHandle,
+    metrics: &'static Metrics,
+) -> std::io::Result<()> {
+    let answer = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
+        Err(_) => Answer::error(408, "the request was not received in time"),
+        Ok(Err(e)) => Answer::error(400, e),
+        Ok(Ok(request)) => route(request, logs, metrics).await,
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        answer.status,
+        reason_phrase(answer.status),
+        answer.content_type,
+        answer.body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&answer.body).await?;
+    stream.shutdown().await
+}
+
+/// Reads one request: the head up to the blank line, then `Content-Length` bytes of body.
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, String> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(format!("the request head exceeds {MAX_HEAD_BYTES} bytes"));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the request: {e}"))?;
+        if n == 0 {
+            return Err("the connection closed before the request ended".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end])
+        .map_err(|_| "the request head is not UTF-8".to_string())?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(_version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("malformed request line {request_line:?}"));
+    };
+    let mut content_length = 0usize;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                content_length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid Content-Length {:?}", value.trim()))?;
+            }
+        }
+    }
+    if content_length > MAX_BODY_BYTES {
+        return Err(format!("the body exceeds {MAX_BODY_BYTES} bytes"));
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < content_length {
+        let mut chunk = [0u8; 4096];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the request body: {e}"))?;
+        if n == 0 {
+            return Err("the connection closed before the body ended".into());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(content_length);
+    let path = target.split('?').next().unwrap_or_default().to_owned();
+    Ok(Request {
+        method: method.to_owned(),
+        path,
+        body,
+    })
+}
+
+async fn route(request: Request, logs: &LogHandle, metrics: &'static Metrics) -> Answer {
+    let allowed: &[&str] = match request.path.as_str() {
+        "/metrics" | "/healthz" | "/version" => &["GET"],
+        "/logspec" => &["GET", "PUT"],
+        other => return Answer::error(404, format!("no such resource: {other}")),
+    };
+    if !allowed.contains(&request.method.as_str()) {
+        return Answer::error(
+            405,
+            format!(
+                "{} does not accept {}; use {}",
+                request.path,
+                request.method,
+                allowed.join(" or ")
+            ),
+        );
+    }
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/metrics") => Answer {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics.encode().into_bytes(),
+        },
+        ("GET", "/healthz") => health(metrics).await,
+        ("GET", "/version") => Answer::json(200, &version()),
+        ("GET", "/logspec") => match logs.with_current(ToString::to_string) {
+            Ok(spec) => Answer::json(200, &json!({ "spec": spec })),
+            Err(e) => Answer::error(500, format!("cannot read the log filter: {e}")),
+        },
+        _ => set_logspec(&request.body, logs),
+    }
+}
+
+/// Runs the health checks off the executor (they may wait on TCP connects).
+async fn health(metrics: &'static Metrics) -> Answer {
+    let failed = tokio::task::spawn_blocking(|| metrics.check_health()).await;
+    match failed {
+        Ok(failed) if failed.is_empty() => Answer::json(200, &json!({ "status": "OK" })),
+        Ok(failed) => Answer::json(
+            503,
+            &json!({
+                "status": "Service Unavailable",
+                "failed_checks": failed
+                    .iter()
+                    .map(|f| json!({ "component": f.component, "reason": f.reason }))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
+        Err(e) => Answer::error(500, format!("the health checks failed to run: {e}")),
+    }
+}
+
+/// The binary's version, and its commit when known at build time.
+fn version() -> serde_json::Value {
+    let mut value = json!({ "version": env!("CARGO_PKG_VERSION") });
+    if let Some(commit) = option_env!("GRIDLEDGER_COMMIT") {
+        value["commit"] = json!(commit);
+    }
+    value
+}
+
+/// `PUT /logspec`: `{"spec": "<RUST_LOG directives>"}`.
+fn set_logspec(body: &[u8], logs: &LogHandle) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LogSpec {
+        spec: String,
+    }
+    let spec = match serde_json::from_slice::<LogSpec>(body) {
+        Ok(s) => s.spec,
+        Err(e) => return Answer::error(400, format!("the body must be {{\"spec\": \"…\"}}: {e}")),
+    };
+    let filter = match EnvFilter::try_new(&spec) {
+        Ok(f) => f,
+        Err(e) => return Answer::error(400, format!("invalid log spec {spec:?}: {e}")),
+    };
+    match logs.reload(filter) {
+        Ok(()) => {
+            tracing::info!(%spec, "log spec changed");
+            Answer::json(200, &json!({ "spec": spec }))
+        }
+        Err(e) => Answer::error(500, format!("cannot change the log filter: {e}")),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Generates crypto material (the example consortium) and returns its folder.
+    fn material(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gridledger-ops-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config: gridledger_identity::material::CryptoConfig =
+            toml::from_str(include_str!("../../examples/crypto-config.toml"))
+                .expect("the example crypto config parses");
+        gridledger_identity::material::generate(&config, &dir, crate::now_unix_secs())
+            .expect("generate crypto material");
+        dir
+    }
+
+    #[tokio::test]
+    async fn tls_endpoint_answers_https_with_the_configured_certificate() {
+        let dir = material("tls");
+        let node = dir.join("organizations/DSOMSP/peers/peer0.dso/tls");
+        let metrics: &'static Metrics = Box::leak(Box::default());
+        let (_layer, logs) = reload::Layer::new(EnvFilter::new("info"));
+        let addr = start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some((node.join("server.crt"), node.join("server.key"))),
+            logs,
+            metrics,
+        )
+        .await
+        .expect("start the endpoint");
+
+        let ca_pem = std::fs::read(dir.join("organizations/DSOMSP/tlsca/tlsca.pem"))
+            .expect("read the TLS CA");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots.add(cert.expect("a PEM certificate")).expect("a CA");
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").expect("a name"),
+                tcp,
+            )
+            .await
+            .expect("TLS handshake with the configured certificate");
+        tls.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("send");
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(
+            response.ends_with(&format!(
+                "{{\"version\":\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )) || response.contains("\"commit\""),
+            "{response}"
+        );
+
+        // Plain HTTP on the TLS port gets no HTTP answer.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        plain
+            .write_all(b"GET /version HTTP/1.1\r\n\r\n")
+            .await
+            .expect("send");
+        let mut bytes = Vec::new();
+        let _ = plain.read_to_end(&mut bytes).await;
+        assert!(
+            !bytes.starts_with(b"HTTP/1.1 200"),
+            "plain HTTP was answered"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
