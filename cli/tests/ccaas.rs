@@ -32,8 +32,9 @@ const CHAINCODE: &str = "assets";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
-/// `up` takes six ports (orderer0, three peers, orderer1, orderer2); the chaincode the next.
-const PORTS: u16 = 7;
+/// `up` takes six ports (orderer0, three peers, orderer1, orderer2) and their operations
+/// endpoints ten above; the chaincode the seventh, so seventeen in all.
+const PORTS: u16 = 17;
 
 fn tool_available(tool: &str) -> bool {
     Command::new(tool)

@@ -53,6 +53,8 @@ const NODES: [(&str, u16); 6] = [
 const ORDERERS: [&str; 3] = ["orderer0", "orderer1", "orderer2"];
 /// An orderer `up` generates material for but does not run, to be added as a consenter.
 const SPARE_ORDERER: (&str, u16) = ("orderer3", 6);
+/// A node's operations endpoint listens this far above its gRPC port (as `up` lays them out).
+const OPERATIONS_PORT_OFFSET: u16 = 10;
 /// Orderers by Raft id (from 1): the three of `up`, then the spare once added.
 const CONSENTER_IDS: [&str; 4] = ["orderer0", "orderer1", "orderer2", "orderer3"];
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -156,7 +158,8 @@ impl Cluster {
             std::env::temp_dir().join(format!("gridledger-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test folder");
-        let base_port = free_base_port(7);
+        // `up`'s six nodes and the spare, and their operations endpoints ten ports up.
+        let base_port = free_base_port(OPERATIONS_PORT_OFFSET + 7);
         let (out, err) = log_sink(&dir.join("up.log"));
         let mut up = Command::new(env!("CARGO_BIN_EXE_gridledger"))
             .args(["up", "--dir"])
@@ -1386,8 +1389,9 @@ async fn an_orderer_that_lost_its_channel_rejoins_catches_up_and_votes_again() {
 }
 
 impl Cluster {
-    /// Writes the spare orderer's node config (orderer2's, renamed and on the spare port)
-    /// with `join_block` (the genesis block when `None`) to join.
+    /// Writes the spare orderer's node config (orderer2's, renamed and on the spare port, its
+    /// operations endpoint moved along) with `join_block` (the genesis block when `None`) to
+    /// join.
     fn prepare_spare_orderer(&mut self, join_block: Option<&[u8]>) {
         let (spare, _) = SPARE_ORDERER;
         let template = std::fs::read_to_string(self.dir.join("nodes/orderer2/orderer.toml"))
@@ -1396,6 +1400,10 @@ impl Cluster {
             .replace(
                 &format!("127.0.0.1:{}", self.port("orderer2")),
                 &format!("127.0.0.1:{}", self.port(spare)),
+            )
+            .replace(
+                &format!("127.0.0.1:{}", self.port("orderer2") + OPERATIONS_PORT_OFFSET),
+                &format!("127.0.0.1:{}", self.port(spare) + OPERATIONS_PORT_OFFSET),
             )
             .replace("orderer2", spare);
         let node = self.dir.join("nodes").join(spare);

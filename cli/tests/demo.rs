@@ -47,7 +47,7 @@ fn row<'a>(stdout: &'a str, label: &str) -> &'a str {
 fn the_demo_simulates_a_window_of_the_day_and_writes_its_report() {
     let dir = std::env::temp_dir().join(format!("gridledger-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_base_port(6);
+    let port = free_base_port(16);
 
     // Noon: prosumers with PV sell, the others buy, the DSO certifies or refuses each trade.
     let (ok, stdout, stderr) = demo(&dir, port, "46", "4");

@@ -98,8 +98,9 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// How many ports from the base port `gridledger up` may use (orderers and peers), with room.
-const PORT_SPAN: u16 = 8;
+/// How many ports from the base port `gridledger up` uses: orderers and peers on the first six,
+/// their operations endpoints ten above.
+const PORT_SPAN: u16 = 16;
 
 /// A base port whose next [`PORT_SPAN`] ports are free, below the kernel's ephemeral range.
 fn free_base_port(attempt: u32) -> u16 {

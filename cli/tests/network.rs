@@ -179,9 +179,10 @@ impl TestNetwork {
             std::env::temp_dir().join(format!("gridledger-network-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test folder");
+        support::keep_panic_messages_in(&dir);
         let mut net = TestNetwork {
             dir,
-            base_port: free_base_port(6),
+            base_port: free_base_port(16),
             up: None,
             nodes: Vec::new(),
             orgs: Vec::new(),

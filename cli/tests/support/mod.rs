@@ -276,3 +276,22 @@ pub fn quiet_period() -> u64 {
     }
     period
 }
+
+/// Also writes every panic's message and place to `dir/panic.txt`, kept with the network's
+/// folder, so a failure seen only in a long CI log can be read next to the nodes' logs.
+#[allow(dead_code)]
+pub fn keep_panic_messages_in(dir: &Path) {
+    let file = dir.join("panic.txt");
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+        {
+            let _ = writeln!(f, "{info}");
+        }
+        default_hook(info);
+    }));
+}
