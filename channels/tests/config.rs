@@ -1175,3 +1175,32 @@ fn example_market_channel_builds_on_the_example_material() {
         ["127.0.0.1:7050", "127.0.0.1:7051", "127.0.0.1:7052"]
     );
 }
+
+#[test]
+fn a_fabric_channel_config_lists_its_certificates_with_their_expiry() {
+    let channel = ChannelConfig::from_block(&fixture_block(0)).expect("Fabric genesis decodes");
+    let certificates = channel.certificates();
+    let listed: Vec<(&str, &str)> = certificates
+        .iter()
+        .map(|c| (c.msp_id.as_str(), c.role))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("OrdererMSP", "ca"),
+            ("OrdererMSP", "tls_ca"),
+            ("Org1MSP", "ca"),
+            ("Org1MSP", "tls_ca"),
+            ("", "consenter_client_tls"),
+            ("", "consenter_server_tls"),
+        ]
+    );
+    // `openssl x509 -enddate` on the fixture's CA certificates: notAfter=Nov 23 07:41:00 2036 GMT.
+    assert!(certificates.iter().all(|c| c.not_after == 2_111_038_860));
+    assert!(certificates[2].subject.contains("CN=ca.org1.example.com"));
+    assert!(
+        certificates[4].subject.ends_with("(127.0.0.1:7050)"),
+        "{:?}",
+        certificates[4]
+    );
+}

@@ -1407,16 +1407,7 @@ fn worst_period(
 
 /// `YYYY-MM-DD` of a Unix time (UTC).
 fn date_of(unix: i64) -> String {
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, public domain).
-    let z = unix.div_euclid(DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = gridledger_ledger::utc::civil_date(unix.div_euclid(DAY));
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -7,6 +7,7 @@
 mod bench;
 mod chaincode;
 mod channel;
+mod config_env;
 mod crypto;
 mod demo;
 mod grid;

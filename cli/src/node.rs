@@ -92,6 +92,84 @@ async fn start_operations(
     Ok(())
 }
 
+/// Publishes the expiry of the node's own certificates (`scope="local"`) and sets the
+/// window in which an expiring certificate degrades `/healthz`. A certificate that cannot be
+/// read here fails the start with the reason: the node could not use it either.
+fn watch_local_certificates(
+    msp_id: &str,
+    certificates: &[(&str, &std::path::Path)],
+    warning_days: Option<u32>,
+) -> anyhow::Result<()> {
+    use gridledger_ledger::certificate_expiry::{
+        DEFAULT_WARNING_SECONDS, LOCAL_SCOPE, WatchedCertificate, certificate_watch,
+    };
+    let mut watched = Vec::new();
+    for (role, path) in certificates {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let cert = gridledger_identity::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        watched.push(WatchedCertificate {
+            msp_id: msp_id.to_owned(),
+            role: (*role).to_owned(),
+            subject: cert.subject,
+            not_after: cert.not_after,
+        });
+    }
+    let watch = certificate_watch();
+    watch.set_warning_seconds(
+        warning_days.map_or(DEFAULT_WARNING_SECONDS, |days| i64::from(days) * 86_400),
+    );
+    watch.set_scope(LOCAL_SCOPE, watched);
+    Ok(())
+}
+
+/// A peer's config file with the `GRIDLEDGER_PEER_*` environment overrides applied
+/// (see [`crate::config_env`]).
+pub fn load_peer_config(path: &std::path::Path) -> anyhow::Result<gridledger_peer::PeerConfig> {
+    let (text, base, applied) = overridden(path, crate::config_env::PEER_PREFIX)?;
+    if applied.is_empty() {
+        return Ok(gridledger_peer::PeerConfig::load(path)?);
+    }
+    gridledger_peer::PeerConfig::parse(&text, &base)
+        .map_err(anyhow::Error::from)
+        .with_context(|| source_of(path, &applied))
+}
+
+/// An orderer's config file with the `GRIDLEDGER_ORDERER_*` environment overrides applied.
+pub fn load_orderer_config(
+    path: &std::path::Path,
+) -> anyhow::Result<gridledger_orderer::OrdererConfig> {
+    let (text, base, applied) = overridden(path, crate::config_env::ORDERER_PREFIX)?;
+    if applied.is_empty() {
+        return Ok(gridledger_orderer::OrdererConfig::load(path)?);
+    }
+    gridledger_orderer::OrdererConfig::parse(&text, &base)
+        .map_err(anyhow::Error::from)
+        .with_context(|| source_of(path, &applied))
+}
+
+/// The text of the config file at `path` with the overrides of `prefix` applied, the folder
+/// its relative paths are resolved against, and the variables applied.
+fn overridden(
+    path: &std::path::Path,
+    prefix: &str,
+) -> anyhow::Result<(String, PathBuf, Vec<String>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (text, applied) =
+        crate::config_env::apply(&text, prefix, crate::config_env::process_vars(prefix))
+            .with_context(|| format!("config {}", path.display()))?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    Ok((text, base, applied))
+}
+
+/// `config FILE with VAR, VAR`, for error messages.
+fn source_of(path: &std::path::Path, applied: &[String]) -> String {
+    format!("config {} with {}", path.display(), applied.join(", "))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,7 +219,20 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
         exit_on_stdin_close,
     } = cmd;
     let logs = init_logging();
-    let parsed = gridledger_peer::PeerConfig::load(&config)?;
+    let parsed = load_peer_config(&config)?;
+    let mut local: Vec<(&str, &std::path::Path)> =
+        vec![("signing", &parsed.signing_cert), ("tls", &parsed.tls_cert)];
+    if let Some(cert) = parsed.operations.as_ref().and_then(|o| o.tls_cert.as_ref()) {
+        local.push(("operations_tls", cert));
+    }
+    watch_local_certificates(
+        &parsed.msp_id,
+        &local,
+        parsed
+            .operations
+            .as_ref()
+            .map(|o| o.certificate_expiry_warning_days),
+    )?;
     let operations = parsed
         .operations
         .as_ref()
@@ -166,7 +257,7 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
             exit_on_stdin_close,
         } => (config, exit_on_stdin_close),
         OrdererCommand::Join { config, block } => {
-            let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+            let parsed = load_orderer_config(&config)?;
             let bytes =
                 std::fs::read(&block).with_context(|| format!("reading {}", block.display()))?;
             let joined = gridledger_orderer::join_channel(&parsed.data_dir, &bytes)
@@ -178,7 +269,7 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         OrdererCommand::List { config } => {
-            let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+            let parsed = load_orderer_config(&config)?;
             let channels =
                 gridledger_orderer::list_channels(&parsed.data_dir).context("listing channels")?;
             if channels.is_empty() {
@@ -196,7 +287,7 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
         } => {
             let data_dir = match (data_dir, config) {
                 (Some(dir), _) => dir,
-                (None, Some(config)) => gridledger_orderer::OrdererConfig::load(&config)?.data_dir,
+                (None, Some(config)) => load_orderer_config(&config)?.data_dir,
                 (None, None) => anyhow::bail!("give --config or --data-dir"),
             };
             let removed = gridledger_orderer::remove_channel(&data_dir, &channel)
@@ -206,7 +297,22 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
         }
     };
     let logs = init_logging();
-    let parsed = gridledger_orderer::OrdererConfig::load(&config)?;
+    let parsed = load_orderer_config(&config)?;
+    let mut local: Vec<(&str, &std::path::Path)> = vec![
+        ("signing", &parsed.signing_cert),
+        ("tls", &parsed.tls.server_cert),
+    ];
+    if let Some(cert) = parsed.operations.as_ref().and_then(|o| o.tls_cert.as_ref()) {
+        local.push(("operations_tls", cert));
+    }
+    watch_local_certificates(
+        &parsed.msp_id,
+        &local,
+        parsed
+            .operations
+            .as_ref()
+            .map(|o| o.certificate_expiry_warning_days),
+    )?;
     let operations = parsed
         .operations
         .as_ref()

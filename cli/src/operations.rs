@@ -6,7 +6,10 @@
 //! - `GET /metrics`: every metric of the process-wide registry
 //!   (`gridledger_ledger::metrics`) in the Prometheus text format.
 //! - `GET /healthz`: 200 `{"status":"OK"}`, or 503 `{"status":"Service Unavailable",
-//!   "failed_checks":[{"component":…,"reason":…}]}` when a registered health check fails.
+//!   "failed_checks":[{"component":…,"reason":…}]}` when a registered health check fails (the
+//!   ledger unreadable, no orderer reachable, a certificate expired), or 200
+//!   `{"status":"Degraded","degraded_checks":[…]}` when a certificate expires within the
+//!   `[operations] certificate_expiry_warning_days` window.
 //! - `GET /version`: `{"version":…}`, plus `"commit"` when the binary was built with
 //!   `GRIDLEDGER_COMMIT` set in the environment.
 //! - `GET /logspec`, `PUT /logspec` with `{"spec":"info,gridledger_peer=debug"}`: the log
@@ -267,20 +270,27 @@ async fn route(request: Request, logs: &LogHandle, metrics: &'static Metrics) ->
     }
 }
 
-/// Runs the health checks off the executor (they may wait on TCP connects).
+/// Runs the health checks off the executor (they may wait on TCP connects): 503 with the
+/// failed checks when one fails; otherwise 200, `OK`, or `Degraded` with what the warning
+/// checks found (a certificate expiring within the configured window).
 async fn health(metrics: &'static Metrics) -> Answer {
-    let failed = tokio::task::spawn_blocking(|| metrics.check_health()).await;
-    match failed {
-        Ok(failed) if failed.is_empty() => Answer::json(200, &json!({ "status": "OK" })),
-        Ok(failed) => Answer::json(
+    let checked =
+        tokio::task::spawn_blocking(|| (metrics.check_health(), metrics.check_warnings())).await;
+    let list = |checks: &[gridledger_ledger::metrics::FailedCheck]| {
+        checks
+            .iter()
+            .map(|f| json!({ "component": f.component, "reason": f.reason }))
+            .collect::<Vec<_>>()
+    };
+    match checked {
+        Ok((failed, _)) if !failed.is_empty() => Answer::json(
             503,
-            &json!({
-                "status": "Service Unavailable",
-                "failed_checks": failed
-                    .iter()
-                    .map(|f| json!({ "component": f.component, "reason": f.reason }))
-                    .collect::<Vec<_>>(),
-            }),
+            &json!({ "status": "Service Unavailable", "failed_checks": list(&failed) }),
+        ),
+        Ok((_, warnings)) if warnings.is_empty() => Answer::json(200, &json!({ "status": "OK" })),
+        Ok((_, warnings)) => Answer::json(
+            200,
+            &json!({ "status": "Degraded", "degraded_checks": list(&warnings) }),
         ),
         Err(e) => Answer::error(500, format!("the health checks failed to run: {e}")),
     }

@@ -212,3 +212,101 @@ async fn a_peer_reports_commits_health_version_and_log_spec_and_fails_health_wit
         "no failed check naming the orderers of market: {body}"
     );
 }
+
+/// The operations endpoint of `org`'s first peer in network.json.
+fn peer_operations(json: &serde_json::Value, org: &str) -> String {
+    json["organizations"]
+        .as_array()
+        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == org))
+        .and_then(|org| org["peers"][0]["operationsEndpoint"].as_str())
+        .unwrap_or_else(|| panic!("network.json lists {org}'s peer with its operations endpoint"))
+        .to_owned()
+}
+
+/// Certificate expiry: every peer publishes its own and its channels' certificates with their
+/// `notAfter`, and reports itself degraded (but serving) when one expires within the window —
+/// here a window of a century, set for the peers only through an environment override of
+/// their config files. Orderers, not overridden, stay OK. An override naming an unknown key
+/// stops a node from starting, naming the variable.
+#[test]
+fn certificates_near_expiry_degrade_health_and_env_overrides_reach_the_peers_only() {
+    let (net, json) = UpNetwork::start_with_env(
+        "operations-certs",
+        &[(
+            "GRIDLEDGER_PEER_OPERATIONS__CERTIFICATE_EXPIRY_WARNING_DAYS",
+            "36500",
+        )],
+    );
+    let ops = peer_operations(&json, "DSOMSP");
+    let (status, body) = http(&ops, "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON health");
+    assert_eq!(health["status"], "Degraded", "{body}");
+    let checks = health["degraded_checks"]
+        .as_array()
+        .expect("degraded_checks");
+    for scope in [
+        "certificate:local",
+        "certificate:market",
+        "certificate:meter-retailer",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["component"] == scope
+                && c["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("expires at"))),
+            "no {scope} finding in {body}"
+        );
+    }
+
+    // The peer's own TLS certificate, with the notAfter the file holds.
+    let tls_pem = std::fs::read(net.dir.join("nodes/peer0.dso/peer.toml"))
+        .ok()
+        .and_then(|text| {
+            let config: toml::Table = String::from_utf8(text).ok()?.parse().ok()?;
+            let path = config.get("tls_cert")?.as_str()?.to_owned();
+            let path = net.dir.join("nodes/peer0.dso").join(path);
+            std::fs::read(path).ok()
+        })
+        .expect("the DSO peer's TLS certificate");
+    let tls = gridledger_identity::Certificate::from_pem(&tls_pem).expect("a PEM certificate");
+    let samples = scrape(&ops);
+    let local_tls: Vec<(&String, &f64)> = samples
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("certificate_expiry_timestamp_seconds{scope=\"local\",msp_id=\"DSOMSP\",role=\"tls\"")
+        })
+        .collect();
+    assert_eq!(local_tls.len(), 1, "{samples:?}");
+    assert_eq!(*local_tls[0].1, tls.not_after as f64);
+    for series in [
+        "scope=\"market\",msp_id=\"RetailerMSP\",role=\"ca\"",
+        "scope=\"market\",msp_id=\"CommunityMSP\",role=\"tls_ca\"",
+        "scope=\"market\",msp_id=\"\",role=\"consenter_server_tls\"",
+    ] {
+        assert!(
+            samples.keys().any(|k| k.contains(series)),
+            "no certificate series with {series}: {samples:?}"
+        );
+    }
+
+    for orderer in json["orderers"].as_array().expect("orderers") {
+        let endpoint = orderer["operationsEndpoint"].as_str().expect("endpoint");
+        let (status, body) = http(endpoint, "GET", "/healthz", "");
+        assert_eq!((status, body.as_str()), (200, "{\"status\":\"OK\"}"));
+    }
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(["peer", "start", "--config"])
+        .arg(net.dir.join("nodes/peer0.dso/peer.toml"))
+        .env("GRIDLEDGER_PEER_NO_SUCH_KEY", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run gridledger peer start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("GRIDLEDGER_PEER_NO_SUCH_KEY") && stderr.contains("unknown field"),
+        "{stderr}"
+    );
+}

@@ -35,12 +35,14 @@ pub const LEDGER_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// redb page cache of a channel's Raft log file.
 pub const RAFT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
+pub mod certificate_expiry;
 mod error;
 pub mod metrics;
 mod raft;
 mod state;
 mod store;
 mod tables;
+pub mod utc;
 
 pub use error::LedgerError;
 pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};

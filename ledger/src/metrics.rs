@@ -46,6 +46,9 @@ pub type HealthCheck = Box<dyn Fn() -> Vec<FailedCheck> + Send + Sync>;
 pub struct Registry {
     families: Mutex<Vec<Family>>,
     checks: Mutex<Vec<Arc<HealthCheck>>>,
+    /// Checks whose findings degrade the node without making it unavailable (a certificate
+    /// about to expire): `/healthz` still answers 200, with the findings listed.
+    warnings: Mutex<Vec<Arc<HealthCheck>>>,
 }
 
 #[derive(Clone)]
@@ -145,6 +148,12 @@ impl Gauge {
             .entry(key)
             .or_default()
             .store(value, Ordering::Relaxed);
+    }
+
+    /// Drops every series whose label values `matches` accepts (a certificate no longer in a
+    /// channel's configuration, say).
+    pub fn remove_where(&self, matches: impl Fn(&[String]) -> bool) {
+        lock(&self.series).retain(|key, _| !matches(key));
     }
 
     /// The current value of a series (0 if never set).
@@ -331,6 +340,17 @@ impl Registry {
     /// Runs every health check; the failed ones (empty when healthy).
     pub fn check_health(&self) -> Vec<FailedCheck> {
         let checks: Vec<Arc<HealthCheck>> = lock(&self.checks).clone();
+        checks.iter().flat_map(|check| check()).collect()
+    }
+
+    /// Adds a check whose findings degrade the node (see [`Registry::check_warnings`]).
+    pub fn add_warning_check(&self, check: HealthCheck) {
+        lock(&self.warnings).push(Arc::new(check));
+    }
+
+    /// Runs every warning check; what they found (empty when nothing is amiss).
+    pub fn check_warnings(&self) -> Vec<FailedCheck> {
+        let checks: Vec<Arc<HealthCheck>> = lock(&self.warnings).clone();
         checks.iter().flat_map(|check| check()).collect()
     }
 }

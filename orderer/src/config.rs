@@ -120,6 +120,14 @@ pub struct OperationsConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// `/healthz` reports the node degraded once one of its certificates (its own, or one in
+    /// the configuration of a channel it serves) expires within this many days. Default 30.
+    #[serde(default = "default_certificate_expiry_warning_days")]
+    pub certificate_expiry_warning_days: u32,
+}
+
+fn default_certificate_expiry_warning_days() -> u32 {
+    30
 }
 
 /// The orderer-to-orderer transport's TLS trust.

@@ -27,6 +27,7 @@ impl ChannelView {
         members: Members,
         own_tls_cert: Vec<u8>,
     ) -> ChannelView {
+        crate::metrics::watch_channel_certificates(&config);
         ChannelView {
             config: RwLock::new(Arc::new(config)),
             members: RwLock::new(Arc::new(members)),
@@ -63,6 +64,7 @@ impl ChannelView {
 
     /// Installs the configuration of a config block just written.
     pub(crate) fn set_config(&self, config: Arc<ChannelConfig>) {
+        crate::metrics::watch_channel_certificates(&config);
         match self.config.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,

@@ -64,6 +64,14 @@ pub struct OperationsConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// `/healthz` reports the node degraded once one of its certificates (its own, or one in
+    /// the configuration of a channel it serves) expires within this many days. Default 30.
+    #[serde(default = "default_certificate_expiry_warning_days")]
+    pub certificate_expiry_warning_days: u32,
+}
+
+fn default_certificate_expiry_warning_days() -> u32 {
+    30
 }
 
 fn default_rpc_timeout_ms() -> u64 {
@@ -141,12 +149,22 @@ impl PeerConfig {
             path: path.into(),
             source,
         })?;
-        let mut config: PeerConfig =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let base = path.parent().unwrap_or(Path::new("."));
+        PeerConfig::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.into(),
                 source,
-            })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<PeerConfig, ConfigError> {
+        let mut config: PeerConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("(text)"),
+            source,
+        })?;
         for p in [
             &mut config.data_dir,
             &mut config.signing_cert,

@@ -153,3 +153,20 @@ pub fn health(peer: &crate::node::Peer) -> Vec<FailedCheck> {
     }
     failed
 }
+
+/// Publishes the certificates of a channel's configuration (metrics and `/healthz`, see
+/// `gridledger_ledger::certificate_expiry`), replacing those of its previous configuration.
+pub(crate) fn watch_channel_certificates(config: &gridledger_channels::config::ChannelConfig) {
+    use gridledger_ledger::certificate_expiry::{WatchedCertificate, certificate_watch};
+    let watched = config
+        .certificates()
+        .into_iter()
+        .map(|c| WatchedCertificate {
+            msp_id: c.msp_id,
+            role: c.role.to_owned(),
+            subject: c.subject,
+            not_after: c.not_after,
+        })
+        .collect();
+    certificate_watch().set_scope(config.channel_id(), watched);
+}

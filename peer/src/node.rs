@@ -107,6 +107,7 @@ impl Channel {
     }
     /// Replaces the configuration after a config block commits.
     pub fn set_config(&self, config: ChannelConfig) {
+        crate::metrics::watch_channel_certificates(&config);
         let config = Arc::new(config);
         match self.config.write() {
             Ok(mut c) => *c = config,
@@ -331,6 +332,7 @@ impl Peer {
                 local_msp_id: self.signer.msp_id().to_owned(),
             });
             channel.refresh_definitions();
+            crate::metrics::watch_channel_certificates(&channel.config());
             if let Ok(mut map) = self.channels.write() {
                 map.insert(id, channel);
             }

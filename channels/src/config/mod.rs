@@ -16,10 +16,12 @@
 //! the hashed bytes.
 
 mod build;
+mod certificates;
 pub mod duration;
 pub mod spec;
 pub mod view;
 
+pub use certificates::ChannelCertificate;
 pub use spec::{
     ApplicationPolicies, ApplicationSpec, ChannelPolicies, ChannelSection, ChannelSpec,
     ConsenterSpec, EtcdRaftSpec, OrdererOrgPolicies, OrdererOrganizationSpec, OrdererPolicies,

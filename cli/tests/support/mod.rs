@@ -86,6 +86,12 @@ impl UpNetwork {
     /// Starts `gridledger up` in a fresh folder named after `name` and waits for its
     /// network.json, which it returns.
     pub fn start(name: &str) -> (UpNetwork, serde_json::Value) {
+        UpNetwork::start_with_env(name, &[])
+    }
+
+    /// [`UpNetwork::start`] with extra environment variables for `up` (and so for every node
+    /// it starts).
+    pub fn start_with_env(name: &str, env: &[(&str, &str)]) -> (UpNetwork, serde_json::Value) {
         let dir = std::env::temp_dir().join(format!("gridledger-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the test folder");
@@ -102,6 +108,7 @@ impl UpNetwork {
             .args(["up", "--dir"])
             .arg(&dir)
             .args(["--base-port", &base_port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone a file handle"))
             .stderr(log)
