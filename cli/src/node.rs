@@ -105,7 +105,8 @@ fn watch_local_certificates(
     };
     let mut watched = Vec::new();
     for (role, path) in certificates {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading the {role} certificate {}", path.display()))?;
         let cert = gridledger_identity::Certificate::from_pem(&pem)
             .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
         watched.push(WatchedCertificate {
