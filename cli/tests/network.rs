@@ -379,6 +379,21 @@ fn qscc(gateway: &Gateway) -> Contract {
     gateway.network(CHANNEL).contract("qscc")
 }
 
+/// Waits until every peer has committed block `number`: a client of another organization
+/// may endorse on it next, and a peer that is a block behind would not see its writes yet.
+async fn wait_committed_everywhere(net: &TestNetwork, number: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for gateway in net.gateways().await {
+        while chain_info(&gateway).await.height <= number {
+            assert!(
+                Instant::now() < deadline,
+                "a peer did not commit block {number}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 async fn chain_info(gateway: &Gateway) -> common::BlockchainInfo {
     let bytes = qscc(gateway)
         .evaluate("GetChainInfo", &[CHANNEL])
@@ -1085,9 +1100,11 @@ async fn the_dso_certifies_energy_trades_on_its_grid_model_and_its_endorsement_i
     .await
     .expect("the retailer's admin issues payment to its customer");
     // POD-C001 is at the far end of a lateral (bus 32), POD-R002 next to the substation (bus 1).
-    submit_agreed(&energy(&seller), "PostOffer", &["o1", &p, "2000000", "20"])
+    let (_, offered) = submit_agreed(&energy(&seller), "PostOffer", &["o1", &p, "2000000", "20"])
         .await
         .expect("the prosumer offers energy");
+    // The buyer's peer endorses next: it must have the offer.
+    wait_committed_everywhere(&net, offered).await;
     let small = submit_agreed(&energy(&buyer), "AcceptOffer", &["t1", "o1", &p, "10000"])
         .await
         .expect("a 40 kW trade is feasible and commits");
@@ -1245,15 +1262,18 @@ async fn concurrent_trades_near_the_feeder_limit_commit_only_a_feasible_set() {
     // Two far-end sellers (buses 32 and 17) each offer 6 MWh; twelve trades of 150 kWh (600 kW
     // for the quarter hour) towards buses 1 and 24 push reverse power up both laterals until
     // the DSO stops certifying.
+    let mut last_block = 0;
     for (i, seller) in sellers.iter().enumerate() {
-        submit_agreed(
+        let (_, block) = submit_agreed(
             &seller.network(CHANNEL).contract("energy"),
             "PostOffer",
             &[&format!("o{i}"), &p, "6000000", "15"],
         )
         .await
         .expect("offer posted");
+        last_block = last_block.max(block);
     }
+    wait_committed_everywhere(&net, last_block).await;
     let mut tasks = Vec::new();
     for (b, (_, buyer)) in buyers.iter().enumerate() {
         for (o, _) in sellers.iter().enumerate() {
