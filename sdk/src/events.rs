@@ -348,7 +348,9 @@ impl Network {
         };
         let mut client = DeliverClient::new(gw.channel.clone())
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
-        // One request; the peer then streams until the client goes away.
+        // One request; the peer then streams until the client goes away. (The one-item
+        // request stream comes from the tokio-stream that tonic re-exports for its generated
+        // code, which spares the SDK a dependency of its own.)
         let request = tonic::codegen::tokio_stream::once(envelope);
         let stream = if filtered {
             client.deliver_filtered(request).await?
