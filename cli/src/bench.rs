@@ -1252,6 +1252,9 @@ fn error_code(err: &SdkError) -> &'static str {
         SdkError::Invalid { .. } => "INVALID",
         SdkError::Identity(_) => "IDENTITY",
         SdkError::Random => "RANDOM",
+        SdkError::Signer(_) | SdkError::SignatureFormat(_) => "SIGNER",
+        SdkError::Checkpoint { .. } => "CHECKPOINT",
+        SdkError::Deliver { .. } => "DELIVER",
     }
 }
 

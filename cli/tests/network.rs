@@ -18,7 +18,7 @@ use support::free_base_port;
 use gridledger_identity::SigningIdentity;
 use gridledger_proto::prost::Message;
 use gridledger_proto::{common, msp, protos};
-use gridledger_sdk::{Contract, Gateway, SdkError, commit_status};
+use gridledger_sdk::{Contract, Gateway, SdkError, Signer, commit_status};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -532,7 +532,7 @@ fn action_payload(envelope: &common::Envelope) -> protos::ChaincodeActionPayload
 fn with_action_payload(
     envelope: &common::Envelope,
     action_payload: &protos::ChaincodeActionPayload,
-    signer: &SigningIdentity,
+    signer: &dyn Signer,
 ) -> common::Envelope {
     let mut payload = common::Payload::decode(envelope.payload.as_slice()).expect("payload");
     let mut tx = protos::Transaction::decode(payload.data.as_slice()).expect("transaction");
@@ -540,7 +540,7 @@ fn with_action_payload(
     payload.data = tx.encode_to_vec();
     let payload = payload.encode_to_vec();
     common::Envelope {
-        signature: signer.sign(&payload),
+        signature: signer.sign(&payload).expect("the client signs"),
         payload,
     }
 }
@@ -902,11 +902,11 @@ async fn endorsements_that_do_not_satisfy_the_policy_commit_as_endorsement_polic
         .unwrap_or_else(|e| panic!("endorse: {e}"));
     let mut cap = action_payload(forged.envelope());
     let action = cap.action.as_mut().expect("endorsed action");
-    let endorser = client.serialized().to_vec();
+    let endorser = client.serialized_identity();
     let mut signed = action.proposal_response_payload.clone();
     signed.extend_from_slice(&endorser);
     action.endorsements = vec![protos::Endorsement {
-        signature: client.sign(&signed),
+        signature: client.sign(&signed).expect("the client signs"),
         endorser,
     }];
     let envelope = with_action_payload(forged.envelope(), &cap, client);

@@ -1,87 +1,105 @@
 //! The Rust client SDK for retailers' and communities' applications: Fabric's Gateway client
-//! model (connect to one gateway peer, then evaluate or endorse → submit → commit status) over
-//! gRPC/TLS, speaking the same Gateway protocol as Fabric's official SDKs.
+//! model over gRPC/TLS, speaking the same protocol as Fabric's official Gateway SDKs — connect
+//! to one gateway peer, evaluate or endorse → submit → wait for the commit status, and listen
+//! to chaincode and block events from a checkpoint.
+//!
+//! # Connect
+//!
+//! A [`Gateway`] is one TLS connection to one organization's peer, signing as one identity: a
+//! certificate and key on disk ([`gridledger_identity::SigningIdentity`]) or any [`Signer`],
+//! such as a key held in an HSM.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), gridledger_sdk::SdkError> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use gridledger_identity::SigningIdentity;
 //! use gridledger_sdk::Gateway;
 //! let signer = SigningIdentity::load("RetailerMSP", "cert.pem".as_ref(), "key.pem".as_ref())?;
-//! let gateway = Gateway::connect("127.0.0.1:7052", &std::fs::read("tlsca.pem").unwrap(), "peer0.retailer", signer).await?;
-//! let contract = gateway.network("market").contract("basic");
-//! contract.submit("CreateAsset", &["asset1", "blue", "5", "Alice", "300"]).await?;
-//! let asset = contract.evaluate("ReadAsset", &["asset1"]).await?;
+//! let tls_ca = std::fs::read("tlsca.pem")?;
+//! let gateway = Gateway::connect("127.0.0.1:7052", &tls_ca, "peer0.retailer", signer).await?;
+//! let market = gateway.network("market");
 //! # Ok(()) }
 //! ```
 //!
+//! # Submit and evaluate
+//!
+//! [`Contract::submit`] has the transaction endorsed, ordered and committed, and fails with
+//! [`SdkError::Invalid`] when it was committed with another validation code than VALID;
+//! [`Contract::evaluate`] runs a query on one peer and orders nothing.
+//!
+//! ```no_run
+//! # async fn run(gateway: gridledger_sdk::Gateway) -> Result<(), gridledger_sdk::SdkError> {
+//! use gridledger_sdk::RetryPolicy;
+//! let energy = gateway
+//!     .network("market")
+//!     .contract("energy")
+//!     .with_retry(RetryPolicy::idempotent(5));
+//! let period = "1767232800"; // a delivery period's start, unix seconds
+//! let (offer, block) = energy
+//!     .submit("PostOffer", &["offer-17", period, "2000", "20"])
+//!     .await?;
+//! let balance = energy.evaluate("Balance", &["RetailerMSP:POD-R002"]).await?;
+//! println!("offer in block {block}: {}", String::from_utf8_lossy(&offer));
+//! # Ok(()) }
+//! ```
+//!
+//! Transient data and the choice of endorsing organizations go through
+//! [`Contract::proposal_with`]; [`Proposal`], [`Transaction`] and [`Commit`] expose each step.
+//!
+//! # Events with a checkpoint
+//!
+//! [`Network::chaincode_events`] streams the events chaincodes set in VALID transactions, and
+//! [`Network::block_events`] / [`Network::filtered_block_events`] stream blocks. A
+//! [`FileCheckpointer`] saves the position after each processed event, so a restarted
+//! application resumes exactly after the last one: nothing lost, nothing seen twice.
+//!
+//! ```no_run
+//! # async fn run(gateway: gridledger_sdk::Gateway) -> Result<(), gridledger_sdk::SdkError> {
+//! use gridledger_sdk::{EventsOptions, FileCheckpointer};
+//! let mut checkpointer = FileCheckpointer::open("trades.checkpoint")?;
+//! // The first run reads from block 0; later runs resume after the checkpoint.
+//! let options = EventsOptions::new()
+//!     .start_block(0)
+//!     .checkpoint(checkpointer.checkpoint());
+//! let mut events = gateway.network("market").chaincode_events("energy", options).await?;
+//! while let Some(event) = events.next().await? {
+//!     if event.event_name == "Trade" {
+//!         println!("trade in block {}: {}", event.block_number, String::from_utf8_lossy(&event.payload));
+//!     }
+//!     checkpointer.checkpoint_chaincode_event(&event)?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `sdk/examples/retailer.rs` is a whole application: it trades on the `energy` market of a
+//! network started with `gridledger up` and watches its trade events with a checkpoint.
+//!
 //! Only `proto` and `identity` are dependencies: an application never links the peer.
 
-use gridledger_identity::SigningIdentity;
+mod checkpoint;
+mod error;
+mod events;
+mod signer;
+
+pub use checkpoint::{Checkpoint, FileCheckpointer};
+pub use error::SdkError;
+pub use events::{
+    BlockEvents, ChaincodeEvent, ChaincodeEvents, EventsOptions, FilteredBlockEvents,
+};
+pub use signer::{SignError, Signer, sign_with};
+
 use gridledger_proto::gateway::gateway_client::GatewayClient;
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, gateway, google, protos};
+use gridledger_proto::{common, gateway, protos};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+/// Largest message the SDK accepts from a peer (a block can be large).
+const MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
+
 /// Default deadline of each call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What went wrong, with the gateway's details when it sent any.
-#[derive(Debug, thiserror::Error)]
-pub enum SdkError {
-    #[error("cannot connect to {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
-    #[error("gateway returned {code:?}: {message}{}", details_text(.details))]
-    Gateway {
-        code: tonic::Code,
-        message: String,
-        details: Vec<gateway::ErrorDetail>,
-    },
-    #[error("unexpected response from the gateway: {0}")]
-    Response(String),
-    /// The transaction was ordered and committed, but with a validation code other than VALID
-    /// (`MVCC_READ_CONFLICT`, `ENDORSEMENT_POLICY_FAILURE`, …): it changed nothing.
-    #[error("transaction {tx_id} was committed as {code_name} ({code}): it changed nothing")]
-    Invalid {
-        /// The transaction id.
-        tx_id: String,
-        /// The validation code.
-        code: i32,
-        /// Its Fabric name.
-        code_name: String,
-    },
-    #[error(transparent)]
-    Identity(#[from] gridledger_identity::IdentityError),
-    #[error("random number generator failed")]
-    Random,
-}
-
-fn details_text(details: &[gateway::ErrorDetail]) -> String {
-    details
-        .iter()
-        .map(|d| format!("; {} ({}): {}", d.msp_id, d.address, d.message))
-        .collect()
-}
-
-impl SdkError {
-    /// Whether the transaction lost a read-write conflict with another one committed first
-    /// (`MVCC_READ_CONFLICT`): endorsing it again, on the newer state, may well succeed.
-    pub fn is_mvcc_conflict(&self) -> bool {
-        matches!(self, SdkError::Invalid { code, .. }
-            if *code == protos::TxValidationCode::MvccReadConflict as i32)
-    }
-
-    /// Whether the endorsing peers answered differently, as when one has not committed the
-    /// latest block yet (the Gateway's "ProposalResponsePayloads do not match"): endorsing
-    /// again a moment later usually succeeds.
-    pub fn is_endorsement_mismatch(&self) -> bool {
-        matches!(self, SdkError::Gateway { message, details, .. }
-            if message.contains("do not match")
-                || details.iter().any(|d| d.message.contains("do not match")))
-    }
-}
 
 /// How [`Contract::submit`] retries a transaction the application marked idempotent (safe to
 /// execute again: the chaincode re-reads the state each time, as Fabric's retries assume).
@@ -103,40 +121,27 @@ impl RetryPolicy {
     }
 }
 
-impl From<tonic::Status> for SdkError {
-    fn from(status: tonic::Status) -> SdkError {
-        let details = google::rpc::Status::decode(status.details())
-            .map(|s| {
-                s.details
-                    .iter()
-                    .filter_map(|any| gateway::ErrorDetail::decode(any.value.as_slice()).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        SdkError::Gateway {
-            code: status.code(),
-            message: status.message().to_owned(),
-            details,
-        }
-    }
-}
-
 /// A connection to one gateway peer with one signing identity.
 #[derive(Clone)]
 pub struct Gateway {
     client: GatewayClient<Channel>,
-    signer: Arc<SigningIdentity>,
+    /// The connection itself, shared with the peer's Deliver service (block events).
+    channel: Channel,
+    signer: Arc<dyn Signer>,
+    /// The signer's serialized identity, computed once: the creator of every request.
+    identity: Arc<[u8]>,
     timeout: Duration,
 }
 
 impl Gateway {
     /// Connects over TLS to `endpoint` (`host:port`), trusting `tls_ca_pem` and checking the
-    /// server certificate for `server_name`.
+    /// server certificate for `server_name`; requests are signed by `signer` (a
+    /// [`gridledger_identity::SigningIdentity`], any other [`Signer`], or an `Arc` of one).
     pub async fn connect(
         endpoint: &str,
         tls_ca_pem: &[u8],
         server_name: &str,
-        signer: SigningIdentity,
+        signer: impl Signer + 'static,
     ) -> Result<Gateway, SdkError> {
         let err = |reason: String| SdkError::Connect {
             endpoint: endpoint.into(),
@@ -165,11 +170,15 @@ impl Gateway {
     }
 
     /// A gateway over an existing gRPC channel.
-    pub fn from_channel(channel: Channel, signer: SigningIdentity) -> Gateway {
-        let client = GatewayClient::new(channel).max_decoding_message_size(100 * 1024 * 1024);
+    pub fn from_channel(channel: Channel, signer: impl Signer + 'static) -> Gateway {
+        let client =
+            GatewayClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let identity = signer.serialized_identity().into();
         Gateway {
             client,
+            channel,
             signer: Arc::new(signer),
+            identity,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -181,8 +190,18 @@ impl Gateway {
     }
 
     /// The identity requests are signed with.
-    pub fn signer(&self) -> &SigningIdentity {
-        &self.signer
+    pub fn signer(&self) -> &dyn Signer {
+        self.signer.as_ref()
+    }
+
+    /// The signer's `msp.SerializedIdentity`: the creator of every request.
+    pub fn serialized_identity(&self) -> &[u8] {
+        &self.identity
+    }
+
+    /// Signs `message` with the gateway's signer, in Fabric's form (DER, low-S).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SdkError> {
+        sign_with(self.signer.as_ref(), message)
     }
 
     /// A channel.
@@ -285,7 +304,7 @@ impl Contract {
         let mut nonce = [0u8; 24];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
             .map_err(|_| SdkError::Random)?;
-        let creator = gw.signer.serialized().to_vec();
+        let creator = gw.identity.to_vec();
         let tx_id = gridledger_proto::compute_tx_id(&nonce, &creator);
         let now = self
             .timestamp
@@ -343,7 +362,7 @@ impl Contract {
         };
         let proposal_bytes = proposal.encode_to_vec();
         let signed = protos::SignedProposal {
-            signature: gw.signer.sign(&proposal_bytes),
+            signature: gw.sign(&proposal_bytes)?,
             proposal_bytes,
         };
         Ok(Proposal {
@@ -477,7 +496,7 @@ impl Proposal {
             .prepared_transaction
             .ok_or_else(|| SdkError::Response("no prepared transaction".into()))?;
         let result = transaction_result(&envelope)?;
-        envelope.signature = gw.signer.sign(&envelope.payload);
+        envelope.signature = gw.sign(&envelope.payload)?;
         Ok(Transaction {
             gateway: gw.clone(),
             channel: self.contract.network.channel.clone(),
@@ -598,11 +617,11 @@ pub async fn commit_status(
     let request = gateway::CommitStatusRequest {
         transaction_id: tx_id.into(),
         channel_id: channel.into(),
-        identity: gateway.signer.serialized().to_vec(),
+        identity: gateway.identity.to_vec(),
     }
     .encode_to_vec();
     let signed = gateway::SignedCommitStatusRequest {
-        signature: gateway.signer.sign(&request),
+        signature: gateway.sign(&request)?,
         request,
     };
     let response = gateway
