@@ -15,7 +15,8 @@
 //! - [`config`]: `orderer.toml` ([`OrdererConfig`]).
 //! - `server`: the gRPC server ([`Orderer`], [`run`]); TLS, limits, shutdown.
 //! - [`participation`]: joining channels with a genesis block ([`join_channel`]), listing
-//!   and removing them ([`list_channels`], [`remove_channel`]).
+//!   and removing them ([`list_channels`], [`remove_channel`]); while running, through
+//!   [`Participation`] ([`Orderer::participation`]), which the operations endpoint serves.
 //! - [`cutter`]: the block cutter, a plain state machine.
 //! - [`block`]: block assembly, orderer signature and metadata.
 //! - `cluster`: membership from the consenter list, the `gridledger.Cluster` service and its
@@ -82,8 +83,8 @@ pub use error::OrdererError;
 /// The process-wide metrics registry the orderer records into, for the binary that serves it.
 pub use gridledger_ledger::metrics::registry as metrics_registry;
 pub use participation::{
-    JoinError, JoinedChannel, ListChannelsError, RemoveError, RemovedChannel, join_channel,
-    list_channels, remove_channel,
+    ChannelInfo, ChannelStatus, ConsensusRelation, JoinError, JoinedChannel, ListChannelsError,
+    Participation, RemoveError, RemovedChannel, join_channel, list_channels, remove_channel,
 };
 pub use server::{Orderer, run};
 

@@ -64,6 +64,12 @@ pub struct OperationsConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM files) that clients' TLS certificates must chain to: when set
+    /// (with `tls_cert`), every client must present one (mutual TLS). Default none. An
+    /// orderer serves its channel participation API only with mutual TLS or on a loopback
+    /// address.
+    #[serde(default)]
+    pub tls_client_ca_certs: Vec<PathBuf>,
 }
 
 fn default_rpc_timeout_ms() -> u64 {
@@ -170,7 +176,11 @@ impl PeerConfig {
             feasibility.resolve_paths(base);
         }
         if let Some(ops) = config.operations.as_mut() {
-            for p in [&mut ops.tls_cert, &mut ops.tls_key].into_iter().flatten() {
+            for p in [&mut ops.tls_cert, &mut ops.tls_key]
+                .into_iter()
+                .flatten()
+                .chain(ops.tls_client_ca_certs.iter_mut())
+            {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }
@@ -191,6 +201,11 @@ impl PeerConfig {
             if ops.tls_cert.is_some() != ops.tls_key.is_some() {
                 return Err(ConfigError::Invalid(
                     "operations: tls_cert and tls_key go together".into(),
+                ));
+            }
+            if !ops.tls_client_ca_certs.is_empty() && ops.tls_cert.is_none() {
+                return Err(ConfigError::Invalid(
+                    "operations: tls_client_ca_certs needs tls_cert and tls_key".into(),
                 ));
             }
         }
