@@ -1402,10 +1402,7 @@ impl Cluster {
                 &format!("127.0.0.1:{}", self.port(spare)),
             )
             .replace(
-                &format!(
-                    "127.0.0.1:{}",
-                    self.port("orderer2") + OPERATIONS_PORT_OFFSET
-                ),
+                &format!("127.0.0.1:{}", self.port("orderer2") + OPERATIONS_PORT_OFFSET),
                 &format!("127.0.0.1:{}", self.port(spare) + OPERATIONS_PORT_OFFSET),
             )
             .replace("orderer2", spare);
