@@ -161,3 +161,297 @@ fn fail(message: String) -> protos::Response {
         payload: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endorser::unpack;
+    use gridledger_identity::SigningIdentity;
+    use gridledger_identity::material::{self, CryptoConfig};
+    use gridledger_proto::common;
+    use std::path::{Path, PathBuf};
+
+    const CRYPTO: &str = r#"
+seed = "gridledger-cscc-tests"
+
+[[organizations]]
+msp_id = "OrdererMSP"
+orderers = [{ name = "orderer0" }]
+
+[[organizations]]
+msp_id = "DSOMSP"
+peers = [{ name = "peer0.dso" }]
+users = [{ name = "User1" }]
+
+[[organizations]]
+msp_id = "RetailerMSP"
+peers = [{ name = "peer0.retailer" }]
+"#;
+
+    /// A folder with crypto material, the genesis blocks of `market` and `grid`, and the DSO
+    /// peer's configuration (joining `market` at start-up); removed on drop.
+    struct World {
+        dir: PathBuf,
+    }
+
+    impl Drop for World {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl World {
+        fn new(name: &str) -> World {
+            let dir =
+                std::env::temp_dir().join(format!("gridledger-cscc-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let crypto: CryptoConfig = toml::from_str(CRYPTO).expect("crypto config parses");
+            let now = i64::try_from(now_unix_secs()).expect("the clock fits an i64");
+            material::generate(&crypto, &dir, now - 3600).expect("generate crypto material");
+            let world = World { dir };
+            let data = world.dir.join("data");
+            std::fs::create_dir_all(data.join("join")).expect("create the join folder");
+            std::fs::write(data.join("join/market.block"), world.genesis("market"))
+                .expect("write the join block");
+            world
+        }
+
+        fn genesis(&self, channel: &str) -> Vec<u8> {
+            let o = "organizations/OrdererMSP";
+            let mut spec = format!(
+                "name = \"{channel}\"\n\n[orderer]\ntype = \"etcdraft\"\n\n[[orderer.organizations]]\n\
+                 msp_id = \"OrdererMSP\"\nmsp_dir = \"{o}/msp\"\nendpoints = [\"127.0.0.1:7050\"]\n\n\
+                 [[orderer.consenters]]\nhost = \"127.0.0.1\"\nport = 7050\n\
+                 client_tls_cert = \"{o}/orderers/orderer0/tls/server.crt\"\n\
+                 server_tls_cert = \"{o}/orderers/orderer0/tls/server.crt\"\n"
+            );
+            for msp in ["DSOMSP", "RetailerMSP"] {
+                spec.push_str(&format!(
+                    "\n[[organizations]]\nmsp_id = \"{msp}\"\nmsp_dir = \"organizations/{msp}/msp\"\n"
+                ));
+            }
+            let config = gridledger_channels::config::ChannelSpec::parse(&spec)
+                .expect("channel spec parses")
+                .to_config(&self.dir)
+                .expect("channel config builds");
+            gridledger_channels::genesis::genesis_block(
+                channel,
+                config,
+                prost_types::Timestamp::default(),
+            )
+            .encode_to_vec()
+        }
+
+        fn peer(&self) -> Arc<Peer> {
+            let node = self.dir.join("organizations/DSOMSP/peers/peer0.dso");
+            let s = |p: &Path| p.display().to_string();
+            let text = format!(
+                "name = \"peer0.dso\"\nmsp_id = \"DSOMSP\"\nlisten = \"127.0.0.1:0\"\n\
+                 data_dir = \"{}\"\nsigning_cert = \"{}\"\nsigning_key = \"{}\"\n\
+                 tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                s(&self.dir.join("data")),
+                s(&node.join("msp/signcerts/cert.pem")),
+                s(&node.join("msp/keystore/key.pem")),
+                s(&node.join("tls/server.crt")),
+                s(&node.join("tls/server.key")),
+            );
+            let file = self.dir.join("peer.toml");
+            std::fs::write(&file, text).expect("write the peer config");
+            Peer::open(crate::PeerConfig::load(&file).expect("peer config loads"))
+                .expect("the peer opens")
+        }
+
+        fn user(&self, msp: &str, user: &str) -> SigningIdentity {
+            let base = self
+                .dir
+                .join(format!("organizations/{msp}/users/{user}/msp"));
+            SigningIdentity::load(
+                msp,
+                &base.join("signcerts/cert.pem"),
+                &base.join("keystore/key.pem"),
+            )
+            .expect("load the identity")
+        }
+    }
+
+    /// A cscc proposal with an empty channel id, signed by `signer`, as `peer channel join`
+    /// sends it (a CONFIG header).
+    fn proposal(signer: &SigningIdentity, args: &[&[u8]]) -> UnpackedProposal {
+        let creator = signer.serialized().to_vec();
+        let nonce = b"cscc-test-nonce-0123456789".to_vec();
+        let chaincode_id = Some(protos::ChaincodeId {
+            name: NAME.into(),
+            ..Default::default()
+        });
+        let channel_header = common::ChannelHeader {
+            r#type: common::HeaderType::Config as i32,
+            tx_id: gridledger_proto::compute_tx_id(&nonce, &creator),
+            extension: protos::ChaincodeHeaderExtension {
+                chaincode_id: chaincode_id.clone(),
+            }
+            .encode_to_vec(),
+            ..Default::default()
+        };
+        let header = common::Header {
+            channel_header: channel_header.encode_to_vec(),
+            signature_header: common::SignatureHeader { creator, nonce }.encode_to_vec(),
+        };
+        let spec = protos::ChaincodeInvocationSpec {
+            chaincode_spec: Some(protos::ChaincodeSpec {
+                chaincode_id,
+                input: Some(protos::ChaincodeInput {
+                    args: args.iter().map(|a| a.to_vec()).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let proposal_bytes = protos::Proposal {
+            header: header.encode_to_vec(),
+            payload: protos::ChaincodeProposalPayload {
+                input: spec.encode_to_vec(),
+                transient_map: Default::default(),
+            }
+            .encode_to_vec(),
+            extension: Vec::new(),
+        }
+        .encode_to_vec();
+        let signed = protos::SignedProposal {
+            signature: signer.sign(&proposal_bytes),
+            proposal_bytes,
+        };
+        unpack(&signed).expect("a well-formed cscc proposal")
+    }
+
+    fn channels(peer: &Peer, signer: &SigningIdentity) -> Vec<String> {
+        let response = peer
+            .cscc(&proposal(signer, &[b"GetChannels"]))
+            .expect("GetChannels allowed");
+        assert_eq!(response.status, 200, "{}", response.message);
+        protos::ChannelQueryResponse::decode(response.payload.as_slice())
+            .expect("a ChannelQueryResponse")
+            .channels
+            .into_iter()
+            .map(|c| c.channel_id)
+            .collect()
+    }
+
+    #[test]
+    fn an_admin_joins_a_running_peer_to_a_channel_once() {
+        let world = World::new("join");
+        let peer = world.peer();
+        let admin = world.user("DSOMSP", "Admin");
+        assert_eq!(channels(&peer, &admin), ["market"]);
+
+        let grid = world.genesis("grid");
+        let joined = peer
+            .cscc(&proposal(&admin, &[b"JoinChain", &grid]))
+            .expect("an admin may join");
+        assert_eq!(joined.status, 200, "{}", joined.message);
+        let channel = peer.channel("grid").expect("grid is open");
+        assert_eq!(channel.ledger().height(), 1);
+        assert_eq!(channel.config().channel_id(), "grid");
+        assert_eq!(channels(&peer, &admin), ["grid", "market"]);
+
+        let again = peer
+            .cscc(&proposal(&admin, &[b"JoinChain", &grid]))
+            .expect("answered");
+        assert_eq!(again.status, 500);
+        assert!(
+            again.message.contains("channel grid is already joined"),
+            "{}",
+            again.message
+        );
+        assert_eq!(peer.channel("grid").map(|c| c.ledger().height()), Some(1));
+
+        // A restarted peer opens the channel joined at run time.
+        drop((channel, peer));
+        let peer = world.peer();
+        assert_eq!(channels(&peer, &admin), ["grid", "market"]);
+    }
+
+    #[test]
+    fn only_an_admin_of_the_peers_organization_may_join() {
+        let world = World::new("access");
+        let peer = world.peer();
+        let grid = world.genesis("grid");
+        for (msp, user, expected) in [
+            ("DSOMSP", "User1", "not an admin of DSOMSP"),
+            ("RetailerMSP", "Admin", "an admin of RetailerMSP"),
+        ] {
+            let refused = peer.cscc(&proposal(&world.user(msp, user), &[b"JoinChain", &grid]));
+            match refused {
+                Err(ProposalError::AccessDenied(reason)) => assert!(
+                    reason.contains("only an admin of DSOMSP") && reason.contains(expected),
+                    "{reason}"
+                ),
+                other => panic!("{user} of {msp} must be refused, got {other:?}"),
+            }
+        }
+        assert!(peer.channel("grid").is_none());
+        // A member of the peer's organization may list its channels; another org may not.
+        assert_eq!(channels(&peer, &world.user("DSOMSP", "User1")), ["market"]);
+        assert!(matches!(
+            peer.cscc(&proposal(
+                &world.user("RetailerMSP", "Admin"),
+                &[b"GetChannels"]
+            )),
+            Err(ProposalError::AccessDenied(_))
+        ));
+    }
+
+    #[test]
+    fn unusable_blocks_are_refused_and_leave_no_channel() {
+        let world = World::new("blocks");
+        let peer = world.peer();
+        let admin = world.user("DSOMSP", "Admin");
+        let mut later = common::Block::decode(world.genesis("grid").as_slice()).expect("block");
+        later.header.as_mut().expect("a header").number = 4;
+        for (block, expected) in [
+            (b"garbage".to_vec(), "not a valid genesis block"),
+            (later.encode_to_vec(), "block 4 is not a genesis block"),
+            (
+                common::Block {
+                    header: Some(common::BlockHeader::default()),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+                "not a valid config block",
+            ),
+            (Vec::new(), "needs the channel's genesis block"),
+        ] {
+            let answer = peer
+                .cscc(&proposal(&admin, &[b"JoinChain", &block]))
+                .expect("answered");
+            assert_eq!(answer.status, 500);
+            assert!(answer.message.contains(expected), "{}", answer.message);
+        }
+        let unknown = peer
+            .cscc(&proposal(&admin, &[b"GetConfigTree"]))
+            .expect("answered");
+        assert!(unknown.message.contains("unknown cscc function"));
+        let folders: Vec<String> = std::fs::read_dir(world.dir.join("data/channels"))
+            .expect("the channels folder")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(folders, ["market"]);
+    }
+
+    #[test]
+    fn an_unfinished_join_is_cleared_at_start_up() {
+        let world = World::new("staging");
+        drop(world.peer());
+        let staging = world.dir.join("data/channels/.joining-grid");
+        std::fs::create_dir_all(&staging).expect("create a staging folder");
+        std::fs::write(staging.join("ledger.redb"), b"half written").expect("write");
+        let peer = world.peer();
+        assert!(!staging.exists(), "the unfinished join is removed");
+        assert!(peer.channel("grid").is_none());
+        let admin = world.user("DSOMSP", "Admin");
+        let joined = peer
+            .cscc(&proposal(&admin, &[b"JoinChain", &world.genesis("grid")]))
+            .expect("answered");
+        assert_eq!(joined.status, 200, "{}", joined.message);
+    }
+}
