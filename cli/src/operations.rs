@@ -504,4 +504,167 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// An orderer's participation that serves channel `grid` and joins the block `ok`.
+    struct Fake;
+
+    impl ChannelParticipation for Fake {
+        fn join(&self, block: &[u8]) -> Result<ParticipatingChannel, JoinRefused> {
+            match block {
+                b"ok" => Ok(grid()),
+                _ => Err(JoinRefused::BadBlock("not a block".into())),
+            }
+        }
+        fn list(&self) -> Vec<ParticipatingChannel> {
+            vec![grid()]
+        }
+        fn channel(&self, name: &str) -> Option<ParticipatingChannel> {
+            (name == "grid").then(grid)
+        }
+    }
+
+    fn grid() -> ParticipatingChannel {
+        ParticipatingChannel {
+            name: "grid".into(),
+            consensus_relation: "consenter",
+            status: "active",
+            height: 1,
+        }
+    }
+
+    /// One HTTPS exchange with `addr`, trusting `ca`, presenting `client` (certificate and
+    /// key files) when given; what the server sent, or why the exchange failed.
+    async fn https(
+        addr: SocketAddr,
+        ca: &Path,
+        client: Option<(PathBuf, PathBuf)>,
+        request: &[u8],
+    ) -> Result<String, String> {
+        let ca_pem = std::fs::read(ca).map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+            roots
+                .add(cert.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => {
+                let cert_pem = std::fs::read(cert).map_err(|e| e.to_string())?;
+                let key_pem = std::fs::read(key).map_err(|e| e.to_string())?;
+                let chain = CertificateDer::pem_slice_iter(&cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| e.to_string())?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| e.to_string())?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.write_all(request).await.map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        tls.read_to_string(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(response)
+    }
+
+    #[tokio::test]
+    async fn with_client_cas_only_certified_clients_reach_the_participation_api() {
+        let dir = material("mtls");
+        let org = |msp: &str| dir.join(format!("organizations/{msp}"));
+        let node = org("DSOMSP").join("peers/peer0.dso/tls");
+        let metrics: &'static Metrics = Box::leak(Box::default());
+        let (_layer, logs) = reload::Layer::new(EnvFilter::new("info"));
+        let extras = Extras {
+            client_cas: vec![org("DSOMSP").join("tlsca/tlsca.pem")],
+            participation: Some(Arc::new(Fake)),
+        };
+        let addr = start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some((node.join("server.crt"), node.join("server.key"))),
+            extras,
+            logs,
+            metrics,
+        )
+        .await
+        .expect("start the endpoint");
+        let ca = org("DSOMSP").join("tlsca/tlsca.pem");
+        let client = |msp: &str| {
+            let tls = org(msp).join("users/Admin/tls");
+            Some((tls.join("client.crt"), tls.join("client.key")))
+        };
+        let list = b"GET /participation/v1/channels HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+        let certified = https(addr, &ca, client("DSOMSP"), list)
+            .await
+            .expect("a certified client is served");
+        assert!(certified.starts_with("HTTP/1.1 200 OK\r\n"), "{certified}");
+        assert!(
+            certified.ends_with(
+                "{\"channels\":[{\"name\":\"grid\",\"url\":\"/participation/v1/channels/grid\"}],\"systemChannel\":null}"
+            ),
+            "{certified}"
+        );
+        let join = b"POST /participation/v1/channels HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 2\r\n\r\nok";
+        let joined = https(addr, &ca, client("DSOMSP"), join)
+            .await
+            .expect("a certified client is served");
+        assert!(joined.starts_with("HTTP/1.1 201 Created\r\n"), "{joined}");
+        assert!(
+            joined.contains("\"consensusRelation\":\"consenter\""),
+            "{joined}"
+        );
+
+        for (who, client) in [
+            ("no certificate", None),
+            ("another CA's certificate", client("RetailerMSP")),
+        ] {
+            let refused = https(addr, &ca, client, list).await;
+            assert!(
+                !refused.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1")),
+                "a client with {who} was answered: {refused:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_node_without_participation_answers_404_there() {
+        let metrics: &'static Metrics = Box::leak(Box::default());
+        let (_layer, logs) = reload::Layer::new(EnvFilter::new("info"));
+        let addr = start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
+            Extras::default(),
+            logs,
+            metrics,
+        )
+        .await
+        .expect("start the endpoint");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /participation/v1/channels HTTP/1.1\r\n\r\n")
+            .await
+            .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 404 "), "{response}");
+        assert!(response.contains("only orderers serve it"), "{response}");
+    }
 }
