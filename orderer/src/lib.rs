@@ -35,8 +35,10 @@
 //!   on the host and port the consenter list names (the orderer's own listen address serves
 //!   the cluster service too); a node finds itself by its TLS server certificate.
 //! - `gridledger orderer join --config orderer.toml --block market.block` (orderer stopped):
-//!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, copy
-//!   the block into `<data_dir>/join/` instead; it is joined within a second.
+//!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, post
+//!   the block to the channel participation API ([`Orderer::participation`], served by the
+//!   operations endpoint; `gridledger channel create`), or copy it into `<data_dir>/join/`,
+//!   where it is joined within a second.
 //! - `gridledger orderer list` / `gridledger orderer remove --channel C` (orderer stopped):
 //!   [`list_channels`] / [`remove_channel`]`(&data_dir, "C")`, which deletes the channel's
 //!   ledger, Raft log and pending join file.

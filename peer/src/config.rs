@@ -25,7 +25,8 @@ pub struct PeerConfig {
     #[serde(default)]
     pub external_endpoint: Option<String>,
     /// Where the ledgers live: `<data_dir>/channels/<channel>/`; genesis blocks to join are
-    /// read from `<data_dir>/join/*.block` at start.
+    /// read from `<data_dir>/join/*.block` at start (while running, a peer joins through cscc
+    /// `JoinChain`: `gridledger channel join`).
     pub data_dir: PathBuf,
     /// The peer's signing identity (endorsements, Deliver requests).
     pub signing_cert: PathBuf,
