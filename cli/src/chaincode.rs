@@ -345,6 +345,23 @@ impl Network {
             .with_context(|| format!("connecting to {} at {}", peer.name, peer.endpoint))
     }
 
+    /// A connection to the organization's first peer, its admin and the peer's name.
+    pub(crate) async fn admin_on_peer(
+        &self,
+        msp_id: &str,
+    ) -> anyhow::Result<(Channel, SigningIdentity, String)> {
+        let org = self.org(msp_id)?;
+        let peer = org
+            .peers
+            .first()
+            .with_context(|| format!("the network lists no peer of {msp_id}"))?;
+        Ok((
+            self.connect(peer).await?,
+            self.admin(org)?,
+            peer.name.clone(),
+        ))
+    }
+
     /// A Gateway on the organization's first peer, signing as its admin.
     pub(crate) async fn gateway(&self, msp_id: &str) -> anyhow::Result<Gateway> {
         let org = self.org(msp_id)?;

@@ -34,7 +34,7 @@ enum Command {
     /// Crypto material: CAs, node and user identities, TLS certificates.
     #[command(subcommand)]
     Crypto(crypto::CryptoCommand),
-    /// Channel configuration: genesis blocks and config updates.
+    /// Channels: genesis blocks, create and join (orderers and peers), list, config updates.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
     /// Policies: evaluate one against hypothetical signers, explained.

@@ -74,20 +74,28 @@ pub fn init_logging() -> crate::operations::LogHandle {
     handle
 }
 
-/// The operations endpoint a node's `[operations]` section asks for: address and TLS files.
+/// The operations endpoint a node's `[operations]` section asks for: address, TLS files and
+/// the client CAs of mutual TLS.
 type OperationsSpec = (
     std::net::SocketAddr,
     Option<(std::path::PathBuf, std::path::PathBuf)>,
+    Vec<PathBuf>,
 );
 
-/// Starts the operations endpoint when the node's config has an `[operations]` section.
+/// Starts the operations endpoint when the node's config has an `[operations]` section; an
+/// orderer passes its channel participation.
 async fn start_operations(
     spec: Option<OperationsSpec>,
+    participation: Option<std::sync::Arc<dyn crate::operations::ChannelParticipation>>,
     logs: crate::operations::LogHandle,
     metrics: &'static gridledger_peer::metrics::Registry,
 ) -> anyhow::Result<()> {
-    if let Some((listen, tls)) = spec {
-        crate::operations::start(listen, tls, logs, metrics).await?;
+    if let Some((listen, tls, client_cas)) = spec {
+        let extras = crate::operations::Extras {
+            client_cas,
+            participation,
+        };
+        crate::operations::start(listen, tls, extras, logs, metrics).await?;
     }
     Ok(())
 }
@@ -171,6 +179,45 @@ fn source_of(path: &std::path::Path, applied: &[String]) -> String {
     format!("config {} with {}", path.display(), applied.join(", "))
 }
 
+/// The orderer's channel participation, as the operations endpoint serves it.
+struct OrdererParticipation(gridledger_orderer::Participation);
+
+impl OrdererParticipation {
+    fn report(channel: gridledger_orderer::ChannelInfo) -> crate::operations::ParticipatingChannel {
+        crate::operations::ParticipatingChannel {
+            name: channel.name,
+            consensus_relation: channel.consensus_relation.as_str(),
+            status: channel.status.as_str(),
+            height: channel.height,
+        }
+    }
+}
+
+impl crate::operations::ChannelParticipation for OrdererParticipation {
+    fn join(
+        &self,
+        block: &[u8],
+    ) -> Result<crate::operations::ParticipatingChannel, crate::operations::JoinRefused> {
+        use crate::operations::JoinRefused;
+        use gridledger_orderer::JoinError;
+        self.0.join(block).map(Self::report).map_err(|e| match e {
+            JoinError::AlreadyJoined(channel) => JoinRefused::AlreadyJoined(format!(
+                "channel {channel} already exists (joined with this block)"
+            )),
+            e if e.is_bad_request() => JoinRefused::BadBlock(e.to_string()),
+            e => JoinRefused::Failed(e.to_string()),
+        })
+    }
+
+    fn list(&self) -> Vec<crate::operations::ParticipatingChannel> {
+        self.0.list().into_iter().map(Self::report).collect()
+    }
+
+    fn channel(&self, name: &str) -> Option<crate::operations::ParticipatingChannel> {
+        self.0.channel(name).map(Self::report)
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -234,13 +281,17 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
             .as_ref()
             .map(|o| o.certificate_expiry_warning_days),
     )?;
-    let operations = parsed
-        .operations
-        .as_ref()
-        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
+    let operations = parsed.operations.as_ref().map(|o| {
+        (
+            o.listen_address,
+            o.tls_cert.clone().zip(o.tls_key.clone()),
+            o.tls_client_ca_certs.clone(),
+        )
+    });
     runtime()?.block_on(async move {
         start_operations(
             operations,
+            None,
             logs,
             gridledger_peer::metrics::process_registry(),
         )
@@ -314,13 +365,28 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
             .as_ref()
             .map(|o| o.certificate_expiry_warning_days),
     )?;
-    let operations = parsed
-        .operations
-        .as_ref()
-        .map(|o| (o.listen_address, o.tls_cert.clone().zip(o.tls_key.clone())));
+    let operations = parsed.operations.as_ref().map(|o| {
+        (
+            o.listen_address,
+            o.tls_cert.clone().zip(o.tls_key.clone()),
+            o.tls_client_ca_certs.clone(),
+        )
+    });
     runtime()?.block_on(async move {
-        start_operations(operations, logs, gridledger_orderer::metrics_registry()).await?;
-        gridledger_orderer::run(parsed, shutdown_signal(exit_on_stdin_close))
+        // Bound first: the operations endpoint serves the participation of the running orderer.
+        let orderer = gridledger_orderer::Orderer::bind(parsed)
+            .await
+            .context("starting the orderer")?;
+        let participation = std::sync::Arc::new(OrdererParticipation(orderer.participation()));
+        start_operations(
+            operations,
+            Some(participation),
+            logs,
+            gridledger_orderer::metrics_registry(),
+        )
+        .await?;
+        orderer
+            .serve(shutdown_signal(exit_on_stdin_close))
             .await
             .context("running the orderer")
     })

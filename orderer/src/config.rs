@@ -120,6 +120,12 @@ pub struct OperationsConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM files) that clients' TLS certificates must chain to: when set
+    /// (with `tls_cert`), every client must present one (mutual TLS). Default none. An
+    /// orderer serves its channel participation API only with mutual TLS or on a loopback
+    /// address.
+    #[serde(default)]
+    pub tls_client_ca_certs: Vec<PathBuf>,
     /// `/healthz` reports the node degraded once one of its certificates (its own, or one in
     /// the configuration of a channel it serves) expires within this many days. Default 30.
     #[serde(default = "default_certificate_expiry_warning_days")]
@@ -258,6 +264,7 @@ impl OrdererConfig {
         if let Some(ops) = self.operations.as_mut() {
             ops.tls_cert.iter_mut().for_each(resolve);
             ops.tls_key.iter_mut().for_each(resolve);
+            ops.tls_client_ca_certs.iter_mut().for_each(resolve);
         }
     }
 
@@ -277,6 +284,12 @@ impl OrdererConfig {
         if let Some(ops) = &self.operations {
             if ops.tls_cert.is_some() != ops.tls_key.is_some() {
                 return Err(invalid("operations.tls_cert", "goes together with tls_key"));
+            }
+            if !ops.tls_client_ca_certs.is_empty() && ops.tls_cert.is_none() {
+                return Err(invalid(
+                    "operations.tls_client_ca_certs",
+                    "needs tls_cert and tls_key",
+                ));
             }
         }
         for (field, path) in [
@@ -440,6 +453,19 @@ server_key = "tls/server.key"
             config.operations.and_then(|o| o.tls_key),
             Some(PathBuf::from("/etc/gl/ops.key"))
         );
+        let mtls = format!("{tls}tls_client_ca_certs = [\"clients.pem\"]\n");
+        let config = OrdererConfig::parse(&mtls, Path::new("/etc/gl")).expect("valid");
+        assert_eq!(
+            config.operations.map(|o| o.tls_client_ca_certs),
+            Some(vec![PathBuf::from("/etc/gl/clients.pem")])
+        );
+        let no_tls = format!("{text}tls_client_ca_certs = [\"clients.pem\"]\n");
+        match OrdererConfig::parse(&no_tls, Path::new(".")) {
+            Err(ConfigError::Invalid { field, .. }) => {
+                assert_eq!(field, "operations.tls_client_ca_certs")
+            }
+            other => panic!("client CAs without TLS must be refused, got {other:?}"),
+        }
         let text = format!("{text}listen_adress = \"127.0.0.1:9444\"\n");
         let err = OrdererConfig::parse(&text, Path::new(".")).expect_err("typo refused");
         assert!(err.to_string().contains("listen_adress"), "{err}");

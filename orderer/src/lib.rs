@@ -15,7 +15,8 @@
 //! - [`config`]: `orderer.toml` ([`OrdererConfig`]).
 //! - `server`: the gRPC server ([`Orderer`], [`run`]); TLS, limits, shutdown.
 //! - [`participation`]: joining channels with a genesis block ([`join_channel`]), listing
-//!   and removing them ([`list_channels`], [`remove_channel`]).
+//!   and removing them ([`list_channels`], [`remove_channel`]); while running, through
+//!   [`Participation`] ([`Orderer::participation`]), which the operations endpoint serves.
 //! - [`cutter`]: the block cutter, a plain state machine.
 //! - [`block`]: block assembly, orderer signature and metadata.
 //! - `cluster`: membership from the consenter list, the `gridledger.Cluster` service and its
@@ -34,8 +35,10 @@
 //!   on the host and port the consenter list names (the orderer's own listen address serves
 //!   the cluster service too); a node finds itself by its TLS server certificate.
 //! - `gridledger orderer join --config orderer.toml --block market.block` (orderer stopped):
-//!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, copy
-//!   the block into `<data_dir>/join/` instead; it is joined within a second.
+//!   `join_channel(&config.data_dir, &std::fs::read(block)?)`. While the orderer runs, post
+//!   the block to the channel participation API ([`Orderer::participation`], served by the
+//!   operations endpoint; `gridledger channel create`), or copy it into `<data_dir>/join/`,
+//!   where it is joined within a second.
 //! - `gridledger orderer list` / `gridledger orderer remove --channel C` (orderer stopped):
 //!   [`list_channels`] / [`remove_channel`]`(&data_dir, "C")`, which deletes the channel's
 //!   ledger, Raft log and pending join file.
@@ -82,8 +85,8 @@ pub use error::OrdererError;
 /// The process-wide metrics registry the orderer records into, for the binary that serves it.
 pub use gridledger_ledger::metrics::registry as metrics_registry;
 pub use participation::{
-    JoinError, JoinedChannel, ListChannelsError, RemoveError, RemovedChannel, join_channel,
-    list_channels, remove_channel,
+    ChannelInfo, ChannelStatus, ConsensusRelation, JoinError, JoinedChannel, ListChannelsError,
+    Participation, RemoveError, RemovedChannel, join_channel, list_channels, remove_channel,
 };
 pub use server::{Orderer, run};
 

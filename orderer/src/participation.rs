@@ -14,11 +14,15 @@
 //!   checked every second). The file is left in place; a block of a channel already joined
 //!   with the same genesis block is skipped.
 //!
+//! - [`Participation::join`] while the orderer runs: the channel participation API that the
+//!   operations endpoint serves (`POST /participation/v1/channels`, as `osnadmin channel
+//!   join` sends it), which joins at once and answers how the channel is served.
+//!
 //! [`list_channels`] lists the joined channels and [`remove_channel`] removes one (Fabric's
 //! channel participation "remove"): its ledger, its Raft log and any genesis block of it waiting
 //! in `<data_dir>/join/`. Both run while the orderer is stopped (`gridledger orderer list` /
-//! `gridledger orderer remove`). A runtime admin API (Fabric's channel participation REST API)
-//! is not there yet.
+//! `gridledger orderer remove`); while it runs, [`Participation::list`] and
+//! [`Participation::channel`] answer from the served channels.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +83,136 @@ pub enum JoinError {
         /// The ledger's error.
         source: LedgerError,
     },
+    /// The channel was joined but could not be started; its new folder was removed again.
+    #[error("cannot start channel {channel_id}: {reason}")]
+    Start {
+        /// The channel.
+        channel_id: String,
+        /// Why it did not start.
+        reason: String,
+    },
+}
+
+impl JoinError {
+    /// Whether the request itself is at fault (a bad or conflicting block), as opposed to
+    /// this orderer's storage or start-up.
+    pub fn is_bad_request(&self) -> bool {
+        !matches!(
+            self,
+            JoinError::JoinBlockFile { .. } | JoinError::Ledger { .. } | JoinError::Start { .. }
+        )
+    }
+}
+
+/// An orderer's relation to a channel's consensus, as Fabric's participation API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsensusRelation {
+    /// One of the channel's consenters.
+    Consenter,
+    /// Pulls the channel's blocks from its consenters.
+    Follower,
+}
+
+impl ConsensusRelation {
+    /// Fabric's JSON value: `consenter` or `follower`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsensusRelation::Consenter => "consenter",
+            ConsensusRelation::Follower => "follower",
+        }
+    }
+}
+
+/// Whether a served channel is usable yet, as Fabric's participation API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Ordering, or following with its ledger complete up to the join block.
+    Active,
+    /// Following, still pulling the blocks up to the config block it was joined with.
+    Onboarding,
+}
+
+impl ChannelStatus {
+    /// Fabric's JSON value: `active` or `onboarding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelStatus::Active => "active",
+            ChannelStatus::Onboarding => "onboarding",
+        }
+    }
+}
+
+/// How a running orderer serves one channel (Fabric's `ChannelInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The channel id.
+    pub name: String,
+    /// Consenter or follower.
+    pub consensus_relation: ConsensusRelation,
+    /// Active or onboarding.
+    pub status: ChannelStatus,
+    /// The ledger height.
+    pub height: u64,
+}
+
+/// The channel participation of a running orderer: join a channel, list the served ones.
+/// Cheap to clone; obtained from [`crate::Orderer::participation`].
+#[derive(Clone)]
+pub struct Participation(pub(crate) std::sync::Arc<crate::registry::Registry>);
+
+impl std::fmt::Debug for Participation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participation")
+            .field("channels", &self.0.channel_ids())
+            .finish()
+    }
+}
+
+impl Participation {
+    /// Joins the channel of `block_bytes` (its genesis block, or a later config block to
+    /// onboard from the consenters) and starts serving it. Blocks on disk I/O: call it off
+    /// the async executor.
+    pub fn join(&self, block_bytes: &[u8]) -> Result<ChannelInfo, JoinError> {
+        self.0.join_now(block_bytes)
+    }
+
+    /// Every served channel, sorted by id.
+    pub fn list(&self) -> Vec<ChannelInfo> {
+        self.0
+            .channel_ids()
+            .iter()
+            .filter_map(|id| self.0.channel_info(id))
+            .collect()
+    }
+
+    /// Channel `channel_id`, if served.
+    pub fn channel(&self, channel_id: &str) -> Option<ChannelInfo> {
+        self.0.channel_info(channel_id)
+    }
+}
+
+/// The channel id a join block names (checked as [`join_channel`] checks it), and its header
+/// hash when it is a genesis block.
+pub(crate) fn block_channel_id(
+    block_bytes: &[u8],
+) -> Result<(String, Option<[u8; 32]>), JoinError> {
+    let block = common::Block::decode(block_bytes)?;
+    let number = block.header.as_ref().map_or(0, |h| h.number);
+    if number != 0
+        && !crate::block::orderer_metadata(&block).is_ok_and(|m| m.last_config_index == number)
+    {
+        return Err(JoinError::NotAConfigBlock(number));
+    }
+    let channel_id = ChannelConfig::from_block(&block)?.channel_id().to_string();
+    if !is_safe_folder_name(&channel_id) {
+        return Err(JoinError::UnsafeChannelId(channel_id));
+    }
+    let genesis_hash = block
+        .header
+        .as_ref()
+        .filter(|h| h.number == 0)
+        .map(block_header_hash);
+    Ok((channel_id, genesis_hash))
 }
 
 /// A channel this orderer now serves.

@@ -14,6 +14,7 @@ use gridledger_identity::SigningIdentity;
 use gridledger_ledger::Ledger;
 
 use crate::block::orderer_metadata;
+use gridledger_proto::blockutil::block_header_hash;
 use gridledger_proto::orderer::BroadcastResponse;
 
 use crate::catchup::{DeliverSource, PolicySignatures};
@@ -59,6 +60,9 @@ pub(crate) struct Registry {
     own_tls_cert: Vec<u8>,
     /// Connections to the other orderers.
     transport: Arc<Transport>,
+    /// Serializes joins (the folder scan and the participation API), so two joins of one
+    /// channel never race for its ledger.
+    joining: Mutex<()>,
 }
 
 impl Registry {
@@ -75,6 +79,7 @@ impl Registry {
             seen_join_files: Mutex::new(HashSet::new()),
             own_tls_cert,
             transport,
+            joining: Mutex::new(()),
         }
     }
 
@@ -171,6 +176,10 @@ impl Registry {
             if !fresh {
                 continue;
             }
+            let _serial = self
+                .joining
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let bytes = match std::fs::read(&path) {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -195,7 +204,86 @@ impl Registry {
         }
     }
 
-    /// Starts ordering a joined channel from its ledger.
+    /// Joins a channel while the orderer runs (the channel participation API): refuses a
+    /// channel already served before touching its files, joins with the block as
+    /// [`participation::join_channel`] does, and starts ordering (or following) it. When the
+    /// channel cannot be started, its new folder is removed again, so a failed join leaves
+    /// nothing behind.
+    pub(crate) fn join_now(
+        self: &Arc<Self>,
+        block_bytes: &[u8],
+    ) -> Result<participation::ChannelInfo, JoinError> {
+        let _serial = self
+            .joining
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (channel_id, genesis_hash) = participation::block_channel_id(block_bytes)?;
+        if let Some(served) = self.get(&channel_id) {
+            // Joining again with the genesis block it was joined with is harmless; another
+            // genesis block of the same channel id is a different channel.
+            let same = match (&genesis_hash, served.ledger.block(0)) {
+                (Some(hash), Ok(Some(block))) => block
+                    .header
+                    .as_ref()
+                    .is_some_and(|h| block_header_hash(h) == *hash),
+                _ => true,
+            };
+            return Err(if same {
+                JoinError::AlreadyJoined(channel_id)
+            } else {
+                JoinError::DifferentGenesis(channel_id)
+            });
+        }
+        let dir = participation::channel_dir(self.data_dir(), &channel_id);
+        let existed = dir.exists();
+        let (joined, ledger) = participation::join_with_ledger(self.data_dir(), block_bytes)?;
+        if let Err(e) = self.start_channel(&joined.channel_id, Arc::new(ledger)) {
+            if !existed {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(JoinError::Start {
+                channel_id: joined.channel_id,
+                reason: e.to_string(),
+            });
+        }
+        tracing::info!(channel = %joined.channel_id, "joined channel through the participation API");
+        self.channel_info(&joined.channel_id)
+            .ok_or(JoinError::Start {
+                channel_id: joined.channel_id,
+                reason: "the channel stopped right after it started".into(),
+            })
+    }
+
+    /// How this orderer serves channel `channel_id`, if it does.
+    pub(crate) fn channel_info(&self, channel_id: &str) -> Option<participation::ChannelInfo> {
+        let state = self.get(channel_id)?;
+        let height = state.ledger.height();
+        let (relation, status) = if state.chain.is_some() {
+            (
+                participation::ConsensusRelation::Consenter,
+                participation::ChannelStatus::Active,
+            )
+        } else if height == 0
+            || participation::pending_join_block(self.data_dir(), channel_id).is_some()
+        {
+            (
+                participation::ConsensusRelation::Follower,
+                participation::ChannelStatus::Onboarding,
+            )
+        } else {
+            (
+                participation::ConsensusRelation::Follower,
+                participation::ChannelStatus::Active,
+            )
+        };
+        Some(participation::ChannelInfo {
+            name: state.id.clone(),
+            consensus_relation: relation,
+            status,
+            height,
+        })
+    }
+
     /// Starts ordering a channel whose follower just found this orderer among the
     /// consenters of a config block it appended.
     pub(crate) fn promote(

@@ -147,6 +147,12 @@ impl Orderer {
         self.registry.channel_ids()
     }
 
+    /// The channel participation API of this orderer (join and list while it runs), for the
+    /// operations endpoint.
+    pub fn participation(&self) -> crate::participation::Participation {
+        crate::participation::Participation(self.registry.clone())
+    }
+
     /// Serves until `shutdown` completes, then stops every channel.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), OrdererError> {
         let Orderer {

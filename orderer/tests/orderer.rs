@@ -15,7 +15,8 @@ use gridledger_identity::material::{self, CryptoConfig};
 use gridledger_orderer::block::{NONCE_LEN, RaftBlockMetadata};
 use gridledger_orderer::participation::{JOIN_DIR, channel_dir};
 use gridledger_orderer::{
-    JoinError, Orderer, OrdererConfig, OrdererError, join_channel, list_channels,
+    ChannelInfo, ChannelStatus, ConsensusRelation, JoinError, Orderer, OrdererConfig, OrdererError,
+    join_channel, list_channels,
 };
 use gridledger_proto::blockutil::{block_data_hash, block_header_bytes, block_header_hash};
 use gridledger_proto::common::{self, HeaderType, Status};
@@ -1181,6 +1182,88 @@ async fn channels_are_joined_with_their_genesis_block() {
         listed[0].height >= 1,
         "grid holds at least its genesis block"
     );
+}
+
+/// The genesis block of channel `name`: market's channel file renamed, stamped `seconds`.
+fn renamed_genesis(net: &Network, name: &str, seconds: i64) -> common::Block {
+    let file = net.path(&format!("{name}-{seconds}.toml"));
+    std::fs::write(
+        &file,
+        CHANNEL.replace("name = \"market\"", &format!("name = \"{name}\"")),
+    )
+    .expect("write channel file");
+    let (_, config) = config::config_from_file(&file).expect("the channel builds");
+    genesis_block(name, config, prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participation_api_joins_a_channel_while_the_orderer_runs() {
+    let net = Network::new("participation");
+    net.join();
+    let orderer = Orderer::bind(net.orderer_config())
+        .await
+        .expect("orderer binds");
+    let participation = orderer.participation();
+    let addr = orderer.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(orderer.serve(async move {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        addr,
+        channels: vec!["market".into()],
+        stop,
+        task,
+    };
+    let active = |name: &str, height: u64| ChannelInfo {
+        name: name.into(),
+        consensus_relation: ConsensusRelation::Consenter,
+        status: ChannelStatus::Active,
+        height,
+    };
+    assert_eq!(participation.list(), [active("market", 1)]);
+
+    let grid = renamed_genesis(&net, "grid", now_unix_secs());
+    let joining = participation.clone();
+    let bytes = grid.encode_to_vec();
+    let joined = tokio::task::spawn_blocking(move || joining.join(&bytes))
+        .await
+        .expect("the join task");
+    assert_eq!(joined.expect("grid joins"), active("grid", 1));
+    assert_eq!(participation.channel("grid"), Some(active("grid", 1)));
+    assert_eq!(participation.channel("nowhere"), None);
+
+    // The same block again, another genesis block of the same id, and garbage are refused;
+    // none of them touches the served channel.
+    assert!(matches!(
+        participation.join(&grid.encode_to_vec()),
+        Err(JoinError::AlreadyJoined(c)) if c == "grid"
+    ));
+    let other = renamed_genesis(&net, "grid", now_unix_secs() + 1);
+    assert!(matches!(
+        participation.join(&other.encode_to_vec()),
+        Err(JoinError::DifferentGenesis(c)) if c == "grid"
+    ));
+    assert!(matches!(
+        participation.join(b"garbage"),
+        Err(JoinError::Decode(_))
+    ));
+
+    // The new channel orders.
+    let mut client = net.client(&running).await;
+    let dso = net.user("DSOMSP");
+    let sent = transaction(&dso, "grid", b"on grid");
+    assert_eq!(
+        statuses(&broadcast(&mut client, vec![sent]).await),
+        [Status::Success]
+    );
+    running.stop().await;
+    let ids: Vec<String> = list_channels(&net.data_dir())
+        .expect("list")
+        .into_iter()
+        .map(|c| c.channel_id)
+        .collect();
+    assert_eq!(ids, ["grid", "market"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

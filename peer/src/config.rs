@@ -25,7 +25,8 @@ pub struct PeerConfig {
     #[serde(default)]
     pub external_endpoint: Option<String>,
     /// Where the ledgers live: `<data_dir>/channels/<channel>/`; genesis blocks to join are
-    /// read from `<data_dir>/join/*.block` at start.
+    /// read from `<data_dir>/join/*.block` at start (while running, a peer joins through cscc
+    /// `JoinChain`: `gridledger channel join`).
     pub data_dir: PathBuf,
     /// The peer's signing identity (endorsements, Deliver requests).
     pub signing_cert: PathBuf,
@@ -64,6 +65,12 @@ pub struct OperationsConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM files) that clients' TLS certificates must chain to: when set
+    /// (with `tls_cert`), every client must present one (mutual TLS). Default none. An
+    /// orderer serves its channel participation API only with mutual TLS or on a loopback
+    /// address.
+    #[serde(default)]
+    pub tls_client_ca_certs: Vec<PathBuf>,
     /// `/healthz` reports the node degraded once one of its certificates (its own, or one in
     /// the configuration of a channel it serves) expires within this many days. Default 30.
     #[serde(default = "default_certificate_expiry_warning_days")]
@@ -188,7 +195,11 @@ impl PeerConfig {
             feasibility.resolve_paths(base);
         }
         if let Some(ops) = config.operations.as_mut() {
-            for p in [&mut ops.tls_cert, &mut ops.tls_key].into_iter().flatten() {
+            for p in [&mut ops.tls_cert, &mut ops.tls_key]
+                .into_iter()
+                .flatten()
+                .chain(ops.tls_client_ca_certs.iter_mut())
+            {
                 if p.is_relative() {
                     *p = base.join(&*p);
                 }
@@ -209,6 +220,11 @@ impl PeerConfig {
             if ops.tls_cert.is_some() != ops.tls_key.is_some() {
                 return Err(ConfigError::Invalid(
                     "operations: tls_cert and tls_key go together".into(),
+                ));
+            }
+            if !ops.tls_client_ca_certs.is_empty() && ops.tls_cert.is_none() {
+                return Err(ConfigError::Invalid(
+                    "operations: tls_client_ca_certs needs tls_cert and tls_key".into(),
                 ));
             }
         }

@@ -81,12 +81,6 @@ pub fn unpack(signed: &protos::SignedProposal) -> Result<UnpackedProposal, Propo
         .map_err(malformed("channel header"))?;
     let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
         .map_err(malformed("signature header"))?;
-    if channel_header.r#type != common::HeaderType::EndorserTransaction as i32 {
-        return Err(ProposalError::Malformed(format!(
-            "invalid header type {}",
-            channel_header.r#type
-        )));
-    }
     if channel_header.epoch != 0 {
         return Err(ProposalError::Malformed(format!(
             "epoch is {}, must be 0",
@@ -113,6 +107,18 @@ pub fn unpack(signed: &protos::SignedProposal) -> Result<UnpackedProposal, Propo
         return Err(ProposalError::Malformed(
             "no chaincode name in the header extension".into(),
         ));
+    }
+    // Fabric's `peer channel join` sends its cscc proposal as a CONFIG header; everything
+    // else is an endorser transaction.
+    let config_allowed =
+        chaincode_name == crate::cscc::NAME && channel_header.channel_id.is_empty();
+    if channel_header.r#type != common::HeaderType::EndorserTransaction as i32
+        && !(config_allowed && channel_header.r#type == common::HeaderType::Config as i32)
+    {
+        return Err(ProposalError::Malformed(format!(
+            "invalid header type {}",
+            channel_header.r#type
+        )));
     }
     let payload = protos::ChaincodeProposalPayload::decode(proposal.payload.as_slice())
         .map_err(malformed("proposal payload"))?;
@@ -829,16 +835,23 @@ impl protos::endorser_server::Endorser for EndorserService {
         let signed = request.into_inner();
         let outcome = tokio::task::spawn_blocking(move || {
             unpack(&signed).and_then(|p| {
-                if p.chaincode_name == crate::validation::LIFECYCLE_NAMESPACE
-                    && p.channel_header.channel_id.is_empty()
+                let local = p.channel_header.channel_id.is_empty();
+                if local
+                    && (p.chaincode_name == crate::validation::LIFECYCLE_NAMESPACE
+                        || p.chaincode_name == crate::cscc::NAME)
                 {
-                    // Install and the other peer-local functions: answered, not endorsed.
-                    peer.lifecycle_local(&p)
-                        .map(|response| protos::ProposalResponse {
-                            version: 1,
-                            response: Some(response),
-                            ..Default::default()
-                        })
+                    // Install, join and the other peer-local functions: answered, not
+                    // endorsed.
+                    let answer = if p.chaincode_name == crate::cscc::NAME {
+                        peer.cscc(&p)
+                    } else {
+                        peer.lifecycle_local(&p)
+                    };
+                    answer.map(|response| protos::ProposalResponse {
+                        version: 1,
+                        response: Some(response),
+                        ..Default::default()
+                    })
                 } else {
                     peer.endorse(&p).map(|(_, r)| r)
                 }

@@ -18,12 +18,15 @@
 //!   install, approve, commit — with definitions committed in the ledger.
 //! - [`private`]: private data collections — definitions, checks, commit-side resolution.
 //! - [`qscc`]: the query system chaincode.
+//! - [`cscc`]: the configuration system chaincode — join a channel while running, list the
+//!   joined channels.
 //! - [`metrics`]: the peer's metrics and health checks, served by the operations endpoint.
 //! - [`server`]: start and stop.
 
 pub mod blocks;
 pub mod committer;
 pub mod config;
+pub mod cscc;
 pub mod deliver;
 pub mod endorser;
 pub mod external;

@@ -5,6 +5,11 @@
 //! services over TLS. A committer task per channel pulls blocks from the ordering service.
 //! A peer never serves a channel it has not joined: every request names its channel and an
 //! unknown one is refused before anything else is looked at.
+//!
+//! Channels are joined with their genesis block, either at start-up (`<data_dir>/join/*.block`)
+//! or while the peer runs ([`Peer::join`], behind `cscc JoinChain`). Both create the ledger the
+//! same way: in a staging folder `<data_dir>/channels/.joining-<id>/` that is renamed into place
+//! once block 0 is written, so a join that dies halfway leaves no channel behind.
 
 use crate::config::PeerConfig;
 use crate::validation::{ChaincodeDefinition, EndorsementPolicy};
@@ -47,6 +52,27 @@ pub enum PeerError {
     #[error(transparent)]
     Feasibility(#[from] crate::feasibility::FeasibilityError),
 }
+
+/// Why a running peer could not join a channel ([`Peer::join`]).
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The bytes are not a usable genesis block.
+    #[error("not a valid genesis block: {0}")]
+    InvalidBlock(String),
+    /// The peer has joined this channel already.
+    #[error("channel {channel} is already joined by this peer (ledger height {height})")]
+    AlreadyJoined { channel: String, height: u64 },
+    /// The ledger could not be created or opened.
+    #[error("cannot create the ledger of channel {channel}: {reason}")]
+    Ledger { channel: String, reason: String },
+}
+
+/// Starts the tasks a joined channel needs while the peer serves (its committer and
+/// reconciler); installed by the server, see [`Peer::set_channel_starter`].
+pub type ChannelStarter = Box<dyn Fn(Arc<Channel>) + Send + Sync>;
+
+/// Prefix of the staging folder a channel's ledger is created in (see the module doc).
+const STAGING_PREFIX: &str = ".joining-";
 
 /// One joined channel.
 pub struct Channel {
@@ -184,6 +210,10 @@ pub struct Peer {
     installed: std::sync::Mutex<BTreeMap<String, Arc<crate::lifecycle::package::Package>>>,
     /// The DSO's feasibility endorsement, when configured.
     feasibility: Option<crate::feasibility::FeasibilityCheck>,
+    /// Serializes run-time joins, so two joins of one channel cannot race.
+    joining: std::sync::Mutex<()>,
+    /// Starts a channel's tasks; set once the server runs.
+    starter: std::sync::OnceLock<ChannelStarter>,
 }
 
 impl Peer {
@@ -203,6 +233,8 @@ impl Peer {
             registry: Registry::with_builtins(),
             installed: std::sync::Mutex::new(BTreeMap::new()),
             feasibility,
+            joining: std::sync::Mutex::new(()),
+            starter: std::sync::OnceLock::new(),
         });
         peer.join_pending()?;
         peer.open_joined()?;
@@ -311,33 +343,115 @@ impl Peer {
             let Some(id) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
                 continue;
             };
-            let ledger =
-                Arc::new(
-                    Ledger::open(&path, &id).map_err(|source| PeerError::Ledger {
-                        channel: id.clone(),
-                        source,
-                    })?,
-                );
-            let config = latest_config(&ledger).map_err(|reason| PeerError::Channel {
-                channel: id.clone(),
-                reason,
-            })?;
-            let bootstrap = self.chaincode_definitions(&id)?;
-            let channel = Arc::new(Channel {
-                id: id.clone(),
-                ledger,
-                config: RwLock::new(Arc::new(config)),
-                bootstrap,
-                definitions: RwLock::new(Arc::default()),
-                local_msp_id: self.signer.msp_id().to_owned(),
-            });
-            channel.refresh_definitions();
-            crate::metrics::watch_channel_certificates(&channel.config());
+            if id.starts_with(STAGING_PREFIX) {
+                // A join that died before its ledger was complete: never a joined channel.
+                tracing::warn!(folder = %path.display(), "removing the folder of an unfinished join");
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            let channel = self.open_channel(&id, &path)?;
             if let Ok(mut map) = self.channels.write() {
                 map.insert(id, channel);
             }
         }
         Ok(())
+    }
+
+    /// Opens the ledger of a joined channel in `path` and reads its configuration and
+    /// chaincode definitions.
+    fn open_channel(&self, id: &str, path: &Path) -> Result<Arc<Channel>, PeerError> {
+        let ledger = Arc::new(Ledger::open(path, id).map_err(|source| PeerError::Ledger {
+            channel: id.to_owned(),
+            source,
+        })?);
+        let config = latest_config(&ledger).map_err(|reason| PeerError::Channel {
+            channel: id.to_owned(),
+            reason,
+        })?;
+        let bootstrap = self.chaincode_definitions(id)?;
+        let channel = Arc::new(Channel {
+            id: id.to_owned(),
+            ledger,
+            config: RwLock::new(Arc::new(config)),
+            bootstrap,
+            definitions: RwLock::new(Arc::default()),
+            local_msp_id: self.signer.msp_id().to_owned(),
+        });
+        channel.refresh_definitions();
+        crate::metrics::watch_channel_certificates(&channel.config());
+        Ok(channel)
+    }
+
+    /// Installs what starts a channel's tasks (the server does, once it runs) and starts
+    /// them for every channel joined so far. A second call is ignored.
+    pub fn set_channel_starter(&self, starter: ChannelStarter) {
+        if self.starter.set(starter).is_err() {
+            tracing::warn!("the channel starter is already installed");
+            return;
+        }
+        for channel in self.channels() {
+            self.start_channel(channel);
+        }
+    }
+
+    fn start_channel(&self, channel: Arc<Channel>) {
+        if let Some(start) = self.starter.get() {
+            start(channel);
+        }
+    }
+
+    /// Joins the channel whose genesis block is `block_bytes` while the peer runs: validates
+    /// the block, creates the channel's ledger with block 0 (atomically: a failure leaves no
+    /// channel behind), opens the channel and starts its tasks as for a channel opened at
+    /// start-up. The caller has checked that the requester may do this.
+    pub fn join(&self, block_bytes: &[u8]) -> Result<Arc<Channel>, JoinError> {
+        let _serial = self
+            .joining
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (block, config) = genesis_config(block_bytes).map_err(JoinError::InvalidBlock)?;
+        let id = config.channel_id().to_owned();
+        if let Some(existing) = self.channel(&id) {
+            return Err(JoinError::AlreadyJoined {
+                channel: id,
+                height: existing.ledger().height(),
+            });
+        }
+        let dir = self.channels_dir().join(&id);
+        if dir.exists() {
+            return Err(JoinError::Ledger {
+                channel: id,
+                reason: format!(
+                    "{} exists but the channel is not open; restart the peer to open it",
+                    dir.display()
+                ),
+            });
+        }
+        create_ledger(&self.config.data_dir, &id, block).map_err(|reason| JoinError::Ledger {
+            channel: id.clone(),
+            reason,
+        })?;
+        let channel = match self.open_channel(&id, &dir) {
+            Ok(channel) => channel,
+            Err(e) => {
+                // Leave nothing half-joined: the next join starts from scratch.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(JoinError::Ledger {
+                    channel: id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if let Ok(mut map) = self.channels.write() {
+            map.insert(id.clone(), channel.clone());
+        }
+        crate::metrics::get().ledger_height.set(
+            &[&id],
+            i64::try_from(channel.ledger().height()).unwrap_or(i64::MAX),
+        );
+        tracing::info!(channel = %id, "joined channel");
+        self.start_channel(channel.clone());
+        Ok(channel)
     }
 
     fn chaincode_definitions(
@@ -392,6 +506,24 @@ impl Peer {
 /// Creates the ledger of the channel whose genesis block is `block_bytes` under
 /// `<data_dir>/channels/<id>/`, unless it exists. Returns the channel id.
 pub fn join_channel(data_dir: &Path, block_bytes: &[u8]) -> Result<String, String> {
+    let (block, config) = genesis_config(block_bytes)?;
+    let id = config.channel_id().to_owned();
+    let dir = data_dir.join("channels").join(&id);
+    if dir.exists() {
+        // Joined before. A folder from before staged joins may lack block 0: write it.
+        let ledger = Ledger::open(&dir, &id).map_err(|e| e.to_string())?;
+        if ledger.height() == 0 {
+            commit_genesis(&ledger, block)?;
+        }
+        return Ok(id);
+    }
+    create_ledger(data_dir, &id, block)?;
+    Ok(id)
+}
+
+/// Decodes and checks a genesis block: block 0 carrying a valid channel configuration (a
+/// CONFIG envelope with an Application group, as Fabric's cscc requires).
+fn genesis_config(block_bytes: &[u8]) -> Result<(common::Block, ChannelConfig), String> {
     let block =
         common::Block::decode(block_bytes).map_err(|e| format!("not a common.Block: {e}"))?;
     let number = block.header.as_ref().map_or(u64::MAX, |h| h.number);
@@ -400,18 +532,40 @@ pub fn join_channel(data_dir: &Path, block_bytes: &[u8]) -> Result<String, Strin
     }
     let config =
         ChannelConfig::from_block(&block).map_err(|e| format!("not a valid config block: {e}"))?;
-    let id = config.channel_id().to_owned();
-    let dir = data_dir.join("channels").join(&id);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let ledger = Ledger::open(&dir, &id).map_err(|e| e.to_string())?;
-    if ledger.height() == 0 {
-        let mut block = block;
-        set_transactions_filter(&mut block, &[0]);
-        ledger
-            .commit_block(&block, &gridledger_ledger::BlockUpdates { txs: Vec::new() })
-            .map_err(|e| format!("write genesis block: {e}"))?;
+    Ok((block, config))
+}
+
+/// Writes block 0, with Fabric's all-valid transactions filter, to an empty ledger.
+fn commit_genesis(ledger: &Ledger, mut block: common::Block) -> Result<(), String> {
+    set_transactions_filter(&mut block, &[0]);
+    ledger
+        .commit_block(&block, &gridledger_ledger::BlockUpdates { txs: Vec::new() })
+        .map_err(|e| format!("write genesis block: {e}"))
+}
+
+/// Creates channel `id`'s ledger with its genesis block in a staging folder, then renames it
+/// to `<data_dir>/channels/<id>/`: the final folder exists only with block 0 in it.
+fn create_ledger(data_dir: &Path, id: &str, block: common::Block) -> Result<(), String> {
+    let channels = data_dir.join("channels");
+    let staging = channels.join(format!("{STAGING_PREFIX}{id}"));
+    let dir = channels.join(id);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| format!("remove the unfinished join {}: {e}", staging.display()))?;
     }
-    Ok(id)
+    std::fs::create_dir_all(&staging).map_err(|e| format!("create {}: {e}", staging.display()))?;
+    let written = Ledger::open(&staging, id)
+        .map_err(|e| e.to_string())
+        .and_then(|ledger| commit_genesis(&ledger, block));
+    // The ledger is closed here: the folder can move.
+    let moved = written.and_then(|()| {
+        std::fs::rename(&staging, &dir)
+            .map_err(|e| format!("move {} to {}: {e}", staging.display(), dir.display()))
+    });
+    if moved.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    moved
 }
 
 /// The configuration in force at the ledger's tip: the config block named by the tip's

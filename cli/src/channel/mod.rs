@@ -1,10 +1,13 @@
-//! `gridledger channel …`: genesis blocks, inspection of channel configuration, and the
-//! channel admin's config-update workflow — fetch and info, declarative changes written to an
-//! update file (`org add|remove`, `policy set`, `batch set`), signatures collected on that file
-//! by each organization's admin, the dry run (`update check`) and `update submit`.
+//! `gridledger channel …`: genesis blocks, creating a channel on the ordering service and
+//! joining peers to it while they run (`create`, `join`, `list`), inspection of channel
+//! configuration, and the channel admin's config-update workflow — fetch and info,
+//! declarative changes written to an update file (`org add|remove`, `policy set`, `batch
+//! set`), signatures collected on that file by each organization's admin, the dry run
+//! (`update check`) and `update submit`.
 
 mod admin;
 mod change;
+mod join;
 
 use anyhow::Context;
 use change::Change;
@@ -34,6 +37,52 @@ pub enum ChannelCommand {
         /// Channel-header timestamp, unix seconds (default: now). Fix it for byte-identical output.
         #[arg(long)]
         timestamp: Option<i64>,
+    },
+    /// Create a channel: join every listed orderer to it with its genesis block through the
+    /// channel participation API on the orderers' operations endpoints (as `osnadmin channel
+    /// join` does), then wait until each reports the channel active. The block comes from
+    /// --block, or is made from a channel file with --config (as `channel genesis` makes it).
+    #[command(group(clap::ArgGroup::new("genesis").required(true).args(["block", "config"])))]
+    Create {
+        /// The channel's name; the block must be its genesis block.
+        #[arg(long)]
+        channel: String,
+        /// The channel's genesis block (`gridledger channel genesis`).
+        #[arg(long)]
+        block: Option<PathBuf>,
+        /// Or: a channel file to make the genesis block from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --config: the folder its relative paths start from (default: its own folder).
+        #[arg(long, requires = "config")]
+        base_dir: Option<PathBuf>,
+        /// With --config: where to write the genesis block, for the peers to join with
+        /// (default: <channel>.block in the current folder).
+        #[arg(long, requires = "config")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        orderers: join::OrdererAdminArgs,
+        /// How long to wait for every orderer to report the channel active, seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+    /// Join a running peer to a channel with the channel's genesis block (cscc JoinChain, as
+    /// `peer channel join` sends it), signed by an admin of the peer's organization. The peer
+    /// then pulls the channel's blocks from its orderers.
+    Join {
+        /// The channel's genesis block.
+        #[arg(long)]
+        block: PathBuf,
+        #[command(flatten)]
+        peer: join::PeerAdminArgs,
+    },
+    /// List the channels a peer has joined (cscc GetChannels, as its organization's admin), or
+    /// those orderers serve (the participation API, with --orderer-admin).
+    List {
+        #[command(flatten)]
+        peer: join::PeerAdminArgs,
+        #[command(flatten)]
+        orderers: join::OrdererAdminArgs,
     },
     /// Print the channel configuration carried by a config block (GridLedger's or Fabric's).
     Inspect {
@@ -270,6 +319,49 @@ pub enum UpdateCommand {
     },
 }
 
+/// `gridledger channel genesis`: builds the genesis block of the channel file `config`,
+/// checks it as every node will, writes it to `out` and returns the channel's name.
+fn write_genesis(
+    config: &Path,
+    base_dir: Option<PathBuf>,
+    out: &Path,
+    timestamp: Option<i64>,
+) -> anyhow::Result<String> {
+    let spec = ChannelSpec::load(config)
+        .with_context(|| format!("loading channel file {}", config.display()))?;
+    let base = base_dir.unwrap_or_else(|| config.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let tree = spec.to_config(&base).with_context(|| {
+        format!(
+            "building the config of channel '{}' (paths relative to {})",
+            spec.name,
+            base.display()
+        )
+    })?;
+    let seconds = timestamp.unwrap_or_else(crate::now_unix_secs);
+    let block = genesis::genesis_block(
+        &spec.name,
+        tree,
+        gridledger_proto::prost_types::Timestamp { seconds, nanos: 0 },
+    );
+    // Read the block back through the same checks every node applies before writing it.
+    ChannelConfig::from_block(&block).context("validating the genesis block just built")?;
+    let bytes = block.encode_to_vec();
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    let hash = block
+        .header
+        .as_ref()
+        .map(gridledger_proto::block_header_hash)
+        .unwrap_or_default();
+    println!(
+        "wrote genesis block of channel '{}' to {} ({} bytes, header hash {})",
+        spec.name,
+        out.display(),
+        bytes.len(),
+        hex::encode(hash)
+    );
+    Ok(spec.name)
+}
+
 /// Runs a network command on a small runtime.
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -303,42 +395,39 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             base_dir,
             out,
             timestamp,
+        } => write_genesis(&config, base_dir, &out, timestamp).map(|_| ()),
+        ChannelCommand::Create {
+            channel,
+            block,
+            config,
+            base_dir,
+            out,
+            orderers,
+            timeout_s,
         } => {
-            let spec = ChannelSpec::load(&config)
-                .with_context(|| format!("loading channel file {}", config.display()))?;
-            let base =
-                base_dir.unwrap_or_else(|| config.parent().unwrap_or(Path::new(".")).to_path_buf());
-            let tree = spec.to_config(&base).with_context(|| {
-                format!(
-                    "building the config of channel '{}' (paths relative to {})",
-                    spec.name,
-                    base.display()
-                )
-            })?;
-            let seconds = timestamp.unwrap_or_else(crate::now_unix_secs);
-            let block = genesis::genesis_block(
-                &spec.name,
-                tree,
-                gridledger_proto::prost_types::Timestamp { seconds, nanos: 0 },
-            );
-            // Read the block back through the same checks every node applies before writing it.
-            ChannelConfig::from_block(&block).context("validating the genesis block just built")?;
-            let bytes = block.encode_to_vec();
-            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            let hash = block
-                .header
-                .as_ref()
-                .map(gridledger_proto::block_header_hash)
-                .unwrap_or_default();
-            println!(
-                "wrote genesis block of channel '{}' to {} ({} bytes, header hash {})",
-                spec.name,
-                out.display(),
-                bytes.len(),
-                hex::encode(hash)
-            );
-            Ok(())
+            let block = match (block, config) {
+                (Some(block), _) => block,
+                (None, Some(config)) => {
+                    let out = out.unwrap_or_else(|| PathBuf::from(format!("{channel}.block")));
+                    let name = write_genesis(&config, base_dir, &out, None)?;
+                    anyhow::ensure!(
+                        name == channel,
+                        "{} describes channel '{name}', not '{channel}'",
+                        config.display()
+                    );
+                    out
+                }
+                (None, None) => anyhow::bail!("give --block or --config"),
+            };
+            block_on(join::create(
+                &orderers,
+                &channel,
+                &block,
+                std::time::Duration::from_secs(timeout_s),
+            ))
         }
+        ChannelCommand::Join { block, peer } => block_on(join::join_peer(&peer, &block)),
+        ChannelCommand::List { peer, orderers } => block_on(join::list(&peer, &orderers)),
         ChannelCommand::Inspect { block } => {
             let bytes =
                 std::fs::read(&block).with_context(|| format!("reading {}", block.display()))?;

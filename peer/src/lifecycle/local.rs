@@ -9,7 +9,7 @@
 
 use super::package::{Package, PackageStore};
 use crate::endorser::{ProposalError, UnpackedProposal};
-use crate::node::{Peer, now_unix_secs};
+use crate::node::Peer;
 use gridledger_proto::lifecycle as lc;
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos;
@@ -24,48 +24,20 @@ impl Peer {
     /// Checks that the proposal's creator is an admin of this peer's organization and signed
     /// the proposal.
     fn check_local_admin(&self, p: &UnpackedProposal) -> Result<(), ProposalError> {
-        let channels = self.channels();
-        if channels.is_empty() {
-            return Err(ProposalError::AccessDenied(
-                "the peer has joined no channel, so it has no MSP to authenticate an admin with"
-                    .into(),
-            ));
+        let identity = self.local_creator(p)?;
+        if identity.msp_id() != self.config().msp_id || !identity.is_admin() {
+            return Err(ProposalError::AccessDenied(format!(
+                "only an admin of {} may manage the chaincodes installed on this peer (the creator is {} of {})",
+                self.config().msp_id,
+                if identity.is_admin() {
+                    "an admin"
+                } else {
+                    "not an admin"
+                },
+                identity.msp_id()
+            )));
         }
-        let mut last = String::new();
-        for channel in channels {
-            match channel
-                .config()
-                .msp_manager()
-                .deserialize_identity(&p.signature_header.creator, now_unix_secs())
-            {
-                Ok(identity) => {
-                    identity
-                        .verify(&p.signed.proposal_bytes, &p.signed.signature)
-                        .map_err(|e| {
-                            ProposalError::AccessDenied(format!(
-                                "the creator's signature over the proposal is invalid: {e}"
-                            ))
-                        })?;
-                    if identity.msp_id() != self.config().msp_id || !identity.is_admin() {
-                        return Err(ProposalError::AccessDenied(format!(
-                            "only an admin of {} may manage the chaincodes installed on this peer (the creator is {} of {})",
-                            self.config().msp_id,
-                            if identity.is_admin() {
-                                "an admin"
-                            } else {
-                                "not an admin"
-                            },
-                            identity.msp_id()
-                        )));
-                    }
-                    return Ok(());
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(ProposalError::AccessDenied(format!(
-            "the creator is not a valid identity of any channel this peer joined: {last}"
-        )))
+        Ok(())
     }
 
     /// Runs one peer-local `_lifecycle` function.
