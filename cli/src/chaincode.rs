@@ -1,6 +1,8 @@
 //! `gridledger chaincode …`: the chaincode lifecycle from the command line, as Fabric's
 //! `peer lifecycle chaincode` does it — package, install, approve, check commit readiness,
-//! commit, query — plus `deploy`, which runs every step with a local network's admins.
+//! commit, query — plus `deploy`, which runs every step with a local network's admins, and
+//! `invoke` / `query` (Fabric's `peer chaincode invoke|query`): one transaction submitted and
+//! awaited, or one function evaluated, through an organization's peer.
 //!
 //! Every command but `package` acts as an organization's admin on that organization's peers,
 //! both taken from a `network.json` (`gridledger up` writes one; its relative paths are
@@ -56,6 +58,13 @@ pub enum ChaincodeCommand {
     /// network's admins; upgrades (sequence + 1) when the chaincode is already defined.
     #[command(disable_version_flag = true)]
     Deploy(DeployArgs),
+    /// Submit a transaction through the organization's peer (its Gateway gathers the
+    /// endorsements the chaincode's policy needs), signed by the organization's admin; waits
+    /// for the commit and prints the transaction id, the block and the function's result.
+    Invoke(InvokeArgs),
+    /// Evaluate a function on the organization's peer, as the organization's admin, without
+    /// ordering anything; prints the result.
+    Query(CallArgs),
 }
 
 /// What the package runs.
@@ -187,6 +196,39 @@ pub struct DeployArgs {
     /// Whether `Init` must be invoked (once per definition version) before any other function.
     #[arg(long)]
     pub init_required: bool,
+}
+
+/// One chaincode function through an organization's peer.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub org: OrgArgs,
+    #[arg(long)]
+    pub channel: String,
+    /// The chaincode.
+    #[arg(long)]
+    pub name: String,
+    /// The function, then its arguments (text), e.g. `CreateAsset asset1 blue 5 Tom 100`.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "FUNCTION [ARGS]")]
+    pub call: Vec<String>,
+}
+
+impl CallArgs {
+    /// `NAME FUNCTION on CHANNEL`, for messages.
+    fn describe(&self) -> String {
+        let function = self.call.first().map_or("", String::as_str);
+        format!("{} {function} on {}", self.name, self.channel)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    #[command(flatten)]
+    pub call: CallArgs,
+    /// An organization whose peers must endorse (repeatable); default: those the chaincode's
+    /// endorsement policy needs, as the Gateway chooses them.
+    #[arg(long = "endorsing-org", value_name = "MSP_ID")]
+    pub endorsing_orgs: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,24 +495,62 @@ async fn submit(
         .endorse()
         .await
         .with_context(|| format!("{function}: endorsement"))?;
+    let (_, block) = submit_endorsed(tx, function).await?;
+    Ok(block)
+}
+
+/// Submits an endorsed transaction and waits for its commit; its id and block number. A
+/// transaction committed invalid is an error naming its validation code.
+async fn submit_endorsed(
+    tx: gridledger_sdk::Transaction,
+    what: &str,
+) -> anyhow::Result<(String, u64)> {
     let commit = tx
         .submit()
         .await
-        .with_context(|| format!("{function}: submit"))?;
+        .with_context(|| format!("{what}: submit"))?;
     let status = commit
         .status()
         .await
-        .with_context(|| format!("{function}: commit status"))?;
+        .with_context(|| format!("{what}: commit status"))?;
     if !status.is_valid() {
         let code = protos::TxValidationCode::try_from(status.code)
             .map(|c| c.as_str_name().to_string())
             .unwrap_or_else(|_| status.code.to_string());
         bail!(
-            "{function}: transaction {} was committed invalid ({code})",
+            "{what}: transaction {} was committed invalid ({code})",
             commit.tx_id()
         );
     }
-    Ok(status.block_number)
+    Ok((commit.tx_id().to_owned(), status.block_number))
+}
+
+/// `invoke` and `query`: the proposal of `call` on its organization's peer, signed by the
+/// organization's admin.
+async fn call_proposal(
+    call: &CallArgs,
+    endorsing_orgs: Vec<String>,
+) -> anyhow::Result<gridledger_sdk::Proposal> {
+    let network = Network::load(&call.org.network)?;
+    let gateway = network.gateway(&call.org.org).await?;
+    let proposal = gateway
+        .network(&call.channel)
+        .contract(&call.name)
+        .proposal_with(
+            call.call.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            BTreeMap::new(),
+            endorsing_orgs,
+        )?;
+    Ok(proposal)
+}
+
+/// What `invoke` and `query` print: the function's result as text, or nothing.
+fn result_text(result: &[u8]) -> String {
+    if result.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", String::from_utf8_lossy(result))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1198,6 +1278,28 @@ async fn run_async(cmd: ChaincodeCommand) -> anyhow::Result<()> {
             );
         }
         ChaincodeCommand::Deploy(args) => deploy(args).await?,
+        ChaincodeCommand::Invoke(args) => {
+            let call = &args.call;
+            let what = call.describe();
+            let proposal = call_proposal(call, args.endorsing_orgs.clone()).await?;
+            let tx = proposal
+                .endorse()
+                .await
+                .with_context(|| format!("{what}: endorsement"))?;
+            let result = result_text(tx.result());
+            let (tx_id, block) = submit_endorsed(tx, &what).await?;
+            crate::print_out(&format!(
+                "transaction {tx_id} committed in block {block}\n{result}"
+            ))?;
+        }
+        ChaincodeCommand::Query(call) => {
+            let result = call_proposal(&call, Vec::new())
+                .await?
+                .evaluate()
+                .await
+                .with_context(|| call.describe())?;
+            crate::print_out(&result_text(&result))?;
+        }
     }
     Ok(())
 }

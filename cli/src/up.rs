@@ -339,13 +339,15 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<Node>> {
         let node_dir = dir.join("nodes").join(name);
         let mut peer_config = format!(
             "name = \"{name}\"\nmsp_id = \"{msp_id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n\
+             signing_cert = \"{}\"\nsigning_key = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             msp_dir = \"{}\"\n\n\
              [operations]\nlisten_address = \"127.0.0.1:{}\"\n",
             abs(&node_dir.join("data")),
             abs(&p.join("msp/signcerts/cert.pem")),
             abs(&p.join("msp/keystore/key.pem")),
             abs(&p.join("tls/server.crt")),
             abs(&p.join("tls/server.key")),
+            abs(&dir.join(org_dir(msp_id)).join("msp")),
             port + OPERATIONS_PORT_OFFSET,
         );
         if *msp_id == "DSOMSP" {

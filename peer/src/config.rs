@@ -37,6 +37,15 @@ pub struct PeerConfig {
     /// When set, clients must present a certificate issued by this CA (mutual TLS).
     #[serde(default)]
     pub tls_client_ca: Option<PathBuf>,
+    /// The peer's local MSP: its organization's MSP folder as `gridledger crypto generate`
+    /// writes it (`organizations/<MSP>/msp/`: `cacerts/`, `tlscacerts/`, optional
+    /// `intermediatecerts/`, `crls/`). When set, it alone decides who is a member or an admin
+    /// of the peer's organization for the peer-local functions (cscc `JoinChain` and
+    /// `GetChannels`, chaincode install), as Fabric's local MSP does, so a peer that has
+    /// joined no channel can be joined at run time. Default none: the definitions of the
+    /// peer's organization in the channels it has joined decide.
+    #[serde(default)]
+    pub msp_dir: Option<PathBuf>,
     /// Bootstrap chaincode definitions per channel (see the module doc); the lifecycle's
     /// committed definitions take precedence.
     #[serde(default)]
@@ -183,8 +192,13 @@ impl PeerConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(ca) = config.tls_client_ca.as_mut().filter(|p| p.is_relative()) {
-            *ca = base.join(&*ca);
+        for p in [config.tls_client_ca.as_mut(), config.msp_dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
         for cc in &mut config.chaincodes {
             if let Some(ca) = cc.tls_ca_cert.as_mut().filter(|p| p.is_relative()) {
@@ -309,5 +323,21 @@ tls_key = "tls/server.key"
         let typo = format!("{text}tls_crt = \"ops.crt\"\n");
         let err = toml::from_str::<PeerConfig>(&typo).expect_err("unknown key refused");
         assert!(err.to_string().contains("tls_crt"), "{err}");
+    }
+
+    #[test]
+    fn msp_dir_is_optional_and_resolved_against_the_config_folder() {
+        let base = Path::new("/etc/gridledger");
+        let config = PeerConfig::parse(MINIMAL, base).expect("valid");
+        assert_eq!(config.msp_dir, None);
+        let relative = MINIMAL.replace(
+            "tls_key = \"tls/server.key\"\n",
+            "tls_key = \"tls/server.key\"\nmsp_dir = \"org/msp\"\n",
+        );
+        let config = PeerConfig::parse(&relative, base).expect("valid");
+        assert_eq!(config.msp_dir, Some(base.join("org/msp")));
+        let absolute = relative.replace("\"org/msp\"", "\"/srv/dso/msp\"");
+        let config = PeerConfig::parse(&absolute, base).expect("valid");
+        assert_eq!(config.msp_dir, Some(PathBuf::from("/srv/dso/msp")));
     }
 }

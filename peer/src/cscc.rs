@@ -5,10 +5,11 @@
 //! so) and are answered by this peer alone; nothing is endorsed or ordered.
 //!
 //! Access follows Fabric's defaults for the local MSP: `JoinChain` needs an admin of the
-//! peer's own organization, `GetChannels` a member of it. The peer keeps no MSP of its own
-//! besides its channels', so the creator is authenticated by the definitions of the peer's
-//! organization in the channels it has joined (see [`Peer::local_creator`]); a peer that has
-//! joined no channel yet joins its first one from `<data_dir>/join/` at start-up.
+//! peer's own organization, `GetChannels` a member of it. The creator is authenticated by the
+//! peer's local MSP when its configuration names one (`msp_dir`), as in Fabric; without one,
+//! by the definitions of the peer's organization in the channels it has joined (see
+//! [`Peer::local_creator`]), so such a peer joins its first channel from `<data_dir>/join/`
+//! at start-up.
 
 use crate::endorser::{ProposalError, UnpackedProposal};
 use crate::node::{JoinError, Peer, now_unix_secs};
@@ -25,17 +26,44 @@ const JOIN_CHAIN: &str = "JoinChain";
 const GET_CHANNELS: &str = "GetChannels";
 
 impl Peer {
-    /// The proposal's creator, authenticated by this peer's joined channels and checked to
-    /// have signed the proposal. Fails when no joined channel knows the creator.
+    /// The proposal's creator, authenticated by this peer's local MSP (`msp_dir`) or, without
+    /// one, by its joined channels, and checked to have signed the proposal. Fails when neither
+    /// knows the creator.
     pub(crate) fn local_creator(
         &self,
         p: &UnpackedProposal,
     ) -> Result<Arc<Identity>, ProposalError> {
+        let creator = &p.signature_header.creator;
+        let identity = match self.local_msp() {
+            Some(local) => local
+                .deserialize_identity(creator, now_unix_secs())
+                .map_err(|e| {
+                    ProposalError::AccessDenied(format!(
+                        "the creator is not a valid identity of this peer's local MSP ({}): {e}",
+                        self.config().msp_id
+                    ))
+                })?,
+            None => self.channel_creator(creator)?,
+        };
+        identity
+            .verify(&p.signed.proposal_bytes, &p.signed.signature)
+            .map_err(|e| {
+                ProposalError::AccessDenied(format!(
+                    "the creator's signature over the proposal is invalid: {e}"
+                ))
+            })?;
+        Ok(identity)
+    }
+
+    /// The serialized `creator`, validated by the MSPs of the first joined channel that knows
+    /// its organization (a peer without a local MSP).
+    fn channel_creator(&self, creator: &[u8]) -> Result<Arc<Identity>, ProposalError> {
         let channels = self.channels();
         if channels.is_empty() {
             return Err(ProposalError::AccessDenied(
-                "the peer has joined no channel, so it has no MSP to authenticate an admin with \
-                 (put the first channel's genesis block in <data_dir>/join/ and restart the peer)"
+                "the peer has joined no channel and has no local MSP (msp_dir in its \
+                 configuration) to authenticate an admin with (set msp_dir, or put the first \
+                 channel's genesis block in <data_dir>/join/ and restart the peer)"
                     .into(),
             ));
         }
@@ -44,18 +72,9 @@ impl Peer {
             match channel
                 .config()
                 .msp_manager()
-                .deserialize_identity(&p.signature_header.creator, now_unix_secs())
+                .deserialize_identity(creator, now_unix_secs())
             {
-                Ok(identity) => {
-                    identity
-                        .verify(&p.signed.proposal_bytes, &p.signed.signature)
-                        .map_err(|e| {
-                            ProposalError::AccessDenied(format!(
-                                "the creator's signature over the proposal is invalid: {e}"
-                            ))
-                        })?;
-                    return Ok(identity);
-                }
+                Ok(identity) => return Ok(identity),
                 Err(e) => last = e.to_string(),
             }
         }
@@ -121,8 +140,9 @@ impl Peer {
                 })
             }
             GET_CHANNELS => {
-                // With no channel joined there is nobody to authenticate, and nothing to hide.
-                if !self.channels().is_empty() {
+                // Without a local MSP and with no channel joined there is nobody to
+                // authenticate, and nothing to hide.
+                if self.local_msp().is_some() || !self.channels().is_empty() {
                     self.check_local_role(p, false, "list the channels of this peer")?;
                 }
                 Ok(ok(channel_list(
@@ -243,13 +263,19 @@ peers = [{ name = "peer0.retailer" }]
         }
 
         fn peer(&self) -> Arc<Peer> {
+            self.peer_in("data", "")
+        }
+
+        /// The DSO peer with its ledgers in `data` and `extra` appended to its configuration
+        /// (relative paths there start from the world's folder).
+        fn peer_in(&self, data: &str, extra: &str) -> Arc<Peer> {
             let node = self.dir.join("organizations/DSOMSP/peers/peer0.dso");
             let s = |p: &Path| p.display().to_string();
             let text = format!(
                 "name = \"peer0.dso\"\nmsp_id = \"DSOMSP\"\nlisten = \"127.0.0.1:0\"\n\
                  data_dir = \"{}\"\nsigning_cert = \"{}\"\nsigning_key = \"{}\"\n\
-                 tls_cert = \"{}\"\ntls_key = \"{}\"\n",
-                s(&self.dir.join("data")),
+                 tls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}",
+                s(&self.dir.join(data)),
                 s(&node.join("msp/signcerts/cert.pem")),
                 s(&node.join("msp/keystore/key.pem")),
                 s(&node.join("tls/server.crt")),
@@ -453,5 +479,68 @@ peers = [{ name = "peer0.retailer" }]
             .cscc(&proposal(&admin, &[b"JoinChain", &world.genesis("grid")]))
             .expect("answered");
         assert_eq!(joined.status, 200, "{}", joined.message);
+    }
+
+    #[test]
+    fn a_peer_with_a_local_msp_and_no_channel_is_joined_by_its_admin() {
+        let world = World::new("local-msp");
+        // No local MSP and no channel: nobody can be authenticated.
+        let bare = world.peer_in("bare", "");
+        let admin = world.user("DSOMSP", "Admin");
+        let grid = world.genesis("grid");
+        match bare.cscc(&proposal(&admin, &[b"JoinChain", &grid])) {
+            Err(ProposalError::AccessDenied(reason)) => {
+                assert!(reason.contains("no local MSP (msp_dir"), "{reason}")
+            }
+            other => panic!("a peer without channels or msp_dir must refuse, got {other:?}"),
+        }
+        drop(bare);
+
+        // With msp_dir (relative to the config file's folder) the folder decides.
+        let peer = world.peer_in("fresh", "msp_dir = \"organizations/DSOMSP/msp\"\n");
+        assert!(peer.channels().is_empty());
+        assert!(peer.local_msp().is_some());
+        assert_eq!(
+            channels(&peer, &world.user("DSOMSP", "User1")),
+            Vec::<String>::new()
+        );
+        for (msp, user, expected) in [
+            ("DSOMSP", "User1", "only an admin of DSOMSP"),
+            ("RetailerMSP", "Admin", "local MSP (DSOMSP)"),
+        ] {
+            let signer = world.user(msp, user);
+            for args in [&[&b"JoinChain"[..], &grid][..], &[b"GetChannels"]] {
+                if msp == "DSOMSP" && args.len() == 1 {
+                    continue; // a member may list the channels
+                }
+                match peer.cscc(&proposal(&signer, args)) {
+                    Err(ProposalError::AccessDenied(reason)) => {
+                        assert!(reason.contains(expected), "{user} of {msp}: {reason}")
+                    }
+                    other => panic!("{user} of {msp} must be refused, got {other:?}"),
+                }
+            }
+        }
+        // Installed-chaincode queries follow the same rule.
+        let query = gridledger_proto::lifecycle::QueryInstalledChaincodesArgs {}.encode_to_vec();
+        assert!(matches!(
+            peer.lifecycle_local(&proposal(
+                &world.user("DSOMSP", "User1"),
+                &[b"QueryInstalledChaincodes", &query]
+            )),
+            Err(ProposalError::AccessDenied(_))
+        ));
+        let installed = peer
+            .lifecycle_local(&proposal(&admin, &[b"QueryInstalledChaincodes", &query]))
+            .expect("the admin may query");
+        assert_eq!(installed.status, 200, "{}", installed.message);
+        assert!(peer.channel("grid").is_none());
+
+        let joined = peer
+            .cscc(&proposal(&admin, &[b"JoinChain", &grid]))
+            .expect("the local MSP's admin may join");
+        assert_eq!(joined.status, 200, "{}", joined.message);
+        assert_eq!(peer.channel("grid").map(|c| c.ledger().height()), Some(1));
+        assert_eq!(channels(&peer, &admin), ["grid"]);
     }
 }

@@ -15,7 +15,7 @@ use crate::config::PeerConfig;
 use crate::validation::{ChaincodeDefinition, EndorsementPolicy};
 use gridledger_chaincode::Registry;
 use gridledger_channels::config::ChannelConfig;
-use gridledger_identity::{Identity, SigningIdentity};
+use gridledger_identity::{Identity, Msp, MspManager, SigningIdentity};
 use gridledger_ledger::Ledger;
 use gridledger_proto::common;
 use gridledger_proto::prost::Message;
@@ -51,6 +51,11 @@ pub enum PeerError {
     Server(String),
     #[error(transparent)]
     Feasibility(#[from] crate::feasibility::FeasibilityError),
+    #[error("local MSP {dir} (msp_dir): {source}")]
+    LocalMsp {
+        dir: String,
+        source: gridledger_identity::IdentityError,
+    },
 }
 
 /// Why a running peer could not join a channel ([`Peer::join`]).
@@ -210,6 +215,8 @@ pub struct Peer {
     installed: std::sync::Mutex<BTreeMap<String, Arc<crate::lifecycle::package::Package>>>,
     /// The DSO's feasibility endorsement, when configured.
     feasibility: Option<crate::feasibility::FeasibilityCheck>,
+    /// The local MSP (`msp_dir`), when configured: who may call the peer-local functions.
+    local_msp: Option<MspManager>,
     /// Serializes run-time joins, so two joins of one channel cannot race.
     joining: std::sync::Mutex<()>,
     /// Starts a channel's tasks; set once the server runs.
@@ -226,6 +233,11 @@ impl Peer {
             .clone()
             .map(crate::feasibility::FeasibilityCheck::load)
             .transpose()?;
+        let local_msp = config
+            .msp_dir
+            .as_deref()
+            .map(|dir| local_msp(&config.msp_id, dir, &signer))
+            .transpose()?;
         let peer = Arc::new(Peer {
             config,
             signer,
@@ -233,6 +245,7 @@ impl Peer {
             registry: Registry::with_builtins(),
             installed: std::sync::Mutex::new(BTreeMap::new()),
             feasibility,
+            local_msp,
             joining: std::sync::Mutex::new(()),
             starter: std::sync::OnceLock::new(),
         });
@@ -252,6 +265,10 @@ impl Peer {
     /// The chaincodes compiled into the peer.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+    /// The local MSP (`msp_dir` in the configuration), when the peer has one.
+    pub fn local_msp(&self) -> Option<&MspManager> {
+        self.local_msp.as_ref()
     }
     /// The DSO's feasibility endorsement, when this peer is configured with one.
     pub fn feasibility(&self) -> Option<&crate::feasibility::FeasibilityCheck> {
@@ -602,6 +619,23 @@ pub fn last_config_index(block: &common::Block) -> Option<u64> {
             .and_then(|m| common::LastConfig::decode(m.value.as_slice()).ok())
             .map(|l| l.index)
     })
+}
+
+/// Reads the local MSP of organization `msp_id` from its MSP folder `dir`. A signing
+/// certificate the MSP does not accept (another organization's CA, or out of its validity
+/// window) is logged, not refused: the folder still decides who administers the peer.
+fn local_msp(msp_id: &str, dir: &Path, signer: &SigningIdentity) -> Result<MspManager, PeerError> {
+    let err = |source| PeerError::LocalMsp {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let config = gridledger_identity::load_msp_dir(msp_id, dir).map_err(err)?;
+    let msp = Msp::from_fabric_config(&config).map_err(err)?;
+    let manager = MspManager::new([msp]);
+    if let Err(e) = manager.deserialize_identity(signer.serialized(), now_unix_secs()) {
+        tracing::warn!(msp_dir = %dir.display(), error = %e, "the peer's own signing certificate is not valid in its local MSP");
+    }
+    Ok(manager)
 }
 
 /// Wall-clock seconds, for validating identities of incoming requests (not for block

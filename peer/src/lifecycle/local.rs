@@ -3,9 +3,10 @@
 //! proposals with an empty channel id (as Fabric's `peer lifecycle chaincode install` sends
 //! them) and are answered by this peer alone, from its package store; nothing is ordered.
 //!
-//! Only an admin of the peer's own organization may call them. The peer keeps no MSP of its
-//! own besides its channels', so the creator is authenticated by the MSP configuration of the
-//! channels the peer has joined (a peer that joined none refuses every call).
+//! Only an admin of the peer's own organization may call them. The creator is authenticated as
+//! for cscc: by the peer's local MSP (`msp_dir`) when it has one, otherwise by the MSP
+//! configuration of the channels the peer has joined (such a peer that joined none refuses
+//! every call).
 
 use super::package::{Package, PackageStore};
 use crate::endorser::{ProposalError, UnpackedProposal};
