@@ -217,6 +217,9 @@ pub(crate) struct ChainSetup {
     pub on_evicted: Option<Box<dyn FnOnce() + Send>>,
     /// A Raft snapshot is stored (and the log compacted) every this many written blocks.
     pub snapshot_interval_blocks: u64,
+    /// The leader cuts a pending batch once no envelope has reached it for this long (`None`:
+    /// only BatchSize and BatchTimeout cut).
+    pub idle_cut: Option<Duration>,
     /// Where blocks missing behind a received snapshot are pulled from.
     pub blocks: Arc<dyn BlockSource>,
     /// How the orderer signatures of pulled blocks are checked.
@@ -338,6 +341,8 @@ pub(crate) fn start(setup: ChainSetup) -> Result<ChainHandle, ChainError> {
         consensus,
         waiting: BTreeMap::new(),
         time_to_cut: None,
+        idle_cut: setup.idle_cut,
+        last_intake: None,
         signing: None,
         tick: setup.tick,
         next_tick: Instant::now() + setup.tick,
@@ -378,6 +383,10 @@ struct Chain {
     waiting: BTreeMap<u64, (u64, oneshot::Sender<Result<(), SubmitError>>)>,
     /// The time-to-cut this leader proposed: (block number, when).
     time_to_cut: Option<(u64, Instant)>,
+    /// See [`ChainSetup::idle_cut`].
+    idle_cut: Option<Duration>,
+    /// When this leader last proposed an envelope.
+    last_intake: Option<Instant>,
     /// Block signatures this leader proposed.
     signing: Option<Signing>,
     tick: Duration,
@@ -528,12 +537,19 @@ impl Chain {
     }
 
     /// When the leader should propose a time-to-cut, if it has not already done so for the
-    /// current block (a proposal that got lost is retried one batch timeout later).
+    /// current block (a proposal that got lost is retried one batch timeout later): the batch
+    /// timeout of the first pending envelope, or earlier, once no envelope has arrived for the
+    /// idle-cut time.
     fn batch_deadline(&self) -> Option<Instant> {
         if !self.consensus.is_leader() {
             return None;
         }
-        let deadline = self.writer.cutter.deadline()?;
+        let timeout = self.writer.cutter.deadline()?;
+        let idle = self
+            .idle_cut
+            .zip(self.last_intake)
+            .map(|(gap, last)| last + gap);
+        let deadline = idle.map_or(timeout, |idle| idle.min(timeout));
         match self.time_to_cut {
             Some((block, at)) if block == self.writer.next_block_number() => {
                 Some(at + self.writer.cutter.settings().batch_timeout)
@@ -596,6 +612,7 @@ impl Chain {
                 match self.consensus.propose(&proposal) {
                     Ok((index, term)) => {
                         self.waiting.insert(index, (term, reply));
+                        self.last_intake = Some(Instant::now());
                     }
                     Err(ConsensusError::Overloaded) => {
                         let _ = reply.send(Err(SubmitError::Overloaded(

@@ -39,6 +39,9 @@
 //! # and discards its Raft log up to the tip; a consenter that lags behind the discarded part
 //! # is sent the snapshot and pulls the blocks from the other consenters' Deliver.
 //! snapshot_interval_blocks = 64
+//! # The leader cuts a batch once no envelope arrived for this long (0: wait for the channel's
+//! # BatchTimeout, as Fabric does).
+//! idle_cut_ms = 5
 //! ```
 
 use std::net::ToSocketAddrs;
@@ -206,6 +209,11 @@ pub struct RaftConfig {
     /// Written blocks between two Raft snapshots (each followed by a compaction of the Raft
     /// log up to the snapshot).
     pub snapshot_interval_blocks: u64,
+    /// The leader cuts the pending batch once no envelope has reached it for this long, in
+    /// milliseconds, instead of waiting for the channel's BatchTimeout: a lone transaction is
+    /// ordered at once, while a steady stream still fills blocks up to BatchSize. 0 waits for
+    /// BatchTimeout as Fabric does.
+    pub idle_cut_ms: u64,
 }
 
 impl Default for RaftConfig {
@@ -214,6 +222,7 @@ impl Default for RaftConfig {
             tick_ms: 100,
             max_uncommitted_bytes: 64 * 1024 * 1024,
             snapshot_interval_blocks: 64,
+            idle_cut_ms: 5,
         }
     }
 }

@@ -363,6 +363,8 @@ impl Registry {
             outbound,
             view: view.clone(),
             snapshot_interval_blocks: self.config.raft.snapshot_interval_blocks,
+            idle_cut: (self.config.raft.idle_cut_ms > 0)
+                .then(|| Duration::from_millis(self.config.raft.idle_cut_ms)),
             blocks: Arc::new(self.deliver_source(channel_id, &view)),
             on_evicted: {
                 let registry = Arc::downgrade(self);

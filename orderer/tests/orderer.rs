@@ -149,7 +149,13 @@ impl Network {
         self.path("orderer0-data")
     }
 
+    /// The orderer's config; batches are cut by the channel's rules alone (no idle cut), so
+    /// the tests of those rules see Fabric's blocks.
     fn orderer_config(&self) -> OrdererConfig {
+        self.orderer_config_with_idle_cut(0)
+    }
+
+    fn orderer_config_with_idle_cut(&self, idle_cut_ms: u64) -> OrdererConfig {
         let text = r#"
 name = "orderer0"
 msp_id = "OrdererMSP"
@@ -165,7 +171,8 @@ server_key = "organizations/OrdererMSP/orderers/orderer0/tls/server.key"
 [raft]
 tick_ms = 50
 "#;
-        OrdererConfig::parse(text, &self.dir.0).expect("orderer config is valid")
+        let text = format!("{text}idle_cut_ms = {idle_cut_ms}\n");
+        OrdererConfig::parse(&text, &self.dir.0).expect("orderer config is valid")
     }
 
     fn user(&self, msp_id: &str) -> SigningIdentity {
@@ -589,6 +596,40 @@ async fn broadcast_envelopes_become_signed_chained_blocks_by_the_batch_rules() {
     assert_eq!(newest.len(), 1);
     assert_eq!(number_of(&newest[0]), 4);
     orderer.stop().await;
+}
+
+/// With an idle cut, a lone envelope is ordered as soon as the intake goes quiet instead of
+/// after the 700 ms BatchTimeout: two envelopes 150 ms apart land in two blocks, where the
+/// channel's rules alone (the test above) would put both in one block cut by the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_leader_cuts_a_lone_envelope_without_waiting_for_the_batch_timeout() {
+    for (idle_cut_ms, expected_blocks) in [(5, 2), (0, 1)] {
+        let net = Network::new(&format!("idle-cut-{idle_cut_ms}"));
+        net.join();
+        let orderer = start(net.orderer_config_with_idle_cut(idle_cut_ms)).await;
+        let mut client = net.client(&orderer).await;
+        let dso = net.user("DSOMSP");
+        let first = transaction(&dso, "market", &[1; 100]);
+        let second = transaction(&dso, "market", &[2; 100]);
+        assert_eq!(
+            statuses(&broadcast(&mut client, vec![first.clone()]).await),
+            [Status::Success]
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            statuses(&broadcast(&mut client, vec![second.clone()]).await),
+            [Status::Success]
+        );
+        let chain = blocks(&mut client, &dso, 1, expected_blocks).await;
+        let ordered: Vec<Vec<Vec<u8>>> = chain.iter().map(envelopes_of).collect();
+        let expected: Vec<Vec<Vec<u8>>> = if expected_blocks == 2 {
+            vec![vec![first.encode_to_vec()], vec![second.encode_to_vec()]]
+        } else {
+            vec![vec![first.encode_to_vec(), second.encode_to_vec()]]
+        };
+        assert_eq!(ordered, expected, "idle_cut_ms = {idle_cut_ms}");
+        orderer.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
