@@ -574,6 +574,21 @@ fn policies_of_the_market_channel_evaluate_with_real_signatures() {
             .expect("evaluates")
             .satisfied
     );
+    // The request paths' check: nothing to say when granted, the explanation when refused.
+    let check = |path: &str, id: &SigningIdentity, sig: &[u8]| {
+        channel
+            .policies()
+            .check(path, &[signed(data, id, sig)], channel.msp_manager(), NOW)
+            .expect("evaluates")
+    };
+    assert!(check(writers, &user, &user_sig).is_none());
+    let refused = check(admins, &user, &user_sig).expect("a user is not an admin");
+    assert!(!refused.satisfied);
+    assert!(refused.to_string().contains("DSOMSP.admin"), "{refused}");
+    assert!(
+        check(admins, &user, &admin_sig).is_some(),
+        "a signature by someone else"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

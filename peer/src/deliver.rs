@@ -65,16 +65,15 @@ impl DeliverService {
             identity: &signature_header.creator,
             signature: &envelope.signature,
         };
-        let allowed = config
-            .policies()
-            .evaluate(
+        let allowed = matches!(
+            config.policies().check(
                 "/Channel/Application/Readers",
                 &[signed],
                 config.msp_manager(),
                 now_unix_secs(),
-            )
-            .map(|e| e.satisfied)
-            .unwrap_or(false);
+            ),
+            Ok(None)
+        );
         if !allowed {
             return Err(common::Status::Forbidden);
         }

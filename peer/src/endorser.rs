@@ -224,19 +224,18 @@ impl Peer {
             identity: &p.signature_header.creator,
             signature: &p.signed.signature,
         };
-        let evaluation = config
+        let refused = config
             .policies()
-            .evaluate(
+            .check(
                 "/Channel/Application/Writers",
                 &[signed],
                 config.msp_manager(),
                 crate::node::now_unix_secs(),
             )
             .map_err(|e| ProposalError::AccessDenied(e.to_string()))?;
-        if !evaluation.satisfied {
+        if let Some(explanation) = refused {
             return Err(ProposalError::AccessDenied(format!(
-                "the creator does not satisfy /Channel/Application/Writers: {}",
-                evaluation.explanation
+                "the creator does not satisfy /Channel/Application/Writers: {explanation}"
             )));
         }
         Ok((channel, creator))
@@ -483,19 +482,18 @@ impl ChaincodeHost for PeerHost<'_> {
             identity: &signature_header.creator,
             signature: &self.signed_proposal.signature,
         };
-        let evaluation = config
+        let refused = config
             .policies()
-            .evaluate(
+            .check(
                 "/Channel/Application/Writers",
                 &[signed],
                 config.msp_manager(),
                 crate::node::now_unix_secs(),
             )
             .map_err(|e| e.to_string())?;
-        if !evaluation.satisfied {
+        if let Some(explanation) = refused {
             return Err(format!(
-                "the client may not call chaincodes on channel {channel_id:?}: {}",
-                evaluation.explanation
+                "the client may not call chaincodes on channel {channel_id:?}: {explanation}"
             ));
         }
         let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;

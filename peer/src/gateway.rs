@@ -715,22 +715,21 @@ impl GatewayService {
             identity,
             signature,
         };
-        let evaluation = config
+        let refused = config
             .policies()
-            .evaluate(
+            .check(
                 "/Channel/Application/Readers",
                 &[signed],
                 config.msp_manager(),
                 now_unix_secs(),
             )
             .map_err(|e| Status::permission_denied(e.to_string()))?;
-        if !evaluation.satisfied {
-            return Err(Status::permission_denied(format!(
-                "access denied: {}",
-                evaluation.explanation
-            )));
+        match refused {
+            None => Ok(()),
+            Some(explanation) => Err(Status::permission_denied(format!(
+                "access denied: {explanation}"
+            ))),
         }
-        Ok(())
     }
 }
 

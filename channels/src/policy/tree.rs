@@ -97,6 +97,24 @@ impl PolicyTree {
         self.evaluate_verified(path, &verified)
     }
 
+    /// Whether `signers` satisfy the policy at `path`: `Ok(None)` when they do, otherwise the
+    /// explanation of why not. The explanation is only built for a refusal, so the request
+    /// paths (proposals, Deliver, CommitStatus) pay for no text when access is granted.
+    pub fn check(
+        &self,
+        path: &str,
+        signers: &[SignedData<'_>],
+        msps: &MspManager,
+        now_unix_secs: u64,
+    ) -> Result<Option<Explanation>, PolicyError> {
+        self.resolve(path)?;
+        let verified = verify_signers(signers, msps, now_unix_secs);
+        if self.is_satisfied(path, &verified)? {
+            return Ok(None);
+        }
+        Ok(Some(self.evaluate_verified(path, &verified)?.explanation))
+    }
+
     /// Evaluates the policy at `path` over signers that were already verified.
     pub fn evaluate_verified(
         &self,
