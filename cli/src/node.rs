@@ -100,6 +100,36 @@ async fn start_operations(
     Ok(())
 }
 
+/// The `[operations]` section of either node kind, borrowed.
+struct OperationsSection<'a> {
+    listen: std::net::SocketAddr,
+    tls_cert: Option<&'a PathBuf>,
+    tls_key: Option<&'a PathBuf>,
+    client_cas: &'a [PathBuf],
+    warning_days: u32,
+}
+
+/// Watches the node's own certificates (`certificates` plus the operations endpoint's) and
+/// returns what the operations endpoint, if configured, is to serve.
+fn prepare_operations(
+    msp_id: &str,
+    certificates: &[(&str, &std::path::Path)],
+    section: Option<OperationsSection<'_>>,
+) -> anyhow::Result<Option<OperationsSpec>> {
+    let mut local = certificates.to_vec();
+    if let Some(cert) = section.as_ref().and_then(|o| o.tls_cert) {
+        local.push(("operations_tls", cert));
+    }
+    watch_local_certificates(msp_id, &local, section.as_ref().map(|o| o.warning_days))?;
+    Ok(section.map(|o| {
+        (
+            o.listen,
+            o.tls_cert.cloned().zip(o.tls_key.cloned()),
+            o.client_cas.to_vec(),
+        )
+    }))
+}
+
 /// Publishes the expiry of the node's own certificates (`scope="local"`) and sets the
 /// window in which an expiring certificate degrades `/healthz`. A certificate that cannot be
 /// read here fails the start with the reason: the node could not use it either.
@@ -268,26 +298,17 @@ pub fn run_peer(cmd: PeerCommand) -> anyhow::Result<()> {
     } = cmd;
     let logs = init_logging();
     let parsed = load_peer_config(&config)?;
-    let mut local: Vec<(&str, &std::path::Path)> =
-        vec![("signing", &parsed.signing_cert), ("tls", &parsed.tls_cert)];
-    if let Some(cert) = parsed.operations.as_ref().and_then(|o| o.tls_cert.as_ref()) {
-        local.push(("operations_tls", cert));
-    }
-    watch_local_certificates(
+    let operations = prepare_operations(
         &parsed.msp_id,
-        &local,
-        parsed
-            .operations
-            .as_ref()
-            .map(|o| o.certificate_expiry_warning_days),
+        &[("signing", &parsed.signing_cert), ("tls", &parsed.tls_cert)],
+        parsed.operations.as_ref().map(|o| OperationsSection {
+            listen: o.listen_address,
+            tls_cert: o.tls_cert.as_ref(),
+            tls_key: o.tls_key.as_ref(),
+            client_cas: &o.tls_client_ca_certs,
+            warning_days: o.certificate_expiry_warning_days,
+        }),
     )?;
-    let operations = parsed.operations.as_ref().map(|o| {
-        (
-            o.listen_address,
-            o.tls_cert.clone().zip(o.tls_key.clone()),
-            o.tls_client_ca_certs.clone(),
-        )
-    });
     runtime()?.block_on(async move {
         start_operations(
             operations,
@@ -350,28 +371,20 @@ pub fn run_orderer(cmd: OrdererCommand) -> anyhow::Result<()> {
     };
     let logs = init_logging();
     let parsed = load_orderer_config(&config)?;
-    let mut local: Vec<(&str, &std::path::Path)> = vec![
-        ("signing", &parsed.signing_cert),
-        ("tls", &parsed.tls.server_cert),
-    ];
-    if let Some(cert) = parsed.operations.as_ref().and_then(|o| o.tls_cert.as_ref()) {
-        local.push(("operations_tls", cert));
-    }
-    watch_local_certificates(
+    let operations = prepare_operations(
         &parsed.msp_id,
-        &local,
-        parsed
-            .operations
-            .as_ref()
-            .map(|o| o.certificate_expiry_warning_days),
+        &[
+            ("signing", &parsed.signing_cert),
+            ("tls", &parsed.tls.server_cert),
+        ],
+        parsed.operations.as_ref().map(|o| OperationsSection {
+            listen: o.listen_address,
+            tls_cert: o.tls_cert.as_ref(),
+            tls_key: o.tls_key.as_ref(),
+            client_cas: &o.tls_client_ca_certs,
+            warning_days: o.certificate_expiry_warning_days,
+        }),
     )?;
-    let operations = parsed.operations.as_ref().map(|o| {
-        (
-            o.listen_address,
-            o.tls_cert.clone().zip(o.tls_key.clone()),
-            o.tls_client_ca_certs.clone(),
-        )
-    });
     runtime()?.block_on(async move {
         // Bound first: the operations endpoint serves the participation of the running orderer.
         let orderer = gridledger_orderer::Orderer::bind(parsed)
