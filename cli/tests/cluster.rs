@@ -360,21 +360,30 @@ impl Cluster {
         }
     }
 
-    /// The highest block number of the market channel an orderer logged writing.
+    /// The last block `orderer` logged for the market channel: written after ordering it, or
+    /// the last one pulled when it caught up to a Raft snapshot.
     fn orderer_tip(&self, orderer: &str) -> Option<u64> {
         let text = std::fs::read_to_string(self.log_path(orderer)).ok()?;
-        text.lines()
-            .rev()
-            .map(plain)
-            .find(|l| l.contains("block written") && l.contains(&format!("channel={CHANNEL} ")))
-            .and_then(|l| {
-                l.split("block=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
+        let channel = format!("channel={CHANNEL} ");
+        let field = |line: &str, key: &str| -> Option<u64> {
+            line.split(key)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        text.lines().rev().map(plain).find_map(|l| {
+            if !l.contains(&channel) {
+                None
+            } else if l.contains("block written") {
+                field(&l, "block=")
+            } else if l.contains("caught up to a raft snapshot") {
+                field(&l, " to=")?.checked_sub(1)
+            } else {
+                None
+            }
+        })
     }
 
     async fn gateway(&self, index: usize) -> Gateway {
