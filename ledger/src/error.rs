@@ -9,6 +9,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong opening, reading or writing a channel ledger or a Raft log.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The ledger was closed while a caller waited for a transaction to commit.
+    #[error("the ledger was closed while waiting for the transaction to commit")]
+    Closed,
     /// The block's number is not the ledger height (the next number to append).
     #[error("block number {got} cannot be appended: the ledger expects block {expected} next")]
     WrongNumber {

@@ -2,6 +2,7 @@
 //! `<dir>/ledger.redb`, with the hash chain checked when a block is written and when it is read.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -13,7 +14,7 @@ use gridledger_proto::protos::TxValidationCode;
 use gridledger_proto::{block_data_hash, block_header_hash};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::LedgerError;
 use crate::state::{BlockUpdates, MissingPrivateData, ReconciledPrivateData, StateSnapshot};
@@ -71,6 +72,10 @@ pub struct Ledger {
     /// writers cannot both append the same number.
     info: Mutex<ChainInfo>,
     height_tx: watch::Sender<u64>,
+    /// Callers of [`Ledger::committed_tx`] waiting for a transaction id, answered by the
+    /// commit that indexes it: one map lookup per committed transaction, instead of every
+    /// waiter reading the index again after every block.
+    tx_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<TxLocation>>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -130,6 +135,7 @@ impl Ledger {
             channel_id: channel_id.to_owned(),
             info: Mutex::new(info),
             height_tx,
+            tx_waiters: Mutex::default(),
         })
     }
 
@@ -181,6 +187,55 @@ impl Ledger {
                 validation_code,
             }
         }))
+    }
+
+    /// Where transaction `tx_id` is in the chain, waiting until a block holding it commits
+    /// (the Gateway's CommitStatus). Dropping the future abandons the wait; the registration
+    /// is removed by a later commit.
+    pub async fn committed_tx(&self, tx_id: &str) -> Result<TxLocation, LedgerError> {
+        let (sender, receiver) = oneshot::channel();
+        // Registered before the index is read: a commit between the two answers the waiter.
+        self.lock_waiters()
+            .entry(tx_id.to_owned())
+            .or_default()
+            .push(sender);
+        if let Some(location) = self.tx_location(tx_id)? {
+            return Ok(location);
+        }
+        receiver.await.map_err(|_| LedgerError::Closed)
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<TxLocation>>>> {
+        // Only inserts and removals happen under the lock: a poisoned map is still consistent.
+        self.tx_waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Answers the waiters of the transactions block `number` indexed (the first occurrence
+    /// of an id, as the index keeps), and forgets abandoned waits.
+    fn notify_waiters(&self, number: u64, txs: &[(u64, Cow<'_, str>, u8)]) {
+        let mut waiters = self.lock_waiters();
+        if waiters.is_empty() {
+            return;
+        }
+        for (tx_num, tx_id, validation_code) in txs {
+            if let Some(senders) = waiters.remove(tx_id.as_ref()) {
+                for sender in senders {
+                    let _ = sender.send(TxLocation {
+                        block_num: number,
+                        tx_num: *tx_num,
+                        validation_code: *validation_code,
+                    });
+                }
+            }
+        }
+        waiters.retain(|_, senders| {
+            senders.retain(|s| !s.is_closed());
+            !senders.is_empty()
+        });
     }
 
     /// Appends a block without touching the world state (the orderer's ledger).
@@ -495,6 +550,7 @@ impl Ledger {
         }
         drop(info);
         self.height_tx.send_replace(number + 1);
+        self.notify_waiters(number, txs);
         Ok(())
     }
 }

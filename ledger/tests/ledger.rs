@@ -1543,3 +1543,56 @@ fn compaction_waits_for_live_snapshots_and_runs_after_the_next_commit() {
     commit(&ledger, Vec::new());
     assert!(!on_disk(), "the purged value is gone after the next commit");
 }
+
+/// CommitStatus waits through `committed_tx`: answered at once for a committed transaction,
+/// and by the commit that indexes a pending one (its first occurrence, as the index keeps),
+/// while a wait abandoned by its caller is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_hears_the_commit_of_its_transaction() {
+    let dir = TempDir::new("committed-tx");
+    let ledger = std::sync::Arc::new(Ledger::open(dir.path(), CHANNEL).unwrap());
+    commit(
+        &ledger,
+        vec![tx(0, "tx-a", 0, 1, vec![put("ns", "a", b"1")])],
+    );
+    let found = ledger.committed_tx("tx-a").await.expect("committed");
+    assert_eq!(
+        (found.block_num, found.tx_num, found.validation_code),
+        (0, 0, 0)
+    );
+
+    let waiter = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.committed_tx("tx-b").await })
+    };
+    let abandoned = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move { ledger.committed_tx("tx-never").await })
+    };
+    // Let both register before the commits.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    abandoned.abort();
+    commit(&ledger, vec![tx(0, "tx-other", 0, 2, vec![])]);
+    assert!(
+        !waiter.is_finished(),
+        "another transaction's commit does not answer"
+    );
+    commit(
+        &ledger,
+        vec![
+            tx(0, "tx-c", 0, 3, vec![]),
+            tx(1, "tx-b", 11, 3, vec![]),
+            tx(2, "tx-b", 12, 3, vec![]),
+        ],
+    );
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("answered")
+        .expect("the task ran")
+        .expect("committed");
+    assert_eq!(
+        (heard.block_num, heard.tx_num, heard.validation_code),
+        (2, 1, 11)
+    );
+    assert_eq!(ledger.tx_location("tx-b").unwrap(), Some(heard));
+}

@@ -815,21 +815,14 @@ impl GatewayService {
         let channel = self.joined_channel(&req.channel_id)?;
         self.check_reader(&channel, &req.identity, &signed.request, &signed.signature)?;
         let ledger = channel.ledger().clone();
-        let mut height = ledger.subscribe_height();
-        loop {
-            if let Some(loc) = ledger
-                .tx_location(&req.transaction_id)
-                .map_err(|e| Status::unavailable(e.to_string()))?
-            {
-                return Ok(Response::new(gateway::CommitStatusResponse {
-                    result: i32::from(loc.validation_code),
-                    block_number: loc.block_num,
-                }));
-            }
-            if height.changed().await.is_err() {
-                return Err(Status::unavailable("the peer is shutting down"));
-            }
-        }
+        let loc = ledger
+            .committed_tx(&req.transaction_id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(gateway::CommitStatusResponse {
+            result: i32::from(loc.validation_code),
+            block_number: loc.block_num,
+        }))
     }
 
     async fn chaincode_events_inner(
