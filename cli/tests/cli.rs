@@ -235,6 +235,52 @@ fn every_command_has_help() {
     }
 }
 
+/// `bench crypto` and `bench grid` run briefly and print the JSON reports BENCHMARKS.md quotes
+/// (a smoke run: nothing about speed is asserted).
+#[test]
+fn bench_crypto_and_bench_grid_report_json() {
+    let out = ok(&gridledger(&[
+        "bench",
+        "crypto",
+        "--seconds",
+        "0.05",
+        "--repeat",
+        "1",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("bench crypto printed no JSON object ({e}): {out}"));
+    let medians = report["medians"].as_array().expect("medians");
+    assert!(!medians.is_empty(), "{report}");
+    for m in medians {
+        assert!(m["verifies"].as_u64().is_some_and(|v| v > 0), "{m}");
+    }
+
+    let out = ok(&gridledger(&[
+        "bench",
+        "grid",
+        "--seconds",
+        "0.05",
+        "--repeat",
+        "1",
+        "--trades",
+        "3",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("bench grid printed no JSON object ({e}): {out}"));
+    assert_eq!(report["trades"].as_u64(), Some(3), "{report}");
+    assert!(
+        report["median_per_check_us"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{report}"
+    );
+
+    let bad = gridledger(&["bench", "grid", "--seconds", "0", "--json"]);
+    assert!(!bad.status.success(), "a zero-second bench ran");
+}
+
 /// Crypto material, the market genesis block and an orderer0 config under a fresh folder
 /// named after `name`; returns (folder, genesis block path, orderer.toml path).
 fn stopped_orderer(name: &str) -> (PathBuf, PathBuf, PathBuf) {
