@@ -1465,3 +1465,122 @@ async fn idempotent_submissions_are_retried_after_mvcc_conflicts() {
         r.expect("an idempotent update commits after retries");
     }
 }
+
+/// `bench order` drives the ordering service of `gridledger up` directly and reports acks and
+/// delivered envelopes (a smoke run for CI: nothing about speed is asserted).
+#[test]
+fn bench_order_runs_against_up() {
+    let (net, _) = support::UpNetwork::start("bench-order");
+    let out = support::ok(&[
+        "bench",
+        "order",
+        "--network",
+        &net.network_json(),
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0.5",
+        "--concurrency",
+        "4",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("the report is not one JSON object ({e}): {out}"));
+    eprintln!("[test] order report: {report}");
+    let acked = report["acked"].as_u64().expect("acked");
+    assert!(acked > 0, "no envelope was acknowledged: {report}");
+    let statuses = report["statuses"].as_object().expect("statuses");
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        ["SUCCESS"],
+        "envelopes were refused: {report}"
+    );
+    assert!(
+        report["delivered"].as_u64().is_some_and(|d| d > 0),
+        "no envelope reached a delivered block: {report}"
+    );
+    assert_eq!(report["orderers"].as_array().map(Vec::len), Some(3));
+}
+
+/// The asset `id`'s `Size` in a `ReadAsset` endorsement's response payload.
+fn endorsed_size(response: &protos::ProposalResponse) -> i64 {
+    let payload = &response.response.as_ref().expect("a response").payload;
+    let asset: serde_json::Value = serde_json::from_slice(payload)
+        .unwrap_or_else(|e| panic!("ReadAsset answered no asset ({e}): {response:?}"));
+    asset["Size"].as_i64().expect("Size")
+}
+
+/// A gateway asks other organizations' peers to endorse at no lower a height than its own
+/// ledger's (the `gridledger-min-ledger-height` request header): a peer that is behind waits
+/// for the block before simulating, so both endorsements read the same versions. Without
+/// the wait, the read below would answer the asset as it was before the update.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_endorser_waits_for_the_gateways_ledger_height_before_simulating() {
+    let net = TestNetwork::up("min-height");
+    let dso = net.gateway("DSOMSP").await;
+    let basic = dso.network(CHANNEL).contract(CHAINCODE);
+    basic
+        .submit("CreateAsset", &["lagging", "blue", "1", "Alice", "100"])
+        .await
+        .expect("create the asset");
+    let info = dso
+        .network(CHANNEL)
+        .contract("qscc")
+        .evaluate("GetChainInfo", &[CHANNEL])
+        .await
+        .expect("chain info");
+    let height = common::BlockchainInfo::decode(info.as_slice())
+        .expect("BlockchainInfo")
+        .height;
+
+    let org = net.org("DSOMSP");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", org.endpoint))
+        .expect("endpoint")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&org.tls_ca))
+                .domain_name(org.server_name.clone()),
+        )
+        .expect("TLS config");
+    let endorser =
+        protos::endorser_client::EndorserClient::new(endpoint.connect().await.expect("connect"));
+    let ask = |min_height: u64| {
+        let mut endorser = endorser.clone();
+        let proposal = basic.proposal("ReadAsset", &["lagging"]).expect("proposal");
+        async move {
+            let mut request = tonic::Request::new(proposal.signed_proposal().clone());
+            request.metadata_mut().insert(
+                "gridledger-min-ledger-height",
+                tonic::metadata::MetadataValue::from(min_height),
+            );
+            endorser
+                .process_proposal(request)
+                .await
+                .expect("ProcessProposal")
+                .into_inner()
+        }
+    };
+
+    // Asked for the next block's height, the peer answers only once the update is in it.
+    let waiting = tokio::spawn(ask(height + 1));
+    let retailer = net.gateway("RetailerMSP").await;
+    retailer
+        .network(CHANNEL)
+        .contract(CHAINCODE)
+        .submit("UpdateAsset", &["lagging", "blue", "2", "Alice", "100"])
+        .await
+        .expect("update the asset");
+    let response = waiting.await.expect("the endorsement task");
+    assert_eq!(
+        endorsed_size(&response),
+        2,
+        "the endorsement did not wait for block {height}"
+    );
+    assert!(response.endorsement.is_some(), "{response:?}");
+
+    // A height the channel does not reach soon is waited for only a bounded time: the peer
+    // then endorses at the height it has.
+    let response = ask(height + 1_000).await;
+    assert_eq!(endorsed_size(&response), 2);
+    assert!(response.endorsement.is_some(), "{response:?}");
+}

@@ -819,6 +819,27 @@ impl StateReader for SnapshotReader {
     }
 }
 
+/// gRPC metadata a GridLedger gateway adds to the proposals it sends other organizations'
+/// peers: the height its own ledger had when it endorsed. The receiving peer waits (at most
+/// [`MIN_HEIGHT_WAIT`]) until its ledger of the proposal's channel is that high before
+/// simulating, so that under load the two endorsements read the same versions instead of
+/// failing as mismatched read sets. Fabric peers ignore it; a value that does not parse is
+/// ignored too.
+pub const MIN_HEIGHT_HEADER: &str = "gridledger-min-ledger-height";
+
+/// The longest a proposal waits for its channel's ledger to reach [`MIN_HEIGHT_HEADER`]'s
+/// height; after that the peer endorses at the height it has.
+pub const MIN_HEIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until `channel_id`'s ledger is at least `height` high, or [`MIN_HEIGHT_WAIT`].
+async fn catch_up_to(peer: &Peer, channel_id: &str, height: u64) {
+    let Some(channel) = peer.channel(channel_id) else {
+        return; // the endorsement itself reports the unknown channel
+    };
+    let mut heights = channel.ledger().subscribe_height();
+    let _ = tokio::time::timeout(MIN_HEIGHT_WAIT, heights.wait_for(|h| *h >= height)).await;
+}
+
 /// Endorser service for peer-to-peer use (`/protos.Endorser/ProcessProposal`). Refusals are
 /// returned as a ProposalResponse with status 500 and the reason, as Fabric does.
 pub struct EndorserService(pub Arc<Peer>);
@@ -830,7 +851,17 @@ impl protos::endorser_server::Endorser for EndorserService {
         request: tonic::Request<protos::SignedProposal>,
     ) -> Result<tonic::Response<protos::ProposalResponse>, tonic::Status> {
         let peer = self.0.clone();
+        let min_height = request
+            .metadata()
+            .get(MIN_HEIGHT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let signed = request.into_inner();
+        if let Some(height) = min_height {
+            if let Ok(p) = unpack(&signed) {
+                catch_up_to(&peer, &p.channel_header.channel_id, height).await;
+            }
+        }
         let outcome = tokio::task::spawn_blocking(move || {
             unpack(&signed).and_then(|p| {
                 let local = p.channel_header.channel_id.is_empty();

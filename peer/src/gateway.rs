@@ -371,11 +371,17 @@ impl GatewayService {
         }
     }
 
+    /// Asks `msp_id`'s anchor peer to endorse `signed`. With `min_height` (the height this
+    /// gateway's ledger had when it endorsed locally), the request carries
+    /// [`crate::endorser::MIN_HEIGHT_HEADER`] so a GridLedger peer that is a few blocks behind
+    /// catches up before simulating, instead of returning a read set that does not match the
+    /// local one; other peers ignore the header.
     async fn endorse_remote(
         &self,
         config: &ChannelConfig,
         msp_id: &str,
         signed: &protos::SignedProposal,
+        min_height: Option<u64>,
     ) -> Result<protos::ProposalResponse, gateway::ErrorDetail> {
         let org = config
             .organization(msp_id)
@@ -402,8 +408,15 @@ impl GatewayService {
             .connection(&endpoint, &tls_roots(config, msp_id), false)
             .map_err(|s| fail(s.message().to_owned()))?;
         let mut client = protos::endorser_client::EndorserClient::new(channel);
+        let mut request = tonic::Request::new(signed.clone());
+        if let Some(height) = min_height {
+            request.metadata_mut().insert(
+                crate::endorser::MIN_HEIGHT_HEADER,
+                tonic::metadata::MetadataValue::from(height),
+            );
+        }
         client
-            .process_proposal(signed.clone())
+            .process_proposal(request)
             .await
             .map(Response::into_inner)
             .map_err(|s| fail(s.message().to_owned()))
@@ -445,7 +458,7 @@ impl GatewayService {
                         ))
                     })?;
                 let r = self
-                    .endorse_remote(&channel.config(), &org, &signed)
+                    .endorse_remote(&channel.config(), &org, &signed, None)
                     .await
                     .map_err(|d| {
                         status_with_details(
@@ -511,6 +524,8 @@ impl GatewayService {
         };
 
         let mut responses: Vec<(String, protos::ProposalResponse)> = Vec::new();
+        // Read before simulating locally: the remote endorsers are asked to be at least here.
+        let local_height = channel.ledger().height();
         if orgs.contains(&local) {
             let peer = self.peer.clone();
             let signed_local = signed.clone();
@@ -525,7 +540,7 @@ impl GatewayService {
         let remote: Vec<&String> = orgs.iter().filter(|o| **o != local).collect();
         let calls = remote
             .iter()
-            .map(|org| self.endorse_remote(&config, org, &signed));
+            .map(|org| self.endorse_remote(&config, org, &signed, Some(local_height)));
         let results = futures_join_all(calls).await;
         let mut details = Vec::new();
         for (org, result) in remote.into_iter().zip(results) {
