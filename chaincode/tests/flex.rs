@@ -4,7 +4,9 @@
 //! commitments close at gate closure and stay within the requested reduction, delivery is
 //! attested only after the period and with enough meter history, the baseline and the amounts
 //! follow the documented method for a hand-computed case, and payment needs an attested
-//! delivery, happens once, and conserves the payment token. The host runs `energy` and `flex`
+//! delivery, happens once, and conserves the payment token. Aggregators (by their `aggregator`
+//! attribute) commit for the prosumers that joined them, a POD counts once per request, and an
+//! aggregate's delivery is its members' sum, paid to and penalised from the aggregator. The host runs `energy` and `flex`
 //! for same-channel calls on the market's state and `meter` for cross-channel reads of
 //! in-memory bilateral channels, as the peer would.
 
@@ -14,7 +16,9 @@ use support::{fails, ok};
 use std::collections::BTreeMap;
 
 use gridledger_chaincode::energy::{Balance, EnergyMarket, FlexPayment, Supply, Trade};
-use gridledger_chaincode::flex::{Commitment, Delivery, DemandResponse, Request};
+use gridledger_chaincode::flex::{
+    Commitment, Delivery, DemandResponse, MemberDelivery, Membership, Request,
+};
 use gridledger_chaincode::meter::MeterReadings;
 use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
@@ -32,6 +36,7 @@ const AFTER: i64 = PERIOD + 900;
 const R002: &str = "RetailerMSP:POD-R002";
 const R003: &str = "RetailerMSP:POD-R003";
 const C001: &str = "CommunityMSP:POD-C001";
+const AGG_R: &str = "RetailerMSP:AGG-R";
 
 /// One channel's world state, by (namespace, key).
 #[derive(Default, Clone)]
@@ -42,7 +47,11 @@ impl MemState {
         for ns in &result.rwset.ns_rwset {
             let kv = KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
             for w in kv.writes {
-                self.0.insert((ns.namespace.clone(), w.key), w.value);
+                if w.is_delete {
+                    self.0.remove(&(ns.namespace.clone(), w.key));
+                } else {
+                    self.0.insert((ns.namespace.clone(), w.key), w.value);
+                }
             }
         }
     }
@@ -143,10 +152,14 @@ fn people(test: &str) -> People {
             {"msp_id": "RetailerMSP", "users": [
                 {"name": "Clerk"},
                 {"name": "Prosumer-R002", "attributes": {"pod": "POD-R002"}},
-                {"name": "Prosumer-R003", "attributes": {"pod": "POD-R003"}}
+                {"name": "Prosumer-R003", "attributes": {"pod": "POD-R003"}},
+                {"name": "Prosumer-R004", "attributes": {"pod": "POD-R004"}},
+                {"name": "Aggregator-R", "attributes": {"aggregator": "AGG-R"}},
+                {"name": "Aggregator-R2", "attributes": {"aggregator": "AGG-R2"}}
             ]},
             {"msp_id": "CommunityMSP", "users": [
-                {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}}
+                {"name": "Prosumer-C001", "attributes": {"pod": "POD-C001"}},
+                {"name": "Aggregator-C", "attributes": {"aggregator": "AGG-C"}}
             ]}
         ]),
     )
@@ -264,8 +277,8 @@ fn publish(world: &mut World, people: &People) {
     ));
 }
 
-/// The market organizations register their meter channels; R002 and C001 commit 4 kW each.
-fn setup(people: &People) -> World {
+/// `dr1` published and the market organizations' meter channels registered; nothing committed.
+fn registered(people: &People) -> World {
     let mut world = World::default();
     publish(&mut world, people);
     ok(&world.energy(
@@ -278,6 +291,12 @@ fn setup(people: &People) -> World {
         BEFORE,
         &["RegisterMeterChannel", "meter-community"],
     ));
+    world
+}
+
+/// The market organizations register their meter channels; R002 and C001 commit 4 kW each.
+fn setup(people: &People) -> World {
+    let mut world = registered(people);
     for who in [
         people.user("RetailerMSP", "Prosumer-R002"),
         people.user("CommunityMSP", "Prosumer-C001"),
@@ -544,6 +563,7 @@ fn baseline_delivery_remuneration_and_penalty_are_as_documented() {
             ],
             baseline_wh: 2000,
             actual_wh: 900,
+            members: vec![],
             delivered_wh: 1100,
             credited_wh: 1000,
             shortfall_wh: 0,
@@ -724,4 +744,278 @@ fn bad_flex_arguments_are_refused_with_the_reason() {
     ] {
         fails(&world.flex(who, BEFORE, &args), needle);
     }
+}
+
+/// `who` joins aggregator `aggregator`.
+fn join(world: &mut World, who: &Who, aggregator: &str) -> Membership {
+    serde_json::from_slice(&ok(&world.flex(
+        who,
+        BEFORE,
+        &["JoinAggregator", aggregator],
+    )))
+    .expect("membership")
+}
+
+#[test]
+fn an_aggregator_commits_for_the_members_that_joined_it_and_a_pod_counts_once() {
+    let people = people("aggregate");
+    let mut world = setup(&people);
+    let (r002, r003, r004) = (
+        people.user("RetailerMSP", "Prosumer-R002"),
+        people.user("RetailerMSP", "Prosumer-R003"),
+        people.user("RetailerMSP", "Prosumer-R004"),
+    );
+    let agg = people.user("RetailerMSP", "Aggregator-R");
+    let commit = |members: &str, kw: &str| {
+        vec![
+            "CommitAggregate".to_owned(),
+            "dr1".to_owned(),
+            p(),
+            kw.to_owned(),
+            members.to_owned(),
+        ]
+    };
+    let run = |world: &mut World, who: &Who, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        world.flex(who, BEFORE, &args)
+    };
+
+    // Membership is the prosumer's own transaction, with an aggregator of its organization.
+    let joined = join(&mut world, &r003, AGG_R);
+    assert_eq!(
+        (joined.account.as_str(), joined.aggregator.as_str()),
+        (R003, AGG_R)
+    );
+    join(&mut world, &r004, AGG_R);
+    join(&mut world, &r002, AGG_R);
+    fails(
+        &world.flex(
+            &people.user("CommunityMSP", "Prosumer-C001"),
+            BEFORE,
+            &["JoinAggregator", AGG_R],
+        ),
+        "only an aggregator of its own organization (CommunityMSP)",
+    );
+    fails(
+        &world.flex(&agg, BEFORE, &["JoinAggregator", AGG_R]),
+        "no `pod` attribute",
+    );
+
+    // Only an aggregator identity commits an aggregate, and only for PODs that joined it.
+    fails(
+        &run(&mut world, &r003, &commit("POD-R003", "1")),
+        "no `aggregator` attribute",
+    );
+    fails(
+        &run(&mut world, &agg, &commit("POD-R003,POD-R009", "1")),
+        "RetailerMSP:POD-R009 is not a member of RetailerMSP:AGG-R",
+    );
+    fails(
+        &run(
+            &mut world,
+            &people.user("CommunityMSP", "Aggregator-C"),
+            &commit("POD-C001", "1"),
+        ),
+        "CommunityMSP:POD-C001 is not a member of CommunityMSP:AGG-C",
+    );
+    fails(
+        &run(&mut world, &agg, &commit("POD-R003,POD-R003", "1")),
+        "listed twice",
+    );
+    // R002 committed on its own already: it is not counted again in the aggregate.
+    fails(
+        &run(&mut world, &agg, &commit("POD-R003,POD-R004,POD-R002", "2")),
+        "RetailerMSP:POD-R002 is already counted in RetailerMSP:POD-R002's commitment to request dr1",
+    );
+    fails(
+        &run(&mut world, &agg, &commit("POD-R003,POD-R004", "3")),
+        "above the 2 kW still open",
+    );
+    let commitment: Commitment = serde_json::from_slice(&ok(&run(
+        &mut world,
+        &agg,
+        &commit("POD-R003,POD-R004", "2"),
+    )))
+    .expect("commitment");
+    assert_eq!(
+        (
+            commitment.account.as_str(),
+            commitment.kw,
+            commitment.members.clone()
+        ),
+        (AGG_R, 2, vec!["POD-R003".to_owned(), "POD-R004".to_owned()])
+    );
+    fails(
+        &run(&mut world, &agg, &commit("POD-R003", "1")),
+        "already committed",
+    );
+
+    // The other direction: a member counted in the aggregate cannot commit on its own, nor be
+    // counted by another aggregator it moves to.
+    fails(
+        &world.flex(&r003, BEFORE, &["CommitCapacity", "dr1", &p(), "1"]),
+        "RetailerMSP:POD-R003 is already counted in RetailerMSP:AGG-R's commitment to request dr1",
+    );
+    ok(&world.flex(&r004, BEFORE, &["LeaveAggregator"]));
+    fails(
+        &world.flex(
+            &people.user("DSOMSP", "Operator"),
+            BEFORE,
+            &["GetMembership", "RetailerMSP:POD-R004"],
+        ),
+        "has joined no aggregator",
+    );
+    join(&mut world, &r004, "RetailerMSP:AGG-R2");
+    fails(
+        &run(
+            &mut world,
+            &people.user("RetailerMSP", "Aggregator-R2"),
+            &commit("POD-R004", "1"),
+        ),
+        "RetailerMSP:POD-R004 is already counted in RetailerMSP:AGG-R's commitment to request dr1",
+    );
+
+    let request: Request =
+        serde_json::from_slice(&ok(&world.flex(&agg, BEFORE, &["GetRequest", "dr1", &p()])))
+            .expect("request");
+    assert_eq!(request.committed_kw, 10);
+    let commitments: Vec<Commitment> = serde_json::from_slice(&ok(&world.flex(
+        &agg,
+        BEFORE,
+        &["GetCommitments", "dr1", &p()],
+    )))
+    .expect("commitments");
+    let listed: Vec<(&str, u64, usize)> = commitments
+        .iter()
+        .map(|c| (c.account.as_str(), c.kw, c.members.len()))
+        .collect();
+    assert_eq!(listed, [(C001, 4, 0), (AGG_R, 2, 2), (R002, 4, 0)]);
+}
+
+#[test]
+fn an_aggregates_delivery_sums_its_members_and_is_paid_and_penalised_on_its_account() {
+    let people = people("aggregate-delivery");
+    let mut world = registered(&people);
+    let dso = people.user("DSOMSP", "Operator");
+    let agg = people.user("RetailerMSP", "Aggregator-R");
+    let treasury = "DSOMSP:treasury";
+    join(
+        &mut world,
+        &people.user("RetailerMSP", "Prosumer-R002"),
+        AGG_R,
+    );
+    join(
+        &mut world,
+        &people.user("RetailerMSP", "Prosumer-R003"),
+        AGG_R,
+    );
+    ok(&world.flex(
+        &agg,
+        BEFORE,
+        &["CommitAggregate", "dr1", &p(), "8", "POD-R002, POD-R003"],
+    ));
+    // R002 as in the prosumer case: baseline 2000, actual 900. R003: baseline 1000 on days
+    // 1-3 and 1200 in the period, above its baseline.
+    record_history(&mut world, &people);
+    let r003 = people.user("DSOMSP", "Meter-R003");
+    for day in 1..=3 {
+        world.reading("meter-retailer", &r003, PERIOD - day * DAY, 1000, 0);
+    }
+    let args = ["AttestDelivery", "dr1", &p(), AGG_R];
+    fails(
+        &world.energy(&dso, AFTER, &["PayFlex", "dr1", &p(), AGG_R]),
+        "no attested delivery to pay",
+    );
+    // Every member needs its own reading for the period.
+    fails(
+        &world.flex(&dso, AFTER, &args),
+        "no meter at POD-R003 has a reading for period",
+    );
+    world.reading("meter-retailer", &r003, PERIOD, 1200, 0);
+    let delivery: Delivery =
+        serde_json::from_slice(&ok(&world.flex(&dso, AFTER, &args))).expect("delivery");
+    assert_eq!(
+        delivery.members,
+        [
+            MemberDelivery {
+                pod: "POD-R002".to_owned(),
+                baseline_days: vec![
+                    PERIOD - DAY,
+                    PERIOD - 2 * DAY,
+                    PERIOD - 3 * DAY,
+                    PERIOD - 5 * DAY,
+                    PERIOD - 6 * DAY
+                ],
+                baseline_wh: 2000,
+                actual_wh: 900,
+            },
+            MemberDelivery {
+                pod: "POD-R003".to_owned(),
+                baseline_days: vec![PERIOD - DAY, PERIOD - 2 * DAY, PERIOD - 3 * DAY],
+                baseline_wh: 1000,
+                actual_wh: 1200,
+            },
+        ]
+    );
+    // Pool: baseline 3000, actual 2100, delivered 900 of 2000 committed (8 kW × 250).
+    // 900 Wh × 25 c/kWh = 22.5 → 22 c; 1100 Wh × 33 c/kWh = 36.3 → 36 c.
+    assert_eq!(
+        (
+            delivery.account.as_str(),
+            delivery.baseline_wh,
+            delivery.actual_wh,
+            delivery.delivered_wh,
+            delivery.committed_wh,
+            delivery.credited_wh,
+            delivery.shortfall_wh,
+            delivery.remuneration_cents,
+            delivery.penalty_cents
+        ),
+        (AGG_R, 3000, 2100, 900, 2000, 900, 1100, 22, 36)
+    );
+    // Recomputable from the record alone: the pool's figures are the members' sums.
+    let baseline: i64 = delivery.members.iter().map(|m| m.baseline_wh).sum();
+    let actual: i64 = delivery.members.iter().map(|m| m.actual_wh).sum();
+    assert_eq!(
+        u64::try_from(baseline - actual).expect("a reduction"),
+        delivery.delivered_wh
+    );
+    fails(&world.flex(&dso, AFTER, &args), "already attested");
+
+    // Paid to, and penalised from, the aggregator's payment account.
+    ok(&world.energy(
+        &people.user("DSOMSP", "Admin"),
+        BEFORE,
+        &["IssuePayment", treasury, "1000"],
+    ));
+    ok(&world.energy(
+        &people.user("RetailerMSP", "Admin"),
+        BEFORE,
+        &["IssuePayment", AGG_R, "100"],
+    ));
+    let paid: FlexPayment = serde_json::from_slice(&ok(&world.energy(
+        &dso,
+        AFTER,
+        &["PayFlex", "dr1", &p(), AGG_R],
+    )))
+    .expect("payment");
+    assert_eq!(
+        (
+            paid.remuneration_cents,
+            paid.penalty_cents,
+            paid.penalty_paid_cents,
+            paid.penalty_unpaid_cents
+        ),
+        (22, 36, 36, 0)
+    );
+    assert_eq!(
+        (world.balance(AGG_R), world.balance(treasury)),
+        (100 + 22 - 36, 1000 - 22 + 36)
+    );
+    assert_eq!((world.balance(R002), world.balance(R003)), (0, 0));
+    fails(
+        &world.energy(&dso, AFTER, &["PayFlex", "dr1", &p(), AGG_R]),
+        "already paid",
+    );
+    world.check_payment_conservation();
 }

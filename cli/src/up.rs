@@ -86,8 +86,9 @@ fn pod_bus(letter: char, n: usize) -> usize {
     }
 }
 
-/// The consortium's identities: the built-in crypto config plus, per market organization,
-/// prosumers up to [`PROSUMERS_PER_ORG`] and one DSO meter per prosumer's POD.
+/// The consortium's identities: the built-in crypto config plus, per market organization, a
+/// demand-response aggregator (`Aggregator-R`, attribute `aggregator=AGG-R`), prosumers up to
+/// [`PROSUMERS_PER_ORG`] and one DSO meter per prosumer's POD.
 fn crypto_config() -> anyhow::Result<CryptoConfig> {
     let mut config: CryptoConfig =
         toml::from_str(CRYPTO_CONFIG).context("parsing the built-in crypto config")?;
@@ -98,6 +99,14 @@ fn crypto_config() -> anyhow::Result<CryptoConfig> {
             .iter_mut()
             .find(|o| o.msp_id == msp_id)
             .with_context(|| format!("the built-in crypto config has no {msp_id}"))?;
+        // The organization's demand-response aggregator (flex's `aggregator` attribute).
+        let aggregator = format!("Aggregator-{letter}");
+        if !org.users.iter().any(|u| u.name == aggregator) {
+            org.users.push(material::UserSpec {
+                name: aggregator,
+                attributes: [("aggregator".to_owned(), format!("AGG-{letter}"))].into(),
+            });
+        }
         for n in 1..=PROSUMERS_PER_ORG {
             let name = format!("Prosumer-{letter}{n:03}");
             if !org.users.iter().any(|u| u.name == name) {
@@ -447,12 +456,15 @@ fn network_json(
     })
 }
 
-/// The client identities of an organization: User1; a market organization's prosumers
-/// (certificates carrying their point of delivery); the DSO's meters (carrying meter id and
-/// POD).
+/// The client identities of an organization: User1; a market organization's aggregator and
+/// prosumers (certificates carrying their point of delivery); the DSO's meters (carrying meter
+/// id and POD).
 fn users_of(msp_id: &str) -> Vec<String> {
     let mut names = vec!["User1".to_owned()];
     for (market_org, letter, _) in MARKET_ORGS {
+        if msp_id == market_org {
+            names.push(format!("Aggregator-{letter}"));
+        }
         for n in 1..=PROSUMERS_PER_ORG {
             if msp_id == market_org {
                 names.push(format!("Prosumer-{letter}{n:03}"));

@@ -4,7 +4,9 @@
 //! `meter-retailer` and `meter-community`, DSO attestations checked by the endorsers against
 //! those readings, settlement and burning — then, from the committed blocks, both conservation
 //! laws at every height, and from the files on disk, that the market channel holds no meter
-//! reading.
+//! reading. Erasure: purged readings leave no byte on any node, their hash stays, and an
+//! attestation made before the purge still verifies against the readings and salt kept off the
+//! ledger.
 //!
 //! Trading happens at the real time for a delivery period a few hours ahead; readings and
 //! attestations are timestamped just after that period (the SDK's `Contract::at`), as a client
@@ -613,7 +615,8 @@ async fn gateway_for_peer_of(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn erased_readings_leave_no_byte_on_any_node_and_their_hash_stays() {
+async fn erased_readings_leave_no_byte_on_any_node_their_hash_stays_and_attestations_still_verify()
+{
     let (net, network) = UpNetwork::start("energy-erasure");
     let dir = net.dir.clone();
     let meter = gateway_as(&dir, &network, "DSOMSP", "Meter-R001").await;
@@ -709,6 +712,27 @@ async fn erased_readings_leave_no_byte_on_any_node_and_their_hash_stays() {
         "and only in the meter channel's ledgers: {before:?}"
     );
 
+    // Before the erasure, the DSO attests the first interval on `market`: the attestation
+    // commits to the readings with a salt of the DSO's, kept off the ledger like the readings
+    // it keeps in its own records (here: `kept`).
+    let attestation_salt: &[u8] = b"attestation-salt-kept-off-ledger";
+    let kept = read
+        .evaluate("GetPodReadings", &["POD-R001", &p])
+        .await
+        .expect("the readings the attestation covers");
+    let attest = dso.network(MARKET).contract(ENERGY).at(after);
+    match decide(
+        &attest,
+        &["Attest", &p, "RetailerMSP:POD-R001", "0", "1000"],
+        &[("salt", attestation_salt)],
+        &["DSOMSP", "RetailerMSP"],
+    )
+    .await
+    {
+        Decision::Committed(_) => {}
+        Decision::Refused(e) => panic!("the attestation was refused: {e}"),
+    }
+
     // The customer asks to be forgotten: the DSO erases the first two intervals.
     let erase = dso.network("meter-retailer").contract(METER).at(after);
     let to = (period + 1800).to_string();
@@ -774,4 +798,47 @@ async fn erased_readings_leave_no_byte_on_any_node_and_their_hash_stays() {
         left.is_empty(),
         "the second erased reading is still in {left:?}"
     );
+
+    // The attestation made before the erasure still verifies: the meter channel no longer
+    // serves the attested interval's readings, but whoever kept them and the salt recomputes
+    // the commitment exactly as `energy`'s Attest made it, SHA-256(salt ‖ readings).
+    let served = read
+        .evaluate("GetPodReadings", &["POD-R001", &p])
+        .await
+        .expect("the POD's readings");
+    assert_eq!(
+        json(&served),
+        serde_json::json!([]),
+        "nothing left to serve"
+    );
+    let left = holders(&String::from_utf8_lossy(&kept));
+    assert!(left.is_empty(), "the kept readings are still in {left:?}");
+    let attestation = json(
+        &dso.network(MARKET)
+            .contract(ENERGY)
+            .evaluate("GetAttestation", &[&p, "RetailerMSP:POD-R001"])
+            .await
+            .expect("the attestation stays on market"),
+    );
+    let mut committed = attestation_salt.to_vec();
+    committed.extend(&kept);
+    let recomputed: String = gridledger_proto::blockutil::sha256(&committed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(attestation["commitment"], recomputed.as_str());
+    // And it binds those readings: other values do not verify.
+    let altered = String::from_utf8_lossy(&kept).replace("\"import_wh\":1000", "\"import_wh\":999");
+    assert_ne!(
+        altered.as_bytes(),
+        kept.as_slice(),
+        "the kept readings name 1000 Wh"
+    );
+    let mut forged = attestation_salt.to_vec();
+    forged.extend(altered.as_bytes());
+    let forged: String = gridledger_proto::blockutil::sha256(&forged)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_ne!(attestation["commitment"], forged.as_str());
 }
