@@ -102,6 +102,21 @@ pub fn commit_block_pulling(
     ledger
         .commit_block_with_missing(&with_codes, &validated.updates, &missing)
         .map_err(|e| e.to_string())?;
+    // The DSO's reservations of trades whose transactions this block decided are released,
+    // valid or not.
+    if let Some(feasibility) = peer.and_then(Peer::feasibility) {
+        feasibility.committed(
+            channel.id(),
+            validated.updates.txs.iter().map(|tx| {
+                let code = validated
+                    .codes
+                    .get(usize::try_from(tx.tx_num).unwrap_or(usize::MAX))
+                    .copied()
+                    .unwrap_or(gridledger_proto::protos::TxValidationCode::InvalidOtherReason);
+                (tx.tx_id.as_str(), code)
+            }),
+        );
+    }
     let metrics = crate::metrics::get();
     let labels = [channel.id()];
     metrics.blocks_committed.inc(&labels);
