@@ -545,3 +545,59 @@ fn a_trade_from_a_bid_is_certified_like_one_from_an_offer() {
         .expect_err("together they overload");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_committer_reports_each_transaction_of_a_block_with_its_own_code() {
+    use gridledger_peer::validation::{BlockUpdates, TxUpdates, ValidatedBlock};
+    let dir = scratch("committer");
+    let ledger = Ledger::open(&dir, "market").expect("ledger");
+    let state = ledger.snapshot().expect("snapshot");
+    let check = FeasibilityCheck::load(config()).expect("loads");
+    let (first, second) = halves();
+    check
+        .review("market", "energy", "tx-a", &rwset("energy", &first), &state)
+        .expect("the first half is feasible");
+    // A block of three: an envelope without a trusted tx id (so no entry in the
+    // updates), an unrelated valid transaction, and the first half's, which lost an MVCC
+    // conflict. Each transaction's code is found by its position in the block.
+    let tx = |tx_num: u64, tx_id: &str, code: TxValidationCode| TxUpdates {
+        tx_num,
+        tx_id: tx_id.into(),
+        validation_code: code as u8,
+        ..TxUpdates::default()
+    };
+    let block = ValidatedBlock {
+        codes: vec![
+            TxValidationCode::BadPayload,
+            TxValidationCode::Valid,
+            TxValidationCode::MvccReadConflict,
+        ],
+        updates: BlockUpdates {
+            txs: vec![
+                tx(1, "tx-other", TxValidationCode::Valid),
+                tx(2, "tx-a", TxValidationCode::MvccReadConflict),
+            ],
+        },
+        config: None,
+        private: Vec::new(),
+    };
+    assert_eq!(
+        gridledger_peer::committer::release_reservations(&check, "other", &block),
+        0,
+        "another channel's block"
+    );
+    assert_eq!(
+        gridledger_peer::committer::release_reservations(&check, "market", &block),
+        1
+    );
+    check
+        .review(
+            "market",
+            "energy",
+            "tx-b",
+            &rwset("energy", &second),
+            &state,
+        )
+        .expect("the first half's reservation is gone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
