@@ -154,9 +154,11 @@ async fn energy_state_per_block(gateway: &Gateway) -> Vec<BTreeMap<String, Vec<u
     per_block
 }
 
-/// The `energy` writes of an endorser transaction (`None`: a delete), and the MSP ids of its
-/// endorsers.
-fn energy_writes(envelope: &[u8]) -> (Vec<(String, Option<Vec<u8>>)>, Vec<String>) {
+/// A key and its new value (`None`: a delete).
+type Write = (String, Option<Vec<u8>>);
+
+/// The `energy` writes of an endorser transaction, and the MSP ids of its endorsers.
+fn energy_writes(envelope: &[u8]) -> (Vec<Write>, Vec<String>) {
     let envelope = common::Envelope::decode(envelope).expect("Envelope");
     let payload = common::Payload::decode(envelope.payload.as_slice()).expect("Payload");
     let header = payload.header.expect("header");
