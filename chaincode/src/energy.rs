@@ -1,6 +1,7 @@
-//! `energy`: the market channel's contracts — payment balances, offers and trades with escrowed
-//! payment, and after delivery the three contracts of the energy-blockchain literature: mint
-//! e-tokens for metered export, move them to buyers against payment, burn them on consumption.
+//! `energy`: the market channel's contracts — payment balances, offers, bids and trades with
+//! escrowed payment, and after delivery the three contracts of the energy-blockchain
+//! literature: mint e-tokens for metered export, move them to buyers against payment, burn them
+//! on consumption.
 //!
 //! Units are integers: energy in Wh, money in cents of the payment token. Accounts are
 //! `<MSP>:<POD>` — a prosumer's organization and point of delivery — so a creator's account
@@ -15,12 +16,15 @@
 //! | `PostOffer` | a prosumer (its `pod`) | offer_id, period, energy_wh, price_cents_per_kwh |
 //! | `CancelOffer` | the offer's seller | offer_id, period |
 //! | `AcceptOffer` | a prosumer (its `pod`), not the seller | trade_id, offer_id, period, energy_wh |
+//! | `PostBid` | a prosumer (its `pod`) | bid_id, period, energy_wh, price_cents_per_kwh |
+//! | `CancelBid` | the bid's buyer | bid_id, period |
+//! | `AcceptBid` | a prosumer (its `pod`), not the buyer | trade_id, bid_id, period, energy_wh |
 //! | `Attest` | the DSO, after the period; transient `salt` | period, account, export_wh, import_wh |
 //! | `Settle` | the DSO, once both sides are attested | trade_id, period |
 //! | `Burn` | the DSO, once the account is attested | period, account |
 //! | `PayFlex` | the DSO, once `flex` attested the delivery | request_id, period, account |
 //! | `Balance` | anyone | account |
-//! | `GetTrade` / `GetOffer` | anyone | id, period |
+//! | `GetTrade` / `GetOffer` / `GetBid` | anyone | id, period |
 //! | `GetAttestation` | anyone | period, account |
 //! | `Supply` | anyone | – (all accounts) or account |
 //! | `GetMeterChannel` | anyone | msp_id |
@@ -29,6 +33,11 @@
 //! Rules: trading for a delivery period (a Unix time on a 15-minute boundary) closes
 //! [`GATE_CLOSURE_SECONDS`] before it starts, by the transaction's timestamp. Accepting an offer
 //! moves the price (rounded up to a cent) from the buyer's balance into the trade's escrow.
+//! Posting a bid moves its largest payment (rounded up to a cent) from the buyer's balance into
+//! the bid's escrow, so an accepted bid is always paid for; accepting it (all or part) makes the
+//! same trade as accepting an offer, the seller being the accepting prosumer, and moves the
+//! part of the bid's escrow that pays for it into the trade's escrow. Cancelling a bid — also
+//! after gate closure, when it can no longer be accepted — refunds what its escrow still holds.
 //! `Attest` mints `export_wh` e-tokens to the account, once per account and period. `Settle`
 //! moves `min(traded, seller's e-tokens)` to the buyer, pays the seller for it from escrow and
 //! refunds the rest to the buyer, recording the shortfall as the trade's imbalance. `Burn`
@@ -43,7 +52,7 @@
 //! `GetFlexPayment` returns). Only payment moves, so the issued total is unchanged.
 //!
 //! Invariants, checked by [`Supply`]: e-tokens in accounts = minted − burned; payment in
-//! balances + escrow of unsettled trades = issued. MVCC makes every balance single-spend. The
+//! balances + escrow of unsettled trades + escrow of bids = issued. MVCC makes every balance single-spend. The
 //! totals are kept per account (`supply/<account>`: what was issued to, minted for and burned
 //! from it), so transactions for different accounts never conflict on a shared counter;
 //! `Supply` with no argument sums them, `Supply account` gives one.
@@ -148,13 +157,45 @@ pub struct Offer {
     pub status: String,
 }
 
-/// A trade: energy bought from an offer, its payment in escrow until settlement.
+/// A bid to buy energy in a period, its largest payment held in escrow until it is accepted,
+/// cancelled or filled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// Its id.
+    pub id: String,
+    /// The buyer's account.
+    pub buyer: String,
+    /// The buyer's point of delivery.
+    pub buyer_pod: String,
+    /// Delivery period start.
+    pub period: i64,
+    /// Energy bid for, Wh.
+    pub energy_wh: u64,
+    /// Energy not yet bought, Wh.
+    pub remaining_wh: u64,
+    /// Price, cents per kWh.
+    pub price_cents_per_kwh: u64,
+    /// Payment held for the remaining energy, cents: always its price rounded up to a cent
+    /// (zero once cancelled).
+    pub escrow_cents: u64,
+    /// `open` or `cancelled`.
+    pub status: String,
+}
+
+/// A trade: energy bought from an offer or sold to a bid, its payment in escrow until
+/// settlement. Both kinds are the same record under the same key, so the DSO certifies and
+/// `Settle` settles them alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trade {
     /// Its id.
     pub id: String,
-    /// The offer it came from.
+    /// The offer it came from (`AcceptOffer`); empty for a trade from a bid.
+    #[serde(default)]
     pub offer_id: String,
+    /// The bid it came from (`AcceptBid`); empty, and not serialized, for a trade from an
+    /// offer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bid_id: String,
     /// Seller account and point of delivery.
     pub seller: String,
     /// Seller point of delivery.
@@ -260,6 +301,16 @@ fn balance_key(account: &str) -> String {
 
 fn offer_key(period: i64, id: &str) -> String {
     format!("offer/{period:012}/{id}")
+}
+
+fn bid_key(period: i64, id: &str) -> String {
+    format!("bid/{period:012}/{id}")
+}
+
+/// The price of `energy_wh` at `price_cents_per_kwh`, rounded up to a cent: the buyer never
+/// pays less than the energy costs.
+fn cost_cents(energy_wh: u64, price_cents_per_kwh: u64) -> u64 {
+    (energy_wh * price_cents_per_kwh).div_ceil(1000)
 }
 
 fn trade_key(period: i64, id: &str) -> String {
@@ -398,6 +449,9 @@ impl Chaincode for EnergyMarket {
             "PostOffer" => post_offer(stub, &args),
             "CancelOffer" => cancel_offer(stub, &args),
             "AcceptOffer" => accept_offer(stub, &args),
+            "PostBid" => post_bid(stub, &args),
+            "CancelBid" => cancel_bid(stub, &args),
+            "AcceptBid" => accept_bid(stub, &args),
             "Attest" => self.attest(stub, &args),
             "Settle" => self.settle(stub, &args),
             "Burn" => self.burn(stub, &args),
@@ -427,6 +481,12 @@ impl Chaincode for EnergyMarket {
                 get::<Offer>(stub, &key)?
                     .map(|o| to_json(&o))
                     .ok_or_else(|| format!("no offer {}", a[0]))
+            }),
+            "GetBid" => expect_args(&args, &["bid_id", "period"], "GetBid").and_then(|a| {
+                let key = bid_key(period(&a[1])?, a[0].trim());
+                get::<Bid>(stub, &key)?
+                    .map(|b| to_json(&b))
+                    .ok_or_else(|| format!("no bid {}", a[0]))
             }),
             "GetTrade" => expect_args(&args, &["trade_id", "period"], "GetTrade").and_then(|a| {
                 let key = trade_key(period(&a[1])?, a[0].trim());
@@ -568,8 +628,7 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
     if get::<Trade>(stub, &key)?.is_some() {
         return Err(format!("trade {trade_id} already exists"));
     }
-    // Price rounded up to a cent: the buyer never pays less than the energy costs.
-    let escrow_cents = (energy_wh * offer.price_cents_per_kwh).div_ceil(1000);
+    let escrow_cents = cost_cents(energy_wh, offer.price_cents_per_kwh);
     let mut balance = load_balance(stub, &buyer)?;
     if balance.payment_cents < escrow_cents {
         return Err(format!(
@@ -582,6 +641,7 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
     let trade = Trade {
         id: trade_id.to_owned(),
         offer_id: offer.id.clone(),
+        bid_id: String::new(),
         seller: offer.seller.clone(),
         seller_pod: offer.seller_pod.clone(),
         buyer: buyer.clone(),
@@ -598,6 +658,152 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
     };
     put(stub, &balance_key(&buyer), &balance)?;
     put(stub, &offer_key, &offer)?;
+    put(stub, &key, &trade)?;
+    let payload = to_json(&trade);
+    stub.set_event("Trade", &payload).map_err(state)?;
+    Ok(payload)
+}
+
+fn post_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = expect_args(
+        args,
+        &["bid_id", "period", "energy_wh", "price_cents_per_kwh"],
+        "PostBid",
+    )?;
+    let id = args[0].trim();
+    check_id("bid id", id)?;
+    let period = period(&args[1])?;
+    let energy_wh = number("energy", &args[2], MAX_ENERGY_WH)?;
+    let price = number("price", &args[3], MAX_PRICE_CENTS_PER_KWH)?;
+    if energy_wh == 0 {
+        return Err("a bid must buy some energy".to_string());
+    }
+    let (buyer, buyer_pod) = prosumer_account(stub)?;
+    before_gate_closure(stub, period)?;
+    let key = bid_key(period, id);
+    if get::<Bid>(stub, &key)?.is_some() {
+        return Err(format!("bid {id} already exists"));
+    }
+    // The bid's largest payment leaves the buyer's balance now, so a seller can always be
+    // paid from it.
+    let escrow_cents = cost_cents(energy_wh, price);
+    let mut balance = load_balance(stub, &buyer)?;
+    if balance.payment_cents < escrow_cents {
+        return Err(format!(
+            "{buyer} has {} cents, the bid costs up to {escrow_cents}",
+            balance.payment_cents
+        ));
+    }
+    balance.payment_cents -= escrow_cents;
+    let bid = Bid {
+        id: id.to_owned(),
+        buyer: buyer.clone(),
+        buyer_pod,
+        period,
+        energy_wh,
+        remaining_wh: energy_wh,
+        price_cents_per_kwh: price,
+        escrow_cents,
+        status: "open".to_string(),
+    };
+    put(stub, &balance_key(&buyer), &balance)?;
+    put(stub, &key, &bid)?;
+    Ok(to_json(&bid))
+}
+
+/// Cancels a bid and refunds what it still holds. Unlike an offer, a bid may be cancelled
+/// after gate closure too: it can no longer be accepted then, and its escrow goes back.
+fn cancel_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = expect_args(args, &["bid_id", "period"], "CancelBid")?;
+    let key = bid_key(period(&args[1])?, args[0].trim());
+    let mut bid: Bid = get(stub, &key)?.ok_or_else(|| format!("no bid {}", args[0]))?;
+    let (account, _) = prosumer_account(stub)?;
+    if account != bid.buyer {
+        return Err(format!(
+            "only the buyer {} cancels bid {}",
+            bid.buyer, bid.id
+        ));
+    }
+    if bid.status != "open" {
+        return Err(format!("bid {} is {}", bid.id, bid.status));
+    }
+    let mut balance = load_balance(stub, &bid.buyer)?;
+    balance.payment_cents = balance
+        .payment_cents
+        .checked_add(bid.escrow_cents)
+        .ok_or("the balance would overflow")?;
+    bid.escrow_cents = 0;
+    bid.status = "cancelled".to_string();
+    put(stub, &balance_key(&bid.buyer), &balance)?;
+    put(stub, &key, &bid)?;
+    Ok(to_json(&bid))
+}
+
+fn accept_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let args = expect_args(
+        args,
+        &["trade_id", "bid_id", "period", "energy_wh"],
+        "AcceptBid",
+    )?;
+    let trade_id = args[0].trim();
+    check_id("trade id", trade_id)?;
+    let period = period(&args[2])?;
+    let energy_wh = number("energy", &args[3], MAX_ENERGY_WH)?;
+    if energy_wh == 0 {
+        return Err("a trade must sell some energy".to_string());
+    }
+    let (seller, seller_pod) = prosumer_account(stub)?;
+    before_gate_closure(stub, period)?;
+    let bid_key = bid_key(period, args[1].trim());
+    let mut bid: Bid = get(stub, &bid_key)?
+        .ok_or_else(|| format!("no bid {} for period {period}", args[1].trim()))?;
+    if bid.status != "open" {
+        return Err(format!("bid {} is {}", bid.id, bid.status));
+    }
+    if bid.buyer == seller {
+        return Err("a prosumer cannot sell to its own bid".to_string());
+    }
+    if bid.remaining_wh < energy_wh {
+        return Err(format!(
+            "bid {} has {} Wh left, not {energy_wh}",
+            bid.id, bid.remaining_wh
+        ));
+    }
+    let key = trade_key(period, trade_id);
+    if get::<Trade>(stub, &key)?.is_some() {
+        return Err(format!("trade {trade_id} already exists"));
+    }
+    // The bid keeps the price of what remains, rounded up; the trade takes the difference,
+    // which is never less than its own price rounded down (what settlement can pay for it),
+    // and the bid's last trade takes what is left — so no cent is created or lost.
+    bid.remaining_wh -= energy_wh;
+    let kept = cost_cents(bid.remaining_wh, bid.price_cents_per_kwh);
+    let escrow_cents = bid.escrow_cents.checked_sub(kept).ok_or_else(|| {
+        format!(
+            "bid {} holds {} cents, less than the {kept} its remaining energy costs",
+            bid.id, bid.escrow_cents
+        )
+    })?;
+    bid.escrow_cents = kept;
+    let trade = Trade {
+        id: trade_id.to_owned(),
+        offer_id: String::new(),
+        bid_id: bid.id.clone(),
+        seller,
+        seller_pod,
+        buyer: bid.buyer.clone(),
+        buyer_pod: bid.buyer_pod.clone(),
+        period,
+        energy_wh,
+        price_cents_per_kwh: bid.price_cents_per_kwh,
+        escrow_cents,
+        status: "escrowed".to_string(),
+        delivered_wh: 0,
+        paid_cents: 0,
+        refunded_cents: 0,
+        imbalance_wh: 0,
+    };
+    put(stub, &bid_key, &bid)?;
     put(stub, &key, &trade)?;
     let payload = to_json(&trade);
     stub.set_event("Trade", &payload).map_err(state)?;

@@ -1,7 +1,7 @@
 //! The `energy` chaincode against an in-memory world state, with real identities (crypto
 //! material generated like the local consortium's: admins by OU, prosumers by their `pod`
-//! attribute): payment issued only by an account's own organization's admin, offers and escrowed
-//! trades up to gate closure, DSO attestations minting e-tokens after the period, settlement
+//! attribute): payment issued only by an account's own organization's admin, offers, bids with
+//! their largest payment escrowed, and escrowed trades from either up to gate closure, DSO attestations minting e-tokens after the period, settlement
 //! moving them against payment with refunds and imbalance, burning against consumption, and
 //! conservation of both supplies throughout. Attestations are checked against the readings of
 //! the `meter` chaincode on in-memory bilateral channels, as the peer's cross-channel call
@@ -12,7 +12,7 @@ use support::{fails, ok};
 
 use std::collections::BTreeMap;
 
-use gridledger_chaincode::energy::{Attestation, Balance, EnergyMarket, Supply, Trade};
+use gridledger_chaincode::energy::{Attestation, Balance, Bid, EnergyMarket, Supply, Trade};
 use gridledger_chaincode::meter::MeterReadings;
 use gridledger_chaincode::stub::{ChaincodeHost, ChaincodeStub};
 use gridledger_chaincode::{
@@ -207,6 +207,9 @@ fn check_conservation(state: &MemState) {
             if t.status == "escrowed" {
                 cents += t.escrow_cents;
             }
+        } else if key.starts_with("bid/") {
+            let b: Bid = serde_json::from_slice(value).expect("bid");
+            cents += b.escrow_cents;
         }
     }
     assert_eq!(
@@ -590,8 +593,336 @@ fn bad_arguments_are_refused_with_the_reason() {
         ),
         (vec!["PostOffer", "o1", &p], "takes 4 arguments"),
         (vec!["AcceptOffer", "t1", "missing", &p, "10"], "no offer"),
+        (vec!["PostBid", "b1", "1795698001", "10", "1"], "boundary"),
+        (vec!["PostBid", "b 1", &p, "10", "1"], "bid id"),
+        (vec!["PostBid", "b1", &p, "-10", "1"], "whole non-negative"),
+        (vec!["PostBid", "b1", &p, "0", "1"], "some energy"),
+        (vec!["PostBid", "b1", &p, "10", "100001"], "largest allowed"),
+        (vec!["PostBid", "b1", &p], "takes 4 arguments"),
+        (vec!["AcceptBid", "t 1", "b1", &p, "10"], "trade id"),
+        (vec!["AcceptBid", "t1", "b1", &p, "0"], "some energy"),
+        (vec!["AcceptBid", "t1", "missing", &p, "10"], "no bid"),
+        (vec!["CancelBid", "missing", &p], "no bid"),
+        (vec!["GetBid", "missing", &p], "no bid"),
         (vec!["Nope"], "does not exist"),
     ] {
         fails(&run(&mut state, &buyer, PERIOD - 3600, &args), needle);
     }
+}
+
+/// `args` as `who` at `at`, which must succeed, parsed as `T`.
+fn parsed<T: serde::de::DeserializeOwned>(
+    state: &mut MemState,
+    who: &Who,
+    at: i64,
+    args: &[&str],
+) -> T {
+    serde_json::from_slice(&ok(&run(state, who, at, args))).expect("a JSON record")
+}
+
+#[test]
+fn bids_escrow_their_largest_payment_and_settle_like_offers() {
+    let people = people("bids");
+    let retailer_admin = people.user("RetailerMSP", "Admin");
+    let community_admin = people.user("CommunityMSP", "Admin");
+    let buyer = people.user("RetailerMSP", "Prosumer-R002");
+    let seller = people.user("CommunityMSP", "Prosumer-C001");
+    let dso = people.user("DSOMSP", "Operator");
+    let mut state = MemState::default();
+    let before = PERIOD - 3600;
+    let p = PERIOD.to_string();
+    let r002 = "RetailerMSP:POD-R002";
+    ok(&run(
+        &mut state,
+        &retailer_admin,
+        before,
+        &["IssuePayment", r002, "100"],
+    ));
+
+    // A bid's largest payment must be there when it is posted: 5 kWh at 30 c is 150 c.
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            before,
+            &["PostBid", "b1", &p, "5000", "30"],
+        ),
+        "RetailerMSP:POD-R002 has 100 cents, the bid costs up to 150",
+    );
+    let bid: Bid = parsed(
+        &mut state,
+        &buyer,
+        before,
+        &["PostBid", "b1", &p, "3000", "25"],
+    );
+    assert_eq!(
+        (bid.buyer.as_str(), bid.buyer_pod.as_str(), bid.escrow_cents),
+        (r002, "POD-R002", 75)
+    );
+    assert_eq!(balance(&mut state, &buyer, r002).payment_cents, 25);
+    check_conservation(&state);
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            before,
+            &["PostBid", "b1", &p, "10", "1"],
+        ),
+        "bid b1 already exists",
+    );
+    // Who may bid: the same rules as for offers.
+    fails(
+        &run(
+            &mut state,
+            &people.user("RetailerMSP", "Clerk"),
+            before,
+            &["PostBid", "b9", &p, "1", "1"],
+        ),
+        "no `pod` attribute",
+    );
+    fails(
+        &run(
+            &mut state,
+            &people.user("DSOMSP", "Meter-R002"),
+            before,
+            &["PostBid", "b9", &p, "1", "1"],
+        ),
+        "a meter of POD-R002",
+    );
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            PERIOD - 299,
+            &["PostBid", "b9", &p, "1", "1"],
+        ),
+        "gate closure",
+    );
+
+    // Only its buyer cancels a bid; nobody sells to their own bid, or more than it asks.
+    fails(
+        &run(&mut state, &seller, before, &["CancelBid", "b1", &p]),
+        "only the buyer RetailerMSP:POD-R002 cancels bid b1",
+    );
+    fails(
+        &run(
+            &mut state,
+            &buyer,
+            before,
+            &["AcceptBid", "t0", "b1", &p, "100"],
+        ),
+        "cannot sell to its own bid",
+    );
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["AcceptBid", "t0", "b1", &p, "4000"],
+        ),
+        "bid b1 has 3000 Wh left, not 4000",
+    );
+
+    // A partial acceptance: 1.1 of 3 kWh. The bid keeps the price of the 1.9 kWh left (47.5 c
+    // → 48 c); the trade takes the other 27 c, and is sold by the accepting prosumer.
+    let trade: Trade = parsed(
+        &mut state,
+        &seller,
+        before,
+        &["AcceptBid", "t1", "b1", &p, "1100"],
+    );
+    assert_eq!(
+        (
+            trade.seller.as_str(),
+            trade.seller_pod.as_str(),
+            trade.buyer.as_str(),
+            trade.bid_id.as_str(),
+            trade.offer_id.as_str(),
+            trade.energy_wh,
+            trade.price_cents_per_kwh,
+            trade.escrow_cents,
+            trade.status.as_str(),
+        ),
+        (
+            "CommunityMSP:POD-C001",
+            "POD-C001",
+            r002,
+            "b1",
+            "",
+            1100,
+            25,
+            27,
+            "escrowed"
+        )
+    );
+    // The same record under the same key as a trade from an offer.
+    assert_eq!(
+        state.0.get(&format!("trade/{PERIOD:012}/t1")),
+        Some(&serde_json::to_vec(&trade).expect("JSON"))
+    );
+    let got: Trade = parsed(&mut state, &buyer, before, &["GetTrade", "t1", &p]);
+    assert_eq!(got, trade);
+    let bid: Bid = parsed(&mut state, &seller, before, &["GetBid", "b1", &p]);
+    assert_eq!((bid.remaining_wh, bid.escrow_cents), (1900, 48));
+    // Accepting the bid takes nothing from the buyer's balance.
+    assert_eq!(balance(&mut state, &buyer, r002).payment_cents, 25);
+    check_conservation(&state);
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["AcceptBid", "t1", "b1", &p, "100"],
+        ),
+        "trade t1 already exists",
+    );
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            PERIOD - 299,
+            &["AcceptBid", "t2", "b1", &p, "100"],
+        ),
+        "gate closure",
+    );
+
+    // A bid filled in small parts: the rounding never loses or creates a cent — 3 Wh at
+    // 1 c/kWh holds 1 c, which the part that fills the bid takes.
+    ok(&run(
+        &mut state,
+        &buyer,
+        before,
+        &["PostBid", "b2", &p, "3", "1"],
+    ));
+    let part: Trade = parsed(
+        &mut state,
+        &seller,
+        before,
+        &["AcceptBid", "t3", "b2", &p, "1"],
+    );
+    let last: Trade = parsed(
+        &mut state,
+        &seller,
+        before,
+        &["AcceptBid", "t4", "b2", &p, "2"],
+    );
+    assert_eq!((part.escrow_cents, last.escrow_cents), (0, 1));
+    let filled: Bid = parsed(&mut state, &buyer, before, &["GetBid", "b2", &p]);
+    assert_eq!((filled.remaining_wh, filled.escrow_cents), (0, 0));
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["AcceptBid", "t5", "b2", &p, "1"],
+        ),
+        "bid b2 has 0 Wh left, not 1",
+    );
+    check_conservation(&state);
+
+    // Cancelling refunds what the bid still holds, once; a cancelled bid is not accepted.
+    ok(&run(
+        &mut state,
+        &buyer,
+        before,
+        &["PostBid", "b3", &p, "1000", "10"],
+    ));
+    assert_eq!(balance(&mut state, &buyer, r002).payment_cents, 14);
+    let cancelled: Bid = parsed(&mut state, &buyer, before, &["CancelBid", "b3", &p]);
+    assert_eq!(
+        (cancelled.status.as_str(), cancelled.escrow_cents),
+        ("cancelled", 0)
+    );
+    assert_eq!(balance(&mut state, &buyer, r002).payment_cents, 24);
+    fails(
+        &run(&mut state, &buyer, before, &["CancelBid", "b3", &p]),
+        "bid b3 is cancelled",
+    );
+    fails(
+        &run(
+            &mut state,
+            &seller,
+            before,
+            &["AcceptBid", "t6", "b3", &p, "100"],
+        ),
+        "bid b3 is cancelled",
+    );
+    check_conservation(&state);
+    // After gate closure the rest of b1 can no longer be bought, so its escrow goes back.
+    ok(&run(
+        &mut state,
+        &buyer,
+        PERIOD - 100,
+        &["CancelBid", "b1", &p],
+    ));
+    assert_eq!(balance(&mut state, &buyer, r002).payment_cents, 72);
+    check_conservation(&state);
+
+    // Settlement treats trades from bids like any trade: C001 exported 1 kWh of the 1.1 kWh it
+    // sold in t1 — 25 c paid, 2 c refunded, 100 Wh imbalance; t3 and t4 then find no e-token
+    // left, so t4's cent goes back.
+    let mut meters = MeterChannels::default();
+    let after = PERIOD + 900;
+    meters.record(
+        "meter-community",
+        &people.user("DSOMSP", "Meter-C001"),
+        PERIOD,
+        0,
+        1000,
+    );
+    meters.record(
+        "meter-retailer",
+        &people.user("DSOMSP", "Meter-R002"),
+        PERIOD,
+        1200,
+        0,
+    );
+    ok(&run(
+        &mut state,
+        &community_admin,
+        before,
+        &["RegisterMeterChannel", "meter-community"],
+    ));
+    ok(&run(
+        &mut state,
+        &retailer_admin,
+        before,
+        &["RegisterMeterChannel", "meter-retailer"],
+    ));
+    let salt: &[u8] = b"sixteen-or-more-bytes";
+    for (account, export, import) in [("CommunityMSP:POD-C001", "1000", "0"), (r002, "0", "1200")] {
+        ok(&run_with(
+            &mut state,
+            &meters,
+            &dso,
+            after,
+            &["Attest", &p, account, export, import],
+            &[("salt", salt)],
+        ));
+    }
+    check_conservation(&state);
+    let settled: Trade = parsed(&mut state, &dso, after, &["Settle", "t1", &p]);
+    assert_eq!(
+        (
+            settled.delivered_wh,
+            settled.paid_cents,
+            settled.refunded_cents,
+            settled.imbalance_wh
+        ),
+        (1000, 25, 2, 100)
+    );
+    for id in ["t3", "t4"] {
+        let t: Trade = parsed(&mut state, &dso, after, &["Settle", id, &p]);
+        assert_eq!((t.delivered_wh, t.paid_cents), (0, 0));
+        assert_eq!(t.refunded_cents, t.escrow_cents);
+        check_conservation(&state);
+    }
+    ok(&run(&mut state, &dso, after, &["Burn", &p, r002]));
+    check_conservation(&state);
+    let bought = balance(&mut state, &buyer, r002);
+    assert_eq!((bought.payment_cents, bought.etokens_wh), (75, 0));
+    assert_eq!(
+        balance(&mut state, &buyer, "CommunityMSP:POD-C001").payment_cents,
+        25
+    );
 }

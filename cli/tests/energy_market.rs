@@ -1,6 +1,6 @@
 //! The energy market end to end on the network `gridledger up` runs: payment issued by the
-//! market organizations' admins, offers and concurrent trades on `market` (each certified by
-//! the DSO's peer), smart-meter readings recorded by the DSO's meters on the bilateral channels
+//! market organizations' admins, offers, a bid and concurrent trades on `market` (each certified
+//! by the DSO's peer), smart-meter readings recorded by the DSO's meters on the bilateral channels
 //! `meter-retailer` and `meter-community`, DSO attestations checked by the endorsers against
 //! those readings, settlement and burning — then, from the committed blocks, both conservation
 //! laws at every height, and from the files on disk, that the market channel holds no meter
@@ -16,7 +16,7 @@ mod support;
 use support::{UpNetwork, gateway_as, quiet_period};
 
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, kvrwset, protos, rwset};
+use gridledger_proto::{common, kvrwset, msp, protos, rwset};
 use gridledger_sdk::{Contract, Gateway};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,7 +144,7 @@ async fn energy_state_per_block(gateway: &Gateway) -> Vec<BTreeMap<String, Vec<u
             if filter.get(i).copied() != Some(protos::TxValidationCode::Valid as u8) {
                 continue;
             }
-            for (key, value) in energy_writes(envelope) {
+            for (key, value) in energy_writes(envelope).0 {
                 match value {
                     Some(v) => state.insert(key, v),
                     None => state.remove(&key),
@@ -156,28 +156,35 @@ async fn energy_state_per_block(gateway: &Gateway) -> Vec<BTreeMap<String, Vec<u
     per_block
 }
 
-/// The `energy` writes of an endorser transaction (`None`: a delete).
-fn energy_writes(envelope: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
+/// A key and its new value (`None`: a delete).
+type Write = (String, Option<Vec<u8>>);
+
+/// The `energy` writes of an endorser transaction, and the MSP ids of its endorsers.
+fn energy_writes(envelope: &[u8]) -> (Vec<Write>, Vec<String>) {
     let envelope = common::Envelope::decode(envelope).expect("Envelope");
     let payload = common::Payload::decode(envelope.payload.as_slice()).expect("Payload");
     let header = payload.header.expect("header");
     let channel_header =
         common::ChannelHeader::decode(header.channel_header.as_slice()).expect("ChannelHeader");
     if channel_header.r#type != common::HeaderType::EndorserTransaction as i32 {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let tx = protos::Transaction::decode(payload.data.as_slice()).expect("Transaction");
-    let mut out = Vec::new();
+    let (mut out, mut endorsers) = (Vec::new(), Vec::new());
     for action in tx.actions {
         let cap =
             protos::ChaincodeActionPayload::decode(action.payload.as_slice()).expect("action");
-        let prp = protos::ProposalResponsePayload::decode(
-            cap.action
-                .expect("endorsed action")
-                .proposal_response_payload
-                .as_slice(),
-        )
-        .expect("ProposalResponsePayload");
+        let endorsed = cap.action.expect("endorsed action");
+        for endorsement in &endorsed.endorsements {
+            endorsers.push(
+                msp::SerializedIdentity::decode(endorsement.endorser.as_slice())
+                    .expect("an endorser is a SerializedIdentity")
+                    .mspid,
+            );
+        }
+        let prp =
+            protos::ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
+                .expect("ProposalResponsePayload");
         let cc_action =
             protos::ChaincodeAction::decode(prp.extension.as_slice()).expect("ChaincodeAction");
         let rwset = rwset::TxReadWriteSet::decode(cc_action.results.as_slice()).expect("rwset");
@@ -188,11 +195,32 @@ fn energy_writes(envelope: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
             }
         }
     }
-    out
+    (out, endorsers)
+}
+
+/// The MSP ids of the endorsers of the transaction in block `number` of `market` that writes
+/// `key`, read through `gateway`'s peer's qscc.
+async fn endorsers_of_write(gateway: &Gateway, number: u64, key: &str) -> Vec<String> {
+    let bytes = gateway
+        .network(MARKET)
+        .contract("qscc")
+        .evaluate("GetBlockByNumber", &[MARKET, &number.to_string()])
+        .await
+        .expect("the block");
+    let block = common::Block::decode(bytes.as_slice()).expect("Block");
+    block
+        .data
+        .map(|d| d.data)
+        .unwrap_or_default()
+        .iter()
+        .map(|envelope| energy_writes(envelope))
+        .find(|(writes, _)| writes.iter().any(|(k, _)| k == key))
+        .map(|(_, endorsers)| endorsers)
+        .unwrap_or_else(|| panic!("no transaction of block {number} writes {key}"))
 }
 
 /// Both conservation laws over one state: e-tokens in accounts = minted − burned, and payment
-/// in balances plus the escrow of unsettled trades = issued.
+/// in balances plus the escrow of unsettled trades and of bids = issued.
 fn check_conservation(height: usize, state: &BTreeMap<String, Vec<u8>>) {
     let (mut issued, mut minted, mut burned) = (0, 0, 0);
     for (_, value) in state.iter().filter(|(k, _)| k.starts_with("supply/")) {
@@ -212,6 +240,9 @@ fn check_conservation(height: usize, state: &BTreeMap<String, Vec<u8>>) {
             if v["status"] == "escrowed" {
                 cents += number(&v, "escrow_cents");
             }
+        } else if key.starts_with("bid/") {
+            // What a bid still holds for its remaining energy (nothing once cancelled).
+            cents += number(&json(value), "escrow_cents");
         }
     }
     assert_eq!(tokens, minted - burned, "e-token supply at height {height}");
@@ -358,6 +389,60 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
     );
     assert_eq!(number(&balance, "payment_cents"), 50);
 
+    // A bid: R003 bids for 3 kWh at 30 c/kWh, its 90 c escrowed at once; R001 sells it 2 kWh —
+    // a trade like those from offers, which the DSO's peer certified and endorsed — and R003
+    // cancels the rest, getting back the 30 c the remaining 1 kWh held.
+    commit(&energy(&buyers[0]), &["PostBid", "b1", &p, "3000", "30"]).await;
+    for g in [&dso, &r001, &c001] {
+        let contract = energy(g);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while contract.evaluate("GetBid", &["b1", &p]).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "b1 not committed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let bid_block = commit(&energy(&r001), &["AcceptBid", "tbid", "b1", &p, "2000"]).await;
+    let endorsers = endorsers_of_write(&dso, bid_block, &format!("trade/{period:012}/tbid")).await;
+    assert!(
+        endorsers.iter().any(|m| m == "DSOMSP"),
+        "the bid's trade was endorsed by {endorsers:?}"
+    );
+    let bid_trade = json(
+        &energy(&r001)
+            .evaluate("GetTrade", &["tbid", &p])
+            .await
+            .expect("the bid's trade"),
+    );
+    assert_eq!(
+        (
+            bid_trade["seller"].as_str(),
+            bid_trade["buyer"].as_str(),
+            bid_trade["bid_id"].as_str(),
+            number(&bid_trade, "escrow_cents")
+        ),
+        (
+            Some("RetailerMSP:POD-R001"),
+            Some("RetailerMSP:POD-R003"),
+            Some("b1"),
+            60
+        )
+    );
+    commit(&energy(&buyers[0]), &["CancelBid", "b1", &p]).await;
+    let cancelled = json(
+        &energy(&buyers[0])
+            .evaluate("GetBid", &["b1", &p])
+            .await
+            .expect("the cancelled bid"),
+    );
+    assert_eq!(
+        (
+            cancelled["remaining_wh"].as_u64(),
+            cancelled["escrow_cents"].as_u64(),
+            cancelled["status"].as_str()
+        ),
+        (Some(1000), Some(0), Some("cancelled"))
+    );
+
     // Gate closure, someone else's offer, a meter trading, a user without a POD: refused.
     refused(
         &energy(&r002).at(UNIX_EPOCH + Duration::from_secs(period - 200)),
@@ -386,12 +471,12 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
     .await;
 
     // The meters report the period on their bilateral channels: C001 delivered 8 of the 10 kWh
-    // it sold, R001 all 9.
+    // it sold, R001 all 11 (9 from its offer, 2 to R003's bid).
     let readings: [(&str, &str, &str, &str); 7] = [
         ("Meter-C001", "meter-community", "0", "8000"),
-        ("Meter-R001", "meter-retailer", "0", "9000"),
+        ("Meter-R001", "meter-retailer", "0", "11000"),
         ("Meter-R002", "meter-retailer", "12000", "0"),
-        ("Meter-R003", "meter-retailer", "3000", "0"),
+        ("Meter-R003", "meter-retailer", "5000", "0"),
         ("Meter-R004", "meter-retailer", "3000", "0"),
         ("Meter-C003", "meter-community", "3000", "0"),
         ("Meter-C004", "meter-community", "3000", "0"),
@@ -448,9 +533,9 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
     }
     let attested = [
         ("CommunityMSP:POD-C001", "8000", "0"),
-        ("RetailerMSP:POD-R001", "9000", "0"),
+        ("RetailerMSP:POD-R001", "11000", "0"),
         ("RetailerMSP:POD-R002", "0", "12000"),
-        ("RetailerMSP:POD-R003", "0", "3000"),
+        ("RetailerMSP:POD-R003", "0", "5000"),
         ("RetailerMSP:POD-R004", "0", "3000"),
         ("CommunityMSP:POD-C003", "0", "3000"),
         ("CommunityMSP:POD-C004", "0", "3000"),
@@ -480,7 +565,8 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
 
     // Settlement and burning.
     let settle = dso.network(MARKET).contract(ENERGY).at(after);
-    for id in r002_trades.iter().chain(&o2_trades) {
+    let bid_trades = ["tbid".to_string()];
+    for id in r002_trades.iter().chain(&o2_trades).chain(&bid_trades) {
         commit(&settle, &["Settle", id, &p]).await;
     }
     for account in ["RetailerMSP:POD-R002"].into_iter().chain(buyer_accounts) {
@@ -512,11 +598,21 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
         number(&first, "paid_cents") + number(&second, "paid_cents"),
         160
     );
+    // The bid's trade settles like the others: R001 had the 2 kWh left, paid 60 c.
+    let settled = trade("tbid").await;
+    assert_eq!(
+        (
+            number(&settled, "delivered_wh"),
+            number(&settled, "paid_cents"),
+            number(&settled, "refunded_cents")
+        ),
+        (2000, 60, 0)
+    );
     let supply = json(&energy(&dso).evaluate("Supply", &[]).await.expect("supply"));
-    assert_eq!(number(&supply, "minted_wh"), 17000);
+    assert_eq!(number(&supply, "minted_wh"), 19000);
     assert_eq!(
         number(&supply, "burned_wh"),
-        17000,
+        19000,
         "every delivered Wh was consumed"
     );
 

@@ -102,6 +102,9 @@ pub fn commit_block_pulling(
     ledger
         .commit_block_with_missing(&with_codes, &validated.updates, &missing)
         .map_err(|e| e.to_string())?;
+    if let Some(feasibility) = peer.and_then(Peer::feasibility) {
+        release_reservations(feasibility, channel.id(), &validated);
+    }
     let metrics = crate::metrics::get();
     let labels = [channel.id()];
     metrics.blocks_committed.inc(&labels);
@@ -132,6 +135,27 @@ pub fn commit_block_pulling(
         }
     }
     Ok(())
+}
+
+/// Tells the DSO's feasibility check which transactions a block just committed on
+/// `channel_id` decided, each with its validation code, so the reservations of their trades
+/// are released whether they committed valid or not. Returns how many were released.
+pub fn release_reservations(
+    feasibility: &crate::feasibility::FeasibilityCheck,
+    channel_id: &str,
+    validated: &validation::ValidatedBlock,
+) -> usize {
+    feasibility.committed(
+        channel_id,
+        validated.updates.txs.iter().map(|tx| {
+            let code = usize::try_from(tx.tx_num)
+                .ok()
+                .and_then(|i| validated.codes.get(i))
+                .copied()
+                .unwrap_or(gridledger_proto::protos::TxValidationCode::InvalidOtherReason);
+            (tx.tx_id.as_str(), code)
+        }),
+    )
 }
 
 /// Fills the private writes and expiry schedule of each valid transaction that wrote private

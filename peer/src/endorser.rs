@@ -384,6 +384,7 @@ impl Peer {
                 if let Err(reason) = feasibility.review(
                     simulated.channel.id(),
                     &p.chaincode_name,
+                    &p.channel_header.tx_id,
                     &simulated.result.rwset,
                     &snapshot,
                 ) {

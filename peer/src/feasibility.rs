@@ -16,10 +16,21 @@
 //! ones. A trade is an injection at the seller's bus and an equal load at the buyer's bus, at
 //! the period's average power (energy × 4 for 15 minutes). Infeasible — or an unknown point of
 //! delivery, or a power flow that does not converge — means no endorsement, and the refusal
-//! names the violated limit, where, and by how much. Feasible means the new trades are reserved
-//! for [`FeasibilityConfig::reservation_seconds`].
+//! names the violated limit, where, and by how much. Feasible means the new trades are reserved,
+//! with the id of the transaction the endorsed proposal belongs to.
+//!
+//! A reservation is released as soon as one of these happens:
+//! - the committer reports that its transaction committed on the channel, with any validation
+//!   code ([`FeasibilityCheck::committed`]): VALID, because the trade is then in the committed
+//!   state the next review reads; anything else (an MVCC conflict, an endorsement policy
+//!   failure, …), because the trade will never flow;
+//! - a later review finds the trade committed in the state (by whatever transaction);
+//! - [`FeasibilityConfig::reservation_seconds`] pass (an endorsement the client never
+//!   submitted, or whose block this peer has not committed yet).
+//!
+//! Reservations are kept in memory only: a restarted DSO peer has none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,6 +40,7 @@ use gridledger_grid::{Feeder, PowerFlowSettings, Trade as GridTrade, ViolationKi
 use gridledger_ledger::StateSnapshot;
 use gridledger_proto::kvrwset::KvrwSet;
 use gridledger_proto::prost::Message;
+use gridledger_proto::protos::TxValidationCode;
 use gridledger_proto::rwset::TxReadWriteSet;
 use serde::Deserialize;
 
@@ -56,7 +68,8 @@ pub struct FeasibilityConfig {
     /// The load scale of every slot when there is no profile.
     #[serde(default = "default_scale")]
     pub load_scale: f64,
-    /// How long an endorsed, uncommitted trade stays reserved, seconds.
+    /// How long an endorsed trade stays reserved at most, seconds: its reservation is
+    /// released earlier when its transaction commits, valid or not.
     #[serde(default = "default_reservation")]
     pub reservation_seconds: u64,
     /// Point of delivery → the feeder's bus id (`"POD-1" = 17`), or the bus and the market
@@ -154,6 +167,8 @@ struct Reservation {
     trade: GridTrade,
     period: i64,
     expires: Instant,
+    /// The transaction of the endorsed proposal: when it commits, the reservation goes.
+    tx_id: String,
 }
 
 /// The DSO's feasibility check, loaded from its configuration.
@@ -266,17 +281,33 @@ impl FeasibilityCheck {
     }
 
     /// Reviews a successful simulation of `chaincode` on `channel_id` before endorsement:
-    /// `Ok` to endorse, otherwise the reason for the refusal. `state` is the committed state
+    /// `Ok` to endorse, otherwise the reason for the refusal. `tx_id` is the proposal's
+    /// transaction id (its new trades are reserved under it); `state` is the committed state
     /// the simulation read. Every check of new trades is counted in
     /// `dso_feasibility_checks_total` by verdict.
     pub fn review(
         &self,
         channel_id: &str,
         chaincode: &str,
+        tx_id: &str,
         rwset: &TxReadWriteSet,
         state: &StateSnapshot,
     ) -> Result<(), String> {
-        let outcome = self.review_trades(channel_id, chaincode, rwset, state);
+        self.review_at(channel_id, chaincode, tx_id, rwset, state, Instant::now())
+    }
+
+    /// [`FeasibilityCheck::review`] as of `now`: reservations that expired by then are not
+    /// counted, and new ones expire `reservation_seconds` after it.
+    pub fn review_at(
+        &self,
+        channel_id: &str,
+        chaincode: &str,
+        tx_id: &str,
+        rwset: &TxReadWriteSet,
+        state: &StateSnapshot,
+        now: Instant,
+    ) -> Result<(), String> {
+        let outcome = self.review_trades(channel_id, chaincode, tx_id, rwset, state, now);
         let verdict = match &outcome {
             Ok(false) => return Ok(()),
             Ok(true) => "feasible",
@@ -296,8 +327,10 @@ impl FeasibilityCheck {
         &self,
         channel_id: &str,
         chaincode: &str,
+        tx_id: &str,
         rwset: &TxReadWriteSet,
         state: &StateSnapshot,
+        now: Instant,
     ) -> Result<bool, Refusal> {
         if channel_id != self.config.channel || chaincode != self.config.chaincode {
             return Ok(false);
@@ -326,7 +359,6 @@ impl FeasibilityCheck {
         if new_trades.is_empty() {
             return Ok(false);
         }
-        let now = Instant::now();
         let mut reservations = self
             .reservations
             .lock()
@@ -384,10 +416,44 @@ impl FeasibilityCheck {
                     trade,
                     period,
                     expires,
+                    tx_id: tx_id.to_owned(),
                 },
             );
         }
         Ok(true)
+    }
+
+    /// Told by the committer, for each transaction of a block it committed on `channel_id`,
+    /// its id and validation code: releases the reservations of those transactions on the
+    /// configured channel, whatever the code (see the module doc). Returns how many it
+    /// released.
+    pub fn committed<'a>(
+        &self,
+        channel_id: &str,
+        txs: impl IntoIterator<Item = (&'a str, TxValidationCode)>,
+    ) -> usize {
+        if channel_id != self.config.channel {
+            return 0;
+        }
+        let mut reservations = match self.reservations.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if reservations.is_empty() {
+            return 0;
+        }
+        let codes: HashMap<&str, TxValidationCode> = txs.into_iter().collect();
+        let before = reservations.len();
+        reservations.retain(|key, r| match codes.get(r.tx_id.as_str()) {
+            None => true,
+            Some(TxValidationCode::Valid) => false,
+            Some(code) => {
+                tracing::debug!(trade = %key, tx_id = %r.tx_id, code = code.as_str_name(),
+                    "the trade's transaction committed invalid; its reservation is released");
+                false
+            }
+        });
+        before - reservations.len()
     }
 
     /// The bus of `pod`, if the DSO knows it.
