@@ -910,9 +910,10 @@ fn peak_rss_kib() -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// `envelope` with the first byte of its first endorsement's signature changed, then
-    /// signed again by `client` — what a client submits when an endorser returned a bad
-    /// signature. The envelope stays well formed and its creator signature valid.
+    /// `envelope` with one bit of its first endorsement's signature flipped (inside `r`, so
+    /// the DER stays well formed), then signed again by `client` — what a client submits when
+    /// an endorser returned a bad signature. The envelope stays well formed and its creator
+    /// signature valid.
     fn with_bad_endorsement(envelope: &[u8], client: &SigningIdentity) -> Vec<u8> {
         let envelope = common::Envelope::decode(envelope).unwrap();
         let mut payload = common::Payload::decode(envelope.payload.as_slice()).unwrap();
