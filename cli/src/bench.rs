@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod validate;
+
 /// `gridledger bench …`. Either a named benchmark (`crypto`, `gateway`) or, with no
 /// subcommand, the gateway benchmark's options directly on `bench` (`gridledger bench
 /// --network DIR/network.json --workload basic-create …`).
@@ -59,6 +61,10 @@ enum Named {
     /// across the orderers; acks per second and ack latency, and envelopes per second landing
     /// in blocks on one orderer's Deliver stream with the broadcast-to-block latency.
     Order(OrderArgs),
+    /// A committing peer alone: pre-built blocks of `basic` CreateAsset transactions (real
+    /// signatures and endorsements) replayed through validation and commit on a fresh ledger,
+    /// no network; transactions and blocks per second, per-block validate and commit times.
+    Validate(validate::ValidateArgs),
     /// The DSO's feasibility check alone: power flows of the IEEE 33-bus feeder (baseline and
     /// with trades) per second, the time per check, repeated; prints medians.
     Grid {
@@ -205,6 +211,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => crypto(seconds, repeat.max(1), json),
         Named::Gateway(args) => gateway(&args),
         Named::Order(args) => order(&args),
+        Named::Validate(args) => validate::run(&args),
         Named::Grid {
             seconds,
             repeat,
