@@ -12,13 +12,18 @@
 //!
 //! Stages, each run with many transactions in flight (retried after MVCC conflicts and while
 //! endorsing peers are at different heights): payment issued by the organizations' admins and
-//! the DSO's treasury funded; a demand-response request published for the evening peak and
-//! capacity committed; offers of forecast surplus, and trades that buy forecast deficits from
-//! the cheapest offers — each certified by the DSO's power flow, some refused with the violated
-//! limit; meter readings on the bilateral channels; the DSO's attestations against them;
-//! settlement and burning; guarantees of origin for whole kWh of export, some transferred to the
-//! organization's portfolio and cancelled for its fuel-mix disclosure; the demand response
-//! attested against its baseline and paid. Then a summary, and an HTML report (report.rs).
+//! the DSO's treasury funded; a demand-response request published for the evening peak, a few
+//! prosumers joining an aggregator, and capacity committed by two prosumers for their own POD
+//! and by the aggregator for its members' pool (each POD counted once); both sides of the book —
+//! bids for forecast deficits (payment escrowed) filled by sellers from half their forecast
+//! surplus, offers of the rest, the other deficits bought from the cheapest offers, each trade
+//! certified by the DSO's power flow, some refused with the violated limit, and the bids still
+//! open at gate closure cancelled and refunded; meter readings on the bilateral channels; the
+//! DSO's attestations against them; settlement and burning; guarantees of origin for whole kWh
+//! of export, some transferred to the organization's portfolio and cancelled for its fuel-mix
+//! disclosure; the demand response attested against its baseline and paid. Then payment
+//! conservation over what the run moved (issued = balances + escrow of unsettled trades and
+//! open bids), a summary, and an HTML report (report.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
