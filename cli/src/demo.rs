@@ -12,13 +12,18 @@
 //!
 //! Stages, each run with many transactions in flight (retried after MVCC conflicts and while
 //! endorsing peers are at different heights): payment issued by the organizations' admins and
-//! the DSO's treasury funded; a demand-response request published for the evening peak and
-//! capacity committed; offers of forecast surplus, and trades that buy forecast deficits from
-//! the cheapest offers — each certified by the DSO's power flow, some refused with the violated
-//! limit; meter readings on the bilateral channels; the DSO's attestations against them;
-//! settlement and burning; guarantees of origin for whole kWh of export, some transferred to the
-//! organization's portfolio and cancelled for its fuel-mix disclosure; the demand response
-//! attested against its baseline and paid. Then a summary, and an HTML report (report.rs).
+//! the DSO's treasury funded; a demand-response request published for the evening peak, a few
+//! prosumers joining an aggregator, and capacity committed by two prosumers for their own POD
+//! and by the aggregator for its members' pool (each POD counted once); both sides of the book —
+//! bids for forecast deficits (payment escrowed) filled by sellers from half their forecast
+//! surplus, offers of the rest, the other deficits bought from the cheapest offers, each trade
+//! certified by the DSO's power flow, some refused with the violated limit, and the bids still
+//! open at gate closure cancelled and refunded; meter readings on the bilateral channels; the
+//! DSO's attestations against them; settlement and burning; guarantees of origin for whole kWh
+//! of export, some transferred to the organization's portfolio and cancelled for its fuel-mix
+//! disclosure; the demand response attested against its baseline and paid. Then payment
+//! conservation over what the run moved (issued = balances + escrow of unsettled trades and
+//! open bids), a summary, and an HTML report (report.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
@@ -300,18 +305,31 @@ impl Prosumer {
 
     /// Forecast (when trading) and measured net import of a slot, kW (negative: export).
     fn net_kw(&self, slots: &[Slot], slot: usize, measured: bool, seed: usize) -> f64 {
-        let s = slots[slot % slots.len()];
-        let (load_dev, sky) = if measured {
-            let x = (slot * 7 + seed * 13) as f64;
-            (
-                1.0 + 0.12 * (x * 0.37).sin(),
-                0.78 + 0.12 * (x * 0.53).cos(),
-            )
-        } else {
-            (1.0, 0.85)
-        };
-        s.load_kw * self.households * load_dev - s.pv_kw / PROFILE_KWP * self.kwp * sky
+        net_kw(self.kwp, self.households, slots, slot, measured, seed)
     }
+}
+
+/// Forecast (when trading) or measured net import, kW, of a site with `kwp` of PV and
+/// `households` behind its meter, in `slot`; `seed` varies the measured deviations.
+fn net_kw(
+    kwp: f64,
+    households: f64,
+    slots: &[Slot],
+    slot: usize,
+    measured: bool,
+    seed: usize,
+) -> f64 {
+    let s = slots[slot % slots.len()];
+    let (load_dev, sky) = if measured {
+        let x = (slot * 7 + seed * 13) as f64;
+        (
+            1.0 + 0.12 * (x * 0.37).sin(),
+            0.78 + 0.12 * (x * 0.53).cos(),
+        )
+    } else {
+        (1.0, 0.85)
+    };
+    s.load_kw * households * load_dev - s.pv_kw / PROFILE_KWP * kwp * sky
 }
 
 /// Sizes by position: big PV roofs and no-PV households alternate so both sellers and buyers
@@ -651,7 +669,142 @@ struct TradeRecord {
     buyer: usize,
     energy_wh: u64,
     price: u64,
+    /// The bid it sells to (an index into the day's bids); `None` for a trade from an offer.
+    bid: Option<usize>,
     committed: bool,
+}
+
+/// A bid of the day and what became of it.
+struct BidRecord {
+    period: usize,
+    buyer: usize,
+    id: String,
+    price: u64,
+    /// Energy not bought yet, Wh (what committed trades left of it).
+    remaining_wh: u64,
+    posted: bool,
+    /// Committed trades that sold to it.
+    trades: usize,
+    cancelled: bool,
+}
+
+/// What `PostBid` escrows for `energy_wh` at `price` (and `CancelBid` refunds of what remains):
+/// the price rounded up to a cent, as the `energy` chaincode computes it.
+fn cost_cents(energy_wh: u64, price_cents_per_kwh: u64) -> u64 {
+    (energy_wh * price_cents_per_kwh).div_ceil(1000)
+}
+
+/// The payment issued in total and held by a set of accounts, at one moment.
+struct PaymentSnapshot {
+    issued_cents: u64,
+    balances_cents: u64,
+}
+
+/// `energy`'s `Supply` (issued over every account) and the sum of `accounts`' balances, read
+/// on the DSO's peer.
+async fn payment_snapshot(dso: &Gateway, accounts: &[String]) -> anyhow::Result<PaymentSnapshot> {
+    let energy = dso.network(MARKET).contract("energy");
+    let supply = energy
+        .evaluate("Supply", &[])
+        .await
+        .context("reading the payment supply")?;
+    let mut balances_cents = 0;
+    for account in accounts {
+        let balance = energy
+            .evaluate("Balance", &[account])
+            .await
+            .with_context(|| format!("reading the balance of {account}"))?;
+        balances_cents += json(&balance)["payment_cents"].as_u64().unwrap_or(0);
+    }
+    Ok(PaymentSnapshot {
+        issued_cents: json(&supply)["issued_cents"].as_u64().unwrap_or(0),
+        balances_cents,
+    })
+}
+
+/// The reduction the DSO asks for at the demand-response event, kW.
+const DR_REDUCTION_KW: u64 = 30;
+/// What each prosumer committing for its own POD commits, kW.
+const DR_INDIVIDUAL_KW: u64 = 4;
+/// The share of its load an aggregator's member sheds at the event.
+const DR_MEMBER_CUT: f64 = 0.4;
+
+/// Who answers the demand-response request: up to two prosumers (small PV) for their own POD,
+/// and one aggregator for a pool of up to three other prosumers of its organization, who join
+/// it first. The two sets are disjoint: a POD counts once per request.
+struct DrPlan {
+    individuals: Vec<usize>,
+    pool: Option<Pool>,
+}
+
+/// An aggregator's pool.
+struct Pool {
+    msp: &'static str,
+    letter: char,
+    members: Vec<usize>,
+    /// Its commitment, kW: a quarter of its members' expected load at the event.
+    kw: u64,
+}
+
+impl Pool {
+    /// The aggregator's account (`gridledger up` names it `AGG-<letter>`).
+    fn account(&self) -> String {
+        format!("{}:AGG-{}", self.msp, self.letter)
+    }
+}
+
+impl DrPlan {
+    /// The plan for prosumers given as (organization, PV kWp, households).
+    fn new(prosumers: &[(&'static str, f64, f64)], slots: &[Slot]) -> DrPlan {
+        let individuals: Vec<usize> = (0..prosumers.len())
+            .filter(|&i| prosumers[i].1 < 20.0)
+            .take(2)
+            .collect();
+        let free = |msp: &str| -> Vec<usize> {
+            (0..prosumers.len())
+                .filter(|i| prosumers[*i].0 == msp && !individuals.contains(i))
+                .take(3)
+                .collect()
+        };
+        // The organization with more prosumers left (the community's on a tie).
+        let (msp, letter, members) = [("RetailerMSP", 'R'), ("CommunityMSP", 'C')]
+            .into_iter()
+            .map(|(msp, letter)| (msp, letter, free(msp)))
+            .max_by_key(|(_, _, members)| members.len())
+            .expect("two market organizations");
+        let load: f64 = members
+            .iter()
+            .map(|&i| slots[DR_SLOT].load_kw * prosumers[i].2)
+            .sum();
+        let open = DR_REDUCTION_KW - DR_INDIVIDUAL_KW * individuals.len() as u64;
+        let pool = (!members.is_empty()).then(|| Pool {
+            msp,
+            letter,
+            members,
+            kw: ((load / 4.0).floor() as u64).clamp(1, open),
+        });
+        DrPlan { individuals, pool }
+    }
+
+    /// The PODs behind the commitments (prosumer indices).
+    fn pods(&self) -> Vec<usize> {
+        let members = self.pool.iter().flat_map(|p| p.members.iter().copied());
+        self.individuals.iter().copied().chain(members).collect()
+    }
+
+    /// How much prosumer `i` cuts its load at the event, kW: the first individual participant
+    /// more than it committed, the second half of it; each member of the pool a share of its
+    /// load (`households` behind its meter).
+    fn cut_kw(&self, i: usize, households: f64, slots: &[Slot]) -> f64 {
+        match self.individuals.iter().position(|&d| d == i) {
+            Some(0) => 6.0,
+            Some(_) => 2.0,
+            None if self.pool.as_ref().is_some_and(|p| p.members.contains(&i)) => {
+                DR_MEMBER_CUT * slots[DR_SLOT].load_kw * households
+            }
+            None => 0.0,
+        }
+    }
 }
 
 async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
@@ -758,7 +911,15 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     let energy = |g: &Gateway, t: i64| g.network(MARKET).contract("energy").at(at(t));
     let setup_time = day - 3600;
 
-    // Payment, and the DSO's treasury for demand-response remuneration.
+    // Payment, and the DSO's treasury for demand-response remuneration. Every account this run
+    // moves payment between, and their balances and the issued total before it starts: the
+    // conservation check at the end compares against them.
+    let mut payment_accounts: Vec<String> = prosumers.iter().map(Prosumer::account).collect();
+    payment_accounts.push("DSOMSP:treasury".into());
+    for (msp, letter) in [("RetailerMSP", 'R'), ("CommunityMSP", 'C')] {
+        payment_accounts.push(format!("{msp}:AGG-{letter}"));
+    }
+    let before = payment_snapshot(&dso, &payment_accounts).await?;
     let mut ops = Vec::new();
     for p in &prosumers {
         ops.push(Op::new(
@@ -772,41 +933,81 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     ));
     expect_committed("payment", runner.run("payment issued", ops).await)?;
 
-    // Demand response: the DSO asks the evening peak for a reduction; three prosumers commit,
-    // and their meters have five days of history at that slot.
-    let dr_participants: Vec<usize> = (0..prosumers.len())
-        .filter(|&i| prosumers[i].kwp < 20.0)
-        .take(3)
+    // Demand response: the DSO asks the evening peak for a reduction. Two prosumers commit
+    // for their own POD; a few prosumers of one organization join its aggregator, which
+    // commits their pooled capacity (each POD counted once: the pool and the individual
+    // participants are disjoint, as flex requires). Every POD behind a commitment has five
+    // days of meter history at that slot.
+    let sites: Vec<(&'static str, f64, f64)> = prosumers
+        .iter()
+        .map(|p| (p.msp, p.kwp, p.households))
         .collect();
+    let dr = DrPlan::new(&sites, &slots);
     let dr_period = day + DR_SLOT as i64 * PERIOD;
     let dr_id = format!("dr-{run_id}");
     let dr_in_day = (first..first + args.periods).contains(&DR_SLOT);
+    let aggregator = match &dr.pool {
+        Some(pool) => Some(
+            network
+                .gateway(pool.msp, &format!("Aggregator-{}", pool.letter))
+                .await?,
+        ),
+        None => None,
+    };
     if dr_in_day {
         let flex = |g: &Gateway| g.network(MARKET).contract("flex").at(at(setup_time));
-        let publish = vec![Op::new(
+        let mut ops = vec![Op::new(
             flex(&dso),
             &[
                 "PublishRequest",
                 &dr_id,
                 "lateral-25-32",
                 &dr_period.to_string(),
-                "30",
+                &DR_REDUCTION_KW.to_string(),
                 "40",
                 "20",
             ],
         )];
+        if let Some(pool) = &dr.pool {
+            for &i in &pool.members {
+                ops.push(Op::new(
+                    flex(&prosumers[i].gateway),
+                    &["JoinAggregator", &pool.account()],
+                ));
+            }
+        }
         expect_committed(
-            "the flexibility request",
-            runner.run("flexibility request", publish).await,
+            "the flexibility request and the aggregator's members",
+            runner
+                .run("flexibility request and aggregator membership", ops)
+                .await,
         )?;
         let mut ops = Vec::new();
-        for &i in &dr_participants {
+        for &i in &dr.individuals {
             ops.push(Op::new(
                 flex(&prosumers[i].gateway),
-                &["CommitCapacity", &dr_id, &dr_period.to_string(), "4"],
+                &[
+                    "CommitCapacity",
+                    &dr_id,
+                    &dr_period.to_string(),
+                    &DR_INDIVIDUAL_KW.to_string(),
+                ],
             ));
         }
-        for &i in &dr_participants {
+        if let (Some(pool), Some(aggregator)) = (&dr.pool, &aggregator) {
+            let members: Vec<String> = pool.members.iter().map(|&i| prosumers[i].pod()).collect();
+            ops.push(Op::new(
+                flex(aggregator),
+                &[
+                    "CommitAggregate",
+                    &dr_id,
+                    &dr_period.to_string(),
+                    &pool.kw.to_string(),
+                    &members.join(","),
+                ],
+            ));
+        }
+        for i in dr.pods() {
             let p = &prosumers[i];
             for d in 1..=DR_HISTORY_DAYS {
                 let start = dr_period - d * DAY;
@@ -822,17 +1023,149 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         )?;
     }
 
-    // Trading: offers of forecast surplus, then the deficits bought from the cheapest offers.
+    // Trading, both sides of the book. In each period every other buyer posts a bid for its
+    // forecast deficit, its payment escrowed; sellers fill the highest bids first with up to
+    // half their forecast surplus (each trade certified by the DSO's power flow, some refused
+    // with the violated limit) and offer what they did not sell; the other buyers, and bidders
+    // whose bids were not filled, buy from the cheapest offers. Bids still open at gate closure
+    // are cancelled and their escrow refunded.
     let periods: Vec<i64> = (0..args.periods)
         .map(|p| day + (first + p) as i64 * PERIOD)
         .collect();
+    let surplus = |p: usize, i: usize| wh(-prosumers[i].net_kw(&slots, first + p, false, i));
+    let deficit = |p: usize, i: usize| wh(prosumers[i].net_kw(&slots, first + p, false, i));
+    let evening = |p: usize| u64::from((64..88).contains(&(first + p)));
+    let mut bids: Vec<BidRecord> = Vec::new();
+    let mut ops = Vec::new();
+    for (p, &start) in periods.iter().enumerate() {
+        let buyers = (0..prosumers.len()).filter(|&i| deficit(p, i) >= 100);
+        for (position, i) in buyers.enumerate() {
+            if (position + p) % 2 != 0 {
+                continue;
+            }
+            let energy_wh = deficit(p, i);
+            let price = 8 + (i as u64 % 3) + evening(p) * 8;
+            let id = format!("b{run_id}-{p}-{i}");
+            ops.push(
+                Op::new(
+                    energy(&prosumers[i].gateway, start - 720),
+                    &[
+                        "PostBid",
+                        &id,
+                        &start.to_string(),
+                        &energy_wh.to_string(),
+                        &price.to_string(),
+                    ],
+                )
+                // A buyer's bids all escrow from its balance: one after another.
+                .lane(format!("buyer-{i}")),
+            );
+            bids.push(BidRecord {
+                period: p,
+                buyer: i,
+                id,
+                price,
+                remaining_wh: energy_wh,
+                posted: false,
+                trades: 0,
+                cancelled: false,
+            });
+        }
+    }
+    let posted = runner.run("bids (payment escrowed)", ops).await;
+    for (bid, outcome) in bids.iter_mut().zip(&posted) {
+        bid.posted = matches!(outcome, Outcome::Committed(_));
+    }
+    let mut trades: Vec<TradeRecord> = Vec::new();
+    let mut ops = Vec::new();
+    for (p, &start) in periods.iter().enumerate() {
+        let mut book: Vec<usize> = (0..bids.len())
+            .filter(|&b| bids[b].period == p && bids[b].posted)
+            .collect();
+        book.sort_by(|&a, &b| bids[b].price.cmp(&bids[a].price).then(a.cmp(&b)));
+        let mut left: Vec<u64> = book.iter().map(|&b| bids[b].remaining_wh).collect();
+        for (i, pr) in prosumers.iter().enumerate() {
+            let mut to_sell = surplus(p, i) / 2;
+            for (k, &b) in book.iter().enumerate() {
+                if to_sell < 100 {
+                    break;
+                }
+                if left[k] < 100 || bids[b].buyer == i {
+                    continue;
+                }
+                let take = to_sell.min(left[k]);
+                left[k] -= take;
+                to_sell -= take;
+                let id = format!("tb{run_id}-{p}-{}-{i}", bids[b].buyer);
+                ops.push(
+                    Op::new(
+                        energy(&pr.gateway, start - 690),
+                        &[
+                            "AcceptBid",
+                            &id,
+                            &bids[b].id,
+                            &start.to_string(),
+                            &take.to_string(),
+                        ],
+                    )
+                    // The sellers filling one bid all write it: one after another.
+                    .lane(format!("bid-{b}")),
+                );
+                trades.push(TradeRecord {
+                    period: p,
+                    id,
+                    seller: i,
+                    buyer: bids[b].buyer,
+                    energy_wh: take,
+                    price: bids[b].price,
+                    bid: Some(b),
+                    committed: false,
+                });
+            }
+        }
+    }
+    let bid_trades = trades.len();
+    let accepted = runner
+        .run(
+            "bids accepted (each certified by the DSO's power flow)",
+            ops,
+        )
+        .await;
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_per_period = vec![0u32; args.periods];
+    // Energy sold to and bought from bids, by (period, prosumer).
+    let mut sold_to_bids: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    let mut bought_by_bids: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    for (trade, outcome) in trades.iter_mut().zip(&accepted) {
+        match outcome {
+            Outcome::Committed(_) => {
+                trade.committed = true;
+                *sold_to_bids
+                    .entry((trade.period, trade.seller))
+                    .or_default() += trade.energy_wh;
+                *bought_by_bids
+                    .entry((trade.period, trade.buyer))
+                    .or_default() += trade.energy_wh;
+                if let Some(b) = trade.bid {
+                    bids[b].remaining_wh -= trade.energy_wh;
+                    bids[b].trades += 1;
+                }
+            }
+            Outcome::Refused(e) | Outcome::Failed(e) => {
+                *refusals.entry(refusal_reason(e)).or_default() += 1;
+                refused_per_period[trade.period] += 1;
+            }
+        }
+    }
+
     let mut offers: Vec<(usize, usize, String, u64, u64)> = Vec::new(); // (period, seller, id, wh, price)
     let mut ops = Vec::new();
     for (p, &start) in periods.iter().enumerate() {
         for (i, pr) in prosumers.iter().enumerate() {
-            let surplus = wh(-pr.net_kw(&slots, first + p, false, i));
-            if surplus >= 100 {
-                let price = 6 + (i as u64 % 5) + u64::from((64..88).contains(&(first + p))) * 8;
+            let left =
+                surplus(p, i).saturating_sub(sold_to_bids.get(&(p, i)).copied().unwrap_or(0));
+            if left >= 100 {
+                let price = 6 + (i as u64 % 5) + evening(p) * 8;
                 let id = format!("o{run_id}-{p}-{i}");
                 ops.push(Op::new(
                     energy(&pr.gateway, start - 600),
@@ -840,11 +1173,11 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                         "PostOffer",
                         &id,
                         &start.to_string(),
-                        &surplus.to_string(),
+                        &left.to_string(),
                         &price.to_string(),
                     ],
                 ));
-                offers.push((p, i, id, surplus, price));
+                offers.push((p, i, id, left, price));
             }
         }
     }
@@ -855,7 +1188,6 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         .filter(|(_, o)| matches!(o, Outcome::Committed(_)))
         .map(|(offer, _)| offer)
         .collect();
-    let mut trades: Vec<TradeRecord> = Vec::new();
     let mut ops = Vec::new();
     for (p, &start) in periods.iter().enumerate() {
         let mut book: Vec<(u64, usize, String, u64)> = offers
@@ -865,7 +1197,8 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .collect();
         book.sort();
         for (i, pr) in prosumers.iter().enumerate() {
-            let mut deficit = wh(pr.net_kw(&slots, first + p, false, i));
+            let mut deficit =
+                deficit(p, i).saturating_sub(bought_by_bids.get(&(p, i)).copied().unwrap_or(0));
             for (price, seller, offer_id, left) in book.iter_mut() {
                 if deficit < 100 {
                     break;
@@ -898,17 +1231,19 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                     buyer: i,
                     energy_wh: take,
                     price: *price,
+                    bid: None,
                     committed: false,
                 });
             }
         }
     }
     let accepted = runner
-        .run("trades (each certified by the DSO's power flow)", ops)
+        .run(
+            "offers accepted (each certified by the DSO's power flow)",
+            ops,
+        )
         .await;
-    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
-    let mut refused_per_period = vec![0u32; args.periods];
-    for (trade, outcome) in trades.iter_mut().zip(&accepted) {
+    for (trade, outcome) in trades[bid_trades..].iter_mut().zip(&accepted) {
         match outcome {
             Outcome::Committed(_) => trade.committed = true,
             Outcome::Refused(e) | Outcome::Failed(e) => {
@@ -918,22 +1253,43 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
 
+    // After gate closure the bids not filled are cancelled: their buyers get the escrow back.
+    let open: Vec<usize> = (0..bids.len())
+        .filter(|&b| bids[b].posted && bids[b].remaining_wh > 0)
+        .collect();
+    let ops: Vec<Op> = open
+        .iter()
+        .map(|&b| {
+            let bid = &bids[b];
+            Op::new(
+                energy(&prosumers[bid.buyer].gateway, periods[bid.period] - 240),
+                &["CancelBid", &bid.id, &periods[bid.period].to_string()],
+            )
+            .lane(format!("buyer-{}", bid.buyer))
+        })
+        .collect();
+    let cancelled = runner
+        .run("open bids cancelled (escrow refunded)", ops)
+        .await;
+    let mut refunded_cents = 0u64;
+    for (&b, outcome) in open.iter().zip(&cancelled) {
+        if matches!(outcome, Outcome::Committed(_)) {
+            bids[b].cancelled = true;
+            refunded_cents += cost_cents(bids[b].remaining_wh, bids[b].price);
+        }
+    }
+
     // After each period: the meters report, then the DSO attests, settles and burns.
     let mut ops = Vec::new();
     let mut measured: BTreeMap<(usize, usize), (u64, u64)> = BTreeMap::new(); // (period, prosumer) → (import, export)
     for (p, &start) in periods.iter().enumerate() {
         for (i, pr) in prosumers.iter().enumerate() {
-            let dr_cut = if dr_in_day && first + p == DR_SLOT {
-                // Participants cut their load: the first fully, the second by half, the third not.
-                match dr_participants.iter().position(|&d| d == i) {
-                    Some(0) => 6.0,
-                    Some(1) => 2.0,
-                    _ => 0.0,
-                }
+            let cut = if dr_in_day && first + p == DR_SLOT {
+                dr.cut_kw(i, pr.households, &slots)
             } else {
                 0.0
             };
-            let net = pr.net_kw(&slots, first + p, true, i) - dr_cut;
+            let net = pr.net_kw(&slots, first + p, true, i) - cut;
             measured.insert((p, i), (wh(net), wh(-net)));
             ops.push(reading_op(pr, start, net, &run_id));
         }
@@ -1097,51 +1453,51 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             .count()
     };
 
-    // Demand response: attested against the baseline, then paid.
+    // Demand response: attested against the baseline, then paid — the prosumers for their own
+    // POD, the aggregator for its pool.
     let mut dr_lines = Vec::new();
     let (mut dr_delivered, mut dr_paid, mut dr_penalties) = (0u64, 0u64, 0u64);
     if dr_in_day {
         let flex = |t: i64| dso.network(MARKET).contract("flex").at(at(t));
-        let ops: Vec<Op> = dr_participants
+        let mut committers: Vec<(String, &str, String)> = dr
+            .individuals
             .iter()
             .map(|&i| {
+                let p = &prosumers[i];
+                (p.account(), p.msp, p.account())
+            })
+            .collect();
+        if let Some(pool) = &dr.pool {
+            let members: Vec<String> = pool.members.iter().map(|&i| prosumers[i].pod()).collect();
+            committers.push((
+                pool.account(),
+                pool.msp,
+                format!("{} (aggregator of {})", pool.account(), members.join(", ")),
+            ));
+        }
+        let ops: Vec<Op> = committers
+            .iter()
+            .map(|(account, msp, _)| {
                 Op::new(
                     flex(dr_period + PERIOD + 400),
-                    &[
-                        "AttestDelivery",
-                        &dr_id,
-                        &dr_period.to_string(),
-                        &prosumers[i].account(),
-                    ],
+                    &["AttestDelivery", &dr_id, &dr_period.to_string(), account],
                 )
-                .endorsed_by(&["DSOMSP", prosumers[i].msp])
+                .endorsed_by(&["DSOMSP", msp])
             })
             .collect();
         let deliveries = runner.run("demand response attested", ops).await;
-        let ops: Vec<Op> = dr_participants
+        let ops: Vec<Op> = committers
             .iter()
-            .map(|&i| {
+            .map(|(account, _, _)| {
                 Op::new(
                     energy(&dso, dr_period + PERIOD + 460),
-                    &[
-                        "PayFlex",
-                        &dr_id,
-                        &dr_period.to_string(),
-                        &prosumers[i].account(),
-                    ],
+                    &["PayFlex", &dr_id, &dr_period.to_string(), account],
                 )
+                .lane("treasury".into())
             })
             .collect();
-        let payments = runner
-            .run_lanes(
-                "demand response paid",
-                ops.into_iter()
-                    .map(|op| op.lane("treasury".into()))
-                    .collect(),
-            )
-            .await;
-        for ((&i, d), pay) in dr_participants.iter().zip(&deliveries).zip(&payments) {
-            let account = prosumers[i].account();
+        let payments = runner.run_lanes("demand response paid", ops).await;
+        for (((_, _, label), d), pay) in committers.iter().zip(&deliveries).zip(&payments) {
             match (d, pay) {
                 (Outcome::Committed(d), Outcome::Committed(pay)) => {
                     let (d, pay) = (json(d), json(pay));
@@ -1152,23 +1508,59 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
                     dr_paid += remuneration;
                     dr_penalties += penalty;
                     dr_lines.push(format!(
-                        "{account}: committed {} Wh, baseline {} Wh, metered {} Wh, delivered {delivered} Wh → paid {remuneration} c, penalty {penalty} c",
+                        "{label}: committed {} Wh, baseline {} Wh, metered {} Wh, delivered {delivered} Wh → paid {remuneration} c, penalty {penalty} c",
                         d["committed_wh"], d["baseline_wh"], d["actual_wh"]
                     ));
                 }
                 (Outcome::Refused(e) | Outcome::Failed(e), _)
                 | (_, Outcome::Refused(e) | Outcome::Failed(e)) => {
-                    dr_lines.push(format!("{account}: {}", refusal_reason(e)));
+                    dr_lines.push(format!("{label}: {}", refusal_reason(e)));
                 }
             }
         }
     }
 
+    // Payment conservation over what this run moved: what it issued is in the accounts'
+    // balances or still escrowed by its trades (unsettled) and bids (neither filled nor
+    // cancelled).
+    let conservation = {
+        if let Err(e) = sync_peers(&[&dso, &admins[0].1, &admins[1].1], MARKET).await {
+            eprintln!("[demo] {e:#}; going on");
+        }
+        let after = payment_snapshot(&dso, &payment_accounts).await?;
+        let mut trade_escrow = 0u64;
+        for (t, outcome) in committed_trades.iter().zip(&settled) {
+            if !matches!(outcome, Outcome::Committed(_)) {
+                let payload = energy(&dso, end_of_day)
+                    .evaluate("GetTrade", &[&t.id, &periods[t.period].to_string()])
+                    .await
+                    .with_context(|| format!("reading trade {}", t.id))?;
+                trade_escrow += json(&payload)["escrow_cents"].as_u64().unwrap_or(0);
+            }
+        }
+        let mut bid_escrow = 0u64;
+        for bid in bids.iter().filter(|b| b.posted && !b.cancelled) {
+            let payload = energy(&dso, end_of_day)
+                .evaluate("GetBid", &[&bid.id, &periods[bid.period].to_string()])
+                .await
+                .with_context(|| format!("reading bid {}", bid.id))?;
+            bid_escrow += json(&payload)["escrow_cents"].as_u64().unwrap_or(0);
+        }
+        let issued = i128::from(after.issued_cents) - i128::from(before.issued_cents);
+        let balances = i128::from(after.balances_cents) - i128::from(before.balances_cents);
+        let holds = issued == balances + i128::from(trade_escrow) + i128::from(bid_escrow);
+        format!(
+            "{issued} c issued = {balances} c into balances + {trade_escrow} c in trade escrow + {bid_escrow} c in bid escrow: {}",
+            if holds { "holds" } else { "VIOLATED" }
+        )
+    };
     // Summary.
     let elapsed = started.elapsed().as_secs_f64();
     let committed_tx = stats.committed.load(Ordering::Relaxed);
     let traded_wh: u64 = committed_trades.iter().map(|t| t.energy_wh).sum();
     let refused_total: usize = refusals.values().sum();
+    let from_bids = committed_trades.iter().filter(|t| t.bid.is_some()).count();
+    let from_offers = committed_trades.len() - from_bids;
     let mut refusal_list: Vec<(String, usize)> = refusals.into_iter().collect();
     refusal_list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let summary: Vec<(String, String)> = vec![
@@ -1182,9 +1574,18 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
         ),
         ("Offers posted".into(), offers.len().to_string()),
         (
+            "Bids".into(),
+            format!(
+                "{} posted, {} accepted, {} cancelled ({refunded_cents} c of escrow refunded)",
+                bids.iter().filter(|b| b.posted).count(),
+                bids.iter().filter(|b| b.trades > 0).count(),
+                bids.iter().filter(|b| b.cancelled).count()
+            ),
+        ),
+        (
             "Trades".into(),
             format!(
-                "{} committed, {refused_total} refused",
+                "{} committed: {from_offers} from offers, {from_bids} from bids; {refused_total} refused",
                 committed_trades.len()
             ),
         ),
@@ -1219,14 +1620,23 @@ async fn simulate_day(dir: &Path, args: &DemoArgs) -> anyhow::Result<()> {
             "Demand response".into(),
             if dr_in_day {
                 format!(
-                    "request {dr_id} at {}: {} participants, {dr_delivered} Wh delivered, {dr_paid} c paid, {dr_penalties} c penalties",
+                    "request {dr_id} at {}: {} prosumers and {}, {dr_delivered} Wh delivered, {dr_paid} c paid, {dr_penalties} c penalties",
                     time_of(dr_period),
-                    dr_participants.len()
+                    dr.individuals.len(),
+                    dr.pool.as_ref().map_or_else(
+                        || "no aggregator".to_owned(),
+                        |pool| format!(
+                            "aggregator {} ({} members)",
+                            pool.account(),
+                            pool.members.len()
+                        )
+                    )
                 )
             } else {
                 "not in the simulated periods".into()
             },
         ),
+        ("Payment conservation".into(), conservation),
         (
             "Transactions".into(),
             format!(
@@ -1445,6 +1855,61 @@ mod tests {
             refusal_reason("x; chaincode response 500, offer o1 has 0 Wh left, not 100"),
             "offer o1 has 0 Wh left, not 100"
         );
+    }
+
+    /// The sites of `per_org` prosumers of each organization, in the demo's order.
+    fn sites(per_org: usize) -> Vec<(&'static str, f64, f64)> {
+        (0..2 * per_org)
+            .map(|i| {
+                let (kwp, households) = sizes(i);
+                let msp = if i % 2 == 0 {
+                    "RetailerMSP"
+                } else {
+                    "CommunityMSP"
+                };
+                (msp, kwp, households)
+            })
+            .collect()
+    }
+
+    /// A slot's net import in Wh as a meter reports it (import − export).
+    fn net_wh(kw: f64) -> i64 {
+        wh(kw) as i64 - wh(-kw) as i64
+    }
+
+    #[test]
+    fn the_demand_response_pool_is_disjoint_from_the_prosumers_and_delivers() {
+        let slots = profile().expect("profile");
+        for per_org in [1, 3, 8] {
+            let sites = sites(per_org);
+            let plan = DrPlan::new(&sites, &slots);
+            let pool = plan.pool.as_ref().expect("an aggregator's pool");
+            assert!(!pool.members.is_empty() && pool.members.len() <= 3);
+            assert!(
+                pool.members.iter().all(|m| !plan.individuals.contains(m)),
+                "a POD counts once per request"
+            );
+            assert!(pool.members.iter().all(|&m| sites[m].0 == pool.msp));
+            let committed = DR_INDIVIDUAL_KW * plan.individuals.len() as u64 + pool.kw;
+            assert!(committed <= DR_REDUCTION_KW, "within the request");
+            // The pool's delivery as flex attests it: Σ baseline − Σ actual, each member's
+            // baseline the average of its five days of history, rounded down.
+            let (mut baseline, mut actual) = (0i64, 0i64);
+            for &m in &pool.members {
+                let (_, kwp, households) = sites[m];
+                let history: i64 = (1..=DR_HISTORY_DAYS as usize)
+                    .map(|d| net_wh(net_kw(kwp, households, &slots, DR_SLOT, true, d)))
+                    .sum();
+                baseline += history.div_euclid(DR_HISTORY_DAYS);
+                let cut = plan.cut_kw(m, households, &slots);
+                actual += net_wh(net_kw(kwp, households, &slots, DR_SLOT, true, m) - cut);
+            }
+            let delivered = baseline - actual;
+            assert!(
+                delivered > 0,
+                "{per_org} per organization: the pool delivers ({baseline} Wh baseline, {actual} Wh metered)"
+            );
+        }
     }
 
     #[test]

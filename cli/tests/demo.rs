@@ -1,6 +1,7 @@
 //! `gridledger demo` end to end: with no network running it starts `gridledger up` itself,
-//! simulates a window of the day (trades certified by the DSO, meter readings, attestations,
-//! settlement, guarantees of origin and the demand-response event at 18:00), prints the
+//! simulates a window of the day (bids and offers, trades from both certified by the DSO,
+//! meter readings, attestations, settlement, guarantees of origin and the demand-response event
+//! at 18:00 with an aggregator's pool), checks payment conservation, prints the
 //! summary, writes the HTML and SVG report, and stops the network it started. A second run on
 //! the same folder picks another day, since the first one's readings are on the ledger. And,
 //! as the README's two terminals do, against a `gridledger up` already running: the demo uses
@@ -66,17 +67,55 @@ fn count_before(text: &str, word: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number before {word:?} in {text:?}"))
 }
 
-/// Checks the demand-response row and lines of a window with the 18:00 event: three
-/// participants, energy delivered and remuneration paid.
+/// The number just before `phrase` in `text` (e.g. `4` in "…, 4 from bids; …").
+fn count_before_phrase(text: &str, phrase: &str) -> u64 {
+    text.find(phrase)
+        .and_then(|i| text[..i].split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before {phrase:?} in {text:?}"))
+}
+
+/// Checks that the summary's payment conservation row holds (issued = balances + escrow of
+/// trades and bids, over what the run moved).
+fn assert_payment_conserved(stdout: &str) {
+    let conservation = row(stdout, "Payment conservation");
+    assert!(conservation.ends_with("holds"), "{stdout}");
+}
+
+/// Checks the bids and trades rows of a window where trades happen: bids posted and accepted,
+/// trades from both offers and bids.
+fn assert_both_sides_traded(stdout: &str) {
+    let bids = row(stdout, "Bids");
+    assert!(count_before(bids, "posted") > 0, "bids posted: {stdout}");
+    assert!(
+        count_before(bids, "accepted") > 0,
+        "bids accepted: {stdout}"
+    );
+    let trades = row(stdout, "Trades");
+    assert!(count_before_phrase(trades, "from bids") > 0, "{stdout}");
+    assert!(count_before_phrase(trades, "from offers") > 0, "{stdout}");
+}
+
+/// Checks the demand-response row and lines of a window with the 18:00 event: two prosumers
+/// and an aggregator committed, energy delivered and remuneration paid, one line each — the
+/// aggregator's naming the member PODs it committed for, attested and paid.
 fn assert_demand_response_delivered_and_paid(stdout: &str) {
     let dr = row(stdout, "Demand response");
-    assert!(dr.contains("3 participants"), "{dr}");
+    assert!(dr.contains("2 prosumers and aggregator"), "{dr}");
     assert!(count_before(dr, "Wh") > 0, "energy delivered: {dr}");
     assert!(count_before(dr, "c") > 0, "remuneration paid: {dr}");
-    assert_eq!(
-        stdout.matches("demand response: ").count(),
-        3,
-        "one line per participant: {stdout}"
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("demand response: "))
+        .collect();
+    assert_eq!(lines.len(), 3, "one line per commitment: {stdout}");
+    let aggregator = lines
+        .iter()
+        .find(|l| l.contains(":AGG-") && l.contains("(aggregator of POD-"))
+        .unwrap_or_else(|| panic!("no line of the aggregator: {stdout}"));
+    assert!(
+        aggregator.contains("→ paid") && count_before_phrase(aggregator, "Wh →") > 0,
+        "the aggregator's pool delivered and was paid: {aggregator}"
     );
 }
 
@@ -97,6 +136,8 @@ fn the_demo_simulates_a_window_of_the_day_and_writes_its_report() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("Trades row {trades:?}"));
     assert!(committed > 0, "some trades commit at noon: {stdout}");
+    assert_both_sides_traded(&stdout);
+    assert_payment_conserved(&stdout);
     assert!(
         count_before(row(&stdout, "Guarantees of origin"), "issued") > 0,
         "certificates are issued for the noon export: {stdout}"
@@ -124,6 +165,7 @@ fn the_demo_simulates_a_window_of_the_day_and_writes_its_report() {
     assert!(ok, "the second demo failed:\n{stdout}\n{stderr}");
     assert_ne!(row(&stdout, "Day (UTC)"), day, "a fresh day");
     assert_demand_response_delivered_and_paid(&stdout);
+    assert_payment_conserved(&stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -160,6 +202,8 @@ fn the_demo_uses_a_network_already_up_and_reports_refusals_certificates_and_dema
     // Trades refused by the DSO, with the violated limit.
     let trades = row(&stdout, "Trades");
     assert!(count_before(trades, "refused") > 0, "{stdout}");
+    assert_both_sides_traded(&stdout);
+    assert_payment_conserved(&stdout);
     let reasons: Vec<&str> = stdout
         .lines()
         .skip_while(|l| !l.contains("trades refused, by reason:"))
@@ -195,6 +239,7 @@ fn the_demo_uses_a_network_already_up_and_reports_refusals_certificates_and_dema
         "the demo started a network: {stdout}"
     );
     assert_demand_response_delivered_and_paid(&stdout);
+    assert_payment_conserved(&stdout);
     // The network the demo did not start is still running.
     assert!(
         std::net::TcpStream::connect(dso_peer).is_ok(),
