@@ -25,7 +25,7 @@
 //! creates the `count` assets `{prefix}{first}` … `{prefix}{first + count - 1}` (decimal
 //! numbers, no padding) with the deterministic fields of [`bulk_asset`], after checking like
 //! `CreateAsset` that none exists; `count` is 1 to [`MAX_BULK_ASSETS`], so a transaction stays
-//! around a megabyte. Its event carries `{"prefix","first","count"}`, not the assets.
+//! under about 1.5 MB. Its event carries `{"prefix","first","count"}`, not the assets.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
