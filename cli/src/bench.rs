@@ -2125,6 +2125,7 @@ struct Report {
     processes: Vec<ProcessReport>,
     /// CPU seconds of all node processes inside the window.
     server_cpu_seconds: f64,
+    /// Node CPU per committed transaction (basic-read: per answered evaluation), ms.
     server_cpu_ms_per_tx: Option<f64>,
     client: ProcessReport,
     client_cpu_ms_per_tx: Option<f64>,
@@ -2424,7 +2425,12 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "CPU per committed transaction: server {} ms, client {} ms; load average {}",
+        "CPU per {}: server {} ms, client {} ms; load average {}",
+        if r.evaluated.is_some() {
+            "answered evaluation"
+        } else {
+            "committed transaction"
+        },
         opt(r.server_cpu_ms_per_tx, 3),
         opt(r.client_cpu_ms_per_tx, 3),
         opt(r.load_average_1m, 2)
