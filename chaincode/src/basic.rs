@@ -15,9 +15,17 @@
 //! | `AssetExists` | id | `true` / `false` | – |
 //! | `TransferAsset` | id, newOwner | the old owner | `TransferAsset` |
 //! | `GetAllAssets` | – | JSON array of assets | – |
+//! | `CreateAssets` | prefix, first, count | – | `CreateAssets` |
 //!
 //! Event payloads are the asset JSON (after the change; for a delete, the deleted asset).
 //! Every failure is a status-500 response whose message says what was wrong.
+//!
+//! `CreateAssets` is not in the sample: it is GridLedger's bulk loader for benchmarks that
+//! need a large world state (`gridledger bench --workload basic-update`). One transaction
+//! creates the `count` assets `{prefix}{first}` … `{prefix}{first + count - 1}` (decimal
+//! numbers, no padding) with the deterministic fields of [`bulk_asset`], after checking like
+//! `CreateAsset` that none exists; `count` is 1 to [`MAX_BULK_ASSETS`], so a transaction stays
+//! under about 1.5 MB. Its event carries `{"prefix","first","count"}`, not the assets.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -26,6 +34,13 @@ use gridledger_proto::protos;
 
 use crate::stub::{ChaincodeStub, StubError, split_contract_function};
 use crate::{Chaincode, error, success};
+
+/// The most assets one `CreateAssets` call creates (about 110 bytes of write set and a read
+/// each, so about 1.5 MB per transaction at most).
+pub const MAX_BULK_ASSETS: u64 = 10_000;
+
+/// The colours `CreateAssets` gives its assets in turn.
+const BULK_COLORS: [&str; 6] = ["blue", "red", "green", "yellow", "black", "white"];
 
 /// The contract name `args[0]` may carry as `"SmartContract:Function"` (the Go sample's
 /// contract struct, its only and so default contract).
@@ -100,6 +115,25 @@ pub enum BasicError {
         /// The JSON error.
         reason: String,
     },
+    /// A `CreateAssets` parameter that is not a non-negative decimal integer.
+    #[error("Error managing parameter {name}. {value:?} is not a non-negative integer")]
+    NotACount {
+        /// The parameter name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// `CreateAssets` asked for no assets or for more than one transaction may create.
+    #[error("CreateAssets creates 1 to {MAX_BULK_ASSETS} assets per call, not {0}")]
+    BulkCount(u64),
+    /// `CreateAssets` numbers that run past the largest 64-bit number.
+    #[error("CreateAssets numbers from {first} for {count} assets run past {max}", max = u64::MAX)]
+    BulkOverflow {
+        /// The first number asked for.
+        first: u64,
+        /// How many were asked for.
+        count: u64,
+    },
     /// `args[0]` names a function the contract does not have.
     #[error("Function {0} not found in contract SmartContract")]
     UnknownFunction(String),
@@ -133,6 +167,30 @@ fn initial_assets() -> Vec<Asset> {
         size,
     })
     .collect()
+}
+
+/// Asset number `n` of a `CreateAssets` set with `prefix`: ID `{prefix}{n}`, and fields that
+/// depend on `n` alone (colour `n mod 6` of blue, red, green, yellow, black, white; size
+/// `1 + n mod 20`; owner `Owner{n mod 100}`; appraised value `100 + 10 × (n mod 100)`), so
+/// every peer writes the same bytes.
+pub fn bulk_asset(prefix: &str, n: u64) -> Asset {
+    let small = |m: u64| i64::try_from(n % m).expect("a remainder below 100 fits in i64");
+    Asset {
+        appraised_value: 100 + 10 * small(100),
+        color: BULK_COLORS[usize::try_from(n % 6).expect("a remainder below 6 fits in usize")]
+            .to_owned(),
+        id: format!("{prefix}{n}"),
+        owner: format!("Owner{}", n % 100),
+        size: 1 + small(20),
+    }
+}
+
+/// The event payload of `CreateAssets`.
+#[derive(Serialize)]
+struct BulkEvent<'a> {
+    prefix: &'a str,
+    first: u64,
+    count: u64,
 }
 
 /// Fabric's asset-transfer-basic chaincode.
@@ -190,6 +248,54 @@ fn asset_from_params(function: &'static str, params: &[String]) -> Result<Asset,
         owner: p[3].clone(),
         appraised_value: parse_int("appraisedValue", &p[4])?,
     })
+}
+
+/// Parses a `CreateAssets` number.
+fn parse_count(name: &'static str, value: &str) -> Result<u64, BasicError> {
+    // `u64::from_str` takes a leading `+`; only digits are a count here.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BasicError::NotACount {
+            name,
+            value: value.to_owned(),
+        });
+    }
+    value.parse().map_err(|_| BasicError::NotACount {
+        name,
+        value: value.to_owned(),
+    })
+}
+
+/// `CreateAssets(prefix, first, count)`: see the module documentation.
+fn create_assets(stub: &mut ChaincodeStub<'_>, params: &[String]) -> Result<(), BasicError> {
+    let p = expect_params("CreateAssets", "prefix, first, count", params, 3)?;
+    let prefix = &p[0];
+    let first = parse_count("first", &p[1])?;
+    let count = parse_count("count", &p[2])?;
+    if !(1..=MAX_BULK_ASSETS).contains(&count) {
+        return Err(BasicError::BulkCount(count));
+    }
+    let last = first
+        .checked_add(count - 1)
+        .ok_or(BasicError::BulkOverflow { first, count })?;
+    let assets: Vec<Asset> = (first..=last).map(|n| bulk_asset(prefix, n)).collect();
+    for asset in &assets {
+        if asset_exists(stub, &asset.id)? {
+            return Err(BasicError::AssetExists(asset.id.clone()));
+        }
+    }
+    for asset in &assets {
+        stub.put_state(&asset.id, &asset.to_json())?;
+    }
+    let event = BulkEvent {
+        prefix,
+        first,
+        count,
+    };
+    stub.set_event(
+        "CreateAssets",
+        &serde_json::to_vec(&event).expect("a string and two integers serialize"),
+    )?;
+    Ok(())
 }
 
 /// Routes `args[0]` to its function.
@@ -272,6 +378,10 @@ fn dispatch(stub: &mut ChaincodeStub<'_>) -> Result<Vec<u8>, BasicError> {
                 .map(|(key, value)| parse_asset(&key, &value))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(serde_json::to_vec(&assets).expect("assets of strings and integers serialize"))
+        }
+        "CreateAssets" => {
+            create_assets(stub, &params)?;
+            Ok(Vec::new())
         }
         _ => Err(BasicError::UnknownFunction(function)),
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gridledger_chaincode::basic::{Asset, AssetTransferBasic};
+use gridledger_chaincode::basic::{Asset, AssetTransferBasic, MAX_BULK_ASSETS, bulk_asset};
 use gridledger_chaincode::stub::{
     EMPTY_KEY_SUBSTITUTE, TOTAL_QUERY_LIMIT, split_contract_function,
 };
@@ -357,6 +357,108 @@ fn transfer_asset_returns_old_owner_and_emits_the_updated_asset() {
 fn transfer_missing_asset_fails() {
     let result = run_basic(&["TransferAsset", "ghost", "Bob"], &MemState::default());
     assert_fails(&result, "the asset ghost does not exist");
+}
+
+#[test]
+fn create_assets_writes_a_numbered_set_with_deterministic_fields_and_one_summary_event() {
+    let result = run_basic(&["CreateAssets", "pre-", "8", "3"], &MemState::default());
+    assert_ok(&result);
+    assert!(result.response.payload.is_empty());
+    let kv = kv(&result);
+    // Every id is checked like CreateAsset checks its one id.
+    assert_eq!(
+        kv.reads,
+        [
+            read("pre-10", None),
+            read("pre-8", None),
+            read("pre-9", None)
+        ]
+    );
+    // Fields depend on the number alone: colour n mod 6, size 1 + n mod 20, owner
+    // Owner{n mod 100}, value 100 + 10 (n mod 100).
+    assert_eq!(
+        kv.writes,
+        [
+            write("pre-10", &asset_json("pre-10", "black", 11, "Owner10", 200)),
+            write("pre-8", &asset_json("pre-8", "green", 9, "Owner8", 180)),
+            write("pre-9", &asset_json("pre-9", "yellow", 10, "Owner9", 190)),
+        ]
+    );
+    let event = result.event.expect("CreateAssets emits an event");
+    assert_eq!(event.event_name, "CreateAssets");
+    assert_eq!(event.payload, br#"{"prefix":"pre-","first":8,"count":3}"#);
+    assert_eq!(
+        bulk_asset("pre-", 8).to_json(),
+        asset_json("pre-8", "green", 9, "Owner8", 180)
+    );
+    // The same call on another peer writes the same bytes.
+    let again = run_basic(&["CreateAssets", "pre-", "8", "3"], &MemState::default());
+    assert_eq!(again.rwset, result.rwset);
+}
+
+#[test]
+fn create_assets_takes_up_to_the_limit_in_one_transaction_and_reaches_the_last_number() {
+    let max = MAX_BULK_ASSETS.to_string();
+    let result = run_basic(&["CreateAssets", "k", "0", &max], &MemState::default());
+    assert_ok(&result);
+    let kv = kv(&result);
+    assert_eq!(kv.writes.len(), 10_000);
+    assert_eq!(kv.reads.len(), 10_000);
+    assert!(kv.writes.iter().any(|w| w.key == "k9999"));
+    assert!(!kv.writes.iter().any(|w| w.key == "k10000"));
+    // The largest number is reachable; one past it is refused.
+    let top = u64::MAX.to_string();
+    let result = run_basic(&["CreateAssets", "k", &top, "1"], &MemState::default());
+    assert_ok(&result);
+    assert_eq!(kv_keys(&result), [format!("k{top}")]);
+    assert_fails(
+        &run_basic(&["CreateAssets", "k", &top, "2"], &MemState::default()),
+        "CreateAssets numbers from 18446744073709551615 for 2 assets run past 18446744073709551615",
+    );
+}
+
+fn kv_keys(result: &SimulationResult) -> Vec<String> {
+    kv(result).writes.into_iter().map(|w| w.key).collect()
+}
+
+#[test]
+fn create_assets_over_an_existing_asset_fails_and_writes_nothing() {
+    let state = MemState::default().with(NS, "k6", b"{}", 2, 0);
+    let result = run_basic(&["CreateAssets", "k", "5", "3"], &state);
+    assert_fails(&result, "the asset k6 already exists");
+    assert!(result.event.is_none());
+    assert!(kv(&result).writes.is_empty());
+}
+
+#[test]
+fn create_assets_refuses_counts_out_of_bounds_and_numbers_that_are_not_counts() {
+    let empty = MemState::default();
+    assert_fails(
+        &run_basic(&["CreateAssets", "k", "0", "0"], &empty),
+        "CreateAssets creates 1 to 10000 assets per call, not 0",
+    );
+    assert_fails(
+        &run_basic(&["CreateAssets", "k", "0", "10001"], &empty),
+        "CreateAssets creates 1 to 10000 assets per call, not 10001",
+    );
+    for (first, count, name, bad) in [
+        ("-1", "5", "first", "-1"),
+        ("+1", "5", "first", "+1"),
+        ("", "5", "first", ""),
+        ("1", "ten", "count", "ten"),
+        ("1", "99999999999999999999", "count", "99999999999999999999"),
+    ] {
+        let result = run_basic(&["CreateAssets", "k", first, count], &empty);
+        assert_fails(
+            &result,
+            &format!("Error managing parameter {name}. {bad:?} is not a non-negative integer"),
+        );
+        assert!(result.rwset.ns_rwset.is_empty());
+    }
+    assert_fails(
+        &run_basic(&["CreateAssets", "k", "1"], &empty),
+        "Incorrect number of params for CreateAssets. Expected 3 (prefix, first, count), received 2",
+    );
 }
 
 #[test]

@@ -6,9 +6,12 @@
 //!   the way real clients do (proposal → Endorse → Submit → CommitStatus), in closed-loop or
 //!   fixed-rate mode after a warm-up, and reports committed tps, commit-latency percentiles,
 //!   validation codes, errors by gRPC code, and CPU and memory of every node process (read from
-//!   `/proc`) and of the client itself. Workloads: `basic-create` (blind writes) and
-//!   `energy-trade` (`AcceptOffer` on the `energy` chaincode, each trade certified by the DSO's
-//!   power flow; see [`EnergyPlan`] for how it avoids MVCC conflicts and stays grid-feasible).
+//!   `/proc`) and of the client itself. Workloads: `basic-create` (blind writes),
+//!   `basic-update` (read-modify-write of keys drawn at random from a preloaded set, with the
+//!   MVCC conflict rate), `basic-read` (Evaluate of random preloaded keys: evaluations per
+//!   second and their latency; see [`KeySet`] and [`preload`]) and `energy-trade`
+//!   (`AcceptOffer` on the `energy` chaincode, each trade certified by the DSO's power flow;
+//!   see [`EnergyPlan`] for how it avoids MVCC conflicts and stays grid-feasible).
 //! - `bench order`: the ordering service alone — signed ENDORSER_TRANSACTION envelopes over
 //!   concurrent Broadcast streams spread across the Raft orderers (SUCCESS acks per second and
 //!   their latency), and one Deliver stream measuring envelopes per second landing in blocks
@@ -23,7 +26,7 @@ use clap::{ArgMatches, Args, FromArgMatches, Subcommand, ValueEnum};
 use gridledger_identity::SigningIdentity;
 use gridledger_identity::bench::{Corpus, Measurement, Verifier};
 use gridledger_proto::protos::TxValidationCode;
-use gridledger_sdk::{Contract, Gateway, SdkError};
+use gridledger_sdk::{Contract, Gateway, RetryPolicy, SdkError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -127,6 +130,14 @@ pub enum Workload {
     /// offers (posted during setup), endorsed by the buyer's organization and the DSO, whose
     /// peer runs a power flow for every trade.
     EnergyTrade,
+    /// `basic` TransferAsset of a key drawn uniformly at random from `--keys` preloaded assets:
+    /// read-modify-write, so two transactions in flight on the same key MVCC-conflict (the
+    /// conflict rate is reported).
+    BasicUpdate,
+    /// `basic` ReadAsset of a key drawn uniformly at random from the preloaded assets,
+    /// evaluated on the gateway peer and never ordered: evaluations per second and the
+    /// latency of the Evaluate call.
+    BasicRead,
 }
 
 impl Workload {
@@ -135,13 +146,25 @@ impl Workload {
         match self {
             Workload::BasicCreate => "basic-create",
             Workload::EnergyTrade => "energy-trade",
+            Workload::BasicUpdate => "basic-update",
+            Workload::BasicRead => "basic-read",
         }
+    }
+
+    /// Whether the workload draws its keys from the preloaded set of `--keys`.
+    pub fn uses_keys(self) -> bool {
+        matches!(self, Workload::BasicUpdate | Workload::BasicRead)
+    }
+
+    /// Whether its transactions are only evaluated (never ordered, so never committed).
+    pub fn is_read(self) -> bool {
+        self == Workload::BasicRead
     }
 
     /// The chaincode the workload invokes unless `--chaincode` names another.
     pub fn default_chaincode(self) -> &'static str {
         match self {
-            Workload::BasicCreate => "basic",
+            Workload::BasicCreate | Workload::BasicUpdate | Workload::BasicRead => "basic",
             Workload::EnergyTrade => "energy",
         }
     }
@@ -193,6 +216,15 @@ pub struct GatewayArgs {
     /// trades are spread over; setup posts one offer per buyer and period.
     #[arg(long, default_value_t = 16)]
     pub periods: usize,
+    /// basic-update, basic-read: how many preloaded assets the keys are drawn from. Their ids
+    /// are `bench-n{KEYS}-0` … `bench-n{KEYS}-{KEYS - 1}`; setup creates them (the `basic`
+    /// chaincode's CreateAssets) unless the last one already exists.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: u64,
+    /// basic-update, basic-read: assets created by each preload transaction (at most 10,000,
+    /// CreateAssets' limit).
+    #[arg(long, default_value_t = DEFAULT_PRELOAD_BATCH)]
+    pub preload_batch: u64,
     /// Deadline of each call (Endorse, Submit, CommitStatus).
     #[arg(long, default_value_t = 30.0)]
     pub timeout_seconds: f64,
@@ -963,11 +995,18 @@ async fn prepare_energy(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepar
             setup_seconds: started.elapsed().as_secs_f64(),
         }),
         clients,
+        keys: None,
+        preloaded: None,
     })
 }
 
-/// Connects the basic workload's clients: `--connections` gateways to the chosen peer, all
-/// signing as `--user`.
+// ---------------------------------------------------------------------------------------------
+// The basic workloads: their clients, and the preloaded keys of basic-update and basic-read.
+// ---------------------------------------------------------------------------------------------
+
+/// Connects the basic workloads' clients: `--connections` gateways to the chosen peer, all
+/// signing as `--user`; for basic-update and basic-read, makes sure the `--keys` assets are
+/// there first ([`preload`]).
 async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepared> {
     let target = resolve_target(args)?;
     let call_timeout = Duration::from_secs_f64(args.timeout_seconds);
@@ -996,6 +1035,17 @@ async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepare
             started: Arc::new(AtomicU64::new(0)),
         });
     }
+    let (keys, preloaded) = if args.workload.uses_keys() {
+        let keys = KeySet::new(args.keys, clock_seed());
+        let contracts: Vec<Contract> = clients
+            .iter()
+            .flat_map(|c| c.legs.iter().map(|leg| leg.contract.clone()))
+            .collect();
+        let report = preload(&contracts, &keys, args.preload_batch).await?;
+        (Some(Arc::new(keys)), Some(report))
+    } else {
+        (None, None)
+    };
     Ok(Prepared {
         mode,
         clients,
@@ -1006,10 +1056,288 @@ async fn prepare_basic(args: &GatewayArgs, mode: Mode) -> anyhow::Result<Prepare
         connections: args.connections,
         network_dir: target.network_dir,
         energy: None,
+        keys,
+        preloaded,
     })
 }
 
-/// One client of the load: its legs (basic-create: one), taken in turn.
+/// The most preloaded assets `--keys` accepts (each peer stores about 150 bytes per asset).
+const MAX_KEYS: u64 = 10_000_000;
+/// The `basic` chaincode's CreateAssets limit: the most assets one preload transaction creates.
+const MAX_PRELOAD_BATCH: u64 = 10_000;
+/// Assets per preload transaction unless `--preload-batch` says otherwise.
+const DEFAULT_PRELOAD_BATCH: u64 = 1_000;
+/// Preload transactions in flight at once.
+const PRELOAD_IN_FLIGHT: usize = 8;
+/// Submissions of one preload transaction in all: one that lost an MVCC conflict (with the
+/// same transaction of an earlier, interrupted run) or met endorsing peers at different
+/// heights is endorsed again.
+const PRELOAD_ATTEMPTS: u32 = 5;
+/// What the `basic` chaincode says when an asset to create is already there.
+const ALREADY_EXISTS_TEXT: &str = "already exists";
+/// SplitMix64's increment (2⁶⁴ divided by the golden ratio, odd).
+const SPLITMIX_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The preloaded assets of basic-update and basic-read, `{prefix}0` … `{prefix}{count - 1}`,
+/// and the random source their keys are drawn from. The prefix names the count, so sets of
+/// different sizes never mix and every run with the same `--keys` finds the same set.
+#[derive(Debug)]
+struct KeySet {
+    prefix: String,
+    count: u64,
+    /// SplitMix64's counter: each draw adds [`SPLITMIX_GAMMA`] and mixes the sum, so draws
+    /// from concurrent clients are lock-free and never repeat the same state.
+    state: AtomicU64,
+}
+
+impl KeySet {
+    /// The set of `count` assets, its draws seeded with `seed`.
+    fn new(count: u64, seed: u64) -> KeySet {
+        KeySet {
+            prefix: format!("bench-n{count}-"),
+            count,
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    /// The id of asset number `n`.
+    fn key(&self, n: u64) -> String {
+        format!("{}{n}", self.prefix)
+    }
+
+    /// The id of the set's last asset: the preload creates it last, so its presence means the
+    /// whole set's.
+    fn last_key(&self) -> String {
+        self.key(self.count.saturating_sub(1))
+    }
+
+    /// A number in `0..count`, uniformly at random.
+    fn random_number(&self) -> u64 {
+        let x = self
+            .state
+            .fetch_add(SPLITMIX_GAMMA, Ordering::Relaxed)
+            .wrapping_add(SPLITMIX_GAMMA);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // 64 random bits times the count, keeping the high word: uniform on 0..count up to a
+        // bias below count / 2⁶⁴.
+        let n = (u128::from(z) * u128::from(self.count)) >> 64;
+        u64::try_from(n).expect("the high word of a 64 × 64-bit product fits in 64 bits")
+    }
+
+    /// The id of an asset drawn uniformly at random.
+    fn random_key(&self) -> String {
+        self.key(self.random_number())
+    }
+}
+
+/// A seed from the clock, different on every run.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The preload's transactions as `(first number, count)`: `batch` assets each, the last
+/// shorter when `batch` does not divide `count`.
+fn preload_batches(count: u64, batch: u64) -> Vec<(u64, u64)> {
+    let batch = batch.max(1);
+    (0..count.div_ceil(batch))
+        .map(|i| {
+            let first = i * batch;
+            (first, batch.min(count - first))
+        })
+        .collect()
+}
+
+/// What the preload of basic-update and basic-read did, reported with the results.
+#[derive(Debug, Serialize)]
+struct PreloadReport {
+    /// Preloaded assets the keys are drawn from.
+    keys: u64,
+    /// Their ids: this prefix and a number in 0 … keys − 1.
+    prefix: String,
+    /// The set was already there (its last asset exists), so nothing was submitted.
+    already_present: bool,
+    /// Assets per preload transaction.
+    batch: u64,
+    /// CreateAssets transactions this run committed.
+    transactions: u64,
+    /// Preload transactions skipped because their assets were already there (an earlier run
+    /// stopped part-way).
+    transactions_present: u64,
+    /// How long the preload (or the check that made it unnecessary) took; not measured.
+    seconds: f64,
+}
+
+/// How one preload transaction ended.
+enum BatchOutcome {
+    /// Committed VALID: its assets were created.
+    Created(u64),
+    /// Its assets were already there.
+    Present(u64),
+}
+
+/// Creates the assets `first .. first + count` of `keys` in one CreateAssets transaction.
+async fn create_batch(
+    contract: Contract,
+    prefix: String,
+    first: u64,
+    count: u64,
+) -> anyhow::Result<BatchOutcome> {
+    match contract
+        .submit(
+            "CreateAssets",
+            &[&prefix, &first.to_string(), &count.to_string()],
+        )
+        .await
+    {
+        Ok(_) => Ok(BatchOutcome::Created(count)),
+        Err(e) if e.to_string().contains(ALREADY_EXISTS_TEXT) => Ok(BatchOutcome::Present(count)),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "creating the assets {prefix}{first} … {prefix}{} (CreateAssets)",
+                first + count - 1
+            )
+        }),
+    }
+}
+
+/// Counts the preload's progress and reports it on stderr about every 5 %.
+struct PreloadProgress {
+    total: u64,
+    done: u64,
+    transactions: u64,
+    transactions_present: u64,
+    started: Instant,
+    reported_step: u64,
+}
+
+impl PreloadProgress {
+    fn add(&mut self, outcome: BatchOutcome) {
+        let n = match outcome {
+            BatchOutcome::Created(n) => {
+                self.transactions += 1;
+                n
+            }
+            BatchOutcome::Present(n) => {
+                self.transactions_present += 1;
+                n
+            }
+        };
+        self.done += n;
+        let step = self.done * 20 / self.total.max(1);
+        if step > self.reported_step {
+            self.reported_step = step;
+            let elapsed = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "preload: {} of {} assets ({}%) after {elapsed:.1} s, {:.0} assets/s",
+                self.done,
+                self.total,
+                self.done * 100 / self.total.max(1),
+                self.done as f64 / elapsed.max(1e-9)
+            );
+        }
+    }
+}
+
+/// Makes sure the assets of `keys` exist before the warm-up (none of this is measured). When
+/// the set's last asset is there, nothing is done. Otherwise CreateAssets transactions of
+/// `batch` assets go through `contracts` in turn, [`PRELOAD_IN_FLIGHT`] at once, and the one
+/// holding the last asset only after every other one committed, so that the last asset's
+/// presence means the whole set's; a transaction whose assets are already there (an earlier
+/// run stopped part-way) is skipped. Progress goes to stderr.
+async fn preload(
+    contracts: &[Contract],
+    keys: &KeySet,
+    batch: u64,
+) -> anyhow::Result<PreloadReport> {
+    let started = Instant::now();
+    let last_key = keys.last_key();
+    let checker = contracts
+        .first()
+        .context("no connection to preload the keys through")?;
+    let exists = checker
+        .evaluate("AssetExists", &[&last_key])
+        .await
+        .with_context(|| format!("asking whether the preloaded asset {last_key} exists"))?;
+    let mut report = PreloadReport {
+        keys: keys.count,
+        prefix: keys.prefix.clone(),
+        already_present: exists == b"true",
+        batch,
+        transactions: 0,
+        transactions_present: 0,
+        seconds: 0.0,
+    };
+    if report.already_present {
+        eprintln!(
+            "preload: the {} assets {}0 … {last_key} are already there",
+            keys.count, keys.prefix
+        );
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let mut batches = preload_batches(keys.count, batch);
+    let (last_first, last_count) = batches
+        .pop()
+        .expect("a set of at least one asset has a batch");
+    eprintln!(
+        "preload: creating the {} assets {}0 … {last_key}, {} per transaction, {} transactions in flight",
+        keys.count, keys.prefix, batch, PRELOAD_IN_FLIGHT
+    );
+    let contracts: Vec<Contract> = contracts
+        .iter()
+        .map(|c| {
+            c.clone()
+                .with_retry(RetryPolicy::idempotent(PRELOAD_ATTEMPTS))
+        })
+        .collect();
+    let mut progress = PreloadProgress {
+        total: keys.count,
+        done: 0,
+        transactions: 0,
+        transactions_present: 0,
+        started,
+        reported_step: 0,
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(PRELOAD_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (first, count)) in batches.into_iter().enumerate() {
+        let permit = limit
+            .clone()
+            .acquire_owned()
+            .await
+            .context("the preload's limiter closed")?;
+        while let Some(done) = tasks.try_join_next() {
+            progress.add(done.context("a preload task failed")??);
+        }
+        let contract = contracts[i % contracts.len()].clone();
+        let prefix = keys.prefix.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            create_batch(contract, prefix, first, count).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        progress.add(done.context("a preload task failed")??);
+    }
+    let last_contract = contracts[0].clone();
+    progress.add(create_batch(last_contract, keys.prefix.clone(), last_first, last_count).await?);
+    report.transactions = progress.transactions;
+    report.transactions_present = progress.transactions_present;
+    report.seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "preload: done in {:.1} s ({} transactions, {} already there)",
+        report.seconds, report.transactions, report.transactions_present
+    );
+    Ok(report)
+}
+
+/// One client of the load: its legs (the basic workloads: one), taken in turn.
 #[derive(Clone)]
 struct Client {
     legs: Arc<[ClientLeg]>,
@@ -1039,6 +1367,10 @@ struct Prepared {
     /// The folder holding network.json: node configs live under `nodes/` in it.
     network_dir: PathBuf,
     energy: Option<EnergySetup>,
+    /// basic-update, basic-read: the preloaded assets the keys are drawn from.
+    keys: Option<Arc<KeySet>>,
+    /// basic-update, basic-read: what the preload did.
+    preloaded: Option<PreloadReport>,
 }
 
 /// How the load is offered.
@@ -1072,6 +1404,14 @@ fn mode_of(args: &GatewayArgs) -> anyhow::Result<Mode> {
         (1..=96).contains(&args.periods),
         "--periods must be in [1, 96] (a day of 15-minute periods)"
     );
+    ensure!(
+        (1..=MAX_KEYS).contains(&args.keys),
+        "--keys must be in [1, {MAX_KEYS}]"
+    );
+    ensure!(
+        (1..=MAX_PRELOAD_BATCH).contains(&args.preload_batch),
+        "--preload-batch must be in [1, {MAX_PRELOAD_BATCH}] (the basic chaincode's CreateAssets limit)"
+    );
     match (args.concurrency, args.rate) {
         (Some(_), Some(_)) => bail!("--concurrency and --rate exclude each other"),
         (_, Some(rate)) => {
@@ -1103,6 +1443,8 @@ fn mode_of(args: &GatewayArgs) -> anyhow::Result<Mode> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Propose,
+    /// basic-read's only call.
+    Evaluate,
     Endorse,
     Submit,
     CommitStatus,
@@ -1114,6 +1456,7 @@ impl Phase {
     fn name(self) -> &'static str {
         match self {
             Phase::Propose => "propose",
+            Phase::Evaluate => "evaluate",
             Phase::Endorse => "endorse",
             Phase::Submit => "submit",
             Phase::CommitStatus => "commit_status",
@@ -1127,13 +1470,15 @@ impl Phase {
 enum Outcome {
     /// Committed with this `TxValidationCode`.
     Committed(i32),
+    /// Evaluated (basic-read): answered by the gateway peer, never ordered.
+    Evaluated,
     /// A call failed; `code` is the gRPC status name (or the SDK's kind of failure).
     Failed { phase: Phase, code: &'static str },
     /// Not started: `--max-in-flight` transactions were already in flight.
     Shed,
 }
 
-/// One transaction: when its proposal was created, when its outcome was known.
+/// One transaction (or evaluation): when its proposal was created, when its outcome was known.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     start: Instant,
@@ -1285,11 +1630,13 @@ fn pick(k: u64, legs: usize, offers: usize) -> (usize, usize) {
     )
 }
 
-/// The proposal of the next transaction of `workload` by `client`.
+/// The proposal of the next transaction of `workload` by `client`; `keys` are the preloaded
+/// assets of basic-update and basic-read.
 fn next_proposal(
     workload: Workload,
     client: &Client,
     ids: &IdSource,
+    keys: Option<&KeySet>,
 ) -> Result<gridledger_sdk::Proposal, SdkError> {
     let k = client.started.fetch_add(1, Ordering::Relaxed);
     let (leg, offer) = pick(
@@ -1306,6 +1653,19 @@ fn next_proposal(
             let id = ids.next();
             leg.contract
                 .proposal("CreateAsset", &[&id, "blue", "5", "bench", "100"])
+        }
+        Workload::BasicUpdate | Workload::BasicRead => {
+            let keys =
+                keys.ok_or_else(|| SdkError::Response("no preloaded keys to draw from".into()))?;
+            let key = keys.random_key();
+            if workload == Workload::BasicRead {
+                leg.contract.proposal("ReadAsset", &[&key])
+            } else {
+                // Read the asset, write it back with a new owner (unique, so every write
+                // changes the value).
+                let owner = ids.next();
+                leg.contract.proposal("TransferAsset", &[&key, &owner])
+            }
         }
         Workload::EnergyTrade => {
             let offer = leg
@@ -1326,20 +1686,23 @@ fn next_proposal(
     }
 }
 
-/// Runs one transaction of `workload` to its commit status and records it. The proposal is
-/// endorsed again (at most [`MISMATCH_RETRIES`] times) while the endorsing peers are at
-/// different heights, as a client would; the latency includes those tries.
-async fn one_transaction(
-    workload: Workload,
-    client: &Client,
-    ids: &IdSource,
-    deadline: Duration,
-    recorder: &Recorder,
-) {
+/// Runs one transaction of `ctx.workload` by `client` to its commit status (basic-read: one
+/// evaluation to its answer) and records it. The proposal is endorsed again (at most
+/// [`MISMATCH_RETRIES`] times) while the endorsing peers are at different heights, as a client
+/// would; the latency includes those tries.
+async fn one_transaction(ctx: &LoadContext, client: &Client) {
     let start = Instant::now();
     let retries = AtomicU64::new(0);
     let run = async {
-        let proposal = next_proposal(workload, client, ids).map_err(|e| (Phase::Propose, e))?;
+        let proposal = next_proposal(ctx.workload, client, &ctx.ids, ctx.keys.as_deref())
+            .map_err(|e| (Phase::Propose, e))?;
+        if ctx.workload.is_read() {
+            proposal
+                .evaluate()
+                .await
+                .map_err(|e| (Phase::Evaluate, e))?;
+            return Ok(Outcome::Evaluated);
+        }
         let transaction = loop {
             match proposal.endorse().await {
                 Err(e)
@@ -1357,13 +1720,14 @@ async fn one_transaction(
             .status()
             .await
             .map_err(|e| (Phase::CommitStatus, e))?;
-        Ok::<i32, (Phase, SdkError)>(status.code)
+        Ok::<Outcome, (Phase, SdkError)>(Outcome::Committed(status.code))
     };
-    let outcome = match tokio::time::timeout(deadline, run).await {
-        Ok(Ok(code)) => Outcome::Committed(code),
+    let outcome = match tokio::time::timeout(ctx.deadline, run).await {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err((phase, err))) => {
             let code = failure_code(phase, &err);
-            recorder.note_error(format!("{}:{code}", phase.name()), err.to_string());
+            ctx.recorder
+                .note_error(format!("{}:{code}", phase.name()), err.to_string());
             Outcome::Failed { phase, code }
         }
         Err(_) => Outcome::Failed {
@@ -1371,7 +1735,7 @@ async fn one_transaction(
             code: "DEADLINE_EXCEEDED",
         },
     };
-    recorder.record(Sample {
+    ctx.recorder.record(Sample {
         start,
         end: Instant::now(),
         outcome,
@@ -1384,6 +1748,8 @@ async fn one_transaction(
 struct LoadContext {
     workload: Workload,
     ids: Arc<IdSource>,
+    /// basic-update, basic-read: the preloaded assets the keys are drawn from.
+    keys: Option<Arc<KeySet>>,
     recorder: Arc<Recorder>,
     /// Deadline of a whole transaction (three calls).
     deadline: Duration,
@@ -1413,14 +1779,7 @@ async fn generate(
                 let ctx = ctx.clone();
                 tasks.spawn(async move {
                     while Instant::now() < ctx.end {
-                        one_transaction(
-                            ctx.workload,
-                            &client,
-                            &ctx.ids,
-                            ctx.deadline,
-                            &ctx.recorder,
-                        )
-                        .await;
+                        one_transaction(&ctx, &client).await;
                     }
                 });
             }
@@ -1463,14 +1822,7 @@ async fn generate(
                         let ctx = ctx.clone();
                         let free = free.clone();
                         tasks.spawn(async move {
-                            one_transaction(
-                                ctx.workload,
-                                &client,
-                                &ctx.ids,
-                                ctx.deadline,
-                                &ctx.recorder,
-                            )
-                            .await;
+                            one_transaction(&ctx, &client).await;
                             if exclusive {
                                 free.lock()
                                     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -1638,6 +1990,8 @@ struct Summary {
     valid: u64,
     /// Committed transactions per validation code name.
     codes: BTreeMap<String, u64>,
+    /// Evaluations answered (basic-read).
+    evaluated: u64,
     /// Failed transactions per `phase:GRPC_CODE`.
     errors: BTreeMap<String, u64>,
     /// Starts shed by the open loop.
@@ -1646,8 +2000,22 @@ struct Summary {
     dso_refused: u64,
     /// Endorsements tried again because the endorsing peers were at different heights.
     endorse_retries: u64,
-    /// Commit latencies of the committed transactions in ms, ascending.
+    /// Commit latencies of the committed transactions (basic-read: latencies of the answered
+    /// evaluations) in ms, ascending.
     latencies_ms: Vec<f64>,
+}
+
+impl Summary {
+    /// The fraction of committed transactions that lost an MVCC read conflict; `None` when
+    /// nothing committed.
+    fn conflict_rate(&self) -> Option<f64> {
+        let conflicts = self
+            .codes
+            .get(TxValidationCode::MvccReadConflict.as_str_name())
+            .copied()
+            .unwrap_or(0);
+        (self.committed > 0).then(|| conflicts as f64 / self.committed as f64)
+    }
 }
 
 fn summarize(samples: &[Sample], from: Instant, to: Instant) -> Summary {
@@ -1661,6 +2029,12 @@ fn summarize(samples: &[Sample], from: Instant, to: Instant) -> Summary {
                     summary.valid += 1;
                 }
                 *summary.codes.entry(validation_code_name(code)).or_insert(0) += 1;
+                summary
+                    .latencies_ms
+                    .push((sample.end - sample.start).as_secs_f64() * 1e3);
+            }
+            Outcome::Evaluated => {
+                summary.evaluated += 1;
                 summary
                     .latencies_ms
                     .push((sample.end - sample.start).as_secs_f64() * 1e3);
@@ -1721,16 +2095,25 @@ struct Report {
     connections: usize,
     /// Committed transactions (any validation code) that completed inside the window.
     committed: u64,
-    /// VALID transactions committed per second.
+    /// basic-read: evaluations answered inside the window (nothing is committed).
+    evaluated: Option<u64>,
+    /// VALID transactions committed per second (basic-read: evaluations answered per second).
     tps: f64,
     /// Transactions committed (any code) per second.
     committed_tps: f64,
+    /// Commit latency percentiles (basic-read: of the Evaluate call), ms.
     p50_ms: Option<f64>,
     p95_ms: Option<f64>,
     p99_ms: Option<f64>,
     mean_ms: Option<f64>,
     max_ms: Option<f64>,
+    /// Committed transactions per validation code (basic-read: none, nothing is ordered).
     codes: BTreeMap<String, u64>,
+    /// MVCC_READ_CONFLICT over committed transactions (`null` when nothing committed, and for
+    /// basic-read).
+    conflict_rate: Option<f64>,
+    /// What the figures mean when they differ from the ordered workloads' (basic-read).
+    note: Option<&'static str>,
     errors: BTreeMap<String, u64>,
     error_examples: BTreeMap<String, String>,
     shed: u64,
@@ -1744,9 +2127,12 @@ struct Report {
     dso_refused: Option<u64>,
     /// energy-trade: what the setup did.
     energy: Option<EnergySetup>,
+    /// basic-update, basic-read: the preloaded assets and what their preload did.
+    keys: Option<PreloadReport>,
     processes: Vec<ProcessReport>,
     /// CPU seconds of all node processes inside the window.
     server_cpu_seconds: f64,
+    /// Node CPU per committed transaction (basic-read: per answered evaluation), ms.
     server_cpu_ms_per_tx: Option<f64>,
     client: ProcessReport,
     client_cpu_ms_per_tx: Option<f64>,
@@ -1763,7 +2149,9 @@ fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let report = runtime.block_on(async {
         let prepared = match args.workload {
-            Workload::BasicCreate => prepare_basic(args, mode).await?,
+            Workload::BasicCreate | Workload::BasicUpdate | Workload::BasicRead => {
+                prepare_basic(args, mode).await?
+            }
             Workload::EnergyTrade => prepare_energy(args, mode).await?,
         };
         measure(args, prepared).await
@@ -1788,6 +2176,8 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
         connections,
         network_dir,
         energy,
+        keys,
+        preloaded,
     } = prepared;
 
     let nodes = find_node_processes(&network_dir);
@@ -1811,6 +2201,7 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
     let ctx = LoadContext {
         workload: args.workload,
         ids: Arc::new(IdSource::new()),
+        keys,
         recorder: recorder.clone(),
         deadline: call_timeout * 3 + Duration::from_secs(1),
         end: window_end,
@@ -1853,7 +2244,10 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
         .collect();
     let client = process_report("client".into(), own_pid, client_before, client_after);
     let server_cpu_seconds: f64 = processes.iter().filter_map(|p| p.cpu_seconds).sum();
-    let per_tx = |cpu: f64| (summary.committed > 0).then(|| 1e3 * cpu / summary.committed as f64);
+    // Per committed transaction (basic-read: per answered evaluation).
+    let operations = summary.committed + summary.evaluated;
+    let per_tx = |cpu: f64| (operations > 0).then(|| 1e3 * cpu / operations as f64);
+    let read = args.workload.is_read();
     let lat = &summary.latencies_ms;
     let (concurrency, rate, max_in_flight, mode_name) = match mode {
         Mode::ClosedLoop { concurrency } => (Some(concurrency), None, None, "closed-loop"),
@@ -1875,13 +2269,20 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
         endpoint,
         connections,
         committed: summary.committed,
-        tps: summary.valid as f64 / measured,
+        evaluated: read.then_some(summary.evaluated),
+        tps: if read {
+            summary.evaluated as f64 / measured
+        } else {
+            summary.valid as f64 / measured
+        },
         committed_tps: summary.committed as f64 / measured,
         p50_ms: percentile(lat, 50.0),
         p95_ms: percentile(lat, 95.0),
         p99_ms: percentile(lat, 99.0),
         mean_ms: (!lat.is_empty()).then(|| lat.iter().sum::<f64>() / lat.len() as f64),
         max_ms: lat.last().copied(),
+        conflict_rate: summary.conflict_rate(),
+        note: read.then_some(READ_NOTE),
         codes: summary.codes,
         errors: summary.errors,
         error_examples,
@@ -1890,6 +2291,7 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
         endorse_retries: summary.endorse_retries,
         dso_refused: energy.as_ref().map(|_| summary.dso_refused),
         energy,
+        keys: preloaded,
         server_cpu_ms_per_tx: per_tx(server_cpu_seconds),
         server_cpu_seconds,
         client_cpu_ms_per_tx: client.cpu_seconds.and_then(per_tx),
@@ -1898,6 +2300,9 @@ async fn measure(args: &GatewayArgs, prepared: Prepared) -> anyhow::Result<Repor
         load_average_1m,
     })
 }
+
+/// What basic-read's figures mean.
+const READ_NOTE: &str = "basic-read evaluates ReadAsset on the gateway peer: nothing is ordered or committed, so there are no validation codes; tps is evaluations answered per second and the latencies are those of the Evaluate call";
 
 fn print_report(r: &Report) {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
@@ -1935,12 +2340,38 @@ fn print_report(r: &Report) {
             e.payments_issued
         );
     }
+    if let Some(k) = &r.keys {
+        let preload = if k.already_present {
+            format!("already there (checked in {:.1} s)", k.seconds)
+        } else {
+            format!(
+                "{:.1} s, {} CreateAssets transactions of {} ({} already there)",
+                k.seconds, k.transactions, k.batch, k.transactions_present
+            )
+        };
+        println!(
+            "keys: drawn uniformly from {} preloaded assets {}0 … {}{}; preload {preload}",
+            k.keys,
+            k.prefix,
+            k.prefix,
+            k.keys.saturating_sub(1)
+        );
+    }
+    if let Some(evaluated) = r.evaluated {
+        println!("evaluated {evaluated} → {:.1} evaluations/s", r.tps);
+    } else {
+        println!(
+            "committed {} → {:.1} tps VALID ({:.1} tps committed)",
+            r.committed, r.tps, r.committed_tps
+        );
+    }
     println!(
-        "committed {} → {:.1} tps VALID ({:.1} tps committed)",
-        r.committed, r.tps, r.committed_tps
-    );
-    println!(
-        "commit latency: p50 {}  p95 {}  p99 {}  mean {}  max {}",
+        "{} latency: p50 {}  p95 {}  p99 {}  mean {}  max {}",
+        if r.evaluated.is_some() {
+            "evaluate"
+        } else {
+            "commit"
+        },
         ms(r.p50_ms),
         ms(r.p95_ms),
         ms(r.p99_ms),
@@ -1957,7 +2388,15 @@ fn print_report(r: &Report) {
                 .join(", ")
         }
     };
-    println!("validation codes: {}", counts(&r.codes));
+    match (r.note, r.conflict_rate) {
+        (Some(note), _) => println!("validation codes: none ({note})"),
+        (None, Some(rate)) => println!(
+            "validation codes: {}; conflict rate {:.3}% (MVCC_READ_CONFLICT of committed)",
+            counts(&r.codes),
+            100.0 * rate
+        ),
+        (None, None) => println!("validation codes: {}", counts(&r.codes)),
+    }
     println!("errors: {}", counts(&r.errors));
     if let Some(refused) = r.dso_refused {
         println!("trades refused by the DSO (not feasible on its grid): {refused}");
@@ -1993,7 +2432,12 @@ fn print_report(r: &Report) {
         );
     }
     println!(
-        "CPU per committed transaction: server {} ms, client {} ms; load average {}",
+        "CPU per {}: server {} ms, client {} ms; load average {}",
+        if r.evaluated.is_some() {
+            "answered evaluation"
+        } else {
+            "committed transaction"
+        },
         opt(r.server_cpu_ms_per_tx, 3),
         opt(r.client_cpu_ms_per_tx, 3),
         opt(r.load_average_1m, 2)
@@ -2980,6 +3424,148 @@ mod tests {
             .map(|ms| ms.round() as u64)
             .collect();
         assert_eq!(rounded, vec![10, 20, 50, 80]);
+    }
+
+    #[test]
+    fn evaluations_are_counted_with_their_latency_and_conflict_rate_is_over_committed() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let sample = |start: u64, end: u64, outcome: Outcome| Sample {
+            start: at(start),
+            end: at(end),
+            outcome,
+            endorse_retries: 0,
+        };
+        let reads = [
+            sample(0, 500, Outcome::Evaluated), // warm-up: excluded
+            sample(1_000, 1_004, Outcome::Evaluated),
+            sample(1_100, 1_102, Outcome::Evaluated),
+            sample(
+                1_200,
+                1_201,
+                Outcome::Failed {
+                    phase: Phase::Evaluate,
+                    code: "NOT_FOUND",
+                },
+            ),
+        ];
+        let summary = summarize(&reads, at(1_000), at(2_000));
+        assert_eq!(summary.evaluated, 2);
+        assert_eq!(summary.committed, 0);
+        assert!(summary.codes.is_empty());
+        assert_eq!(
+            summary.errors,
+            BTreeMap::from([("evaluate:NOT_FOUND".to_owned(), 1)])
+        );
+        let rounded: Vec<u64> = summary
+            .latencies_ms
+            .iter()
+            .map(|ms| ms.round() as u64)
+            .collect();
+        assert_eq!(rounded, vec![2, 4]);
+        assert_eq!(summary.conflict_rate(), None, "nothing committed");
+
+        let valid = Outcome::Committed(TxValidationCode::Valid as i32);
+        let mvcc = Outcome::Committed(TxValidationCode::MvccReadConflict as i32);
+        let updates = [
+            sample(1_000, 1_010, valid),
+            sample(1_000, 1_020, mvcc),
+            sample(1_000, 1_030, valid),
+            sample(1_000, 1_040, valid),
+        ];
+        let summary = summarize(&updates, at(1_000), at(2_000));
+        assert_eq!(summary.conflict_rate(), Some(0.25));
+        let summary = summarize(&updates[..1], at(1_000), at(2_000));
+        assert_eq!(summary.conflict_rate(), Some(0.0));
+    }
+
+    #[test]
+    fn basic_update_and_read_parse_with_a_million_keys_by_default_and_bound_them() {
+        for workload in ["basic-update", "basic-read"] {
+            let parsed = parse(&[
+                "bench",
+                "gateway",
+                "--network",
+                "n.json",
+                "--workload",
+                workload,
+                "--rate",
+                "100",
+            ])
+            .expect("the workload parses");
+            let BenchCommand(Named::Gateway(args)) = parsed else {
+                panic!("expected the gateway benchmark, got {parsed:?}");
+            };
+            assert_eq!(args.workload.name(), workload);
+            assert_eq!(args.workload.default_chaincode(), "basic");
+            assert!(args.workload.uses_keys());
+            assert_eq!(args.keys, 1_000_000);
+            assert_eq!(args.preload_batch, DEFAULT_PRELOAD_BATCH);
+            assert!(mode_of(&args).is_ok());
+        }
+        assert!(Workload::BasicRead.is_read());
+        assert!(!Workload::BasicUpdate.is_read());
+        assert!(!Workload::BasicCreate.uses_keys());
+        assert_eq!(
+            gateway_args(&["--keys", "2000", "--preload-batch", "10000"]).keys,
+            2000
+        );
+        for bad in [
+            &["--keys", "0"][..],
+            &["--keys", "10000001"],
+            &["--preload-batch", "0"],
+            &["--preload-batch", "10001"],
+        ] {
+            assert!(
+                mode_of(&gateway_args(bad)).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_set_names_its_size_and_draws_every_key_uniformly() {
+        let keys = KeySet::new(1_000_000, 7);
+        assert_eq!(keys.key(0), "bench-n1000000-0");
+        assert_eq!(keys.last_key(), "bench-n1000000-999999");
+        assert_ne!(
+            KeySet::new(2000, 7).last_key(),
+            KeySet::new(20000, 7).key(1999),
+            "sets of different sizes do not share ids"
+        );
+
+        let small = KeySet::new(10, 42);
+        let mut hits = [0u32; 10];
+        for _ in 0..10_000 {
+            let n = small.random_number();
+            assert!(n < 10, "{n} is outside the set");
+            hits[usize::try_from(n).expect("below 10")] += 1;
+        }
+        // Each of the 10 keys is expected 1,000 times; the bounds are over 12 standard
+        // deviations away, and the draws are deterministic for the seed.
+        for (n, &h) in hits.iter().enumerate() {
+            assert!((600..=1_400).contains(&h), "key {n} drawn {h} times");
+        }
+        assert!(small.random_key().starts_with("bench-n10-"));
+
+        let one = KeySet::new(1, 3);
+        assert!((0..100).all(|_| one.random_number() == 0));
+        assert_eq!(one.last_key(), "bench-n1-0");
+    }
+
+    #[test]
+    fn preload_batches_cover_the_set_once_with_a_short_last_batch() {
+        assert_eq!(
+            preload_batches(2_500, 1_000),
+            vec![(0, 1_000), (1_000, 1_000), (2_000, 500)]
+        );
+        assert_eq!(preload_batches(3_000, 1_000).len(), 3);
+        assert_eq!(preload_batches(1, 1_000), vec![(0, 1)]);
+        let million = preload_batches(1_000_000, 1_000);
+        assert_eq!(million.len(), 1_000);
+        assert_eq!(million.iter().map(|&(_, n)| n).sum::<u64>(), 1_000_000);
+        assert!(million.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        assert_eq!(million.last(), Some(&(999_000, 1_000)));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! identically on all three peers, MVCC conflicts, duplicate tx ids, tampered envelopes
 //! (refused by the ordering service's Writers check, as Fabric's orderer refuses them, so they
 //! never reach a block), endorsements that miss the policy, a peer killed with `kill -9` in the
-//! middle of commits, and a restart of `up` on the same folder — and that the energy-trade
-//! load generator (`gridledger bench gateway --workload energy-trade`) runs against `up`.
+//! middle of commits, and a restart of `up` on the same folder — and that the load generator
+//! (`gridledger bench gateway`) runs every workload against `up`: energy-trade, and
+//! basic-update, basic-read and basic-create over preloaded keys.
 //!
 //! Every process a test starts is owned by a [`TestNetwork`], which stops it on drop (SIGTERM,
 //! then SIGKILL), so a failing test leaves nothing running; on failure it prints the tail of
@@ -1408,6 +1409,116 @@ fn bench_energy_trade_runs_against_up() {
     assert!(!too_many.status.success());
     let err = support::stderr(&too_many);
     assert!(err.contains("its own buyer"), "{err}");
+}
+
+/// `gridledger bench gateway ARGS --json` against `network`, parsed; its stderr (progress)
+/// is returned too.
+fn bench_json(network: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let mut all = vec!["bench", "gateway", "--network", network];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = support::gridledger(&all);
+    let (stdout, stderr) = (support::stdout(&out), support::stderr(&out));
+    assert!(
+        out.status.success(),
+        "gridledger {all:?} failed:\n{stdout}{stderr}"
+    );
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the report is not one JSON object ({e}): {stdout}"));
+    (report, stderr)
+}
+
+#[test]
+fn bench_basic_update_read_and_create_run_against_up() {
+    let (net, _) = support::UpNetwork::start("bench-basic");
+    let network = net.network_json();
+    let common = ["--keys", "2000", "--seconds", "2", "--concurrency", "8"];
+
+    // basic-update preloads the 2,000 assets, then transfers random ones.
+    let (update, progress) = bench_json(
+        &network,
+        &[&["--workload", "basic-update"][..], &common[..]].concat(),
+    );
+    eprintln!("[test] basic-update report: {update}");
+    assert!(
+        progress.contains("preload"),
+        "no preload progress: {progress}"
+    );
+    assert_eq!(update["workload"], "basic-update");
+    let keys = &update["keys"];
+    assert_eq!(keys["keys"].as_u64(), Some(2000));
+    assert_eq!(keys["prefix"], "bench-n2000-");
+    assert_eq!(keys["already_present"], false);
+    assert_eq!(keys["transactions"].as_u64(), Some(2), "{keys}");
+    let committed = update["committed"].as_u64().expect("committed");
+    assert!(committed > 0, "nothing committed: {update}");
+    let codes = update["codes"].as_object().expect("validation code counts");
+    for (code, _) in codes {
+        assert!(
+            code == "VALID" || code == "MVCC_READ_CONFLICT",
+            "unexpected validation code {code}: {update}"
+        );
+    }
+    let count = |code: &str| codes.get(code).and_then(|v| v.as_u64()).unwrap_or(0);
+    assert_eq!(count("VALID") + count("MVCC_READ_CONFLICT"), committed);
+    let rate = update["conflict_rate"]
+        .as_f64()
+        .expect("conflict_rate is reported");
+    let expected = count("MVCC_READ_CONFLICT") as f64 / committed as f64;
+    assert!((rate - expected).abs() < 1e-12, "{rate} != {expected}");
+    assert!(
+        update["errors"].as_object().is_some_and(|e| e.is_empty()),
+        "{update}"
+    );
+
+    // basic-read finds the set already there and evaluates random keys.
+    let (read, progress) = bench_json(
+        &network,
+        &[&["--workload", "basic-read"][..], &common[..]].concat(),
+    );
+    eprintln!("[test] basic-read report: {read}");
+    assert!(progress.contains("already there"), "{progress}");
+    assert_eq!(read["keys"]["already_present"], true);
+    assert_eq!(read["keys"]["transactions"].as_u64(), Some(0));
+    for key in ["tps", "p50_ms", "p95_ms", "p99_ms"] {
+        assert!(read[key].is_f64(), "{key} missing or not a number: {read}");
+    }
+    assert!(read["tps"].as_f64().is_some_and(|tps| tps > 0.0), "{read}");
+    assert!(read["evaluated"].as_u64().is_some_and(|n| n > 0), "{read}");
+    assert_eq!(read["committed"].as_u64(), Some(0));
+    assert!(
+        read["codes"].as_object().is_some_and(|c| c.is_empty()),
+        "{read}"
+    );
+    assert!(
+        read["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("nothing is ordered"))
+    );
+    assert!(
+        read["errors"].as_object().is_some_and(|e| e.is_empty()),
+        "{read}"
+    );
+
+    // basic-create, briefly: the smoke every workload gets.
+    let (create, _) = bench_json(
+        &network,
+        &[
+            "--workload",
+            "basic-create",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "8",
+        ],
+    );
+    eprintln!("[test] basic-create report: {create}");
+    assert!(
+        create["tps"].as_f64().is_some_and(|tps| tps > 0.0),
+        "{create}"
+    );
+    assert_eq!(create["conflict_rate"].as_f64(), Some(0.0), "{create}");
+    assert!(create["keys"].is_null());
 }
 
 /// `n` concurrent read-modify-writes of the asset `hot` through `contract`.
