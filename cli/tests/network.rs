@@ -1611,6 +1611,26 @@ fn bench_order_runs_against_up() {
         "no envelope reached a delivered block: {report}"
     );
     assert_eq!(report["orderers"].as_array().map(Vec::len), Some(3));
+
+    // `up` starts its nodes with glibc's malloc arenas bounded (docs/configuration.md).
+    let marker = format!("{}/nodes/orderer0/", net.dir.display());
+    let pids = std::process::Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .expect("run pgrep");
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .next()
+        .expect("orderer0's process")
+        .trim()
+        .to_owned();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("orderer0's environment");
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|var| var == b"MALLOC_ARENA_MAX=2"),
+        "orderer0 runs without MALLOC_ARENA_MAX=2"
+    );
 }
 
 /// The asset `id`'s `Size` in a `ReadAsset` endorsement's response payload.
