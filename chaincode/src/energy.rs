@@ -594,24 +594,100 @@ fn cancel_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
     Ok(to_json(&offer))
 }
 
-fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+/// What `AcceptOffer` and `AcceptBid` share: the arguments `trade_id, <order>_id, period,
+/// energy_wh`, checked, and the accepting prosumer's account and POD, before gate closure.
+struct Acceptance {
+    trade_id: String,
+    /// The new trade's key; no trade may exist under it yet.
+    trade_key: String,
+    order_id: String,
+    period: i64,
+    energy_wh: u64,
+    account: String,
+    pod: String,
+}
+
+fn acceptance(
+    stub: &mut ChaincodeStub<'_>,
+    args: &[String],
+    function: &str,
+    order_arg: &str,
+    verb: &str,
+) -> Result<Acceptance, String> {
     let args = expect_args(
         args,
-        &["trade_id", "offer_id", "period", "energy_wh"],
-        "AcceptOffer",
+        &["trade_id", order_arg, "period", "energy_wh"],
+        function,
     )?;
     let trade_id = args[0].trim();
     check_id("trade id", trade_id)?;
     let period = period(&args[2])?;
     let energy_wh = number("energy", &args[3], MAX_ENERGY_WH)?;
     if energy_wh == 0 {
-        return Err("a trade must buy some energy".to_string());
+        return Err(format!("a trade must {verb} some energy"));
     }
-    let (buyer, buyer_pod) = prosumer_account(stub)?;
+    let (account, pod) = prosumer_account(stub)?;
     before_gate_closure(stub, period)?;
-    let offer_key = offer_key(period, args[1].trim());
+    let trade_key = trade_key(period, trade_id);
+    if get::<Trade>(stub, &trade_key)?.is_some() {
+        return Err(format!("trade {trade_id} already exists"));
+    }
+    Ok(Acceptance {
+        trade_id: trade_id.to_owned(),
+        trade_key,
+        order_id: args[1].trim().to_owned(),
+        period,
+        energy_wh,
+        account,
+        pod,
+    })
+}
+
+impl Acceptance {
+    /// The escrowed trade this acceptance makes, from `seller` to `buyer` (account and POD).
+    fn trade(
+        &self,
+        seller: (String, String),
+        buyer: (String, String),
+        price_cents_per_kwh: u64,
+        escrow_cents: u64,
+    ) -> Trade {
+        Trade {
+            id: self.trade_id.clone(),
+            offer_id: String::new(),
+            bid_id: String::new(),
+            seller: seller.0,
+            seller_pod: seller.1,
+            buyer: buyer.0,
+            buyer_pod: buyer.1,
+            period: self.period,
+            energy_wh: self.energy_wh,
+            price_cents_per_kwh,
+            escrow_cents,
+            status: "escrowed".to_string(),
+            delivered_wh: 0,
+            paid_cents: 0,
+            refunded_cents: 0,
+            imbalance_wh: 0,
+        }
+    }
+}
+
+/// Writes a new trade and announces it with a `Trade` event.
+fn record_trade(stub: &mut ChaincodeStub<'_>, key: &str, trade: &Trade) -> Outcome {
+    put(stub, key, trade)?;
+    let payload = to_json(trade);
+    stub.set_event("Trade", &payload).map_err(state)?;
+    Ok(payload)
+}
+
+fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
+    let accepted = acceptance(stub, args, "AcceptOffer", "offer_id", "buy")?;
+    let (period, energy_wh) = (accepted.period, accepted.energy_wh);
+    let buyer = accepted.account.clone();
+    let offer_key = offer_key(period, &accepted.order_id);
     let mut offer: Offer = get(stub, &offer_key)?
-        .ok_or_else(|| format!("no offer {} for period {period}", args[1].trim()))?;
+        .ok_or_else(|| format!("no offer {} for period {period}", accepted.order_id))?;
     if offer.status != "open" {
         return Err(format!("offer {} is {}", offer.id, offer.status));
     }
@@ -624,10 +700,6 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
             offer.id, offer.remaining_wh
         ));
     }
-    let key = trade_key(period, trade_id);
-    if get::<Trade>(stub, &key)?.is_some() {
-        return Err(format!("trade {trade_id} already exists"));
-    }
     let escrow_cents = cost_cents(energy_wh, offer.price_cents_per_kwh);
     let mut balance = load_balance(stub, &buyer)?;
     if balance.payment_cents < escrow_cents {
@@ -638,30 +710,16 @@ fn accept_offer(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
     }
     balance.payment_cents -= escrow_cents;
     offer.remaining_wh -= energy_wh;
-    let trade = Trade {
-        id: trade_id.to_owned(),
-        offer_id: offer.id.clone(),
-        bid_id: String::new(),
-        seller: offer.seller.clone(),
-        seller_pod: offer.seller_pod.clone(),
-        buyer: buyer.clone(),
-        buyer_pod,
-        period,
-        energy_wh,
-        price_cents_per_kwh: offer.price_cents_per_kwh,
+    let mut trade = accepted.trade(
+        (offer.seller.clone(), offer.seller_pod.clone()),
+        (buyer.clone(), accepted.pod.clone()),
+        offer.price_cents_per_kwh,
         escrow_cents,
-        status: "escrowed".to_string(),
-        delivered_wh: 0,
-        paid_cents: 0,
-        refunded_cents: 0,
-        imbalance_wh: 0,
-    };
+    );
+    trade.offer_id = offer.id.clone();
     put(stub, &balance_key(&buyer), &balance)?;
     put(stub, &offer_key, &offer)?;
-    put(stub, &key, &trade)?;
-    let payload = to_json(&trade);
-    stub.set_event("Trade", &payload).map_err(state)?;
-    Ok(payload)
+    record_trade(stub, &accepted.trade_key, &trade)
 }
 
 fn post_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
@@ -740,23 +798,12 @@ fn cancel_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
 }
 
 fn accept_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
-    let args = expect_args(
-        args,
-        &["trade_id", "bid_id", "period", "energy_wh"],
-        "AcceptBid",
-    )?;
-    let trade_id = args[0].trim();
-    check_id("trade id", trade_id)?;
-    let period = period(&args[2])?;
-    let energy_wh = number("energy", &args[3], MAX_ENERGY_WH)?;
-    if energy_wh == 0 {
-        return Err("a trade must sell some energy".to_string());
-    }
-    let (seller, seller_pod) = prosumer_account(stub)?;
-    before_gate_closure(stub, period)?;
-    let bid_key = bid_key(period, args[1].trim());
+    let accepted = acceptance(stub, args, "AcceptBid", "bid_id", "sell")?;
+    let (period, energy_wh) = (accepted.period, accepted.energy_wh);
+    let seller = accepted.account.clone();
+    let bid_key = bid_key(period, &accepted.order_id);
     let mut bid: Bid = get(stub, &bid_key)?
-        .ok_or_else(|| format!("no bid {} for period {period}", args[1].trim()))?;
+        .ok_or_else(|| format!("no bid {} for period {period}", accepted.order_id))?;
     if bid.status != "open" {
         return Err(format!("bid {} is {}", bid.id, bid.status));
     }
@@ -768,10 +815,6 @@ fn accept_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
             "bid {} has {} Wh left, not {energy_wh}",
             bid.id, bid.remaining_wh
         ));
-    }
-    let key = trade_key(period, trade_id);
-    if get::<Trade>(stub, &key)?.is_some() {
-        return Err(format!("trade {trade_id} already exists"));
     }
     // The bid keeps the price of what remains, rounded up; the trade takes the difference,
     // which is never less than its own price rounded down (what settlement can pay for it),
@@ -785,29 +828,15 @@ fn accept_bid(stub: &mut ChaincodeStub<'_>, args: &[String]) -> Outcome {
         )
     })?;
     bid.escrow_cents = kept;
-    let trade = Trade {
-        id: trade_id.to_owned(),
-        offer_id: String::new(),
-        bid_id: bid.id.clone(),
-        seller,
-        seller_pod,
-        buyer: bid.buyer.clone(),
-        buyer_pod: bid.buyer_pod.clone(),
-        period,
-        energy_wh,
-        price_cents_per_kwh: bid.price_cents_per_kwh,
+    let mut trade = accepted.trade(
+        (seller, accepted.pod.clone()),
+        (bid.buyer.clone(), bid.buyer_pod.clone()),
+        bid.price_cents_per_kwh,
         escrow_cents,
-        status: "escrowed".to_string(),
-        delivered_wh: 0,
-        paid_cents: 0,
-        refunded_cents: 0,
-        imbalance_wh: 0,
-    };
+    );
+    trade.bid_id = bid.id.clone();
     put(stub, &bid_key, &bid)?;
-    put(stub, &key, &trade)?;
-    let payload = to_json(&trade);
-    stub.set_event("Trade", &payload).map_err(state)?;
-    Ok(payload)
+    record_trade(stub, &accepted.trade_key, &trade)
 }
 
 impl EnergyMarket {

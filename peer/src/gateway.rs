@@ -749,8 +749,9 @@ impl GatewayService {
 }
 
 /// Fabric's prepared transaction: the original header bytes, one action carrying the
-/// proposal payload without transient data and the endorsed response payload.
-fn prepared_transaction(
+/// proposal payload without transient data and the endorsed response payload; the client
+/// signs its payload.
+pub fn prepared_transaction(
     p: &UnpackedProposal,
     response_payload: Vec<u8>,
     endorsements: Vec<protos::Endorsement>,

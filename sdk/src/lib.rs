@@ -300,71 +300,19 @@ impl Contract {
         endorsing_orgs: Vec<String>,
         is_init: bool,
     ) -> Result<Proposal, SdkError> {
-        let gw = &self.network.gateway;
-        let mut nonce = [0u8; 24];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| SdkError::Random)?;
-        let creator = gw.identity.to_vec();
-        let tx_id = gridledger_proto::compute_tx_id(&nonce, &creator);
-        let now = self
-            .timestamp
-            .unwrap_or_else(std::time::SystemTime::now)
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let chaincode_id = protos::ChaincodeId {
-            name: self.chaincode.clone(),
-            ..Default::default()
-        };
-        let channel_header = common::ChannelHeader {
-            r#type: common::HeaderType::EndorserTransaction as i32,
-            version: 0,
-            timestamp: Some(prost_types::Timestamp {
-                seconds: now.as_secs() as i64,
-                nanos: (now.subsec_millis() * 1_000_000) as i32,
-            }),
-            channel_id: self.network.channel.clone(),
-            tx_id: tx_id.clone(),
-            epoch: 0,
-            extension: protos::ChaincodeHeaderExtension {
-                chaincode_id: Some(chaincode_id.clone()),
-            }
-            .encode_to_vec(),
-            tls_cert_hash: Vec::new(),
-        };
-        let signature_header = common::SignatureHeader {
-            creator,
-            nonce: nonce.to_vec(),
-        };
-        let spec = protos::ChaincodeInvocationSpec {
-            chaincode_spec: Some(protos::ChaincodeSpec {
-                r#type: protos::chaincode_spec::Type::Node as i32,
-                chaincode_id: Some(chaincode_id),
-                input: Some(protos::ChaincodeInput {
-                    args,
-                    is_init,
-                    ..Default::default()
-                }),
-                timeout: 0,
-            }),
-        };
-        let proposal = protos::Proposal {
-            header: common::Header {
-                channel_header: channel_header.encode_to_vec(),
-                signature_header: signature_header.encode_to_vec(),
-            }
-            .encode_to_vec(),
-            payload: protos::ChaincodeProposalPayload {
-                input: spec.encode_to_vec(),
-                transient_map: transient.into_iter().collect(),
-            }
-            .encode_to_vec(),
-            extension: Vec::new(),
-        };
-        let proposal_bytes = proposal.encode_to_vec();
-        let signed = protos::SignedProposal {
-            signature: gw.sign(&proposal_bytes)?,
-            proposal_bytes,
-        };
+        let gateway = &self.network.gateway;
+        let (signed, tx_id) = sign_proposal(
+            gateway.signer.as_ref(),
+            &gateway.identity,
+            &ProposalSpec {
+                channel: &self.network.channel,
+                chaincode: &self.chaincode,
+                args,
+                transient,
+                is_init,
+                timestamp: self.timestamp.unwrap_or_else(std::time::SystemTime::now),
+            },
+        )?;
         Ok(Proposal {
             contract: self.clone(),
             signed,
@@ -634,4 +582,96 @@ pub async fn commit_status(
         code: response.result,
         block_number: response.block_number,
     })
+}
+
+/// What a chaincode proposal asks ([`sign_proposal`]).
+#[derive(Debug, Clone)]
+pub struct ProposalSpec<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// The chaincode's name.
+    pub chaincode: &'a str,
+    /// The arguments, the function name first.
+    pub args: Vec<Vec<u8>>,
+    /// Transient data: reaches the chaincode, never the transaction.
+    pub transient: BTreeMap<String, Vec<u8>>,
+    /// Whether this is the chaincode's `Init` call.
+    pub is_init: bool,
+    /// The proposal's timestamp.
+    pub timestamp: std::time::SystemTime,
+}
+
+/// Builds Fabric's `SignedProposal` for `spec`, signed by `signer` with a fresh nonce, and its
+/// transaction id — what [`Contract::proposal`] sends, for tools that build transactions
+/// without a gateway connection. `creator` is the signer's
+/// [`Signer::serialized_identity`] (passed in so that callers compute it once).
+pub fn sign_proposal(
+    signer: &dyn Signer,
+    creator: &[u8],
+    spec: &ProposalSpec<'_>,
+) -> Result<(protos::SignedProposal, String), SdkError> {
+    let mut nonce = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| SdkError::Random)?;
+    let creator = creator.to_vec();
+    let tx_id = gridledger_proto::compute_tx_id(&nonce, &creator);
+    let now = spec
+        .timestamp
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let chaincode_id = protos::ChaincodeId {
+        name: spec.chaincode.to_owned(),
+        ..Default::default()
+    };
+    let channel_header = common::ChannelHeader {
+        r#type: common::HeaderType::EndorserTransaction as i32,
+        version: 0,
+        timestamp: Some(prost_types::Timestamp {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(now.subsec_millis() * 1_000_000).unwrap_or(0),
+        }),
+        channel_id: spec.channel.to_owned(),
+        tx_id: tx_id.clone(),
+        epoch: 0,
+        extension: protos::ChaincodeHeaderExtension {
+            chaincode_id: Some(chaincode_id.clone()),
+        }
+        .encode_to_vec(),
+        tls_cert_hash: Vec::new(),
+    };
+    let signature_header = common::SignatureHeader {
+        creator,
+        nonce: nonce.to_vec(),
+    };
+    let invocation = protos::ChaincodeInvocationSpec {
+        chaincode_spec: Some(protos::ChaincodeSpec {
+            r#type: protos::chaincode_spec::Type::Node as i32,
+            chaincode_id: Some(chaincode_id),
+            input: Some(protos::ChaincodeInput {
+                args: spec.args.clone(),
+                is_init: spec.is_init,
+                ..Default::default()
+            }),
+            timeout: 0,
+        }),
+    };
+    let proposal = protos::Proposal {
+        header: common::Header {
+            channel_header: channel_header.encode_to_vec(),
+            signature_header: signature_header.encode_to_vec(),
+        }
+        .encode_to_vec(),
+        payload: protos::ChaincodeProposalPayload {
+            input: invocation.encode_to_vec(),
+            transient_map: spec.transient.clone().into_iter().collect(),
+        }
+        .encode_to_vec(),
+        extension: Vec::new(),
+    };
+    let proposal_bytes = proposal.encode_to_vec();
+    let signed = protos::SignedProposal {
+        signature: sign_with(signer, &proposal_bytes)?,
+        proposal_bytes,
+    };
+    Ok((signed, tx_id))
 }

@@ -37,11 +37,12 @@ use gridledger_orderer::block::{NONCE_LEN, RaftBlockMetadata, assemble_block, si
 use gridledger_peer::PeerConfig;
 use gridledger_peer::committer::{self, CommitPhases};
 use gridledger_peer::endorser::{self, UnpackedProposal};
+use gridledger_peer::gateway;
 use gridledger_peer::lifecycle;
 use gridledger_peer::node::{Channel, Peer};
 use gridledger_proto::lifecycle as lc;
 use gridledger_proto::protos::TxValidationCode;
-use gridledger_proto::{block_header_hash, common, compute_tx_id, prost_types, protos};
+use gridledger_proto::{block_header_hash, common, prost_types, protos};
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::BTreeMap;
@@ -569,77 +570,29 @@ fn open_peer(
     Ok((peer, channel))
 }
 
-/// A signed proposal of `signer` for `chaincode` on `channel` (empty: a peer-local call), as a
-/// Fabric client builds it: a fresh nonce, the tx id bound to nonce and creator, the current
-/// time.
+/// A proposal of `args` to `chaincode` on `channel`, signed by `signer`, built as the SDK's
+/// clients build theirs.
 fn signed_proposal(
     signer: &SigningIdentity,
     channel: &str,
     chaincode: &str,
     args: Vec<Vec<u8>>,
 ) -> anyhow::Result<protos::SignedProposal> {
-    let mut nonce = [0u8; 24];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| anyhow!("the system's random number generator failed"))?;
-    let creator = signer.serialized().to_vec();
-    let tx_id = compute_tx_id(&nonce, &creator);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let chaincode_id = protos::ChaincodeId {
-        name: chaincode.into(),
-        ..Default::default()
-    };
-    let channel_header = common::ChannelHeader {
-        r#type: common::HeaderType::EndorserTransaction as i32,
-        version: 0,
-        timestamp: Some(prost_types::Timestamp {
-            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
-        }),
-        channel_id: channel.into(),
-        tx_id,
-        epoch: 0,
-        extension: protos::ChaincodeHeaderExtension {
-            chaincode_id: Some(chaincode_id.clone()),
-        }
-        .encode_to_vec(),
-        tls_cert_hash: Vec::new(),
-    };
-    let signature_header = common::SignatureHeader {
-        creator,
-        nonce: nonce.to_vec(),
-    };
-    let spec = protos::ChaincodeInvocationSpec {
-        chaincode_spec: Some(protos::ChaincodeSpec {
-            r#type: protos::chaincode_spec::Type::Golang as i32,
-            chaincode_id: Some(chaincode_id),
-            input: Some(protos::ChaincodeInput {
-                args,
-                ..Default::default()
-            }),
-            timeout: 0,
-        }),
-    };
-    let proposal = protos::Proposal {
-        header: common::Header {
-            channel_header: channel_header.encode_to_vec(),
-            signature_header: signature_header.encode_to_vec(),
-        }
-        .encode_to_vec(),
-        payload: protos::ChaincodeProposalPayload {
-            input: spec.encode_to_vec(),
-            transient_map: Default::default(),
-        }
-        .encode_to_vec(),
-        extension: Vec::new(),
-    };
-    let proposal_bytes = proposal.encode_to_vec();
-    Ok(protos::SignedProposal {
-        signature: signer.sign(&proposal_bytes),
-        proposal_bytes,
-    })
+    let creator = gridledger_sdk::Signer::serialized_identity(signer);
+    let (signed, _) = gridledger_sdk::sign_proposal(
+        signer,
+        &creator,
+        &gridledger_sdk::ProposalSpec {
+            channel,
+            chaincode,
+            args,
+            transient: BTreeMap::new(),
+            is_init: false,
+            timestamp: std::time::SystemTime::now(),
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(signed)
 }
 
 /// Proposes `args` to `chaincode` on the channel as `signer`, has `peer` endorse it, and
@@ -669,37 +622,17 @@ fn endorse(
     )
 }
 
-/// The transaction for an endorsed proposal, as the Gateway prepares it (the proposal's header
-/// bytes, one action with the proposal payload without transient data and the endorsed
-/// response payload) and its client signs it.
+/// The transaction for an endorsed proposal, prepared as the Gateway prepares it and signed
+/// by its client.
 fn transaction_envelope(
     signer: &SigningIdentity,
     p: &UnpackedProposal,
     response_payload: Vec<u8>,
     endorsements: Vec<protos::Endorsement>,
 ) -> common::Envelope {
-    let action = protos::ChaincodeActionPayload {
-        chaincode_proposal_payload: p.payload_without_transient.clone(),
-        action: Some(protos::ChaincodeEndorsedAction {
-            proposal_response_payload: response_payload,
-            endorsements,
-        }),
-    };
-    let transaction = protos::Transaction {
-        actions: vec![protos::TransactionAction {
-            header: p.header.signature_header.clone(),
-            payload: action.encode_to_vec(),
-        }],
-    };
-    let payload = common::Payload {
-        header: Some(p.header.clone()),
-        data: transaction.encode_to_vec(),
-    }
-    .encode_to_vec();
-    common::Envelope {
-        signature: signer.sign(&payload),
-        payload,
-    }
+    let mut envelope = gateway::prepared_transaction(p, response_payload, endorsements);
+    envelope.signature = signer.sign(&envelope.payload);
+    envelope
 }
 
 fn block_number(block: &common::Block) -> anyhow::Result<u64> {
