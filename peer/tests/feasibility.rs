@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gridledger_chaincode::energy::Trade;
-use gridledger_ledger::Ledger;
+use gridledger_ledger::{Ledger, StateSnapshot};
 use gridledger_peer::feasibility::{FeasibilityCheck, FeasibilityConfig, PodEntry};
 use gridledger_proto::kvrwset::{KvWrite, KvrwSet};
 use gridledger_proto::prost::Message;
@@ -83,6 +83,17 @@ fn tx_of(trade: &Trade) -> String {
     format!("tx-{}", trade.id)
 }
 
+/// The DSO's review of `trade` written by `energy` on `market`, in its own transaction.
+fn review(check: &FeasibilityCheck, trade: &Trade, state: &StateSnapshot) -> Result<(), String> {
+    check.review(
+        "market",
+        "energy",
+        &tx_of(trade),
+        &rwset("energy", trade),
+        state,
+    )
+}
+
 /// The read-write set of an `AcceptOffer` that writes `trade`.
 fn rwset(namespace: &str, trade: &Trade) -> TxReadWriteSet {
     let kv = KvrwSet {
@@ -112,75 +123,27 @@ fn trades_are_certified_only_while_the_period_stays_within_limits() {
 
     // 3.4 MW from near the substation into the 2-22-23-24 lateral overloads line 21.
     let big = trade("t-big", PERIOD, "POD-NEAR", "POD-LATERAL", 850_000);
-    let refusal = check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&big),
-            &rwset("energy", &big),
-            &state,
-        )
-        .expect_err("overloads line 21");
+    let refusal = review(&check, &big, &state).expect_err("overloads line 21");
     assert!(refusal.contains("overcurrent on line 21"), "{refusal}");
     assert!(refusal.contains("limit of 150"), "{refusal}");
 
     // Half of it is fine alone and is reserved; a second half then is refused, because the
     // two together overload the line — although neither is committed yet.
     let half = trade("t-1", PERIOD, "POD-NEAR", "POD-LATERAL", 425_000);
-    check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&half),
-            &rwset("energy", &half),
-            &state,
-        )
-        .expect("half is feasible");
+    review(&check, &half, &state).expect("half is feasible");
     let other_half = trade("t-2", PERIOD, "POD-NEAR", "POD-LATERAL", 425_000);
-    let refusal = check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&other_half),
-            &rwset("energy", &other_half),
-            &state,
-        )
-        .expect_err("together they overload");
+    let refusal = review(&check, &other_half, &state).expect_err("together they overload");
     assert!(refusal.contains("2 trades"), "{refusal}");
     // Re-endorsing the same trade does not count it twice.
-    check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&half),
-            &rwset("energy", &half),
-            &state,
-        )
-        .expect("the same trade again");
+    review(&check, &half, &state).expect("the same trade again");
     // Another period has its own flows.
     let later = trade("t-3", PERIOD + 900, "POD-NEAR", "POD-LATERAL", 425_000);
-    check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&later),
-            &rwset("energy", &later),
-            &state,
-        )
-        .expect("another period");
+    review(&check, &later, &state).expect("another period");
 
     // A point of delivery the DSO does not know is not certified; other chaincodes and
     // channels are not the DSO's business.
     let unknown = trade("t-4", PERIOD, "POD-NOWHERE", "POD-LATERAL", 1_000);
-    let refusal = check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&unknown),
-            &rwset("energy", &unknown),
-            &state,
-        )
-        .expect_err("unknown pod");
+    let refusal = review(&check, &unknown, &state).expect_err("unknown pod");
     assert!(refusal.contains("POD-NOWHERE"), "{refusal}");
     check
         .review(
@@ -295,25 +258,10 @@ fn a_pod_is_traded_only_by_its_registered_supplier() {
     let check = FeasibilityCheck::load(config()).expect("loads");
     // The test trades are sold by CommunityMSP accounts and bought by RetailerMSP accounts.
     let sold = trade("t-sold", PERIOD, "POD-COMMUNITY", "POD-NEAR", 1_000);
-    check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&sold),
-            &rwset("energy", &sold),
-            &state,
-        )
-        .expect("the community sells for its own POD");
+    review(&check, &sold, &state).expect("the community sells for its own POD");
     let bought = trade("t-bought", PERIOD, "POD-NEAR", "POD-COMMUNITY", 1_000);
-    let refusal = check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&bought),
-            &rwset("energy", &bought),
-            &state,
-        )
-        .expect_err("a retailer's account at the community's POD");
+    let refusal =
+        review(&check, &bought, &state).expect_err("a retailer's account at the community's POD");
     assert!(
         refusal.contains("POD-COMMUNITY is supplied by CommunityMSP, not RetailerMSP"),
         "{refusal}"
@@ -534,15 +482,7 @@ fn a_trade_from_a_bid_is_certified_like_one_from_an_offer() {
         .review("market", "energy", &tx_of(&half), &set, &state)
         .expect("half is feasible");
     let other_half = trade("t-2", PERIOD, "POD-NEAR", "POD-LATERAL", 425_000);
-    check
-        .review(
-            "market",
-            "energy",
-            &tx_of(&other_half),
-            &rwset("energy", &other_half),
-            &state,
-        )
-        .expect_err("together they overload");
+    review(&check, &other_half, &state).expect_err("together they overload");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
