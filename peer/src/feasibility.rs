@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use gridledger_chaincode::energy::Trade;
 use gridledger_grid::{Feeder, PowerFlowSettings, Trade as GridTrade, ViolationKind, check};
-use gridledger_ledger::StateSnapshot;
+use gridledger_ledger::{StateSnapshot, Version};
 use gridledger_proto::kvrwset::KvrwSet;
 use gridledger_proto::prost::Message;
 use gridledger_proto::protos::TxValidationCode;
@@ -178,7 +178,20 @@ pub struct FeasibilityCheck {
     profile: Vec<f64>,
     /// Reservations by trade key.
     reservations: Mutex<BTreeMap<String, Reservation>>,
+    /// The committed trades of recently reviewed periods, decoded: by period, then trade key,
+    /// with the version of the state value each was decoded from. Each review still reads the
+    /// period's trades from its own state snapshot (so it sees exactly the committed set) but
+    /// decodes only those written since — decoding every trade's JSON again made each check
+    /// cost grow with the period's trades (BENCHMARKS.md).
+    decoded: Mutex<BTreeMap<i64, DecodedTrades>>,
 }
+
+/// One period's committed trades as decoded: by key, with the state version decoded.
+type DecodedTrades = HashMap<String, (Version, GridTrade)>;
+
+/// Periods whose decoded trades [`FeasibilityCheck`] keeps (the latest delivery periods):
+/// a week of 15-minute periods.
+const DECODED_PERIODS: usize = 7 * 96;
 
 /// Reads a load profile: a header, then `minute_of_day,load_scale` for each of the 96 slots.
 fn read_profile(path: &Path) -> Result<Vec<f64>, FeasibilityError> {
@@ -271,6 +284,7 @@ impl FeasibilityCheck {
             feeder,
             profile,
             reservations: Mutex::new(BTreeMap::new()),
+            decoded: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -509,12 +523,29 @@ impl FeasibilityCheck {
         let rows = state
             .range(namespace, &prefix, &end, usize::MAX)
             .map_err(|e| format!("cannot read the committed trades: {e}"))?;
-        rows.iter()
-            .map(|(key, value)| {
-                let trade: Trade = serde_json::from_slice(&value.value)
-                    .map_err(|e| format!("committed trade {key} does not decode: {e}"))?;
-                self.to_grid(&trade)
-            })
-            .collect()
+        let mut decoded = self
+            .decoded
+            .lock()
+            .map_err(|_| "the decoded-trade cache is poisoned".to_string())?;
+        let known = decoded.remove(&period).unwrap_or_default();
+        let mut current = HashMap::with_capacity(rows.len());
+        let mut trades = Vec::with_capacity(rows.len());
+        for (key, value) in rows {
+            let grid_trade = match known.get(&key) {
+                Some((version, grid_trade)) if *version == value.version => *grid_trade,
+                _ => {
+                    let trade: Trade = serde_json::from_slice(&value.value)
+                        .map_err(|e| format!("committed trade {key} does not decode: {e}"))?;
+                    self.to_grid(&trade)?
+                }
+            };
+            trades.push(grid_trade);
+            current.insert(key, (value.version, grid_trade));
+        }
+        decoded.insert(period, current);
+        while decoded.len() > DECODED_PERIODS {
+            decoded.pop_first();
+        }
+        Ok(trades)
     }
 }

@@ -541,3 +541,68 @@ fn the_committer_reports_each_transaction_of_a_block_with_its_own_code() {
         .expect("the first half's reservation is gone");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Commits `trades` to `ledger`'s world state as `energy` writes them, one transaction each, in
+/// the next block.
+fn commit_trades(ledger: &Ledger, trades: &[&Trade]) {
+    use gridledger_ledger::{BlockUpdates, StateWrite, TxUpdates};
+    use gridledger_proto::common::{Block, BlockData, BlockHeader, BlockMetadata};
+    let info = ledger.info();
+    let data = BlockData {
+        data: trades
+            .iter()
+            .map(|t| format!("envelope of {} in block {}", t.id, info.height).into_bytes())
+            .collect(),
+    };
+    let block = Block {
+        header: Some(BlockHeader {
+            number: info.height,
+            previous_hash: info.current_block_hash.clone(),
+            data_hash: gridledger_proto::block_data_hash(&data).to_vec(),
+        }),
+        data: Some(data),
+        metadata: Some(BlockMetadata {
+            metadata: vec![Vec::new(); 5],
+        }),
+    };
+    let txs = trades
+        .iter()
+        .enumerate()
+        .map(|(n, t)| TxUpdates {
+            tx_num: n as u64,
+            tx_id: tx_of(t),
+            validation_code: TxValidationCode::Valid as u8,
+            writes: vec![StateWrite {
+                namespace: "energy".into(),
+                key: format!("trade/{:012}/{}", t.period, t.id),
+                value: Some(serde_json::to_vec(t).expect("trade JSON")),
+            }],
+            ..TxUpdates::default()
+        })
+        .collect();
+    ledger
+        .commit_block(&block, &BlockUpdates { txs })
+        .expect("commit the trades");
+}
+
+#[test]
+fn committed_trades_count_against_new_ones_and_a_rewritten_trade_is_read_again() {
+    let dir = scratch("committed");
+    let ledger = Ledger::open(&dir, "market").expect("ledger");
+    let check = FeasibilityCheck::load(config()).expect("loads");
+    let (first, second) = halves();
+    commit_trades(&ledger, &[&first]);
+    let state = ledger.snapshot().expect("snapshot");
+    review(&check, &second, &state).expect_err("the committed half and the new one overload");
+    // Read again (its decoded form kept from the first review): still refused.
+    review(&check, &second, &state).expect_err("still overloaded");
+
+    // The committed trade is written again, now small: the next review must read the new
+    // value, not the one it decoded before.
+    let mut smaller = first.clone();
+    smaller.energy_wh = 1_000;
+    commit_trades(&ledger, &[&smaller]);
+    let state = ledger.snapshot().expect("snapshot");
+    review(&check, &second, &state).expect("with the committed trade now small it fits");
+    let _ = std::fs::remove_dir_all(&dir);
+}
