@@ -2886,3 +2886,389 @@ async fn peer_deliver_ends_unreadable_request_streams_with_an_error() {
     }
     s.finish(found).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revoked certificates
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `gridledger ARGS`, which must succeed; its standard output.
+fn gridledger_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gridledger"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gridledger");
+    assert!(
+        out.status.success(),
+        "gridledger {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A path as a `&str` argument.
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// The channel's current config, from its latest config block on DSOMSP's peer
+/// (`gridledger channel fetch --config`).
+fn current_config(net: &Network) -> common::Config {
+    let file = net.path(&format!("config-{}.block", unique()));
+    let network = net.path("network.json");
+    gridledger_ok(&[
+        "channel",
+        "fetch",
+        "--network",
+        arg(&network),
+        "--channel",
+        CHANNEL,
+        "--org",
+        "DSOMSP",
+        "--config",
+        "-o",
+        arg(&file),
+    ]);
+    let bytes = std::fs::read(&file).expect("read the config block");
+    let block = common::Block::decode(bytes.as_slice()).expect("a block");
+    let data = block.data.expect("block data").data;
+    let envelope = common::Envelope::decode(data[0].as_slice()).expect("an envelope");
+    let payload = common::Payload::decode(envelope.payload.as_slice()).expect("a payload");
+    common::ConfigEnvelope::decode(payload.data.as_slice())
+        .expect("a config envelope")
+        .config
+        .expect("a config")
+}
+
+/// Every message a refused call carries: the status message and each `gateway.ErrorDetail`.
+fn status_text(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    if let Ok(rpc) = google::rpc::Status::decode(status.details()) {
+        for any in &rpc.details {
+            if let Ok(detail) = gateway::ErrorDetail::decode(any.value.as_slice()) {
+                text.push_str(" | ");
+                text.push_str(&detail.message);
+            }
+        }
+    }
+    text
+}
+
+impl Session {
+    /// Block `number` of peer0.dso's ledger (qscc GetBlockByNumber).
+    async fn block(&self, number: u64) -> common::Block {
+        let bytes = self
+            .dso()
+            .gateway
+            .network(CHANNEL)
+            .contract("qscc")
+            .evaluate("GetBlockByNumber", &[CHANNEL, &number.to_string()])
+            .await
+            .unwrap_or_else(|e| panic!("block {number}: {e}"));
+        common::Block::decode(bytes.as_slice()).expect("a block")
+    }
+
+    /// Records a finding unless no peer knows `tx_id` (qscc GetTransactionByID fails on
+    /// every one): a refused request left no transaction behind.
+    async fn check_unknown_tx(&self, found: &mut Findings, what: &str, tx_id: &str) {
+        for peer in &self.peers {
+            let answer = peer
+                .gateway
+                .network(CHANNEL)
+                .contract("qscc")
+                .evaluate("GetTransactionByID", &[CHANNEL, tx_id])
+                .await;
+            found.check(
+                answer.is_err(),
+                format!("{what}: {} knows transaction {tx_id}", peer.name),
+            );
+        }
+    }
+
+    /// Records a finding unless `node`'s log gets a line holding every one of `needles`
+    /// within a few seconds (log lines are written as they happen, but the test may be a
+    /// moment ahead of the node).
+    async fn check_logged(&self, found: &mut Findings, node: &str, needles: &[&str]) {
+        let file = self.net.path(&format!("logs/{node}.log"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return;
+            }
+            if Instant::now() > deadline {
+                found
+                    .0
+                    .push(format!("{node} logged no line holding all of {needles:?}"));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Puts `crl_pem` on `msp_id`'s revocation list in the channel config: computes the
+    /// update from the current config, has the organization's admin sign it (an
+    /// organization's MSP value is changed under its own Admins policy) and submit it, and
+    /// waits for the config block on its peer, whose transaction the final check expects.
+    async fn add_revocation_list(&mut self, msp_id: &str, crl_pem: &str) {
+        let current = current_config(self.net);
+        let mut desired = current.clone();
+        let value = desired
+            .channel_group
+            .as_mut()
+            .and_then(|g| g.groups.get_mut("Application"))
+            .and_then(|a| a.groups.get_mut(msp_id))
+            .and_then(|o| o.values.get_mut("MSP"))
+            .expect("the organization's MSP value");
+        let mut msp_config =
+            gridledger_proto::msp::MspConfig::decode(value.value.as_slice()).expect("MSPConfig");
+        let mut fabric =
+            gridledger_proto::msp::FabricMspConfig::decode(msp_config.config.as_slice())
+                .expect("FabricMSPConfig");
+        fabric.revocation_list.push(crl_pem.as_bytes().to_vec());
+        msp_config.config = fabric.encode_to_vec();
+        value.value = msp_config.encode_to_vec();
+        let update = gridledger_channels::update::compute_update(CHANNEL, &current, &desired)
+            .expect("compute the config update");
+        let file = self.net.path(&format!("crl-{}.pb", unique()));
+        std::fs::write(
+            &file,
+            gridledger_channels::update::new_envelope(&update).encode_to_vec(),
+        )
+        .expect("write the update file");
+        let network = self.net.path("network.json");
+        gridledger_ok(&[
+            "channel",
+            "update",
+            "sign",
+            "--network",
+            arg(&network),
+            "--org",
+            msp_id,
+            "--file",
+            arg(&file),
+        ]);
+        let before = self.height().await;
+        gridledger_ok(&[
+            "channel",
+            "update",
+            "submit",
+            "--network",
+            arg(&network),
+            "--channel",
+            CHANNEL,
+            "--org",
+            msp_id,
+            "--file",
+            arg(&file),
+        ]);
+        let after = self.height().await;
+        for number in before..after {
+            for (tx_id, code) in block_transactions(&self.block(number).await) {
+                assert_eq!(code, 0, "the config transaction {tx_id} is VALID");
+                self.expected.push((tx_id, code));
+            }
+        }
+    }
+}
+
+/// A client's certificate revoked by its organization's CA, once the CRL is in the
+/// organization's MSP in the channel config, is refused everywhere it shows up: its proposals
+/// by the Gateway (Evaluate FAILED_PRECONDITION, Endorse ABORTED, the reason naming the
+/// revocation in an ErrorDetail) and by the endorser (a 500 response), and a transaction it
+/// signed (endorsed before the revocation) by the ordering service (FORBIDDEN; the Gateway's
+/// Submit ABORTED). Fabric refuses at the same points; a revoked creator's transaction that
+/// reached a block anyway would be BAD_CREATOR_SIGNATURE (the validation unit tests cover
+/// that). None of it leaves a transaction on any peer; the refusals are logged with the
+/// identity and the reason; another client of the same organization keeps working.
+#[tokio::test]
+async fn revoked_certificates_are_refused_once_the_channel_config_lists_them() {
+    let mut s = Session::open().await;
+    let mut found = Findings::default();
+    let ca = dso_ca(s.net);
+    let now = now_secs();
+    let issued = ca
+        .issue(
+            "DSOMSP",
+            &LeafSpec::new(
+                "Revoked@DSOMSP",
+                Some(Role::Client),
+                now - 3600,
+                now + 86_400,
+            ),
+        )
+        .expect("issue the client to revoke");
+    let revoked = || {
+        SigningIdentity::from_pem(
+            "DSOMSP",
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )
+        .expect("the revoked client's signer")
+    };
+    let colleague = dso_client(&ca, "Colleague", now - 3600, now + 86_400);
+
+    // Before the revocation the client is a Writer like any other: it endorses a transaction
+    // (kept, and submitted after the revocation).
+    let early = s
+        .gateway_as(revoked())
+        .network(CHANNEL)
+        .contract(CHAINCODE)
+        .proposal(
+            "CreateAsset",
+            &[&format!("revoked-early-{}", unique()), "red", "1", "R", "1"],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .expect("the client endorses before its revocation");
+    let early_tx_id = early.tx_id().to_owned();
+    let early_envelope = early.envelope().clone();
+
+    let crl = ca
+        .revocation_list(std::slice::from_ref(&issued.serial), now - 60)
+        .expect("a CRL");
+    s.add_revocation_list("DSOMSP", &crl).await;
+
+    // Its proposals, through the Gateway and the endorser.
+    let proposal = s
+        .gateway_as(revoked())
+        .network(CHANNEL)
+        .contract(CHAINCODE)
+        .proposal(
+            "CreateAsset",
+            &[&format!("revoked-late-{}", unique()), "red", "1", "R", "1"],
+        )
+        .expect("proposal");
+    let late_tx_id = proposal.tx_id().to_owned();
+    let signed = proposal.signed_proposal().clone();
+    let mut client = s.gateway_client();
+    let evaluated = timed(
+        "Evaluate by a revoked client",
+        client.evaluate(evaluate_request(Some(signed.clone()))),
+    )
+    .await;
+    if let Err(status) = &evaluated {
+        found.check(
+            status_text(status).contains("revoked"),
+            format!("Evaluate by a revoked client: the reason names the revocation: {status:?}"),
+        );
+    }
+    found.refused_proposal(
+        "Evaluate by a revoked client",
+        evaluated,
+        Refusal::Endorser,
+        Refusal::Endorser.evaluate(),
+    );
+    let endorsed = timed(
+        "Endorse by a revoked client",
+        client.endorse(endorse_request(Some(signed.clone()))),
+    )
+    .await;
+    if let Err(status) = &endorsed {
+        found.check(
+            status_text(status).contains("revoked"),
+            format!("Endorse by a revoked client: the reason names the revocation: {status:?}"),
+        );
+    }
+    found.refused_proposal(
+        "Endorse by a revoked client",
+        endorsed,
+        Refusal::Endorser,
+        Refusal::Endorser.endorse(),
+    );
+    let response = timed(
+        "ProcessProposal by a revoked client",
+        s.endorser_client().process_proposal(signed),
+    )
+    .await
+    .expect("ProcessProposal answers with a ProposalResponse")
+    .into_inner();
+    let r = response.response.clone().unwrap_or_default();
+    found.check(
+        r.status == 500 && r.message.contains("revoked") && response.endorsement.is_none(),
+        format!("ProcessProposal by a revoked client: 500 naming the revocation, no endorsement; got {response:?}"),
+    );
+
+    // The transaction it had endorsed before: through the Gateway, and straight to the
+    // ordering service.
+    let submitted = timed(
+        "Submit of a revoked client's transaction",
+        client.submit(gateway::SubmitRequest {
+            transaction_id: early_tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(early_envelope.clone()),
+        }),
+    )
+    .await;
+    found.refused(
+        "Submit of a revoked client's transaction",
+        submitted,
+        Code::Aborted,
+    );
+    let answers = broadcast(&s.orderer, vec![early_envelope]).await;
+    found.check(
+        answers.len() == 1 && answers[0].0 == common::Status::Forbidden,
+        format!("Broadcast of a revoked client's transaction: FORBIDDEN; got {answers:?}"),
+    );
+
+    // Nothing of it reached a ledger; the refusals are logged with who and why.
+    s.check_unknown_tx(
+        &mut found,
+        "revoked client's endorsed transaction",
+        &early_tx_id,
+    )
+    .await;
+    s.check_unknown_tx(&mut found, "revoked client's proposal", &late_tx_id)
+        .await;
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &[
+            "proposal refused",
+            &late_tx_id,
+            "Revoked@DSOMSP",
+            "revoked by MSP",
+        ],
+    )
+    .await;
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "Endorse", "revoked"],
+    )
+    .await;
+    s.check_logged(
+        &mut found,
+        "orderer0",
+        &["broadcast rejected", &early_tx_id],
+    )
+    .await;
+
+    // Another client of the same organization is unaffected.
+    let asset = format!("colleague-{}", unique());
+    let tx = s
+        .gateway_as(colleague)
+        .network(CHANNEL)
+        .contract(CHAINCODE)
+        .proposal("CreateAsset", &[&asset, "green", "2", "C", "2"])
+        .expect("proposal")
+        .endorse()
+        .await;
+    match tx {
+        Ok(tx) => {
+            let tx_id = tx.tx_id().to_owned();
+            let status = tx.submit().await.expect("submit").status().await;
+            found.check(
+                matches!(&status, Ok(st) if st.is_valid()),
+                format!("a non-revoked DSOMSP client's transaction commits VALID: {status:?}"),
+            );
+            s.expected.push((tx_id, 0));
+        }
+        Err(e) => found.0.push(format!(
+            "a non-revoked DSOMSP client is refused after the revocation: {e}"
+        )),
+    }
+    s.finish(found).await;
+}

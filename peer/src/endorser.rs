@@ -158,6 +158,23 @@ pub fn unpack(signed: &protos::SignedProposal) -> Result<UnpackedProposal, Propo
     })
 }
 
+/// Names the creator of a request for a log line: its MSP id and certificate subject and
+/// serial, read without validating anything (the creator may be exactly what was refused).
+pub fn describe_creator(serialized: &[u8]) -> String {
+    let Ok(id) = gridledger_proto::msp::SerializedIdentity::decode(serialized) else {
+        return format!("undecodable identity ({} bytes)", serialized.len());
+    };
+    match gridledger_identity::Certificate::from_pem(&id.id_bytes) {
+        Ok(cert) => format!(
+            "{} '{}' (serial {})",
+            id.mspid,
+            cert.subject,
+            cert.serial_hex()
+        ),
+        Err(_) => format!("{} with an unreadable certificate", id.mspid),
+    }
+}
+
 /// The outcome of simulating a proposal on this peer.
 pub struct Simulated {
     pub channel: Arc<Channel>,
@@ -170,7 +187,26 @@ pub struct Simulated {
 impl Peer {
     /// The checks Fabric's endorser makes before simulating: known channel, valid creator,
     /// signature, no duplicate tx id, and the channel's Writers policy (`peer/Propose` ACL).
+    /// A refusal is logged with the channel, tx id, creator and reason, so an operator can
+    /// tell who was refused and why.
     pub fn check_proposal(
+        &self,
+        p: &UnpackedProposal,
+    ) -> Result<(Arc<Channel>, Arc<Identity>), ProposalError> {
+        self.check_proposal_unlogged(p).inspect_err(|e| {
+            tracing::warn!(
+                channel = %p.channel_header.channel_id,
+                tx_id = %p.channel_header.tx_id,
+                chaincode = %p.chaincode_name,
+                creator = %describe_creator(&p.signature_header.creator),
+                reason = %e,
+                "proposal refused"
+            );
+        })
+    }
+
+    /// [`Peer::check_proposal`] without the log line.
+    fn check_proposal_unlogged(
         &self,
         p: &UnpackedProposal,
     ) -> Result<(Arc<Channel>, Arc<Identity>), ProposalError> {
@@ -857,6 +893,9 @@ impl protos::endorser_server::Endorser for EndorserService {
             .get(MIN_HEIGHT_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let remote = request
+            .remote_addr()
+            .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
         let signed = request.into_inner();
         if let Some(height) = min_height {
             if let Ok(p) = unpack(&signed) {
@@ -889,7 +928,9 @@ impl protos::endorser_server::Endorser for EndorserService {
         })
         .await
         .map_err(|e| tonic::Status::internal(format!("endorsement task failed: {e}")))?;
-        let response = outcome.unwrap_or_else(|e| protos::ProposalResponse {
+        let response = outcome.unwrap_or_else(|e| {
+            tracing::warn!(remote = %remote, reason = %e, "ProcessProposal refused with status 500");
+            protos::ProposalResponse {
             version: 1,
             response: Some(protos::Response {
                 status: 500,
@@ -897,6 +938,7 @@ impl protos::endorser_server::Endorser for EndorserService {
                 payload: Vec::new(),
             }),
             ..Default::default()
+            }
         });
         Ok(tonic::Response::new(response))
     }

@@ -921,13 +921,48 @@ impl GatewayService {
     }
 }
 
+/// Where a request came from, for log lines.
+fn remote_of<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string())
+}
+
+/// Logs a refused Gateway request: the method, the client's address, the status and every
+/// `gateway.ErrorDetail` (which organization or orderer said what). A chaincode's own error
+/// answer (UNKNOWN) is an ordinary outcome and logged at info; every other refusal at warn.
+fn log_refusal<T>(method: &str, remote: &str, outcome: &Result<T, Status>) {
+    let Err(status) = outcome else {
+        return;
+    };
+    let details = google::rpc::Status::decode(status.details())
+        .map(|rpc| {
+            rpc.details
+                .iter()
+                .filter_map(|any| gateway::ErrorDetail::decode(any.value.as_slice()).ok())
+                .map(|d| format!("[{} {}] {}", d.msp_id, d.address, d.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default();
+    if status.code() == Code::Unknown {
+        tracing::info!(method, remote, code = ?status.code(), reason = status.message(),
+            details = %details, "gateway request failed");
+    } else {
+        tracing::warn!(method, remote, code = ?status.code(), reason = status.message(),
+            details = %details, "gateway request refused");
+    }
+}
+
 #[tonic::async_trait]
 impl Gateway for GatewayService {
     async fn endorse(
         &self,
         request: Request<gateway::EndorseRequest>,
     ) -> Result<Response<gateway::EndorseResponse>, Status> {
+        let remote = remote_of(&request);
         let outcome = self.endorse_inner(request.into_inner()).await;
+        log_refusal("Endorse", &remote, &outcome);
         crate::metrics::gateway_request("Endorse", outcome.map(Response::new))
     }
 
@@ -935,7 +970,9 @@ impl Gateway for GatewayService {
         &self,
         request: Request<gateway::SubmitRequest>,
     ) -> Result<Response<gateway::SubmitResponse>, Status> {
+        let remote = remote_of(&request);
         let outcome = self.submit_inner(request.into_inner()).await;
+        log_refusal("Submit", &remote, &outcome);
         crate::metrics::gateway_request("Submit", outcome.map(Response::new))
     }
 
@@ -943,7 +980,9 @@ impl Gateway for GatewayService {
         &self,
         request: Request<gateway::SignedCommitStatusRequest>,
     ) -> Result<Response<gateway::CommitStatusResponse>, Status> {
+        let remote = remote_of(&request);
         let outcome = self.commit_status_inner(request).await;
+        log_refusal("CommitStatus", &remote, &outcome);
         crate::metrics::gateway_request("CommitStatus", outcome)
     }
 
@@ -951,7 +990,9 @@ impl Gateway for GatewayService {
         &self,
         request: Request<gateway::EvaluateRequest>,
     ) -> Result<Response<gateway::EvaluateResponse>, Status> {
+        let remote = remote_of(&request);
         let outcome = self.evaluate_inner(request.into_inner()).await;
+        log_refusal("Evaluate", &remote, &outcome);
         crate::metrics::gateway_request("Evaluate", outcome.map(Response::new))
     }
 
@@ -961,7 +1002,9 @@ impl Gateway for GatewayService {
         &self,
         request: Request<gateway::SignedChaincodeEventsRequest>,
     ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
+        let remote = remote_of(&request);
         let outcome = self.chaincode_events_inner(request).await;
+        log_refusal("ChaincodeEvents", &remote, &outcome);
         crate::metrics::gateway_request("ChaincodeEvents", outcome)
     }
 }
