@@ -1407,6 +1407,57 @@ fn creator_is_validated_at_the_transaction_time() {
     );
 }
 
+/// A client certificate its CA revoked, through a CRL in the organization's MSP in the
+/// channel config: its transactions are BAD_CREATOR_SIGNATURE, as Fabric's
+/// `checkSignatureFromCreator` makes them (the identity fails `Validate`); a client of the same
+/// organization the CRL does not list is unaffected.
+#[test]
+fn revoked_creator_is_bad_creator_signature() {
+    let org1 = ca("Org1MSP");
+    let issued = org1
+        .issue(
+            "Org1MSP",
+            &LeafSpec::new(
+                "Revoked@org1",
+                Some(Role::Client),
+                NOW - DAY,
+                NOW + 365 * DAY,
+            ),
+        )
+        .unwrap();
+    let revoked = SigningIdentity::from_pem(
+        "Org1MSP",
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let crl = org1.revocation_list(&[issued.serial], NOW - DAY).unwrap();
+    let mut config = synthetic_config();
+    let value = config
+        .channel_group
+        .as_mut()
+        .and_then(|g| g.groups.get_mut("Application"))
+        .and_then(|a| a.groups.get_mut("Org1MSP"))
+        .and_then(|o| o.values.get_mut("MSP"))
+        .unwrap();
+    let mut msp_config = msp::MspConfig::decode(value.value.as_slice()).unwrap();
+    let mut fabric = msp::FabricMspConfig::decode(msp_config.config.as_slice()).unwrap();
+    fabric.revocation_list.push(crl.into_bytes());
+    msp_config.config = fabric.encode_to_vec();
+    value.value = msp_config.encode_to_vec();
+    let mut net = net();
+    net.channel = ChannelConfig::from_config(CHANNEL, &config).unwrap();
+
+    let mut chain = Chain::new(&net);
+    let mut by_revoked = Tx::new(&net, "basic", &[Ns::new("basic").write("r", b"1")]);
+    by_revoked.creator = &revoked;
+    let by_client = Tx::new(&net, "basic", &[Ns::new("basic").write("c", b"1")]);
+    assert_eq!(
+        chain.codes(vec![by_revoked.build(), by_client.build()]),
+        vec![Code::BadCreatorSignature, Code::Valid]
+    );
+}
+
 #[test]
 fn chaincode_ids_event_and_namespaces_are_checked() {
     let net = net();
