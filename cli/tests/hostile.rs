@@ -3272,3 +3272,295 @@ async fn revoked_certificates_are_refused_once_the_channel_config_lists_them() {
     }
     s.finish(found).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deep nesting
+// ---------------------------------------------------------------------------------------------
+
+/// Far deeper than any legitimate message, and than the protobuf decoder's recursion limit
+/// (100).
+const ABSURD_DEPTH: usize = 10_000;
+
+/// Appends a protobuf field key.
+fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
+    gridledger_proto::prost::encoding::encode_varint(u64::from(field << 3 | wire_type), out);
+}
+
+/// A length-delimited field holding `inner`.
+fn length_delimited(field: u32, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inner.len() + 8);
+    put_key(&mut out, field, 2);
+    gridledger_proto::prost::encoding::encode_varint(inner.len() as u64, &mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// A `SignaturePolicy` that is `n_out_of{1, [...]}` `depth` times around `signed_by: 0`, built
+/// byte by byte from the inside out (encoding such a message as a struct would recurse as
+/// deep).
+fn deep_signature_policy(depth: usize) -> Vec<u8> {
+    // signed_by (field 1) = 0
+    let mut inner = vec![0x08, 0x00];
+    for _ in 0..depth {
+        // NOutOf{n (field 1) = 1, rules (field 2) = [inner]}
+        let mut n_out_of = vec![0x08, 0x01];
+        n_out_of.extend(length_delimited(2, &inner));
+        // SignaturePolicy{n_out_of (field 2)}
+        inner = length_delimited(2, &n_out_of);
+    }
+    inner
+}
+
+/// A `SignaturePolicyEnvelope` over `DSOMSP.member` whose rule is [`deep_signature_policy`].
+fn deep_policy_envelope(depth: usize) -> Vec<u8> {
+    let mut envelope = gridledger_channels::policy::parse("OR('DSOMSP.member')").expect("a policy");
+    envelope.rule = None;
+    let mut bytes = envelope.encode_to_vec();
+    bytes.extend(length_delimited(2, &deep_signature_policy(depth)));
+    bytes
+}
+
+/// A `ConfigGroup` whose only child group `g` has a child group `g`, `depth` times.
+fn deep_config_group(depth: usize) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for _ in 0..depth {
+        // A groups (field 2) map entry {key (1) = "g", value (2) = inner}.
+        let mut entry = length_delimited(1, b"g");
+        entry.extend(length_delimited(2, &inner));
+        inner = length_delimited(2, &entry);
+    }
+    inner
+}
+
+/// `depth` nested start-groups of an unknown field (15), closed again: valid protobuf that
+/// every decoder must skip, recursing once per level.
+fn deep_unknown_groups(depth: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(depth * 2);
+    for _ in 0..depth {
+        put_key(&mut out, 15, 3);
+    }
+    for _ in 0..depth {
+        put_key(&mut out, 15, 4);
+    }
+    out
+}
+
+/// A CONFIG_UPDATE envelope for `market` carrying `config_update` (bytes, whatever they are),
+/// signed by the admins of `signers` and submitted by the first.
+fn config_update_envelope(
+    s: &Session,
+    config_update: Vec<u8>,
+    signers: &[&str],
+) -> common::Envelope {
+    let mut envelope = common::ConfigUpdateEnvelope {
+        config_update,
+        signatures: Vec::new(),
+    };
+    let nonce = || {
+        let mut nonce = [0u8; gridledger_channels::update::NONCE_LEN];
+        let fresh = unique();
+        for (i, b) in fresh.bytes().enumerate() {
+            nonce[i % nonce.len()] ^= b;
+        }
+        nonce
+    };
+    for msp_id in signers {
+        gridledger_channels::update::sign(&mut envelope, &s.net.member(msp_id, "admins"), nonce());
+    }
+    gridledger_channels::update::config_update_transaction(
+        CHANNEL,
+        &envelope,
+        &s.net.member(signers[0], "admins"),
+        nonce(),
+        timestamp_now(),
+    )
+}
+
+/// A config update setting /Channel/Application/Writers to a signature policy whose rule
+/// nests `depth` levels, signed by a majority of the application organizations' admins (so
+/// it is refused for its content, not its signatures).
+fn deep_writers_update(s: &Session, depth: usize) -> common::Envelope {
+    let current = current_config(s.net);
+    let mut desired = current.clone();
+    let writers = desired
+        .channel_group
+        .as_mut()
+        .and_then(|g| g.groups.get_mut("Application"))
+        .and_then(|a| a.policies.get_mut("Writers"))
+        .and_then(|p| p.policy.as_mut())
+        .expect("/Channel/Application/Writers");
+    writers.r#type = common::policy::PolicyType::Signature as i32;
+    writers.value = deep_policy_envelope(depth);
+    let update = gridledger_channels::update::compute_update(CHANNEL, &current, &desired)
+        .expect("compute the update");
+    config_update_envelope(s, update.encode_to_vec(), &["DSOMSP", "RetailerMSP"])
+}
+
+/// Messages nested far deeper than any legitimate input — a chaincode input carrying unknown
+/// groups 10,000 deep, config updates with a ConfigGroup tree or a signature policy 10,000
+/// deep, a chaincode definition whose endorsement policy nests 10,000 deep — are refused with
+/// a clear error, not a stack overflow: Evaluate and Endorse INVALID_ARGUMENT, ProcessProposal
+/// 500, Broadcast BAD_REQUEST, the lifecycle's refusal ABORTED. The nodes stay up, log what
+/// they refused and commit nothing of it.
+///
+/// The protobuf decoder refuses messages nested more than 100 deep, so every tree the nodes
+/// walk after decoding (config groups, signature policies: two messages per level) is at most
+/// about 50 levels deep; policy text, which does not go through the decoder, is bounded by
+/// the policy parser's own 64-level limit.
+#[tokio::test]
+async fn deeply_nested_messages_are_refused_cleanly() {
+    let s = Session::open().await;
+    let mut found = Findings::default();
+
+    // A chaincode input with unknown groups nested 10,000 deep.
+    let proposal = s
+        .contract()
+        .proposal("AssetExists", &["deep"])
+        .expect("proposal");
+    let mut parts = ProposalParts::of(proposal.signed_proposal());
+    let mut payload =
+        protos::ChaincodeProposalPayload::decode(parts.payload.as_slice()).expect("payload");
+    let mut spec =
+        protos::ChaincodeInvocationSpec::decode(payload.input.as_slice()).expect("invocation");
+    let input = spec
+        .chaincode_spec
+        .as_mut()
+        .and_then(|c| c.input.take())
+        .expect("a chaincode input");
+    let mut input_bytes = input.encode_to_vec();
+    input_bytes.extend(deep_unknown_groups(ABSURD_DEPTH));
+    // ChaincodeInvocationSpec{chaincode_spec (1): ChaincodeSpec{..., input (3): bytes}}.
+    let mut spec_bytes = spec
+        .chaincode_spec
+        .clone()
+        .expect("a chaincode spec")
+        .encode_to_vec();
+    spec_bytes.extend(length_delimited(3, &input_bytes));
+    payload.input = length_delimited(1, &spec_bytes);
+    parts.payload = payload.encode_to_vec();
+    let deep_proposal = parts.signed_by(&s.ids.user);
+    let deep_tx_id = parts.channel_header.tx_id.clone();
+    let mut client = s.gateway_client();
+    let evaluated = timed(
+        "Evaluate: chaincode input nested 10,000 deep",
+        client.evaluate(evaluate_request(Some(deep_proposal.clone()))),
+    )
+    .await;
+    found.refused(
+        "Evaluate: chaincode input nested 10,000 deep",
+        evaluated,
+        Code::InvalidArgument,
+    );
+    let endorsed = timed(
+        "Endorse: chaincode input nested 10,000 deep",
+        client.endorse(endorse_request(Some(deep_proposal.clone()))),
+    )
+    .await;
+    found.refused(
+        "Endorse: chaincode input nested 10,000 deep",
+        endorsed,
+        Code::InvalidArgument,
+    );
+    let response = timed(
+        "ProcessProposal: chaincode input nested 10,000 deep",
+        s.endorser_client().process_proposal(deep_proposal),
+    )
+    .await
+    .expect("ProcessProposal answers with a ProposalResponse")
+    .into_inner();
+    let r = response.response.clone().unwrap_or_default();
+    found.check(
+        r.status == 500 && response.endorsement.is_none(),
+        format!("ProcessProposal: chaincode input nested 10,000 deep: 500; got {response:?}"),
+    );
+    s.check_unknown_tx(
+        &mut found,
+        "chaincode input nested 10,000 deep",
+        &deep_tx_id,
+    )
+    .await;
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "Evaluate", "recursion limit"],
+    )
+    .await;
+
+    // Config updates, straight to the ordering service.
+    let deep_groups = {
+        let mut update = length_delimited(1, CHANNEL.as_bytes());
+        update.extend(length_delimited(3, &deep_config_group(ABSURD_DEPTH)));
+        update
+    };
+    let cases: Vec<(&str, common::Envelope)> = vec![
+        (
+            "config update whose write set nests groups 10,000 deep",
+            config_update_envelope(&s, deep_groups, &["DSOMSP", "RetailerMSP"]),
+        ),
+        (
+            "config update whose Writers policy nests 10,000 deep",
+            deep_writers_update(&s, ABSURD_DEPTH),
+        ),
+    ];
+    for (what, envelope) in cases {
+        let tx_id = tx_id_of(&envelope);
+        let answers = broadcast(&s.orderer, vec![envelope]).await;
+        found.check(
+            answers.len() == 1 && answers[0].0 == common::Status::BadRequest,
+            format!("Broadcast: {what}: BAD_REQUEST; got {answers:?}"),
+        );
+        s.check_unknown_tx(&mut found, what, &tx_id).await;
+        s.check_logged(&mut found, "orderer0", &["rejected", &tx_id])
+            .await;
+    }
+
+    // A chaincode definition whose endorsement policy nests 10,000 deep, approved by DSOMSP's
+    // admin.
+    let args = gridledger_proto::lifecycle::ApproveChaincodeDefinitionForMyOrgArgs {
+        sequence: 1,
+        name: format!("deep-{}", unique()).chars().take(40).collect(),
+        version: "1.0".into(),
+        validation_parameter: {
+            // ApplicationPolicy{signature_policy (1): the envelope}
+            length_delimited(1, &deep_policy_envelope(ABSURD_DEPTH))
+        },
+        ..Default::default()
+    };
+    let admin = s.gateway_as(s.net.member("DSOMSP", "admins"));
+    let approve = admin
+        .network(CHANNEL)
+        .contract("_lifecycle")
+        .proposal_with(
+            vec![
+                b"ApproveChaincodeDefinitionForMyOrg".to_vec(),
+                args.encode_to_vec(),
+            ],
+            Default::default(),
+            Vec::new(),
+        )
+        .expect("proposal");
+    let approve_tx_id = approve.tx_id().to_owned();
+    let approved = timed(
+        "Endorse: chaincode definition with a policy nested 10,000 deep",
+        client.endorse(gateway::EndorseRequest {
+            endorsing_organizations: vec!["DSOMSP".into()],
+            ..endorse_request(Some(approve.signed_proposal().clone()))
+        }),
+    )
+    .await;
+    if let Err(status) = &approved {
+        found.check(
+            status_text(status).contains("validation parameter")
+                && status_text(status).contains("recursion limit"),
+            format!("the lifecycle's refusal names the policy and its depth: {status:?}"),
+        );
+    }
+    found.refused(
+        "Endorse: chaincode definition with a policy nested 10,000 deep",
+        approved,
+        Code::Aborted,
+    );
+    s.check_unknown_tx(&mut found, "deep chaincode definition", &approve_tx_id)
+        .await;
+    s.finish(found).await;
+}
