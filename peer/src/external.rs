@@ -392,7 +392,27 @@ async fn execute_stub(cc: &ExternalChaincode, mut stub: ChaincodeStub<'_>) -> Si
 /// and tx id — recording what it reads and writes there, and returns its response. This is
 /// both a top-level simulation and a chaincode called by another one. `Err` says why the
 /// chaincode did not complete (unreachable, deadline, protocol broken, disconnect).
+///
+/// A failure is logged at warn with the chaincode, its server's address, the channel, the tx
+/// id and the reason: a chaincode that breaks the protocol, times out or hangs up is an
+/// operator's problem to chase.
 pub async fn run(
+    cc: &ExternalChaincode,
+    stub: &mut ChaincodeStub<'_>,
+) -> Result<protos::Response, String> {
+    let (namespace, channel, tx_id) = (
+        stub.namespace().to_owned(),
+        stub.channel_id().to_owned(),
+        stub.tx_id().to_owned(),
+    );
+    run_unlogged(cc, stub).await.inspect_err(|reason| {
+        tracing::warn!(chaincode = %namespace, address = %cc.address, channel = %channel,
+            tx_id = %tx_id, reason = %reason, "external chaincode failed the transaction");
+    })
+}
+
+/// [`run`] without the log line.
+async fn run_unlogged(
     cc: &ExternalChaincode,
     stub: &mut ChaincodeStub<'_>,
 ) -> Result<protos::Response, String> {
