@@ -5,10 +5,17 @@
 //! Broadcast and Deliver — is sent garbage bytes where nested messages belong, requests with
 //! fields missing, unknown channels, wrong and high-S signatures, identities from outside the
 //! channel, expired or not-yet-valid identities, identities whose role the channel's policies
-//! do not admit, replays of committed proposals and oversized messages. Each must be refused
+//! do not admit, certificates revoked through a CRL added to the channel config, messages
+//! nested far deeper than any legitimate input, replays of committed proposals and oversized
+//! messages. Each must be refused
 //! with the status a Fabric client expects (WIRE.md §1.8, §3.3–3.4); where GridLedger's answer
 //! is a defensible choice that differs from Fabric's, the assertion says so in a comment.
 //! Bytes that are not the expected message at all, and unknown methods, are covered too.
+//!
+//! Where a node logs its refusals, a test checks (for a representative request of its group)
+//! that the node's log has a line naming the request, who sent it and what was wrong
+//! ([`Session::check_logged`]), and that the refused transaction is unknown to every peer's
+//! qscc `GetTransactionByID` ([`Session::check_unknown_tx`]).
 //!
 //! Every test ends with the same check ([`Session::finish`]): a valid transaction still
 //! commits through the Gateway, every peer commits it at the same height with the same block
@@ -1218,6 +1225,21 @@ fn envelope(
     }
 }
 
+/// The tx id in an envelope's channel header, if it decodes and has one.
+fn envelope_tx_id(envelope: &common::Envelope) -> Option<String> {
+    let payload = common::Payload::decode(envelope.payload.as_slice()).ok()?;
+    let header = common::ChannelHeader::decode(payload.header?.channel_header.as_slice()).ok()?;
+    Some(header.tx_id).filter(|id| !id.is_empty())
+}
+
+/// The tx id in a signed proposal's channel header, if it decodes and has one.
+fn proposal_tx_id(signed: &protos::SignedProposal) -> Option<String> {
+    let proposal = protos::Proposal::decode(signed.proposal_bytes.as_slice()).ok()?;
+    let header = common::Header::decode(proposal.header.as_slice()).ok()?;
+    let channel_header = common::ChannelHeader::decode(header.channel_header.as_slice()).ok()?;
+    Some(channel_header.tx_id).filter(|id| !id.is_empty())
+}
+
 /// The tx id in an envelope's channel header.
 fn tx_id_of(envelope: &common::Envelope) -> String {
     let payload = common::Payload::decode(envelope.payload.as_slice()).expect("payload");
@@ -1701,6 +1723,19 @@ async fn gateway_evaluate_refuses_bad_proposals() {
         answer.map_err(|e| e.to_string()),
         Ok(b"false".to_vec()),
     );
+    // A human can tell from the log who was refused and why; nothing reached a ledger.
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["proposal refused", "Expired@DSOMSP", "is not valid at"],
+    )
+    .await;
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "Evaluate"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -1753,6 +1788,17 @@ async fn gateway_endorse_refuses_bad_proposals() {
         proposal.endorse().await.map(|t| t.tx_id().to_owned()),
         &[Code::Aborted],
     );
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "Endorse"],
+    )
+    .await;
+    for case in bad_proposals(&s) {
+        if let Some(tx_id) = case.proposal.as_ref().and_then(proposal_tx_id) {
+            s.check_unknown_tx(&mut found, case.what, &tx_id).await;
+        }
+    }
     s.finish(found).await;
 }
 
@@ -1826,6 +1872,12 @@ async fn committed_proposals_and_transactions_cannot_be_replayed() {
         .await
         .expect("commit status");
     found.equal("commit status after the replay", status, first);
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["proposal refused", &tx_id, "duplicate transaction"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -1961,7 +2013,9 @@ async fn gateway_submit_refuses_bad_envelopes() {
             Code::Aborted,
         ),
     ];
+    let mut refused_tx_ids = Vec::new();
     for (what, envelope, code) in cases {
+        refused_tx_ids.extend(envelope.as_ref().and_then(envelope_tx_id));
         let result = timed(what, client.submit(submit(envelope))).await;
         found.refused(&format!("Submit: {what}"), result, code);
     }
@@ -1994,6 +2048,18 @@ async fn gateway_submit_refuses_bad_envelopes() {
         &garbage_tx_id,
         protos::TxValidationCode::InvalidEndorserTransaction,
     );
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "Submit"],
+    )
+    .await;
+    s.check_logged(&mut found, "orderer0", &["broadcast rejected", "FORBIDDEN"])
+        .await;
+    for tx_id in refused_tx_ids {
+        s.check_unknown_tx(&mut found, "a refused Submit", &tx_id)
+            .await;
+    }
     s.finish(found).await;
 }
 
@@ -2134,6 +2200,12 @@ async fn gateway_commit_status_refuses_bad_requests() {
             && started.elapsed() >= Duration::from_millis(450),
         format!("CommitStatus of an unknown tx id waits for the deadline: got {result:?}"),
     );
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "CommitStatus"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2270,6 +2342,12 @@ async fn gateway_chaincode_events_refuses_bad_requests() {
             format!("ChaincodeEvents from {what}: {:?}", result.map(|_| ())),
         );
     }
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["gateway request refused", "ChaincodeEvents"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2330,6 +2408,12 @@ async fn endorser_refuses_bad_proposals_with_a_500_response() {
             && response.endorsement.is_none(),
         format!("ProcessProposal of a failing chaincode call: {response:?}"),
     );
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &["ProcessProposal refused with status 500", "access denied"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2404,6 +2488,16 @@ async fn peer_deliver_refuses_bad_seek_requests() {
             vec![Delivered::Status(common::Status::NotFound)],
         );
     }
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &[
+            "deliver request refused",
+            "FORBIDDEN",
+            "Mallory@OutsiderMSP",
+        ],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2430,6 +2524,12 @@ async fn orderer_deliver_refuses_bad_seek_requests() {
         responses,
         vec![Delivered::Status(common::Status::BadRequest)],
     );
+    s.check_logged(
+        &mut found,
+        "orderer0",
+        &["deliver request rejected", "FORBIDDEN"],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2653,6 +2753,12 @@ async fn orderer_broadcast_refuses_bad_envelopes() {
         status.is_valid(),
         format!("the valid broadcast transaction: {status:?}"),
     );
+    s.check_logged(
+        &mut found,
+        "orderer0",
+        &["broadcast rejected", "BAD_REQUEST"],
+    )
+    .await;
     s.finish(found).await;
 }
 

@@ -38,6 +38,24 @@ fn status(s: common::Status) -> protos::DeliverResponse {
     }
 }
 
+/// The channel a Deliver request names and who signed it, as far as they decode, for the log
+/// line of a refusal.
+fn who_asked(envelope: &common::Envelope) -> (String, String) {
+    let header = common::Payload::decode(envelope.payload.as_slice())
+        .ok()
+        .and_then(|p| p.header);
+    let Some(header) = header else {
+        return ("(undecodable)".into(), "(undecodable)".into());
+    };
+    let channel = common::ChannelHeader::decode(header.channel_header.as_slice())
+        .map_or_else(|_| "(undecodable)".into(), |h| h.channel_id);
+    let creator = common::SignatureHeader::decode(header.signature_header.as_slice()).map_or_else(
+        |_| "(undecodable)".into(),
+        |h| crate::endorser::describe_creator(&h.creator),
+    );
+    (channel, creator)
+}
+
 impl DeliverService {
     fn check(&self, envelope: &common::Envelope) -> Result<Seek, common::Status> {
         let payload = common::Payload::decode(envelope.payload.as_slice())
@@ -131,6 +149,9 @@ impl DeliverService {
                 let seek = match this.check(&envelope) {
                     Ok(seek) => seek,
                     Err(s) => {
+                        let (channel, creator) = who_asked(&envelope);
+                        tracing::warn!(status = s.as_str_name(), channel = %channel,
+                            creator = %creator, filtered, "deliver request refused");
                         let _ = tx.send(Ok(status(s))).await;
                         continue;
                     }
