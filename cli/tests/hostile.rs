@@ -351,6 +351,8 @@ struct Identities {
     outsider: SigningIdentity,
     /// A certificate from a foreign CA that claims to be DSOMSP's.
     impostor: SigningIdentity,
+    /// RetailerMSP's User1 — a real member of the channel — claiming to be of DSOMSP.
+    cross_org: SigningIdentity,
     /// A DSOMSP client whose certificate expired yesterday.
     expired: SigningIdentity,
     /// A DSOMSP client whose certificate becomes valid tomorrow.
@@ -369,6 +371,12 @@ impl Identities {
             user: net.member("DSOMSP", "users"),
             outsider: outsider(None),
             impostor: outsider(Some("DSOMSP")),
+            cross_org: {
+                let entry = &net.org("RetailerMSP")["users"][0];
+                let path = |key: &str| net.path(entry[key].as_str().expect("a path"));
+                SigningIdentity::load("DSOMSP", &path("cert"), &path("key"))
+                    .expect("RetailerMSP's User1, claiming DSOMSP")
+            },
             expired: dso_client(&ca, "Expired", now - 30 * 86_400, now - 86_400),
             not_yet_valid: dso_client(&ca, "Future", now + 86_400, now + 30 * 86_400),
             peer: net.peer_identity("DSOMSP", "peer0.dso"),
@@ -990,6 +998,10 @@ fn bad_proposals(s: &Session) -> Vec<BadProposal> {
         (
             "creator claims DSOMSP with a foreign certificate",
             &ids.impostor,
+        ),
+        (
+            "creator is RetailerMSP's client claiming DSOMSP",
+            &ids.cross_org,
         ),
         ("creator's certificate expired", &ids.expired),
         ("creator's certificate not yet valid", &ids.not_yet_valid),
@@ -1644,6 +1656,10 @@ fn bad_seeks(s: &Session) -> Vec<(&'static str, common::Envelope, common::Status
             "creator claims DSOMSP with a foreign certificate",
             &ids.impostor,
         ),
+        (
+            "creator is RetailerMSP's client claiming DSOMSP",
+            &ids.cross_org,
+        ),
         ("creator's certificate expired", &ids.expired),
         ("creator's certificate not yet valid", &ids.not_yet_valid),
     ] {
@@ -1985,6 +2001,11 @@ async fn gateway_submit_refuses_bad_envelopes() {
         (
             "creator claims DSOMSP with a foreign certificate",
             transaction(&ids.impostor),
+            Code::Aborted,
+        ),
+        (
+            "creator is RetailerMSP's client claiming DSOMSP",
+            transaction(&ids.cross_org),
             Code::Aborted,
         ),
         (
