@@ -2780,6 +2780,7 @@ fn check_transaction(
 
 /// The certificates a chain's configuration is checked against (see the module
 /// documentation's "Trust").
+#[derive(Clone)]
 struct ChainTrust {
     /// Trusted CA certificates; every root CA of every config must be among them unless
     /// `trust_config`.

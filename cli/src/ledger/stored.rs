@@ -365,18 +365,29 @@ fn network_cas(crypto: &Path) -> Result<(Vec<TrustedCert>, Vec<String>), LedgerT
 pub(super) fn verify_dir(args: &VerifyArgs, dir: &Path) -> Result<(), LedgerToolError> {
     let layout = discover(dir)?;
     let explicit = explicit_chaincodes(args)?;
-    let (trust, trust_text): (Option<(Vec<TrustedCert>, Vec<String>)>, String) =
-        match (&args.msp_dir, &layout) {
-            (Some(msp_dir), _) => (
-                Some(load_msp_dir(msp_dir)?),
-                format!("--msp-dir {}", msp_dir.display()),
-            ),
-            (None, Layout::Network { crypto, .. }) if !args.trust_config => (
-                Some(network_cas(crypto)?),
-                format!("the network's CAs in {}", crypto.display()),
-            ),
-            _ => (None, "each chain's genesis configuration".to_string()),
-        };
+    let checked_against = |(trusted, unreadable): (Vec<TrustedCert>, Vec<String>)| ChainTrust {
+        trusted,
+        unreadable,
+        trust_config: args.trust_config,
+    };
+    let (trust, trust_text) = match (&args.msp_dir, &layout) {
+        (Some(msp_dir), _) => (
+            checked_against(load_msp_dir(msp_dir)?),
+            format!("--msp-dir {}", msp_dir.display()),
+        ),
+        (None, Layout::Network { crypto, .. }) if !args.trust_config => (
+            checked_against(network_cas(crypto)?),
+            format!("the network's CAs in {}", crypto.display()),
+        ),
+        _ => (
+            ChainTrust {
+                trusted: Vec::new(),
+                unreadable: Vec::new(),
+                trust_config: true,
+            },
+            "each chain's genesis configuration".to_string(),
+        ),
+    };
     let mut ledgers = Vec::new();
     let mut node_count = 0;
     let mut targets: Vec<Result<Target, LedgerResult>> = Vec::new();
@@ -398,21 +409,7 @@ pub(super) fn verify_dir(args: &VerifyArgs, dir: &Path) -> Result<(), LedgerTool
     }
     for target in targets {
         let result = match target {
-            Ok(target) => {
-                let chain_trust = match &trust {
-                    Some((certs, unreadable)) => ChainTrust {
-                        trusted: certs.clone(),
-                        unreadable: unreadable.clone(),
-                        trust_config: args.trust_config,
-                    },
-                    None => ChainTrust {
-                        trusted: Vec::new(),
-                        unreadable: Vec::new(),
-                        trust_config: true,
-                    },
-                };
-                verify_target(&target, chain_trust, explicit.clone())
-            }
+            Ok(target) => verify_target(&target, &trust, &explicit),
             Err(failed) => failed,
         };
         ledgers.push(result);
@@ -522,8 +519,8 @@ fn finding_of(p: &super::Problem) -> Finding {
 /// Verifies one node × channel ledger.
 fn verify_target(
     target: &Target,
-    trust: ChainTrust,
-    explicit: BTreeMap<String, EndorsementPolicy>,
+    trust: &ChainTrust,
+    explicit: &BTreeMap<String, EndorsementPolicy>,
 ) -> LedgerResult {
     let mut result = LedgerResult {
         node: target.node.clone(),
@@ -563,8 +560,8 @@ fn verify_target(
 fn check_ledger(
     reader: &LedgerReader,
     target: &Target,
-    trust: ChainTrust,
-    explicit: BTreeMap<String, EndorsementPolicy>,
+    trust: &ChainTrust,
+    explicit: &BTreeMap<String, EndorsementPolicy>,
     result: &mut LedgerResult,
 ) -> Result<(), LedgerError> {
     if reader.channel_id() != target.channel {
@@ -661,11 +658,7 @@ fn check_ledger(
             Some(replay) => replay,
             None => match Replay::start(
                 &block,
-                ChainTrust {
-                    trusted: trust.trusted.clone(),
-                    unreadable: trust.unreadable.clone(),
-                    trust_config: trust.trust_config,
-                },
+                trust.clone(),
                 explicit.clone(),
                 target.kind == NodeKind::Peer,
             ) {
@@ -964,7 +957,7 @@ enum Relation {
     /// They differ in a block or in the state.
     Diverged,
     /// Only one of the two holds the channel.
-    OnlyOne,
+    NotShared,
     /// A ledger could not be read.
     Error,
 }
@@ -1071,7 +1064,7 @@ pub(super) fn compare(args: &CompareArgs) -> Result<(), LedgerToolError> {
             (Some(ta), Some(tb)) => compare_channel(name, ta, tb),
             (only_a, _) => ChannelComparison {
                 channel: name.clone(),
-                relation: Relation::OnlyOne,
+                relation: Relation::NotShared,
                 height_a: None,
                 height_b: None,
                 blocks_compared: 0,
@@ -1346,7 +1339,7 @@ fn render_compare(r: &CompareReport) -> String {
             ),
             Relation::Lagging => "LAGGING".to_string(),
             Relation::Diverged => "DIVERGED".to_string(),
-            Relation::OnlyOne => "NOT SHARED".to_string(),
+            Relation::NotShared => "NOT SHARED".to_string(),
             Relation::Error => "ERROR".to_string(),
         };
         let _ = writeln!(out, "{:<18} {:<16} {verdict}", c.channel, heights);
