@@ -16,7 +16,7 @@ use gridledger_proto::common;
 use gridledger_proto::prost::Message;
 use gridledger_sdk::Gateway;
 use serde_json::Value;
-use support::{POLL, UpNetwork, gridledger, stderr, stdout, user_gateway};
+use support::{POLL, UpNetwork, gateway_as, gridledger, stderr, stdout, user_gateway};
 
 const CHANNEL: &str = "market";
 
@@ -83,9 +83,63 @@ async fn wait_for_asset(gateway: &Gateway, id: &str) {
     }
 }
 
+/// A meter reading on `meter-retailer`: private data (the `readings` collection defined in
+/// `_lifecycle`) whose values the DSO's and the retailer's peers keep, with its hash in the
+/// block. Returns the interval's start once both peers committed it.
+async fn record_reading(dir: &Path, network: &Value) -> u64 {
+    let meter = gateway_as(dir, network, "DSOMSP", "Meter-R001").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let interval = (now / 900 - 2) * 900;
+    let start = interval.to_string();
+    let transient = [("salt".to_string(), b"sixteen-byte-salt-1".to_vec())].into();
+    let proposal = meter
+        .network("meter-retailer")
+        .contract("meter")
+        .proposal_with(
+            ["RecordReading", start.as_str(), "1200", "0"]
+                .iter()
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            transient,
+            Vec::new(),
+        )
+        .expect("proposal");
+    let status = proposal
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse the reading: {e}"))
+        .submit()
+        .await
+        .expect("submit the reading")
+        .status()
+        .await
+        .expect("status");
+    assert!(status.is_valid(), "the reading committed as {status:?}");
+    let retailer = user_gateway(dir, network, "RetailerMSP").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while retailer
+        .network("meter-retailer")
+        .contract("meter")
+        .evaluate("GetRecord", &["M-R001", &start])
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the retailer's peer never committed the reading"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    interval
+}
+
 /// Some valid transactions (creates, an update, a delete) and one MVCC_READ_CONFLICT, then
-/// every peer has the last block.
-async fn submit_transactions(dir: &Path, network: &Value) {
+/// every peer has the last block. Returns the meter reading's interval.
+async fn submit_transactions(dir: &Path, network: &Value) -> u64 {
+    let interval = record_reading(dir, network).await;
     let retailer = user_gateway(dir, network, "RetailerMSP").await;
     let dso = user_gateway(dir, network, "DSOMSP").await;
     let community = user_gateway(dir, network, "CommunityMSP").await;
@@ -128,6 +182,7 @@ async fn submit_transactions(dir: &Path, network: &Value) {
     for gateway in [&dso, &retailer, &community] {
         wait_for_asset(gateway, "asset-last").await;
     }
+    interval
 }
 
 fn verify_dir(dir: &Path) -> Output {
@@ -173,7 +228,7 @@ fn channel_of<'a>(report: &'a Value, channel: &str) -> &'a Value {
 async fn stored_ledgers_verify_and_compare_and_damage_is_named() {
     let (mut net, network) = UpNetwork::start("ledger-verify");
     let dir = net.dir.clone();
-    submit_transactions(&dir, &network).await;
+    let interval = submit_transactions(&dir, &network).await;
 
     // Running nodes hold their files: refused, with what to do.
     let out = verify_dir(&dir);
@@ -206,11 +261,21 @@ async fn stored_ledgers_verify_and_compare_and_damage_is_named() {
             "{node} not verified on {CHANNEL}: {found:?}"
         );
     }
-    assert!(
-        found
+    // The DSO's and the retailer's peers keep the reading's private value, checked against
+    // its hash.
+    for node in ["peer0.dso", "peer0.retailer"] {
+        let meter = report["ledgers"]
+            .as_array()
+            .expect("ledgers")
             .iter()
-            .any(|(n, c, _)| n == "peer0.dso" && c == "meter-retailer")
-    );
+            .find(|l| l["node"] == node && l["channel"] == "meter-retailer")
+            .unwrap_or_else(|| panic!("{node} holds meter-retailer"));
+        assert_eq!(meter["ok"], true, "{meter:#}");
+        assert!(
+            meter["state"]["private_values"].as_u64().unwrap_or(0) > 0,
+            "{meter:#}"
+        );
+    }
     let market = report["ledgers"]
         .as_array()
         .expect("ledgers")
@@ -341,6 +406,26 @@ async fn stored_ledgers_verify_and_compare_and_damage_is_named() {
     assert!(
         market["details"].to_string().contains("asset-v1"),
         "{market:#}"
+    );
+
+    // A private value that no longer matches the hash in the blocks.
+    let forged = copy_node(&dir, "peer0.retailer", "forged-private");
+    let key = format!("reading/M-R001/{interval:012}");
+    gridledger_ledger::tamper_state_value(
+        &forged.join("channels").join("meter-retailer"),
+        "meter$$preadings",
+        &key,
+        b"{\"import_wh\":1}",
+    )
+    .expect("tamper the private value");
+    let out = verify_dir(&forged);
+    assert_failed_cleanly(&out, "verify of a forged private value");
+    let report = json_of(&out);
+    let problems = problems_of(&report, "meter-retailer");
+    assert!(
+        problems.iter().any(|p| p["check"] == "private_data"
+            && p["key"] == format!("meter$$preadings/{key}").as_str()),
+        "{problems:#?}"
     );
 
     // One changed byte in a stored block: verify and compare name the block.
