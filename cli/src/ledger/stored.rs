@@ -8,7 +8,8 @@
 //!   chain, data hashes, orderer signatures against the orderer organizations' CAs of the
 //!   configuration in force at each block, creator and endorser signatures, and the recorded
 //!   validation codes against a re-validation. On top it checks what only a stored ledger has:
-//!   the header hashes the ledger recorded per block and its recorded height and tip, and, on
+//!   the header hashes the ledger recorded per block, its recorded height and tip, its tx-id
+//!   index (block, position and code of each transaction), and, on
 //!   a peer, that the world state recomputed from the blocks (the writes of the valid
 //!   transactions, in order, private-data hashes included) equals the stored state key for key
 //!   (value, version and metadata), and that every private value a member peer keeps matches
@@ -40,9 +41,11 @@ use gridledger_proto::prost::Message;
 use gridledger_proto::{block_header_hash, blockutil::sha256};
 use serde::Serialize;
 
+use gridledger_proto::protos::TxValidationCode;
+
 use super::{
     ChainTrust, LedgerToolError, Replay, TrustedCert, VerifyArgs, VerifyReport, block_data,
-    explicit_chaincodes, load_msp_dir, metadata_slot, stdout,
+    code_name, decode_tx, explicit_chaincodes, load_msp_dir, metadata_slot, stdout,
 };
 
 /// The file `gridledger up` writes at the top of a network directory.
@@ -654,6 +657,7 @@ fn check_ledger(
         }
         last_hash = Some(computed);
         last_previous = header.previous_hash.clone();
+        check_tx_index(reader, &block, number, target.kind, result)?;
         let replaying = match replay.as_mut() {
             Some(replay) => replay,
             None => match Replay::start(
@@ -705,6 +709,67 @@ fn check_ledger(
         let (summary, findings) = check_state(reader, &state)?;
         result.problems.extend(findings);
         result.state = Some(summary);
+    }
+    Ok(())
+}
+
+/// Checks the ledger's tx-id index (what a client's commit-status query reads) against the
+/// block: an endorser transaction the block records as VALID, and on an orderer any
+/// transaction, owns its tx id in the index unless an earlier one does, and the index holds
+/// the code the block records (an orderer's blocks carry none: NOT_VALIDATED).
+fn check_tx_index(
+    reader: &LedgerReader,
+    block: &common::Block,
+    number: u64,
+    kind: NodeKind,
+    result: &mut LedgerResult,
+) -> Result<(), LedgerError> {
+    let codes =
+        metadata_slot(block, common::BlockMetadataIndex::TransactionsFilter).unwrap_or_default();
+    for (i, envelope) in block_data(block).iter().enumerate() {
+        let view = decode_tx(envelope);
+        let tx_id = view.tx_id();
+        if tx_id.is_empty() {
+            continue;
+        }
+        let code = match (kind, codes.get(i)) {
+            (_, Some(code)) => *code,
+            (NodeKind::Orderer, None) => TxValidationCode::NotValidated as u8,
+            // A missing code is reported by the chain verifier.
+            (NodeKind::Peer, None) => continue,
+        };
+        // A peer indexes the endorser transactions it validated (config transactions, the
+        // genesis block's included, are not indexed by a peer).
+        let endorser = view.header_type() == Some(common::HeaderType::EndorserTransaction as i32);
+        let must_own =
+            kind == NodeKind::Orderer || (endorser && code == TxValidationCode::Valid as u8);
+        let here = (number, i as u64);
+        let problem = match reader.tx_location(tx_id)? {
+            Some(at) if (at.block_num, at.tx_num) == here => {
+                (at.validation_code != code).then(|| {
+                    format!(
+                        "the tx-id index records {}, the block {}",
+                        code_name(at.validation_code),
+                        code_name(code)
+                    )
+                })
+            }
+            Some(at) if must_own && (at.block_num, at.tx_num) > here => Some(format!(
+                "the tx-id index points to block {} tx {} instead",
+                at.block_num, at.tx_num
+            )),
+            Some(_) => None,
+            None => must_own.then(|| "the tx id is missing from the tx-id index".to_string()),
+        };
+        if let Some(what) = problem {
+            result.problems.push(Finding {
+                check: "tx_index".to_string(),
+                block: Some(number),
+                tx: Some(i),
+                key: None,
+                message: format!("block {number} tx {i} ({tx_id}): {what}"),
+            });
+        }
     }
     Ok(())
 }
@@ -1200,9 +1265,9 @@ fn compare_channel(channel: &str, ta: &Target, tb: &Target) -> ChannelComparison
                         format!(
                             "transaction {i}: {} {}, {} {}",
                             ta.node,
-                            super::code_name(pa.codes[i]),
+                            code_name(pa.codes[i]),
                             tb.node,
-                            super::code_name(pb.codes[i])
+                            code_name(pb.codes[i])
                         )
                     },
                 );
