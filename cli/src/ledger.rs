@@ -2099,6 +2099,9 @@ struct Replay {
     /// recomputed codes; an orderer's blocks do not (their slot 2 is empty), and the replay
     /// then follows the recomputed codes.
     recorded_codes: bool,
+    /// Private-data hash rows due to expire (a collection's `block_to_live`), by the block
+    /// whose commit removes them: (namespace, key, version that scheduled it).
+    expiries: BTreeMap<u64, Vec<(String, String, kvrwset::Version)>>,
     report: VerifyReport,
 }
 
@@ -2128,6 +2131,7 @@ impl Replay {
             trusted: trust.trusted,
             trust_config: trust.trust_config,
             recorded_codes,
+            expiries: BTreeMap::new(),
             report: VerifyReport {
                 channel: channel_id,
                 first_block: 0,
@@ -2401,7 +2405,9 @@ impl Replay {
             }
         }
         let updates = gridledger_peer::validation::BlockUpdates { txs: updates };
+        self.expire(number);
         self.state.apply(number, &updates);
+        self.schedule_expiries(number, &updates);
         self.learn_collections(&updates);
 
         // A valid config block (as recorded) replaces the channel config for later blocks.
@@ -2443,6 +2449,58 @@ impl Replay {
                 self.report.notes.push(problem);
             } else {
                 self.report.problems.push(problem);
+            }
+        }
+    }
+
+    /// Removes the private-data hash rows whose `block_to_live` ends with block `number`,
+    /// unless a later transaction wrote them again (the ledger does this before applying the
+    /// block's writes).
+    fn expire(&mut self, number: u64) {
+        let due: Vec<u64> = self.expiries.range(..=number).map(|(at, _)| *at).collect();
+        for at in due {
+            for (namespace, key, version) in self.expiries.remove(&at).unwrap_or_default() {
+                if self.state.get(&namespace, &key).map(|(_, v)| v) == Some(version) {
+                    self.state.remove(&namespace, &key);
+                }
+            }
+        }
+    }
+
+    /// Schedules the expiry of the hash rows the block's valid transactions wrote to
+    /// collections with a `block_to_live` (as of the definitions before the block): they go
+    /// when block `number + block_to_live + 1` commits.
+    fn schedule_expiries(
+        &mut self,
+        number: u64,
+        updates: &gridledger_peer::validation::BlockUpdates,
+    ) {
+        for tx in updates
+            .txs
+            .iter()
+            .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
+        {
+            for write in tx.writes.iter().filter(|w| w.value.is_some()) {
+                let Some((chaincode, collection)) = write.namespace.split_once("$$h") else {
+                    continue;
+                };
+                let block_to_live = self
+                    .known
+                    .get(chaincode)
+                    .and_then(|cc| cc.collections.get(collection))
+                    .map_or(0, |c| c.block_to_live);
+                if block_to_live == 0 {
+                    continue;
+                }
+                let at = number.saturating_add(block_to_live).saturating_add(1);
+                self.expiries.entry(at).or_default().push((
+                    write.namespace.clone(),
+                    write.key.clone(),
+                    kvrwset::Version {
+                        block_num: number,
+                        tx_num: tx.tx_num,
+                    },
+                ));
             }
         }
     }

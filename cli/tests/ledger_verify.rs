@@ -136,10 +136,73 @@ async fn record_reading(dir: &Path, network: &Value) -> u64 {
     interval
 }
 
+/// A private value of a collection with `blockToLive = 1` on `market`: its hash row expires
+/// two blocks later, which the recomputed state must follow.
+async fn write_short_lived_private_value(dir: &Path, network: &Value) {
+    let collections = dir.join("short-lived.json");
+    std::fs::write(
+        &collections,
+        r#"[{"name": "shortLived", "policy": "OR('DSOMSP.member', 'RetailerMSP.member')",
+            "requiredPeerCount": 0, "maxPeerCount": 1, "blockToLive": 1,
+            "memberOnlyRead": true, "memberOnlyWrite": true}]"#,
+    )
+    .expect("write the collections file");
+    let out = gridledger(&[
+        "chaincode",
+        "deploy",
+        "--network",
+        path_str(&dir.join("network.json")),
+        "--channel",
+        CHANNEL,
+        "--name",
+        "secrets",
+        "--builtin",
+        "privatedata",
+        "--policy",
+        "OR('DSOMSP.peer', 'RetailerMSP.peer')",
+        "--collections",
+        path_str(&collections),
+    ]);
+    assert!(
+        out.status.success(),
+        "deploy: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let dso = user_gateway(dir, network, "DSOMSP").await;
+    let status = dso
+        .network(CHANNEL)
+        .contract("secrets")
+        .proposal_with(
+            vec![
+                b"PutPrivate".to_vec(),
+                b"shortLived".to_vec(),
+                b"tariff".to_vec(),
+            ],
+            [("value".to_string(), b"expires-soon".to_vec())].into(),
+            vec!["DSOMSP".to_string()],
+        )
+        .expect("proposal")
+        .endorse()
+        .await
+        .unwrap_or_else(|e| panic!("endorse the private write: {e}"))
+        .submit()
+        .await
+        .expect("submit")
+        .status()
+        .await
+        .expect("status");
+    assert!(
+        status.is_valid(),
+        "the private write committed as {status:?}"
+    );
+}
+
 /// Some valid transactions (creates, an update, a delete) and one MVCC_READ_CONFLICT, then
 /// every peer has the last block. Returns the meter reading's interval.
 async fn submit_transactions(dir: &Path, network: &Value) -> u64 {
     let interval = record_reading(dir, network).await;
+    write_short_lived_private_value(dir, network).await;
     let retailer = user_gateway(dir, network, "RetailerMSP").await;
     let dso = user_gateway(dir, network, "DSOMSP").await;
     let community = user_gateway(dir, network, "CommunityMSP").await;

@@ -198,6 +198,16 @@ impl InMemoryState {
         })
     }
 
+    /// Removes a key and its metadata outside any transaction, as the ledger does when a
+    /// private-data key's `block_to_live` ends.
+    pub fn remove(&mut self, namespace: &str, key: &str) {
+        if let Some(keys) = self.keys.get_mut(namespace) {
+            keys.remove(key);
+        }
+        self.metadata
+            .remove(&(namespace.to_owned(), key.to_owned()));
+    }
+
     /// How many keys `namespace` holds.
     pub fn len(&self, namespace: &str) -> usize {
         self.keys.get(namespace).map_or(0, BTreeMap::len)
