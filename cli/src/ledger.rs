@@ -14,7 +14,10 @@
 //!   creator signature and endorsement is verified with the channel's MSPs (NodeOU roles
 //!   included); every tx-id binding is checked; and the transactions are re-validated in block
 //!   order by the peer's validation core over an in-memory world state, so the recomputed
-//!   validation codes can be compared with the recorded TRANSACTIONS_FILTER.
+//!   validation codes can be compared with the recorded TRANSACTIONS_FILTER. `--blocks` reads
+//!   block files; `--dir` reads the stored ledgers of stopped nodes and adds the checks only a
+//!   stored ledger allows (its recorded hashes, tx-id index and world state): see [`stored`],
+//!   which also holds `compare`. Both go through the one verifier, [`Replay`].
 //!
 //! Trust: the genesis config is authoritative for MSP ids, NodeOUs and policies; the
 //! certificates in `--msp-dir` are what the user trusts. Each config MSP's root CAs are matched
@@ -27,11 +30,14 @@
 //! definitions committed in the chain (`namespaces/fields/<name>/ValidationInfo`), or from
 //! `--chaincode NAME=POLICY` for chaincodes the chain does not define (GridLedger's peers
 //! commit their definitions in `_lifecycle` in Fabric's layout too; only a `peer.toml`
-//! bootstrap definition is missing from the chain).
+//! bootstrap definition is missing from the chain); their private data collections are read
+//! from the replayed `_lifecycle` state as a peer reads them, and private-data hashes expire
+//! with their collection's `block_to_live` as on a peer. A transaction recorded invalid that
+//! re-validation finds invalid with the same code is no fault of the chain: the authenticity
+//! findings about it (signatures, tx-id binding) are notes, not problems.
 //!
-//! Not done here: reading a block range from a running peer or orderer (only block files are
-//! read); private-data collections other than Fabric's implicit per-organization ones and
-//! key-level endorsement policies (the validation core's limits, which then show as code
+//! Not done here: reading a block range from a running peer or orderer; key-level endorsement
+//! policies of private data (the validation core's limits, which then show as code
 //! differences).
 
 use std::collections::BTreeMap;
