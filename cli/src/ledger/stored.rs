@@ -1061,7 +1061,15 @@ fn compare_nodes(args: &CompareArgs) -> Result<(NodeDir, NodeDir), LedgerToolErr
     let as_node = |path: &Path| -> Result<NodeDir, LedgerToolError> {
         match discover(path)? {
             Layout::Node(node) => Ok(node),
-            _ => Err(LedgerToolError::NotALedgerDir(path.to_path_buf())),
+            Layout::Network { .. } => Err(LedgerToolError::NetworkFile {
+                path: path.join(NETWORK_FILE),
+                reason: format!(
+                    "{} is a network directory: name two of its nodes with `gridledger ledger compare --dir {} --nodes NODE,NODE`",
+                    path.display(),
+                    path.display()
+                ),
+            }),
+            Layout::Channel(_) => Err(LedgerToolError::NotALedgerDir(path.to_path_buf())),
         }
     };
     match (&args.dir, &args.a, &args.b) {
