@@ -3022,6 +3022,41 @@ mod tests {
     }
 
     #[test]
+    fn authenticity_findings_on_consistently_invalid_transactions_are_notes() {
+        let genesis = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/fabric-2.5.5-chain/block000.pb"),
+        )
+        .expect("the fixture genesis block");
+        let genesis = common::Block::decode(genesis.as_slice()).expect("a block");
+        let trust = ChainTrust {
+            trusted: Vec::new(),
+            unreadable: Vec::new(),
+            trust_config: true,
+        };
+        let mut replay =
+            Replay::start(&genesis, trust, BTreeMap::new(), true).expect("the genesis config");
+        let before = replay.report.problems.len();
+        let report = &mut replay.report;
+        // tx 0: recorded and recomputed ENDORSEMENT_POLICY_FAILURE — refused as it should be.
+        report.tx_problem(5, 0, "", Check::EndorserSignature, "tx0".into());
+        // tx 1: recorded VALID with a bad endorsement — a fault.
+        report.tx_problem(5, 1, "", Check::EndorserSignature, "tx1".into());
+        // tx 2: recorded and recomputed codes differ — a fault.
+        report.tx_problem(5, 2, "", Check::CreatorSignature, "tx2".into());
+        // A block-level finding is never a note.
+        report.block_problem(5, Check::DataHash, "block".into());
+        replay.demote_invalid_transactions(before, &[10, 0, 10], &[10, 0, 2]);
+        let messages =
+            |list: &[Problem]| -> Vec<String> { list.iter().map(|p| p.message.clone()).collect() };
+        assert_eq!(
+            messages(&replay.report.problems[before..]),
+            ["block 5 tx 1: tx1", "block 5 tx 2: tx2", "block 5: block"]
+        );
+        assert_eq!(messages(&replay.report.notes), ["block 5 tx 0: tx0"]);
+    }
+
+    #[test]
     fn short_id_keeps_eight_characters() {
         assert_eq!(short_id("d680abcdef"), "d680abcd…");
         assert_eq!(short_id("abc"), "abc");
