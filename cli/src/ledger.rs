@@ -14,7 +14,10 @@
 //!   creator signature and endorsement is verified with the channel's MSPs (NodeOU roles
 //!   included); every tx-id binding is checked; and the transactions are re-validated in block
 //!   order by the peer's validation core over an in-memory world state, so the recomputed
-//!   validation codes can be compared with the recorded TRANSACTIONS_FILTER.
+//!   validation codes can be compared with the recorded TRANSACTIONS_FILTER. `--blocks` reads
+//!   block files; `--dir` reads the stored ledgers of stopped nodes and adds the checks only a
+//!   stored ledger allows (its recorded hashes, tx-id index and world state): see [`stored`],
+//!   which also holds `compare`. Both go through the one verifier, [`Replay`].
 //!
 //! Trust: the genesis config is authoritative for MSP ids, NodeOUs and policies; the
 //! certificates in `--msp-dir` are what the user trusts. Each config MSP's root CAs are matched
@@ -27,11 +30,14 @@
 //! definitions committed in the chain (`namespaces/fields/<name>/ValidationInfo`), or from
 //! `--chaincode NAME=POLICY` for chaincodes the chain does not define (GridLedger's peers
 //! commit their definitions in `_lifecycle` in Fabric's layout too; only a `peer.toml`
-//! bootstrap definition is missing from the chain).
+//! bootstrap definition is missing from the chain); their private data collections are read
+//! from the replayed `_lifecycle` state as a peer reads them, and private-data hashes expire
+//! with their collection's `block_to_live` as on a peer. A transaction recorded invalid that
+//! re-validation finds invalid with the same code is no fault of the chain: the authenticity
+//! findings about it (signatures, tx-id binding) are notes, not problems.
 //!
-//! Not done here: reading a block range from a running peer or orderer (only block files are
-//! read); private-data collections other than Fabric's implicit per-organization ones and
-//! key-level endorsement policies (the validation core's limits, which then show as code
+//! Not done here: reading a block range from a running peer or orderer; key-level endorsement
+//! policies of private data (the validation core's limits, which then show as code
 //! differences).
 
 use std::collections::BTreeMap;
@@ -47,6 +53,7 @@ use gridledger_channels::config::{
 use gridledger_channels::genesis::config_from_block;
 use gridledger_channels::policy::{VerifiedSigners, parse, to_policy_string};
 use gridledger_identity::Certificate;
+use gridledger_peer::lifecycle::validation_definition;
 use gridledger_peer::validation::{
     BLOCK_VALIDATION_POLICY, BlockContext, BlockRejected, ChaincodeDefinition, EndorsementPolicy,
     InMemoryState, LIFECYCLE_NAMESPACE, StateWrite, TxUpdates, hashed_key, hashed_namespace,
@@ -61,6 +68,8 @@ use gridledger_proto::{
     orderer, rwset,
 };
 use serde::Serialize;
+
+mod stored;
 
 // ---------------------------------------------------------------------------------------------
 // Command line.
@@ -84,6 +93,13 @@ pub enum LedgerCommand {
     /// order and compares the codes with the recorded ones. Exits non-zero when anything does
     /// not check.
     Verify(VerifyArgs),
+    /// Compare two peers' stored ledgers: blocks, validation codes and world state.
+    ///
+    /// For every channel both hold, compares block by block up to the lower height (header
+    /// hash, data, validation codes) and, at equal heights, the world state (a state hash,
+    /// and the first differing key). A peer that is only behind is reported as lagging, not
+    /// as diverging. The nodes must be stopped. Exits non-zero on divergence.
+    Compare(stored::CompareArgs),
 }
 
 /// Arguments of `gridledger ledger inspect`.
@@ -107,12 +123,25 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// A folder of block files (`*.pb`, `*.block`) holding the chain from block 0.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "dir",
+        conflicts_with = "dir"
+    )]
+    pub blocks: Option<PathBuf>,
+    /// Stored ledgers of stopped nodes: a network directory made by `gridledger up` (every
+    /// node, every channel), one node's data directory (holding `channels/`), or one channel's
+    /// directory (holding `ledger.redb`). Checks the hash chain, data hashes, orderer
+    /// signatures, recorded validation codes and, on peers, the world state recomputed from
+    /// the blocks. Trust: `--msp-dir` if given; else a network directory's `crypto/` CAs;
+    /// else the genesis block's own configuration.
     #[arg(long, value_name = "DIR")]
-    pub blocks: PathBuf,
+    pub dir: Option<PathBuf>,
     /// A folder of trusted CA certificates (PEM; searched recursively, so a flat folder and a
     /// Fabric MSP folder both work). Which MSP each CA belongs to is read from the genesis
     /// config, whose root CAs are matched against these by DER.
-    #[arg(long, value_name = "DIR", required_unless_present = "trust_config")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["trust_config", "dir"])]
     pub msp_dir: Option<PathBuf>,
     /// Trust the root CAs the channel config carries even when they are not in --msp-dir.
     #[arg(long)]
@@ -132,7 +161,11 @@ pub struct VerifyArgs {
 pub fn run(cmd: LedgerCommand) -> anyhow::Result<()> {
     match cmd {
         LedgerCommand::Inspect(args) => inspect(&args)?,
-        LedgerCommand::Verify(args) => verify(&args)?,
+        LedgerCommand::Verify(args) => match &args.dir {
+            Some(dir) => stored::verify_dir(&args, dir)?,
+            None => verify(&args)?,
+        },
+        LedgerCommand::Compare(args) => stored::compare(&args)?,
     }
     Ok(())
 }
@@ -217,6 +250,17 @@ pub enum LedgerToolError {
     Json(serde_json::Error),
     /// `verify` found problems (they are in its output).
     Failed(usize),
+    /// `verify --dir` or `compare` was given a folder that holds no ledger.
+    NotALedgerDir(PathBuf),
+    /// A network directory's `network.json` is unusable.
+    NetworkFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `compare` found the ledgers diverging (the details are in its output).
+    Diverged(usize),
 }
 
 impl std::fmt::Display for LedgerToolError {
@@ -282,6 +326,17 @@ impl std::fmt::Display for LedgerToolError {
             LedgerToolError::Json(e) => write!(f, "writing JSON: {e}"),
             LedgerToolError::Failed(n) => {
                 write!(f, "ledger verification failed: {n} problem(s) found")
+            }
+            LedgerToolError::NotALedgerDir(path) => write!(
+                f,
+                "{} is not a ledger directory: expected a network directory made by `gridledger up` (network.json), a node's data directory (channels/<channel>/ledger.redb) or a channel directory (ledger.redb)",
+                path.display()
+            ),
+            LedgerToolError::NetworkFile { path, reason } => {
+                write!(f, "{}: {reason}", path.display())
+            }
+            LedgerToolError::Diverged(n) => {
+                write!(f, "the ledgers diverge on {n} channel(s)")
             }
         }
     }
@@ -1558,6 +1613,7 @@ fn render_config(c: &ConfigReport, out: &mut String) {
 // verify: trust
 
 /// A certificate found in `--msp-dir`.
+#[derive(Clone)]
 struct TrustedCert {
     file: String,
     cert: Certificate,
@@ -1760,6 +1816,8 @@ struct KnownChaincode {
     version: String,
     endorsement: Option<EndorsementPolicy>,
     source: String,
+    /// The private data collections of its definition (implicit ones are not listed).
+    collections: BTreeMap<String, gridledger_peer::private::CollectionDefinition>,
 }
 
 fn application_policy(bytes: &[u8]) -> Result<EndorsementPolicy, String> {
@@ -1809,6 +1867,7 @@ fn learn_lifecycle(
                 version: String::new(),
                 endorsement: None,
                 source: String::new(),
+                collections: BTreeMap::new(),
             });
         entry.source = format!("_lifecycle, block {number}");
         match field {
@@ -1865,7 +1924,7 @@ fn chaincode_definitions(
             out.insert(
                 name.clone(),
                 ChaincodeDefinition {
-                    collections: Default::default(),
+                    collections: cc.collections.clone(),
                     name: name.clone(),
                     version: cc.version.clone(),
                     endorsement: endorsement.clone(),
@@ -1983,6 +2042,10 @@ struct VerifyReport {
     unreadable_certificates: Vec<String>,
     chaincodes: Vec<ChaincodeReport>,
     problems: Vec<Problem>,
+    /// What did not check in transactions that were recorded invalid and that re-validation
+    /// finds invalid with the same code: expected, not a fault of the ledger.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<Problem>,
 }
 
 impl VerifyReport {
@@ -2025,7 +2088,10 @@ fn orderer_validation_time(serialized: &[u8]) -> u64 {
         .map_or(0, |t| t.saturating_add(1))
 }
 
-/// Everything carried from one block to the next.
+/// Everything carried from one block to the next: the one chain verifier behind both
+/// `verify --blocks` (block files) and `verify --dir` (stored ledgers). Feed it the blocks in
+/// order with [`Replay::verify_block`], starting with the genesis block, then take the report
+/// and the recomputed world state with [`Replay::finish`].
 struct Replay {
     channel: ChannelConfig,
     known: BTreeMap<String, KnownChaincode>,
@@ -2035,10 +2101,87 @@ struct Replay {
     previous: Option<(u64, [u8; 32])>,
     trusted: Vec<TrustedCert>,
     trust_config: bool,
+    /// The blocks carry the committing peer's TRANSACTIONS_FILTER to compare with the
+    /// recomputed codes; an orderer's blocks do not (their slot 2 is empty), and the replay
+    /// then follows the recomputed codes.
+    recorded_codes: bool,
+    /// Private-data hash rows due to expire (a collection's `block_to_live`), by the block
+    /// whose commit removes them: (namespace, key, version that scheduled it).
+    expiries: BTreeMap<u64, Vec<(String, String, kvrwset::Version)>>,
     report: VerifyReport,
 }
 
 impl Replay {
+    /// Sets up the replay from the chain's genesis block: its configuration is the trust
+    /// anchor, and its MSPs' root CAs must be in `trust` (unless `trust.trust_config`).
+    fn start(
+        genesis: &common::Block,
+        trust: ChainTrust,
+        explicit: BTreeMap<String, EndorsementPolicy>,
+        recorded_codes: bool,
+    ) -> Result<Replay, LedgerToolError> {
+        let (channel_id, config) = config_from_block(genesis)
+            .map_err(|e| LedgerToolError::Genesis(ConfigError::Block(e)))?;
+        let channel =
+            ChannelConfig::from_config(&channel_id, &config).map_err(LedgerToolError::Genesis)?;
+        let (report, untrusted) = match_trust(&config, &trust.trusted);
+        if !untrusted.is_empty() && !trust.trust_config {
+            return Err(LedgerToolError::Untrusted(untrusted.join(", ")));
+        }
+        Ok(Replay {
+            channel,
+            known: BTreeMap::new(),
+            explicit,
+            state: InMemoryState::new(),
+            previous: None,
+            trusted: trust.trusted,
+            trust_config: trust.trust_config,
+            recorded_codes,
+            expiries: BTreeMap::new(),
+            report: VerifyReport {
+                channel: channel_id,
+                first_block: 0,
+                trust: report,
+                trusted_from_config: if trust.trust_config {
+                    untrusted
+                } else {
+                    Vec::new()
+                },
+                unreadable_certificates: trust.unreadable,
+                ..VerifyReport::default()
+            },
+        })
+    }
+
+    /// The report (with the chaincodes the chain defined) and the world state recomputed from
+    /// the blocks seen.
+    fn finish(self) -> (VerifyReport, InMemoryState) {
+        let mut report = self.report;
+        let mut chaincodes: Vec<ChaincodeReport> = self
+            .known
+            .iter()
+            .filter(|(name, _)| !self.explicit.contains_key(*name))
+            .map(|(name, cc)| ChaincodeReport {
+                name: name.clone(),
+                version: cc.version.clone(),
+                endorsement: cc
+                    .endorsement
+                    .as_ref()
+                    .map_or("<no validation info>".to_string(), endorsement_text),
+                source: cc.source.clone(),
+            })
+            .collect();
+        chaincodes.extend(self.explicit.iter().map(|(name, policy)| ChaincodeReport {
+            name: name.clone(),
+            version: String::new(),
+            endorsement: endorsement_text(policy),
+            source: "--chaincode".to_string(),
+        }));
+        report.chaincodes = chaincodes;
+        report.ok = report.problems.is_empty();
+        (report, self.state)
+    }
+
     fn definitions(&self) -> BTreeMap<String, ChaincodeDefinition> {
         let mut defs = chaincode_definitions(&self.channel, &self.known);
         for (name, endorsement) in &self.explicit {
@@ -2055,10 +2198,11 @@ impl Replay {
         defs
     }
 
-    fn verify_block(&mut self, file: &LoadedBlock) -> Result<(), LedgerToolError> {
-        let block = &file.block;
+    /// Verifies the next block of the chain and applies it to the replayed state.
+    fn verify_block(&mut self, block: &common::Block) -> Result<(), LedgerToolError> {
         let header = block_header(block);
         let number = header.number;
+        let problems_before = self.report.problems.len();
         self.report.blocks += 1;
         self.report.last_block = number;
 
@@ -2126,14 +2270,14 @@ impl Replay {
         }
         probe.data = Some(data.clone());
 
-        let recorded = recorded_codes(block);
-        if recorded.len() != data.data.len() {
+        let stored_codes = recorded_codes(block);
+        if self.recorded_codes && stored_codes.len() != data.data.len() {
             self.report.block_problem(
                 number,
                 Check::TransactionsFilter,
                 format!(
                     "TRANSACTIONS_FILTER has {} codes for {} transactions",
-                    recorded.len(),
+                    stored_codes.len(),
                     data.data.len()
                 ),
             );
@@ -2182,13 +2326,21 @@ impl Replay {
                 }
             }
         };
+        // Without recorded codes (an orderer's blocks) the recomputed ones are the verdict.
+        let recorded = if self.recorded_codes {
+            stored_codes
+        } else {
+            recomputed.clone()
+        };
         let mut block_ok = recorded.len() == recomputed.len();
         for (index, view) in views.iter().enumerate() {
             let (Some(&rec), Some(&re)) = (recorded.get(index), recomputed.get(index)) else {
                 continue;
             };
             let ok = rec == re;
-            self.report.validation_codes.transactions.record(ok);
+            if self.recorded_codes {
+                self.report.validation_codes.transactions.record(ok);
+            }
             if ok {
                 continue;
             }
@@ -2242,7 +2394,10 @@ impl Replay {
                 None => {}
             }
         }
-        self.report.validation_codes.blocks.record(block_ok);
+        if self.recorded_codes {
+            self.report.validation_codes.blocks.record(block_ok);
+        }
+        self.demote_invalid_transactions(problems_before, &recorded, &recomputed);
         updates.sort_by_key(|t| t.tx_num);
         for tx in updates.iter().filter(|t| t.validation_code == 0) {
             for problem in learn_lifecycle(&tx.writes, number, &mut self.known) {
@@ -2255,10 +2410,11 @@ impl Replay {
                 );
             }
         }
-        self.state.apply(
-            number,
-            &gridledger_peer::validation::BlockUpdates { txs: updates },
-        );
+        let updates = gridledger_peer::validation::BlockUpdates { txs: updates };
+        self.expire(number);
+        self.state.apply(number, &updates);
+        self.schedule_expiries(number, &updates);
+        self.learn_collections(&updates);
 
         // A valid config block (as recorded) replaces the channel config for later blocks.
         if let Some((channel_id, config)) = new_config {
@@ -2268,6 +2424,123 @@ impl Replay {
         }
         self.previous = Some((number, block_header_hash(&header)));
         Ok(())
+    }
+
+    /// Moves the authenticity problems (envelope, creator, tx-id binding, endorsement) of this
+    /// block's transactions that were recorded invalid, and that re-validation also finds
+    /// invalid with the same code, to the notes: such a transaction was refused as it should
+    /// have been and changed nothing, so it is no fault of the ledger.
+    fn demote_invalid_transactions(&mut self, from: usize, recorded: &[u8], recomputed: &[u8]) {
+        let consistent_invalid = |tx: usize| {
+            matches!(
+                (recorded.get(tx), recomputed.get(tx)),
+                (Some(rec), Some(re)) if rec == re && *rec != TxValidationCode::Valid as u8
+            )
+        };
+        let block_problems = self
+            .report
+            .problems
+            .split_off(from.min(self.report.problems.len()));
+        for problem in block_problems {
+            let authenticity = matches!(
+                problem.check,
+                Check::Envelope
+                    | Check::CreatorIdentity
+                    | Check::CreatorSignature
+                    | Check::TxIdBinding
+                    | Check::EndorserIdentity
+                    | Check::EndorserSignature
+            );
+            if authenticity && problem.tx.is_some_and(consistent_invalid) {
+                self.report.notes.push(problem);
+            } else {
+                self.report.problems.push(problem);
+            }
+        }
+    }
+
+    /// Removes the private-data hash rows whose `block_to_live` ends with block `number`,
+    /// unless a later transaction wrote them again (the ledger does this before applying the
+    /// block's writes).
+    fn expire(&mut self, number: u64) {
+        let due: Vec<u64> = self.expiries.range(..=number).map(|(at, _)| *at).collect();
+        for at in due {
+            for (namespace, key, version) in self.expiries.remove(&at).unwrap_or_default() {
+                if self.state.get(&namespace, &key).map(|(_, v)| v) == Some(version) {
+                    self.state.remove(&namespace, &key);
+                }
+            }
+        }
+    }
+
+    /// Schedules the expiry of the hash rows the block's valid transactions wrote to
+    /// collections with a `block_to_live` (as of the definitions before the block): they go
+    /// when block `number + block_to_live + 1` commits.
+    fn schedule_expiries(
+        &mut self,
+        number: u64,
+        updates: &gridledger_peer::validation::BlockUpdates,
+    ) {
+        for tx in updates
+            .txs
+            .iter()
+            .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
+        {
+            for write in tx.writes.iter().filter(|w| w.value.is_some()) {
+                let Some((chaincode, collection)) = write.namespace.split_once("$$h") else {
+                    continue;
+                };
+                let block_to_live = self
+                    .known
+                    .get(chaincode)
+                    .and_then(|cc| cc.collections.get(collection))
+                    .map_or(0, |c| c.block_to_live);
+                if block_to_live == 0 {
+                    continue;
+                }
+                let at = number.saturating_add(block_to_live).saturating_add(1);
+                self.expiries.entry(at).or_default().push((
+                    write.namespace.clone(),
+                    write.key.clone(),
+                    kvrwset::Version {
+                        block_num: number,
+                        tx_num: tx.tx_num,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Reads the private data collections of every chaincode whose `_lifecycle` definition
+    /// the block's valid transactions wrote, from the replayed state, as a peer refreshes its
+    /// definitions after such a block.
+    fn learn_collections(&mut self, updates: &gridledger_peer::validation::BlockUpdates) {
+        let names: std::collections::BTreeSet<String> = updates
+            .txs
+            .iter()
+            .filter(|t| t.validation_code == TxValidationCode::Valid as u8)
+            .flat_map(|t| &t.writes)
+            .filter(|w| w.namespace == LIFECYCLE_NAMESPACE)
+            .filter_map(|w| {
+                w.key
+                    .strip_prefix(LIFECYCLE_FIELDS_PREFIX)
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(name, _)| name.to_string())
+            })
+            .collect();
+        for name in names {
+            let state = &self.state;
+            let mut get = |key: &str| -> Result<Option<Vec<u8>>, String> {
+                Ok(state
+                    .get(LIFECYCLE_NAMESPACE, key)
+                    .map(|(value, _)| value.to_vec()))
+            };
+            let collections = gridledger_peer::lifecycle::read_definition(&name, &mut get)
+                .and_then(|def| def.map(|d| validation_definition(&d)).transpose());
+            if let (Ok(Some(def)), Some(known)) = (collections, self.known.get_mut(&name)) {
+                known.collections = def.collections;
+            }
+        }
     }
 
     fn switch_config(&mut self, number: u64, channel_id: &str, config: &common::Config) {
@@ -2569,87 +2842,62 @@ fn check_transaction(
     authentic
 }
 
-fn verify(args: &VerifyArgs) -> Result<(), LedgerToolError> {
-    let blocks = index_blocks(&args.blocks)?;
-    let first = blocks.first().map_or(0, |b| b.number);
-    let Some(genesis) = blocks.first().filter(|b| b.number == 0) else {
-        return Err(LedgerToolError::NoGenesis {
-            path: args.blocks.clone(),
-            first,
-        });
-    };
-    let (channel_id, config) = config_from_block(&genesis.load()?.block)
-        .map_err(|e| LedgerToolError::Genesis(ConfigError::Block(e)))?;
-    let channel =
-        ChannelConfig::from_config(&channel_id, &config).map_err(LedgerToolError::Genesis)?;
+/// The certificates a chain's configuration is checked against (see the module
+/// documentation's "Trust").
+#[derive(Clone)]
+struct ChainTrust {
+    /// Trusted CA certificates; every root CA of every config must be among them unless
+    /// `trust_config`.
+    trusted: Vec<TrustedCert>,
+    /// Certificates found but not readable, for the report.
+    unreadable: Vec<String>,
+    /// Trust the CAs a config names even when they are not in `trusted`.
+    trust_config: bool,
+}
 
-    let (trusted, unreadable) = match &args.msp_dir {
-        Some(dir) => load_msp_dir(dir)?,
-        None => (Vec::new(), Vec::new()),
-    };
-    let (trust, untrusted) = match_trust(&config, &trusted);
-    if !untrusted.is_empty() && !args.trust_config {
-        return Err(LedgerToolError::Untrusted(untrusted.join(", ")));
-    }
+/// The chaincode policies given with `--chaincode`.
+fn explicit_chaincodes(
+    args: &VerifyArgs,
+) -> Result<BTreeMap<String, EndorsementPolicy>, LedgerToolError> {
     let mut explicit = BTreeMap::new();
     for arg in &args.chaincode {
         let (name, policy) = parse_chaincode_arg(arg)?;
         explicit.insert(name, policy);
     }
+    Ok(explicit)
+}
 
-    let mut replay = Replay {
-        channel,
-        known: BTreeMap::new(),
-        explicit,
-        state: InMemoryState::new(),
-        previous: None,
-        trusted,
-        trust_config: args.trust_config,
-        report: VerifyReport {
-            channel: channel_id,
-            first_block: 0,
-            trust,
-            trusted_from_config: if args.trust_config {
-                untrusted
-            } else {
-                Vec::new()
-            },
-            unreadable_certificates: unreadable,
-            ..VerifyReport::default()
-        },
+fn verify(args: &VerifyArgs) -> Result<(), LedgerToolError> {
+    let Some(folder) = &args.blocks else {
+        return Err(LedgerToolError::NoBlockFiles(PathBuf::from("--blocks")));
     };
+    let blocks = index_blocks(folder)?;
+    let first = blocks.first().map_or(0, |b| b.number);
+    let Some(genesis) = blocks.first().filter(|b| b.number == 0) else {
+        return Err(LedgerToolError::NoGenesis {
+            path: folder.clone(),
+            first,
+        });
+    };
+    let (trusted, unreadable) = match &args.msp_dir {
+        Some(dir) => load_msp_dir(dir)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let trust = ChainTrust {
+        trusted,
+        unreadable,
+        trust_config: args.trust_config,
+    };
+    let mut replay = Replay::start(
+        &genesis.load()?.block,
+        trust,
+        explicit_chaincodes(args)?,
+        true,
+    )?;
     for file in &blocks {
-        replay.verify_block(&file.load()?)?;
+        replay.verify_block(&file.load()?.block)?;
     }
-
-    let mut report = replay.report;
-    let mut chaincodes: Vec<ChaincodeReport> = replay
-        .known
-        .iter()
-        .filter(|(name, _)| !replay.explicit.contains_key(*name))
-        .map(|(name, cc)| ChaincodeReport {
-            name: name.clone(),
-            version: cc.version.clone(),
-            endorsement: cc
-                .endorsement
-                .as_ref()
-                .map_or("<no validation info>".to_string(), endorsement_text),
-            source: cc.source.clone(),
-        })
-        .collect();
-    chaincodes.extend(
-        replay
-            .explicit
-            .iter()
-            .map(|(name, policy)| ChaincodeReport {
-                name: name.clone(),
-                version: String::new(),
-                endorsement: endorsement_text(policy),
-                source: "--chaincode".to_string(),
-            }),
-    );
-    report.chaincodes = chaincodes;
-    report.ok = report.problems.is_empty();
+    let (report, _) = replay.finish();
 
     if args.json {
         stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
@@ -2747,6 +2995,16 @@ fn render_verify(r: &VerifyReport) -> String {
             let _ = writeln!(out, "  {}", p.message.replace('\n', "\n      "));
         }
     }
+    if !r.notes.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} note(s) on transactions recorded invalid, as re-validation also finds them:",
+            r.notes.len()
+        );
+        for p in &r.notes {
+            let _ = writeln!(out, "  {}", p.message.replace('\n', "\n      "));
+        }
+    }
     out
 }
 
@@ -2761,6 +3019,41 @@ mod tests {
             nanos: 123_456_789,
         };
         assert_eq!(rfc3339(&ts), "2024-05-01T12:00:00.123Z");
+    }
+
+    #[test]
+    fn authenticity_findings_on_consistently_invalid_transactions_are_notes() {
+        let genesis = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/fabric-2.5.5-chain/block000.pb"),
+        )
+        .expect("the fixture genesis block");
+        let genesis = common::Block::decode(genesis.as_slice()).expect("a block");
+        let trust = ChainTrust {
+            trusted: Vec::new(),
+            unreadable: Vec::new(),
+            trust_config: true,
+        };
+        let mut replay =
+            Replay::start(&genesis, trust, BTreeMap::new(), true).expect("the genesis config");
+        let before = replay.report.problems.len();
+        let report = &mut replay.report;
+        // tx 0: recorded and recomputed ENDORSEMENT_POLICY_FAILURE — refused as it should be.
+        report.tx_problem(5, 0, "", Check::EndorserSignature, "tx0".into());
+        // tx 1: recorded VALID with a bad endorsement — a fault.
+        report.tx_problem(5, 1, "", Check::EndorserSignature, "tx1".into());
+        // tx 2: recorded and recomputed codes differ — a fault.
+        report.tx_problem(5, 2, "", Check::CreatorSignature, "tx2".into());
+        // A block-level finding is never a note.
+        report.block_problem(5, Check::DataHash, "block".into());
+        replay.demote_invalid_transactions(before, &[10, 0, 10], &[10, 0, 2]);
+        let messages =
+            |list: &[Problem]| -> Vec<String> { list.iter().map(|p| p.message.clone()).collect() };
+        assert_eq!(
+            messages(&replay.report.problems[before..]),
+            ["block 5 tx 1: tx1", "block 5 tx 2: tx2", "block 5: block"]
+        );
+        assert_eq!(messages(&replay.report.notes), ["block 5 tx 0: tx0"]);
     }
 
     #[test]

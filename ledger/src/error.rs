@@ -82,6 +82,18 @@ pub enum LedgerError {
         /// Why the entries were refused.
         reason: String,
     },
+    /// There is no ledger file where one was expected.
+    #[error("{path} does not exist: this is not a channel ledger directory")]
+    NotALedger {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// A running node holds the ledger file (it is locked), so it cannot be opened read-only.
+    #[error("{path} is in use by a running node: stop the node first")]
+    InUse {
+        /// The locked file.
+        path: PathBuf,
+    },
     /// The storage engine or the file system failed (I/O, locking, a file that is not a redb
     /// database).
     #[error("ledger storage failed: {0}")]

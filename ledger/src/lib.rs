@@ -7,6 +7,12 @@
 //! A node keeps each channel in its own directory (the caller picks
 //! `<node data>/channels/<channel_id>`): [`Ledger`] owns `<dir>/ledger.redb`, [`RaftStore`]
 //! owns `<dir>/raft.redb`. Each file carries a schema-version key checked on open.
+//! [`LedgerReader`] reads a stopped node's `ledger.redb` without writing it, for offline
+//! verification and comparison.
+//!
+//! The `testing` feature adds functions that damage a ledger file on purpose
+//! (`tamper_state_value`, `tamper_block_bytes`, `truncate_blocks`), for the verifier's
+//! tests; nodes never enable it.
 //!
 //! # Invariants
 //!
@@ -39,6 +45,7 @@ pub mod certificate_expiry;
 mod error;
 pub mod metrics;
 mod raft;
+mod reader;
 mod state;
 mod store;
 mod tables;
@@ -46,6 +53,12 @@ pub mod utc;
 
 pub use error::LedgerError;
 pub use raft::{HardState, RAFT_FILE, RaftEntry, RaftSnapshotMeta, RaftStore};
+pub use reader::{
+    LedgerReader, PRIVATE_NAMESPACE_MARKER, StateEntry, StateHasher, StoredBlock,
+    is_private_namespace,
+};
+#[cfg(feature = "testing")]
+pub use reader::{tamper_block_bytes, tamper_state_value, truncate_blocks};
 pub use state::{
     BlockUpdates, Expiry, HistoryEntry, MetadataWrite, MissingPrivateData, PrivateSet,
     ReconciledPrivateData, ReconciledWrite, StateSnapshot, StateWrite, TxUpdates, Version,

@@ -188,6 +188,26 @@ impl InMemoryState {
             .map(|(value, version)| (value.as_slice(), *version))
     }
 
+    /// Every key in (namespace, key) byte order with its value and version (the order of the
+    /// ledger's state table, so a stored state can be walked beside it).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, &[u8], kvrwset::Version)> + '_ {
+        self.keys.iter().flat_map(|(namespace, keys)| {
+            keys.iter().map(move |(key, (value, version))| {
+                (namespace.as_str(), key.as_str(), value.as_slice(), *version)
+            })
+        })
+    }
+
+    /// Removes a key and its metadata outside any transaction, as the ledger does when a
+    /// private-data key's `block_to_live` ends.
+    pub fn remove(&mut self, namespace: &str, key: &str) {
+        if let Some(keys) = self.keys.get_mut(namespace) {
+            keys.remove(key);
+        }
+        self.metadata
+            .remove(&(namespace.to_owned(), key.to_owned()));
+    }
+
     /// How many keys `namespace` holds.
     pub fn len(&self, namespace: &str) -> usize {
         self.keys.get(namespace).map_or(0, BTreeMap::len)
