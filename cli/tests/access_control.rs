@@ -1,0 +1,736 @@
+//! Access control on a running `gridledger up` network: Fabric's per-resource ACLs with their
+//! default policies, an ACL changed by a channel config update (and changed back) taking effect
+//! on the next request, Deliver refused to organizations that are not members of a channel (on
+//! peers and orderers, with nothing sent), and no byte of a channel on the disk of a peer that
+//! is not its member.
+//!
+//! Every refusal must also leave a log line on the refusing node naming who was refused, for
+//! which resource, and why.
+
+mod support;
+
+use gridledger_identity::SigningIdentity;
+use gridledger_proto::prost::Message;
+use gridledger_proto::{common, orderer, prost_types, protos};
+use gridledger_sdk::{EventsOptions, Gateway};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{POLL, START_TIMEOUT, UpNetwork, contains, files, gridledger, ok, stderr, stdout};
+use tonic::codegen::tokio_stream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// The channel every organization is a member of.
+const MARKET: &str = "market";
+/// The bilateral channel of the DSO and the retailer; the community is not a member.
+const METER_RETAILER: &str = "meter-retailer";
+/// The bilateral channel of the DSO and the community; the retailer is not a member.
+const METER_COMMUNITY: &str = "meter-community";
+/// The policy the tests move ACLs to: only an admin of the DSO satisfies it.
+const DSO_ADMINS: &str = "/Channel/Application/DSOMSP/Admins";
+/// How long a Deliver stream may stay silent before the test stops reading it.
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
+
+/// An identity from the network's crypto material: `kind` is `users` or `peers`.
+fn identity(dir: &Path, msp_id: &str, kind: &str, name: &str) -> Arc<SigningIdentity> {
+    let base = dir.join(format!("crypto/organizations/{msp_id}/{kind}/{name}/msp"));
+    SigningIdentity::load(
+        msp_id,
+        &base.join("signcerts/cert.pem"),
+        &base.join("keystore/key.pem"),
+    )
+    .map(Arc::new)
+    .unwrap_or_else(|e| panic!("loading {name} of {msp_id}: {e}"))
+}
+
+/// The network.json entry of `msp_id`'s peer.
+fn peer_entry<'a>(network: &'a serde_json::Value, msp_id: &str) -> &'a serde_json::Value {
+    network["organizations"]
+        .as_array()
+        .and_then(|orgs| orgs.iter().find(|o| o["mspId"] == msp_id))
+        .map(|org| &org["peers"][0])
+        .unwrap_or_else(|| panic!("network.json has no {msp_id}"))
+}
+
+/// A Gateway to `peer_msp`'s peer whose requests `signer` signs.
+async fn gateway(
+    dir: &Path,
+    network: &serde_json::Value,
+    peer_msp: &str,
+    signer: Arc<SigningIdentity>,
+) -> Gateway {
+    let peer = peer_entry(network, peer_msp);
+    let ca = std::fs::read(dir.join(peer["tlsCaCert"].as_str().expect("a path"))).expect("TLS CA");
+    Gateway::connect(
+        peer["endpoint"].as_str().expect("endpoint"),
+        &ca,
+        peer["serverName"].as_str().expect("serverName"),
+        signer,
+    )
+    .await
+    .expect("connect a gateway")
+}
+
+/// A TLS gRPC channel to a node listed in network.json (`entry` has endpoint, tlsCaCert and
+/// serverName).
+async fn node_channel(dir: &Path, entry: &serde_json::Value) -> Channel {
+    let ca = std::fs::read(dir.join(entry["tlsCaCert"].as_str().expect("a path"))).expect("CA");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name(entry["serverName"].as_str().expect("serverName"));
+    Endpoint::from_shared(format!(
+        "https://{}",
+        entry["endpoint"].as_str().expect("endpoint")
+    ))
+    .expect("an endpoint")
+    .tls_config(tls)
+    .expect("TLS config")
+    .connect_timeout(Duration::from_secs(10))
+    .connect()
+    .await
+    .expect("connect")
+}
+
+/// A Deliver request for blocks 0..=`stop` of `channel`, signed by `signer`.
+fn seek_envelope(signer: &SigningIdentity, channel: &str, stop: u64) -> common::Envelope {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    let position = |n: u64| orderer::SeekPosition {
+        r#type: Some(orderer::seek_position::Type::Specified(
+            orderer::SeekSpecified { number: n },
+        )),
+    };
+    let payload = common::Payload {
+        header: Some(common::Header {
+            channel_header: common::ChannelHeader {
+                r#type: common::HeaderType::DeliverSeekInfo as i32,
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: now.as_secs() as i64,
+                    nanos: 0,
+                }),
+                channel_id: channel.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: common::SignatureHeader {
+                creator: signer.serialized().to_vec(),
+                nonce: Vec::new(),
+            }
+            .encode_to_vec(),
+        }),
+        data: orderer::SeekInfo {
+            start: Some(position(0)),
+            stop: Some(position(stop)),
+            behavior: orderer::seek_info::SeekBehavior::BlockUntilReady as i32,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    }
+    .encode_to_vec();
+    common::Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    }
+}
+
+/// What a Deliver stream sent: block numbers and statuses, in order.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivered {
+    Block(u64),
+    Status(common::Status),
+}
+
+/// Reads `stream` until it ends or stays silent for [`ANSWER_WAIT`].
+async fn drain<T>(
+    mut stream: tonic::Streaming<T>,
+    convert: impl Fn(T) -> Delivered,
+) -> Vec<Delivered> {
+    let mut out = Vec::new();
+    while let Ok(Ok(Some(message))) = tokio::time::timeout(ANSWER_WAIT, stream.message()).await {
+        out.push(convert(message));
+    }
+    out
+}
+
+fn status(code: i32) -> Delivered {
+    Delivered::Status(common::Status::try_from(code).unwrap_or(common::Status::Unknown))
+}
+
+/// Asks a peer's Deliver for blocks 0..=`stop` of `channel`, signed by `signer`.
+async fn peer_deliver(
+    channel: &Channel,
+    signer: &SigningIdentity,
+    ledger: &str,
+    stop: u64,
+) -> Vec<Delivered> {
+    let mut client = protos::deliver_client::DeliverClient::new(channel.clone());
+    let stream = client
+        .deliver(tokio_stream::iter([seek_envelope(signer, ledger, stop)]))
+        .await
+        .expect("the peer accepts a Deliver stream")
+        .into_inner();
+    drain(stream, |r: protos::DeliverResponse| match r.r#type {
+        Some(protos::deliver_response::Type::Block(b)) => {
+            Delivered::Block(b.header.map_or(u64::MAX, |h| h.number))
+        }
+        Some(protos::deliver_response::Type::Status(code)) => status(code),
+        _ => Delivered::Status(common::Status::Unknown),
+    })
+    .await
+}
+
+/// Asks an orderer's Deliver for blocks 0..=`stop` of `channel`, signed by `signer`.
+async fn orderer_deliver(
+    channel: &Channel,
+    signer: &SigningIdentity,
+    ledger: &str,
+    stop: u64,
+) -> Vec<Delivered> {
+    let mut client = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel.clone());
+    let stream = client
+        .deliver(tokio_stream::iter([seek_envelope(signer, ledger, stop)]))
+        .await
+        .expect("the orderer accepts a Deliver stream")
+        .into_inner();
+    drain(stream, |r: orderer::DeliverResponse| match r.r#type {
+        Some(orderer::deliver_response::Type::Block(b)) => {
+            Delivered::Block(b.header.map_or(u64::MAX, |h| h.number))
+        }
+        Some(orderer::deliver_response::Type::Status(code)) => status(code),
+        None => Delivered::Status(common::Status::Unknown),
+    })
+    .await
+}
+
+/// The lines of a node's log, without terminal colour codes.
+fn log_lines(dir: &Path, node: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(format!("logs/{node}.log"))).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequence: ESC '[' parameters, ending with a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.lines().map(str::to_owned).collect()
+}
+
+/// Asserts that `node`'s log has a line holding every one of `needles`.
+fn assert_logged(dir: &Path, node: &str, needles: &[&str]) {
+    // The line is written as the refusal is answered; give the writer a moment to flush.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if log_lines(dir, node)
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line of {node}'s log holds all of {needles:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Prepares an ACL update of `market` (`acl set|unset` arguments), has the DSO's and the
+/// retailer's admins sign it (a majority of the Admins) and submits it.
+fn update_acl(dir: &Path, network: &str, change: &[&str]) {
+    let file = dir.join(format!("acl-{}.pb", change.join("-").replace('/', "_")));
+    let file = file.to_str().expect("a UTF-8 path");
+    let mut prepare = vec![
+        "channel",
+        "acl",
+        "--network",
+        network,
+        "--channel",
+        MARKET,
+        "--org",
+        "DSOMSP",
+        "-o",
+        file,
+    ];
+    for (i, arg) in change.iter().enumerate() {
+        prepare.insert(2 + i, *arg);
+    }
+    ok(&prepare);
+    for org in ["DSOMSP", "RetailerMSP"] {
+        ok(&[
+            "channel",
+            "update",
+            "sign",
+            "--network",
+            network,
+            "--org",
+            org,
+            "--file",
+            file,
+        ]);
+    }
+    let submitted = ok(&[
+        "channel",
+        "update",
+        "submit",
+        "--network",
+        network,
+        "--channel",
+        MARKET,
+        "--org",
+        "DSOMSP",
+        "--file",
+        file,
+    ]);
+    assert!(submitted.contains("config block"), "{submitted}");
+}
+
+/// Waits until `probe` answers `want` (the new config reached the peer), or fails.
+async fn wait_until<F, Fut>(what: &str, want: bool, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + START_TIMEOUT;
+    while probe().await != want {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_members() {
+    let (net, network) = UpNetwork::start("access-control");
+    let dir = net.dir.clone();
+    let network_json = net.network_json();
+    let dso_peer_identity = identity(&dir, "DSOMSP", "peers", "peer0.dso");
+    let dso_user = identity(&dir, "DSOMSP", "users", "User1");
+    let dso_admin = identity(&dir, "DSOMSP", "users", "Admin");
+    let peer_channel = node_channel(&dir, peer_entry(&network, "DSOMSP")).await;
+
+    // (a) Fabric's defaults. A peer's identity satisfies the channel's Readers (admin, peer,
+    // client) but not its Writers (admin, client): it may not propose (peer/Propose) ...
+    let as_peer = gateway(&dir, &network, "DSOMSP", dso_peer_identity.clone()).await;
+    let refused = as_peer
+        .network(MARKET)
+        .contract("basic")
+        .evaluate("AssetExists", &["asset1"])
+        .await
+        .expect_err("a peer identity may not propose");
+    let message = refused.to_string();
+    assert!(
+        message.contains("peer/Propose") && message.contains("/Channel/Application/Writers"),
+        "the refusal names the resource and the policy: {message}"
+    );
+    let endorse = as_peer
+        .network(MARKET)
+        .contract("basic")
+        .proposal("CreateAsset", &["acl-asset", "blue", "1", "peer", "1"])
+        .expect("a proposal")
+        .endorse()
+        .await;
+    let endorse = endorse
+        .err()
+        .expect("a peer identity may not endorse")
+        .to_string();
+    assert!(endorse.contains("peer/Propose"), "{endorse}");
+    assert_logged(
+        &dir,
+        "peer0.dso",
+        &[
+            "access denied",
+            "peer/Propose",
+            "/Channel/Application/Writers",
+            "peer0.dso",
+            "DSOMSP",
+        ],
+    );
+    // ... but may query qscc and receive blocks, which Readers allows.
+    let info = as_peer
+        .network(MARKET)
+        .contract("qscc")
+        .evaluate("GetChainInfo", &[MARKET])
+        .await
+        .expect("a peer identity reads qscc/GetChainInfo");
+    let info = common::BlockchainInfo::decode(info.as_slice()).expect("a BlockchainInfo");
+    assert!(info.height >= 1, "{info:?}");
+    let mut blocks = as_peer
+        .network(MARKET)
+        .block_events(EventsOptions::new().start_block(0))
+        .await
+        .expect("a Deliver stream");
+    let first = blocks.next().await.expect("block 0").expect("a block");
+    assert_eq!(first.header.expect("a header").number, 0);
+    let mut filtered = as_peer
+        .network(MARKET)
+        .filtered_block_events(EventsOptions::new().start_block(0))
+        .await
+        .expect("a filtered Deliver stream");
+    assert_eq!(
+        filtered
+            .next()
+            .await
+            .expect("block 0")
+            .expect("a block")
+            .number,
+        0
+    );
+    // A client of the organization may propose.
+    let as_user = gateway(&dir, &network, "DSOMSP", dso_user.clone()).await;
+    as_user
+        .network(MARKET)
+        .contract("basic")
+        .evaluate("AssetExists", &["asset1"])
+        .await
+        .expect("a client proposes");
+
+    // (b) An update moves qscc/GetChainInfo to the DSO's Admins: the client is refused with
+    // the resource and the policy, the DSO's admin is served; removing the override restores
+    // the default.
+    let as_admin = gateway(&dir, &network, "DSOMSP", dso_admin.clone()).await;
+    let chain_info = |g: &Gateway| {
+        let contract = g.network(MARKET).contract("qscc");
+        async move { contract.evaluate("GetChainInfo", &[MARKET]).await }
+    };
+    update_acl(
+        &dir,
+        &network_json,
+        &[
+            "set",
+            "--resource",
+            "qscc/GetChainInfo",
+            "--policy",
+            DSO_ADMINS,
+        ],
+    );
+    wait_until("the client is refused qscc/GetChainInfo", false, || async {
+        chain_info(&as_user).await.is_ok()
+    })
+    .await;
+    let message = chain_info(&as_user)
+        .await
+        .expect_err("the client is refused")
+        .to_string();
+    assert!(
+        message.contains("qscc/GetChainInfo") && message.contains(DSO_ADMINS),
+        "the refusal names the resource and the policy: {message}"
+    );
+    chain_info(&as_admin)
+        .await
+        .expect("the DSO's admin is served");
+    // Other qscc functions keep their defaults.
+    as_user
+        .network(MARKET)
+        .contract("qscc")
+        .evaluate("GetBlockByNumber", &[MARKET, "0"])
+        .await
+        .expect("GetBlockByNumber keeps the Readers default");
+    assert_logged(
+        &dir,
+        "peer0.dso",
+        &[
+            "access denied",
+            "qscc/GetChainInfo",
+            DSO_ADMINS,
+            "User1",
+            "DSOMSP",
+        ],
+    );
+
+    // event/Block likewise: the client's Deliver is FORBIDDEN, with nothing sent; the admin's
+    // is served.
+    update_acl(
+        &dir,
+        &network_json,
+        &["set", "--resource", "event/Block", "--policy", DSO_ADMINS],
+    );
+    wait_until("the client is refused event/Block", true, || async {
+        peer_deliver(&peer_channel, &dso_user, MARKET, 0).await
+            == vec![Delivered::Status(common::Status::Forbidden)]
+    })
+    .await;
+    assert_eq!(
+        peer_deliver(&peer_channel, &dso_admin, MARKET, 0).await,
+        vec![
+            Delivered::Block(0),
+            Delivered::Status(common::Status::Success)
+        ]
+    );
+    assert_logged(
+        &dir,
+        "peer0.dso",
+        &["access denied", "event/Block", DSO_ADMINS, "User1"],
+    );
+    // Filtered blocks are a resource of their own, still under Readers.
+    let mut filtered = as_user
+        .network(MARKET)
+        .filtered_block_events(EventsOptions::new().start_block(0))
+        .await
+        .expect("a filtered Deliver stream");
+    assert_eq!(
+        filtered
+            .next()
+            .await
+            .expect("block 0")
+            .expect("a block")
+            .number,
+        0
+    );
+
+    // Both overrides removed: the defaults apply again.
+    update_acl(
+        &dir,
+        &network_json,
+        &["unset", "--resource", "qscc/GetChainInfo"],
+    );
+    update_acl(&dir, &network_json, &["unset", "--resource", "event/Block"]);
+    wait_until("the client is served event/Block again", true, || async {
+        peer_deliver(&peer_channel, &dso_user, MARKET, 0).await
+            == vec![
+                Delivered::Block(0),
+                Delivered::Status(common::Status::Success),
+            ]
+    })
+    .await;
+    chain_info(&as_user)
+        .await
+        .expect("the client reads qscc/GetChainInfo again");
+
+    // A config update the CLI refuses to prepare: removing an override that is not there.
+    let out = gridledger(&[
+        "channel",
+        "acl",
+        "unset",
+        "--network",
+        &network_json,
+        "--channel",
+        MARKET,
+        "--resource",
+        "event/Block",
+        "-o",
+        dir.join("nothing.pb").to_str().expect("UTF-8"),
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no ACL override for event/Block"),
+        "{}",
+        stderr(&out)
+    );
+
+    // (c) The community is not a member of meter-retailer: its peer's identity and its client
+    // are FORBIDDEN by the DSO's peer and by the orderer, and are sent no block.
+    let community_peer = identity(&dir, "CommunityMSP", "peers", "peer0.community");
+    let community_user = identity(&dir, "CommunityMSP", "users", "User1");
+    let orderer_channel = node_channel(&dir, &network["orderers"][0]).await;
+    for who in [&community_peer, &community_user] {
+        assert_eq!(
+            peer_deliver(&peer_channel, who, METER_RETAILER, 0).await,
+            vec![Delivered::Status(common::Status::Forbidden)],
+            "the DSO's peer refuses {}",
+            who.msp_id()
+        );
+        assert_eq!(
+            orderer_deliver(&orderer_channel, who, METER_RETAILER, 0).await,
+            vec![Delivered::Status(common::Status::Forbidden)],
+            "the orderer refuses {}",
+            who.msp_id()
+        );
+    }
+    // The members are served by both.
+    let retailer_peer = identity(&dir, "RetailerMSP", "peers", "peer0.retailer");
+    assert_eq!(
+        peer_deliver(&peer_channel, &retailer_peer, METER_RETAILER, 0).await,
+        vec![
+            Delivered::Block(0),
+            Delivered::Status(common::Status::Success)
+        ]
+    );
+    assert_eq!(
+        orderer_deliver(&orderer_channel, &retailer_peer, METER_RETAILER, 0).await,
+        vec![
+            Delivered::Block(0),
+            Delivered::Status(common::Status::Success)
+        ]
+    );
+    assert_logged(
+        &dir,
+        "peer0.dso",
+        &[
+            "access denied",
+            "event/Block",
+            METER_RETAILER,
+            "CommunityMSP",
+        ],
+    );
+    assert_logged(
+        &dir,
+        "orderer0",
+        &["deliver request rejected", METER_RETAILER, "CommunityMSP"],
+    );
+}
+
+/// Endorses and submits a meter reading on `channel` as `meter` with `salt` as its transient
+/// salt, endorsing again while the two peers are at different heights; returns the tx id and
+/// its block number.
+async fn record_reading(
+    dir: &Path,
+    network: &serde_json::Value,
+    channel: &str,
+    meter: &str,
+    start: u64,
+    import_wh: &str,
+    salt: &str,
+) -> (String, u64) {
+    let g = gateway(
+        dir,
+        network,
+        "DSOMSP",
+        identity(dir, "DSOMSP", "users", meter),
+    )
+    .await;
+    let after = UNIX_EPOCH + Duration::from_secs(start + 900);
+    let contract = g.network(channel).contract("meter").at(after);
+    let start = start.to_string();
+    let args: Vec<Vec<u8>> = ["RecordReading", &start, import_wh, "0"]
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    let transient = BTreeMap::from([("salt".to_owned(), salt.as_bytes().to_vec())]);
+    let mut last = String::new();
+    for _ in 0..40 {
+        let proposal = contract
+            .proposal_with(args.clone(), transient.clone(), Vec::new())
+            .expect("a proposal");
+        match proposal.endorse().await {
+            Ok(tx) => {
+                let tx_id = tx.tx_id().to_owned();
+                let commit = tx.submit().await.expect("submitted");
+                let status = commit.status().await.expect("a commit status");
+                assert!(status.is_valid(), "{meter}'s reading: {status:?}");
+                return (tx_id, status.block_number);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{meter}'s reading on {channel} was refused: {last}");
+}
+
+/// The header hash of block `number` of `channel`, read through `msp_id`'s peer by its User1.
+async fn block_hash(
+    dir: &Path,
+    network: &serde_json::Value,
+    msp_id: &str,
+    channel: &str,
+    number: u64,
+) -> Vec<u8> {
+    let g = support::user_gateway(dir, network, msp_id).await;
+    let bytes = g
+        .network(channel)
+        .contract("qscc")
+        .evaluate("GetBlockByNumber", &[channel, &number.to_string()])
+        .await
+        .expect("the block");
+    let block = common::Block::decode(bytes.as_slice()).expect("a block");
+    gridledger_proto::blockutil::block_header_hash(&block.header.expect("a header")).to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_holds_no_byte_of_a_channel_its_organization_is_not_a_member_of() {
+    let (mut net, network) = UpNetwork::start("access-control-disk");
+    let dir = net.dir.clone();
+    let period = support::quiet_period();
+    let unique = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    // For each bilateral meter channel: the member that holds it, the market peer that must
+    // not, and the markers of one reading recorded on it.
+    let mut cases = Vec::new();
+    for (channel, meter, member, outsider) in [
+        (
+            METER_RETAILER,
+            "Meter-R001",
+            "peer0.retailer",
+            "peer0.community",
+        ),
+        (
+            METER_COMMUNITY,
+            "Meter-C001",
+            "peer0.community",
+            "peer0.retailer",
+        ),
+    ] {
+        let salt = format!("acl-disk-salt-{channel}-{unique}");
+        let salt_hex: String = salt.bytes().map(|b| format!("{b:02x}")).collect();
+        // An import figure no other byte string on the nodes holds.
+        let import = format!("{}", 7_000_000 + unique % 1_000_000);
+        let (tx_id, block) =
+            record_reading(&dir, &network, channel, meter, period, &import, &salt).await;
+        let member_msp = if member == "peer0.retailer" {
+            "RetailerMSP"
+        } else {
+            "CommunityMSP"
+        };
+        let hash = block_hash(&dir, &network, member_msp, channel, block).await;
+        let hash_hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        cases.push((
+            channel, member, outsider, tx_id, hash, hash_hex, salt, salt_hex,
+        ));
+    }
+    net.stop_up();
+
+    for (channel, member, outsider, tx_id, hash, hash_hex, salt, salt_hex) in &cases {
+        let member_files = files(&dir.join(format!("nodes/{member}/data")));
+        let outsider_files = files(&dir.join(format!("nodes/{outsider}/data")));
+        assert!(!outsider_files.is_empty(), "{outsider} has files");
+        // The member's disk holds each marker (so the search can find them) ...
+        let markers: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("tx id", vec![tx_id.as_bytes().to_vec()]),
+            (
+                "block hash",
+                vec![hash.clone(), hash_hex.as_bytes().to_vec()],
+            ),
+            (
+                "private salt",
+                vec![salt.as_bytes().to_vec(), salt_hex.as_bytes().to_vec()],
+            ),
+        ];
+        for (what, forms) in &markers {
+            assert!(
+                member_files
+                    .iter()
+                    .any(|(_, bytes)| forms.iter().any(|f| contains(bytes, f))),
+                "{member} holds the {what} of {channel}"
+            );
+        }
+        // ... and the outsider's holds none, in any form.
+        for (path, bytes) in &outsider_files {
+            for (what, forms) in &markers {
+                for form in forms {
+                    assert!(
+                        !contains(bytes, form),
+                        "{path} holds the {what} of {channel}"
+                    );
+                }
+            }
+            // The channel's name is on `market` (each market organization registers its
+            // meter channel there), and nowhere else: no folder, block or config of it.
+            assert!(!path.contains(channel), "{outsider} has {path}");
+            if contains(bytes, channel.as_bytes()) {
+                assert!(
+                    path.contains(&format!("/channels/{MARKET}/")),
+                    "{path} names {channel}"
+                );
+            }
+        }
+    }
+}
