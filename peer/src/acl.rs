@@ -217,6 +217,140 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridledger_identity::SigningIdentity;
+    use gridledger_identity::material::{self, CryptoConfig};
+    use std::path::{Path, PathBuf};
+
+    const CRYPTO: &str = r#"
+seed = "gridledger-acl-tests"
+
+[[organizations]]
+msp_id = "OrdererMSP"
+orderers = [{ name = "orderer0" }]
+
+[[organizations]]
+msp_id = "DSOMSP"
+peers = [{ name = "peer0.dso" }]
+users = [{ name = "User1" }]
+"#;
+
+    /// Crypto material in a temporary folder, removed on drop.
+    struct Material(PathBuf);
+
+    impl Drop for Material {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl Material {
+        fn new() -> Material {
+            let dir = std::env::temp_dir().join(format!("gridledger-acl-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let crypto: CryptoConfig = toml::from_str(CRYPTO).expect("crypto config parses");
+            let now = i64::try_from(crate::node::now_unix_secs()).expect("the clock fits");
+            material::generate(&crypto, &dir, now - 3600).expect("generate crypto material");
+            Material(dir)
+        }
+
+        /// The channel config of `ch` with DSOMSP as its member and `acls` as its ACLs.
+        fn config(&self, acls: &str) -> ChannelConfig {
+            let o = "organizations/OrdererMSP";
+            let spec = format!(
+                "name = \"ch\"\n\n[orderer]\ntype = \"etcdraft\"\n\n[[orderer.organizations]]\n\
+                 msp_id = \"OrdererMSP\"\nmsp_dir = \"{o}/msp\"\nendpoints = [\"127.0.0.1:7050\"]\n\n\
+                 [[orderer.consenters]]\nhost = \"127.0.0.1\"\nport = 7050\n\
+                 client_tls_cert = \"{o}/orderers/orderer0/tls/server.crt\"\n\
+                 server_tls_cert = \"{o}/orderers/orderer0/tls/server.crt\"\n\n\
+                 [application.acls]\n{acls}\n\n\
+                 [[organizations]]\nmsp_id = \"DSOMSP\"\nmsp_dir = \"organizations/DSOMSP/msp\"\n"
+            );
+            let config = gridledger_channels::config::ChannelSpec::parse(&spec)
+                .expect("channel spec parses")
+                .to_config(&self.0)
+                .expect("channel config builds");
+            ChannelConfig::from_config("ch", &config).expect("the config decodes")
+        }
+
+        fn identity(&self, kind: &str, name: &str) -> SigningIdentity {
+            let base: &Path = &self.0;
+            let base = base.join(format!("organizations/DSOMSP/{kind}/{name}/msp"));
+            SigningIdentity::load(
+                "DSOMSP",
+                &base.join("signcerts/cert.pem"),
+                &base.join("keystore/key.pem"),
+            )
+            .expect("load the identity")
+        }
+    }
+
+    /// `check` of `resource` over `data` signed by `signer`.
+    fn check_as(
+        config: &ChannelConfig,
+        resource: &str,
+        signer: &SigningIdentity,
+    ) -> Result<(), AclError> {
+        let data = b"a request";
+        let signature = signer.sign(data);
+        let signed = SignedData {
+            data,
+            identity: signer.serialized(),
+            signature: &signature,
+        };
+        check(config, resource, &[signed], crate::node::now_unix_secs())
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_relative_references_resolve_under_application() {
+        let material = Material::new();
+        let config = material.config(
+            "\"qscc/GetChainInfo\" = \"Admins\"\n\"event/Block\" = \"/Channel/Application/Writers\"",
+        );
+        assert_eq!(
+            policy_for(&config, "qscc/GetChainInfo").as_deref(),
+            Some("/Channel/Application/Admins")
+        );
+        assert_eq!(
+            policy_for(&config, EVENT_BLOCK).as_deref(),
+            Some(CHANNEL_WRITERS)
+        );
+        assert_eq!(
+            policy_for(&config, "qscc/GetBlockByNumber").as_deref(),
+            Some(CHANNEL_READERS)
+        );
+        assert_eq!(policy_for(&config, "qscc/Drop"), None);
+
+        let peer = material.identity("peers", "peer0.dso");
+        let user = material.identity("users", "User1");
+        let admin = material.identity("users", "Admin");
+        // Defaults: a peer reads but may not propose; a client may do both.
+        check_as(&config, "qscc/GetBlockByNumber", &peer).expect("a peer is a Reader");
+        let refused = check_as(&config, PEER_PROPOSE, &peer).expect_err("a peer is no Writer");
+        let message = refused.to_string();
+        assert!(
+            message.contains(PEER_PROPOSE)
+                && message.contains(CHANNEL_WRITERS)
+                && message.contains("DSOMSP")
+                && message.contains("channel ch"),
+            "{message}"
+        );
+        check_as(&config, PEER_PROPOSE, &user).expect("a client is a Writer");
+        // Overrides: GetChainInfo needs the Admins, block events the Writers.
+        let refused = check_as(&config, "qscc/GetChainInfo", &user).expect_err("not an admin");
+        assert!(
+            refused.to_string().contains("/Channel/Application/Admins"),
+            "{refused}"
+        );
+        check_as(&config, "qscc/GetChainInfo", &admin).expect("the admin is served");
+        check_as(&config, EVENT_BLOCK, &peer).expect_err("a peer is no Writer");
+        check_as(&config, EVENT_FILTERED_BLOCK, &peer).expect("filtered blocks keep Readers");
+        // A resource with no policy is refused, naming it.
+        let refused = check_as(&config, "qscc/Drop", &admin).expect_err("unmapped");
+        assert!(
+            matches!(&refused, AclError::Unmapped { resource, .. } if resource == "qscc/Drop"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn every_default_is_an_application_policy_and_resources_are_unique() {
