@@ -14,10 +14,12 @@ use gridledger_proto::prost::Message;
 use gridledger_proto::{common, orderer, prost_types, protos};
 use gridledger_sdk::{EventsOptions, Gateway};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{POLL, START_TIMEOUT, UpNetwork, contains, files, gridledger, ok, stderr, stdout};
+use support::{
+    POLL, START_TIMEOUT, UpNetwork, contains, files, free_base_port, gridledger, ok, stderr, stdout,
+};
 use tonic::codegen::tokio_stream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -731,6 +733,250 @@ async fn a_peer_holds_no_byte_of_a_channel_its_organization_is_not_a_member_of()
                     "{path} names {channel}"
                 );
             }
+        }
+    }
+}
+
+/// Who a TLS client is: no certificate, one from a CA the server does not trust, or one it
+/// does.
+#[derive(Debug, Clone, Copy)]
+enum Client {
+    Anonymous,
+    OtherCa,
+    Trusted,
+}
+
+/// The TLS client certificate and key of `client` (`None` for [`Client::Anonymous`]): the
+/// server trusts CommunityMSP's TLS CA; RetailerMSP's is another CA.
+fn client_cert(dir: &Path, client: Client) -> Option<(PathBuf, PathBuf)> {
+    let msp_id = match client {
+        Client::Anonymous => return None,
+        Client::OtherCa => "RetailerMSP",
+        Client::Trusted => "CommunityMSP",
+    };
+    let tls = dir.join(format!("crypto/organizations/{msp_id}/users/User1/tls"));
+    Some((tls.join("client.crt"), tls.join("client.key")))
+}
+
+/// A gRPC channel to `127.0.0.1:port` (server name `localhost`), trusting `ca`, presenting
+/// `client`'s certificate; `Err` when the handshake fails.
+async fn mtls_channel(port: u16, ca: &Path, dir: &Path, client: Client) -> Result<Channel, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read(ca).expect("the server CA"),
+        ))
+        .domain_name("localhost");
+    if let Some((cert, key)) = client_cert(dir, client) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            std::fs::read(cert).expect("client cert"),
+            std::fs::read(key).expect("client key"),
+        ));
+    }
+    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .expect("an endpoint")
+        .tls_config(tls)
+        .expect("TLS config")
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// One HTTPS GET of `path` at `127.0.0.1:port` (server name `localhost`) trusting `ca`, as
+/// `client`: the answer, or why the exchange failed.
+fn https_get(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    dir: &Path,
+    client: Client,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| text(&e))? {
+        roots
+            .add(cert.map_err(|e| text(&e))?)
+            .map_err(|e| text(&e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| text(&e))?
+    .with_root_certificates(roots);
+    let config = match client_cert(dir, client) {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(&cert)
+                .map_err(|e| text(&e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| text(&e))?;
+            let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| text(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| text(&e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from("localhost".to_owned()).map_err(|e| text(&e))?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| text(&e))?;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| text(&e))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| text(&e))?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| text(&e))?;
+    let mut answer = Vec::new();
+    match tls.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(text(&e)),
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Whether the peer at `port` serves `client` a Gateway call (qscc `GetChainInfo` on market):
+/// `Err` with the failure when the TLS handshake or the call fails.
+async fn peer_serves(port: u16, ca: &Path, dir: &Path, client: Client) -> Result<(), String> {
+    let channel = mtls_channel(port, ca, dir, client).await?;
+    let gateway = Gateway::from_channel(channel, identity(dir, "CommunityMSP", "users", "User1"));
+    gateway
+        .network(MARKET)
+        .contract("qscc")
+        .evaluate("GetChainInfo", &[MARKET])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the orderer at `port` answers `client`'s Deliver request at all (this orderer
+/// serves no channel, so a served request gets the Deliver status NOT_FOUND).
+async fn orderer_serves(port: u16, ca: &Path, dir: &Path, client: Client) -> Result<(), String> {
+    let channel = mtls_channel(port, ca, dir, client).await?;
+    let signer = identity(dir, "CommunityMSP", "users", "User1");
+    let mut grpc = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel);
+    let mut stream = grpc
+        .deliver(tokio_stream::iter([seek_envelope(&signer, MARKET, 0)]))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    match stream.message().await {
+        Ok(Some(orderer::DeliverResponse {
+            r#type: Some(orderer::deliver_response::Type::Status(code)),
+        })) if code == common::Status::NotFound as i32 => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_refuses_clients_without_a_trusted_certificate_on_every_endpoint() {
+    let (mut net, _network) = UpNetwork::start("access-control-mtls");
+    let dir = net.dir.clone();
+    let s = |p: PathBuf| p.to_str().expect("a UTF-8 path").to_owned();
+    let crypto = |rest: &str| s(dir.join("crypto/organizations").join(rest));
+    let base = free_base_port(4);
+    let (peer_port, peer_ops, orderer_port, orderer_ops) = (base, base + 1, base + 2, base + 3);
+    let client_ca = crypto("CommunityMSP/tlsca/tlsca.pem");
+
+    // A second CommunityMSP peer and an orderer serving no channel yet, each with mutual TLS
+    // on its gRPC endpoint and its operations endpoint.
+    let peer_dir = dir.join("nodes/peer1.community");
+    std::fs::create_dir_all(peer_dir.join("data/join")).expect("create the peer's folders");
+    std::fs::copy(
+        dir.join("nodes/peer0.community/data/join/market.block"),
+        peer_dir.join("data/join/market.block"),
+    )
+    .expect("copy the genesis block");
+    let peer_tls = |f: &str| crypto(&format!("CommunityMSP/peers/peer0.community/tls/{f}"));
+    let peer_msp = |f: &str| crypto(&format!("CommunityMSP/peers/peer0.community/msp/{f}"));
+    std::fs::write(
+        peer_dir.join("peer.toml"),
+        format!(
+            "name = \"peer1.community\"\nmsp_id = \"CommunityMSP\"\nlisten = \"127.0.0.1:{peer_port}\"\n\
+             data_dir = \"{}\"\nsigning_cert = \"{}\"\nsigning_key = \"{}\"\n\
+             tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{client_ca}\"\n\n\
+             [operations]\nlisten_address = \"127.0.0.1:{peer_ops}\"\ntls_cert = \"{}\"\n\
+             tls_key = \"{}\"\ntls_client_ca_certs = [\"{client_ca}\"]\n",
+            s(peer_dir.join("data")),
+            peer_msp("signcerts/cert.pem"),
+            peer_msp("keystore/key.pem"),
+            peer_tls("server.crt"),
+            peer_tls("server.key"),
+            peer_tls("server.crt"),
+            peer_tls("server.key"),
+        ),
+    )
+    .expect("write peer.toml");
+    let orderer_dir = dir.join("nodes/orderer3");
+    std::fs::create_dir_all(orderer_dir.join("data")).expect("create the orderer's folders");
+    let o = |f: &str| crypto(&format!("OrdererMSP/orderers/orderer0/{f}"));
+    std::fs::write(
+        orderer_dir.join("orderer.toml"),
+        format!(
+            "name = \"orderer3\"\nmsp_id = \"OrdererMSP\"\nlisten_address = \"127.0.0.1:{orderer_port}\"\n\
+             data_dir = \"{}\"\nsigning_cert = \"{}\"\nsigning_key = \"{}\"\n\n\
+             [tls]\nserver_cert = \"{}\"\nserver_key = \"{}\"\nclient_ca_certs = [\"{client_ca}\"]\n\n\
+             [cluster]\ntls_ca_certs = [\"{}\"]\n\n\
+             [operations]\nlisten_address = \"127.0.0.1:{orderer_ops}\"\ntls_cert = \"{}\"\n\
+             tls_key = \"{}\"\ntls_client_ca_certs = [\"{client_ca}\"]\n",
+            s(orderer_dir.join("data")),
+            o("msp/signcerts/cert.pem"),
+            o("msp/keystore/key.pem"),
+            o("tls/server.crt"),
+            o("tls/server.key"),
+            crypto("OrdererMSP/tlsca/tlsca.pem"),
+            o("tls/server.crt"),
+            o("tls/server.key"),
+        ),
+    )
+    .expect("write orderer.toml");
+    net.start_node("peer1.community", peer_port);
+    net.start_node("orderer3", orderer_port);
+
+    let peer_ca = dir.join("crypto/organizations/CommunityMSP/tlsca/tlsca.pem");
+    let orderer_ca = dir.join("crypto/organizations/OrdererMSP/tlsca/tlsca.pem");
+    // The trusted client is served by each endpoint (the peer once it has opened market) ...
+    let deadline = Instant::now() + START_TIMEOUT;
+    while let Err(e) = peer_serves(peer_port, &peer_ca, &dir, Client::Trusted).await {
+        assert!(
+            Instant::now() < deadline,
+            "the peer never served a trusted client: {e}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    orderer_serves(orderer_port, &orderer_ca, &dir, Client::Trusted)
+        .await
+        .expect("the orderer serves a trusted client");
+    for (port, ca) in [(peer_ops, &peer_ca), (orderer_ops, &orderer_ca)] {
+        let answer = https_get(port, "/healthz", ca, &dir, Client::Trusted)
+            .expect("the operations endpoint serves a trusted client");
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    }
+    // ... and refuses a client without a certificate, or with one of another CA.
+    for client in [Client::Anonymous, Client::OtherCa] {
+        assert!(
+            peer_serves(peer_port, &peer_ca, &dir, client)
+                .await
+                .is_err(),
+            "the peer served {client:?}"
+        );
+        assert!(
+            orderer_serves(orderer_port, &orderer_ca, &dir, client)
+                .await
+                .is_err(),
+            "the orderer served {client:?}"
+        );
+        for (port, ca) in [(peer_ops, &peer_ca), (orderer_ops, &orderer_ca)] {
+            let answer = https_get(port, "/healthz", ca, &dir, client);
+            assert!(
+                !answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/")),
+                "operations endpoint {port} answered {client:?}: {answer:?}"
+            );
         }
     }
 }
