@@ -448,7 +448,23 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
     );
 
     // event/Block likewise: the client's Deliver is FORBIDDEN, with nothing sent; the admin's
-    // is served.
+    // is served. A stream the client opened before the change is checked again when the
+    // config changes: it ends FORBIDDEN before the first block committed under the new ACL.
+    let info = chain_info(&as_admin)
+        .await
+        .expect("the admin reads the height");
+    let height = common::BlockchainInfo::decode(info.as_slice())
+        .expect("a BlockchainInfo")
+        .height;
+    let mut open_stream = as_user
+        .network(MARKET)
+        .block_events(EventsOptions::new().start_block(0))
+        .await
+        .expect("a Deliver stream");
+    for n in 0..height {
+        let block = open_stream.next().await.expect("a block").expect("a block");
+        assert_eq!(block.header.expect("a header").number, n);
+    }
     update_acl(
         &dir,
         &network_json,
@@ -471,6 +487,27 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
         "peer0.dso",
         &["access denied", "event/Block", DSO_ADMINS, "User1"],
     );
+    // The client may still write; the block of its transaction is not sent on its old stream.
+    let (_, commit) = as_user
+        .network(MARKET)
+        .contract("basic")
+        .submit("CreateAsset", &["acl-asset", "blue", "1", "dso", "1"])
+        .await
+        .expect("the client submits");
+    let ended = loop {
+        match open_stream.next().await {
+            Ok(Some(block)) => {
+                let number = block.header.expect("a header").number;
+                assert!(
+                    number < commit,
+                    "block {number} was sent under an ACL that refuses the client"
+                );
+            }
+            Ok(None) => panic!("the old stream ended without a status"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(ended.contains("FORBIDDEN"), "{ended}");
     // Filtered blocks are a resource of their own, still under Readers.
     let mut filtered = as_user
         .network(MARKET)
