@@ -488,12 +488,24 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
         &["access denied", "event/Block", DSO_ADMINS, "User1"],
     );
     // The client may still write; the block of its transaction is not sent on its old stream.
-    let (_, commit) = as_user
+    let tx = as_user
         .network(MARKET)
         .contract("basic")
-        .submit("CreateAsset", &["acl-asset", "blue", "1", "dso", "1"])
+        .proposal("CreateAsset", &["acl-asset", "blue", "1", "dso", "1"])
+        .expect("a proposal")
+        .endorse()
         .await
-        .expect("the client submits");
+        .expect("the client endorses");
+    let tx_id = tx.tx_id().to_owned();
+    let committed = tx
+        .submit()
+        .await
+        .expect("the client submits")
+        .status()
+        .await
+        .expect("a commit status");
+    assert!(committed.is_valid(), "{committed:?}");
+    let commit = committed.block_number;
     let ended = loop {
         match open_stream.next().await {
             Ok(Some(block)) => {
@@ -524,7 +536,47 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
         0
     );
 
-    // Both overrides removed: the defaults apply again.
+    // gateway/CommitStatus likewise.
+    update_acl(
+        &dir,
+        &network_json,
+        &[
+            "set",
+            "--resource",
+            "gateway/CommitStatus",
+            "--policy",
+            DSO_ADMINS,
+        ],
+    );
+    wait_until(
+        "the client is refused gateway/CommitStatus",
+        false,
+        || async {
+            gridledger_sdk::commit_status(&as_user, MARKET, &tx_id)
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    let message = gridledger_sdk::commit_status(&as_user, MARKET, &tx_id)
+        .await
+        .expect_err("the client is refused")
+        .to_string();
+    assert!(
+        message.contains("gateway/CommitStatus") && message.contains(DSO_ADMINS),
+        "{message}"
+    );
+    let status = gridledger_sdk::commit_status(&as_admin, MARKET, &tx_id)
+        .await
+        .expect("the DSO's admin reads the commit status");
+    assert_eq!(status.block_number, commit);
+
+    // The overrides removed: the defaults apply again.
+    update_acl(
+        &dir,
+        &network_json,
+        &["unset", "--resource", "gateway/CommitStatus"],
+    );
     update_acl(
         &dir,
         &network_json,
@@ -542,6 +594,9 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
     chain_info(&as_user)
         .await
         .expect("the client reads qscc/GetChainInfo again");
+    gridledger_sdk::commit_status(&as_user, MARKET, &tx_id)
+        .await
+        .expect("the client reads commit statuses again");
 
     // A config update the CLI refuses to prepare: removing an override that is not there.
     let out = gridledger(&[
