@@ -248,11 +248,20 @@ fn assert_logged(dir: &Path, node: &str, needles: &[&str]) {
 /// Prepares an ACL update of `market` (`acl set|unset` arguments), has the DSO's and the
 /// retailer's admins sign it (a majority of the Admins) and submits it.
 fn update_acl(dir: &Path, network: &str, change: &[&str]) {
-    let file = dir.join(format!("acl-{}.pb", change.join("-").replace('/', "_")));
+    let stem = format!("acl-{}", change.join("-").replace('/', "_"));
+    let mut command = vec!["acl"];
+    command.extend_from_slice(change);
+    update_market(dir, network, &stem, &command);
+}
+
+/// Prepares an update of `market` with `channel COMMAND… --network … -o DIR/STEM.pb`, has the
+/// DSO's and the retailer's admins sign it (a majority of the Admins) and submits it.
+fn update_market(dir: &Path, network: &str, stem: &str, command: &[&str]) {
+    let file = dir.join(format!("{stem}.pb"));
     let file = file.to_str().expect("a UTF-8 path");
-    let mut prepare = vec![
-        "channel",
-        "acl",
+    let mut prepare = vec!["channel"];
+    prepare.extend_from_slice(command);
+    prepare.extend_from_slice(&[
         "--network",
         network,
         "--channel",
@@ -261,10 +270,7 @@ fn update_acl(dir: &Path, network: &str, change: &[&str]) {
         "DSOMSP",
         "-o",
         file,
-    ];
-    for (i, arg) in change.iter().enumerate() {
-        prepare.insert(2 + i, *arg);
-    }
+    ]);
     ok(&prepare);
     for org in ["DSOMSP", "RetailerMSP"] {
         ok(&[
@@ -668,6 +674,84 @@ async fn acls_default_to_fabric_policies_follow_config_updates_and_refuse_non_me
         &dir,
         "orderer0",
         &["deliver request rejected", METER_RETAILER, "CommunityMSP"],
+    );
+
+    // The orderer too authorizes an open Deliver stream again when the channel config changes:
+    // once the DSO's Readers are its admins and peers only, the DSO's client no longer
+    // satisfies /Channel/Readers and its stream ends FORBIDDEN before the next block.
+    let height = {
+        let info = chain_info(&as_user).await.expect("the height");
+        common::BlockchainInfo::decode(info.as_slice())
+            .expect("a BlockchainInfo")
+            .height
+    };
+    let mut grpc = orderer::atomic_broadcast_client::AtomicBroadcastClient::new(orderer_channel);
+    let mut open_stream = grpc
+        .deliver(tokio_stream::iter([seek_envelope(
+            &dso_user,
+            MARKET,
+            u64::MAX,
+        )]))
+        .await
+        .expect("the orderer accepts a Deliver stream")
+        .into_inner();
+    let mut delivered = 0;
+    while delivered < height {
+        match open_stream.message().await.expect("a message") {
+            Some(orderer::DeliverResponse {
+                r#type: Some(orderer::deliver_response::Type::Block(_)),
+            }) => delivered += 1,
+            other => panic!("the orderer answered {other:?} before the channel's height"),
+        }
+    }
+    update_market(
+        &dir,
+        &network_json,
+        "dso-readers-admins",
+        &[
+            "policy",
+            "set",
+            "--path",
+            "/Channel/Application/DSOMSP/Readers",
+            "--policy",
+            "OR('DSOMSP.admin','DSOMSP.peer')",
+        ],
+    );
+    let (_, commit) = as_admin
+        .network(MARKET)
+        .contract("basic")
+        .submit("CreateAsset", &["acl-asset-2", "red", "2", "dso", "2"])
+        .await
+        .expect("the DSO's admin submits");
+    loop {
+        let message = tokio::time::timeout(START_TIMEOUT, open_stream.message())
+            .await
+            .expect("the orderer answers")
+            .expect("a message");
+        match message.and_then(|m| m.r#type) {
+            Some(orderer::deliver_response::Type::Block(b)) => {
+                let number = b.header.map_or(u64::MAX, |h| h.number);
+                assert!(
+                    number < commit,
+                    "the orderer sent block {number} to a client /Channel/Readers refuses"
+                );
+            }
+            Some(orderer::deliver_response::Type::Status(code)) => {
+                assert_eq!(code, common::Status::Forbidden as i32);
+                break;
+            }
+            None => panic!("the stream ended without a status"),
+        }
+    }
+    assert_logged(
+        &dir,
+        "orderer0",
+        &[
+            "deliver stream ended",
+            "no longer admits",
+            "User1",
+            "DSOMSP",
+        ],
     );
 }
 
