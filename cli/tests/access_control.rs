@@ -1,11 +1,12 @@
-//! Access control on a running `gridledger up` network: Fabric's per-resource ACLs with their
-//! default policies, an ACL changed by a channel config update (and changed back) taking effect
-//! on the next request, Deliver refused to organizations that are not members of a channel (on
-//! peers and orderers, with nothing sent), and no byte of a channel on the disk of a peer that
-//! is not its member.
+//! Access control on running `gridledger up` networks: Fabric's per-resource ACLs with their
+//! default policies; ACLs changed by channel config updates (and changed back) taking effect on
+//! the next request, and on Deliver streams already open, at the peer and at the orderer;
+//! Deliver refused to organizations that are not members of a channel (on peers and orderers,
+//! with nothing sent); no byte of a channel on the disk of a peer that is not its member; and
+//! mutual TLS on a peer's and an orderer's gRPC and operations endpoints.
 //!
-//! Every refusal must also leave a log line on the refusing node naming who was refused, for
-//! which resource, and why.
+//! Every refusal by an ACL must also leave a log line on the refusing node naming who was
+//! refused, for which resource, and why.
 
 mod support;
 
