@@ -13,7 +13,7 @@
 //! replaying the day would, since the chaincodes read a transaction's time from its proposal.
 
 mod support;
-use support::{UpNetwork, gateway_as, quiet_period};
+use support::{UpNetwork, contains, files, gateway_as, quiet_period};
 
 use gridledger_proto::prost::Message;
 use gridledger_proto::{common, kvrwset, msp, protos, rwset};
@@ -247,27 +247,6 @@ fn check_conservation(height: usize, state: &BTreeMap<String, Vec<u8>>) {
     }
     assert_eq!(tokens, minted - burned, "e-token supply at height {height}");
     assert_eq!(cents, issued, "payment supply at height {height}");
-}
-
-/// Every file under `dir`, read whole.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read a folder").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push((
-                path.display().to_string(),
-                std::fs::read(&path).expect("read a file"),
-            ));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test(flavor = "multi_thread")]

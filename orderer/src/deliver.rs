@@ -3,7 +3,8 @@
 //! The client sends an envelope of type DELIVER_SEEK_INFO whose data is a `SeekInfo`. The
 //! orderer checks it like Fabric's `common/deliver`: it parses (BAD_REQUEST), names a served
 //! channel (NOT_FOUND), has a timestamp within the configured window of the orderer's clock
-//! (BAD_REQUEST), and is signed by an identity satisfying `/Channel/Readers` (FORBIDDEN).
+//! (BAD_REQUEST), and is signed by an identity satisfying `/Channel/Readers` (FORBIDDEN) —
+//! checked again before the next block whenever the channel config has changed.
 //!
 //! Positions: start `oldest` = 0, `newest` = height − 1, `specified` = n; stop `oldest` = the
 //! start, `newest` = height − 1 at request time (the start itself when start is also
@@ -182,6 +183,10 @@ async fn handle(
     tracing::debug!(channel = %channel.id, start, stop, "deliver started");
 
     let mut heights = ledger.subscribe_height();
+    // As in Fabric, a stream is authorized again whenever the channel config changes (a
+    // policy or an MSP may have): a requester that no longer qualifies gets FORBIDDEN and no
+    // further block.
+    let mut checked_sequence = channel.view.config().sequence();
     let mut number = start;
     loop {
         // Wait until block `number` exists.
@@ -221,6 +226,24 @@ async fn handle(
                 return Outcome::Status(Status::ServiceUnavailable);
             }
         };
+        let config = channel.view.config();
+        if config.sequence() != checked_sequence {
+            let recheck = parse_envelope(&envelope).and_then(|parsed| {
+                authorize(
+                    &config,
+                    &envelope,
+                    &parsed,
+                    READERS_POLICY_PATH,
+                    crate::now_unix_secs(),
+                )
+            });
+            if let Err(rejection) = recheck {
+                tracing::info!(channel = %channel.id, status = rejection.status.as_str_name(),
+                    info = %rejection.info, "deliver stream ended: the channel config changed and no longer admits the requester");
+                return Outcome::Status(rejection.status);
+            }
+            checked_sequence = config.sequence();
+        }
         if header_only {
             block.data = None;
         }

@@ -3,8 +3,11 @@
 //! listeners such as the Gateway SDKs' `getBlockEvents`.
 //!
 //! The request is one signed envelope (DELIVER_SEEK_INFO header, `orderer.SeekInfo` data); the
-//! signer must satisfy the channel's Readers policy and the header timestamp must be within
-//! 15 minutes of this peer's clock, as in Fabric. Only errors end a stream with a status.
+//! signer must satisfy the channel's `event/Block` ACL (`event/FilteredBlock` for filtered
+//! blocks; both default to `/Channel/Application/Readers`, see [`crate::acl`]) — checked again
+//! whenever the channel config changes during the stream — and the header timestamp must be
+//! within 15 minutes of this peer's clock, as in Fabric. Only errors end a stream with a
+//! status.
 
 use crate::blocks;
 use crate::node::{Peer, now_unix_secs};
@@ -25,6 +28,8 @@ pub struct DeliverService(pub Arc<Peer>);
 /// A checked seek request: channel, start and stop block numbers (inclusive stop).
 struct Seek {
     channel: Arc<crate::node::Channel>,
+    /// The creator of the request, checked again when the channel config changes.
+    creator: Vec<u8>,
     start: u64,
     stop: u64,
     fail_if_not_ready: bool,
@@ -56,8 +61,25 @@ fn who_asked(envelope: &common::Envelope) -> (String, String) {
     (channel, creator)
 }
 
+/// The ACL of `resource` on `channel` over the request's signed payload: FORBIDDEN when refused
+/// (the refusal is logged by [`crate::acl::check`]).
+fn authorize(
+    channel: &crate::node::Channel,
+    envelope: &common::Envelope,
+    creator: &[u8],
+    resource: &str,
+) -> Result<(), common::Status> {
+    let signed = SignedData {
+        data: &envelope.payload,
+        identity: creator,
+        signature: &envelope.signature,
+    };
+    crate::acl::check(&channel.config(), resource, &[signed], now_unix_secs())
+        .map_err(|_| common::Status::Forbidden)
+}
+
 impl DeliverService {
-    fn check(&self, envelope: &common::Envelope) -> Result<Seek, common::Status> {
+    fn check(&self, envelope: &common::Envelope, filtered: bool) -> Result<Seek, common::Status> {
         let payload = common::Payload::decode(envelope.payload.as_slice())
             .map_err(|_| common::Status::BadRequest)?;
         let header = payload.header.ok_or(common::Status::BadRequest)?;
@@ -77,24 +99,12 @@ impl DeliverService {
             .0
             .channel(&channel_header.channel_id)
             .ok_or(common::Status::NotFound)?;
-        let config = channel.config();
-        let signed = SignedData {
-            data: &envelope.payload,
-            identity: &signature_header.creator,
-            signature: &envelope.signature,
+        let resource = if filtered {
+            crate::acl::EVENT_FILTERED_BLOCK
+        } else {
+            crate::acl::EVENT_BLOCK
         };
-        let allowed = matches!(
-            config.policies().check(
-                "/Channel/Application/Readers",
-                &[signed],
-                config.msp_manager(),
-                now_unix_secs(),
-            ),
-            Ok(None)
-        );
-        if !allowed {
-            return Err(common::Status::Forbidden);
-        }
+        authorize(&channel, envelope, &signature_header.creator, resource)?;
         let seek = orderer::SeekInfo::decode(payload.data.as_slice())
             .map_err(|_| common::Status::BadRequest)?;
         let height = channel.ledger().height();
@@ -119,6 +129,7 @@ impl DeliverService {
         }
         Ok(Seek {
             channel,
+            creator: signature_header.creator,
             start,
             stop,
             fail_if_not_ready: seek.behavior
@@ -146,7 +157,7 @@ impl DeliverService {
                         return;
                     }
                 };
-                let seek = match this.check(&envelope) {
+                let seek = match this.check(&envelope, filtered) {
                     Ok(seek) => seek,
                     Err(s) => {
                         let (channel, creator) = who_asked(&envelope);
@@ -157,6 +168,15 @@ impl DeliverService {
                     }
                 };
                 let ledger = seek.channel.ledger().clone();
+                let resource = if filtered {
+                    crate::acl::EVENT_FILTERED_BLOCK
+                } else {
+                    crate::acl::EVENT_BLOCK
+                };
+                // As in Fabric, a stream is checked again when the channel config changes
+                // (an ACL, a policy or an MSP may have), and ends FORBIDDEN when the
+                // requester no longer satisfies it.
+                let mut checked_sequence = seek.channel.config().sequence();
                 let mut number = seek.start;
                 while number <= seek.stop {
                     if seek.fail_if_not_ready && ledger.height() <= number {
@@ -174,6 +194,15 @@ impl DeliverService {
                             .await;
                         return;
                     };
+                    let sequence = seek.channel.config().sequence();
+                    if sequence != checked_sequence {
+                        if let Err(s) = authorize(&seek.channel, &envelope, &seek.creator, resource)
+                        {
+                            let _ = tx.send(Ok(status(s))).await;
+                            return;
+                        }
+                        checked_sequence = sequence;
+                    }
                     let item = if filtered {
                         protos::deliver_response::Type::FilteredBlock(filter_block(
                             seek.channel.id(),

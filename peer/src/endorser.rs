@@ -186,7 +186,9 @@ pub struct Simulated {
 
 impl Peer {
     /// The checks Fabric's endorser makes before simulating: known channel, valid creator,
-    /// signature, no duplicate tx id, and the channel's Writers policy (`peer/Propose` ACL).
+    /// signature, no duplicate tx id, and the ACL of the resource the proposal uses
+    /// (`peer/Propose`, or e.g. `qscc/GetChainInfo` for a system chaincode function; see
+    /// [`crate::acl`]).
     /// A refusal is logged with the channel, tx id, creator and reason, so an operator can
     /// tell who was refused and why.
     pub fn check_proposal(
@@ -254,26 +256,27 @@ impl Peer {
         {
             return Err(ProposalError::DuplicateTxId(p.channel_header.tx_id.clone()));
         }
-        let config = channel.config();
+        // The ACL of the resource the proposal uses: `peer/Propose` for application
+        // chaincodes, the function's own resource for the system chaincodes.
+        let function = p
+            .input
+            .args
+            .first()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .unwrap_or_default();
+        let resource = crate::acl::proposal_resource(&p.chaincode_name, &function);
         let signed = gridledger_channels::policy::SignedData {
             data: &p.signed.proposal_bytes,
             identity: &p.signature_header.creator,
             signature: &p.signed.signature,
         };
-        let refused = config
-            .policies()
-            .check(
-                "/Channel/Application/Writers",
-                &[signed],
-                config.msp_manager(),
-                crate::node::now_unix_secs(),
-            )
-            .map_err(|e| ProposalError::AccessDenied(e.to_string()))?;
-        if let Some(explanation) = refused {
-            return Err(ProposalError::AccessDenied(format!(
-                "the creator does not satisfy /Channel/Application/Writers: {explanation}"
-            )));
-        }
+        crate::acl::check(
+            &channel.config(),
+            &resource,
+            &[signed],
+            crate::node::now_unix_secs(),
+        )
+        .map_err(|e| ProposalError::AccessDenied(e.to_string()))?;
         Ok((channel, creator))
     }
 
@@ -466,15 +469,35 @@ impl Peer {
 
 /// Runs the chaincodes a simulated chaincode calls, as Fabric's peer does for
 /// INVOKE_CHAINCODE: the callee must be defined on its channel and is run like any chaincode
-/// on this peer (compiled in, or an external server). A call to another channel needs the
-/// client's proposal to satisfy that channel's `/Channel/Application/Writers` policy (Fabric's
-/// `peer/ChaincodeToChaincode` ACL default) and runs over a fresh snapshot of its state.
+/// on this peer (compiled in, or an external server). Every call, and every read of another
+/// channel, needs the client's proposal to satisfy the callee channel's
+/// `peer/ChaincodeToChaincode` ACL (default `/Channel/Application/Writers`); another channel is
+/// read over a fresh snapshot of its state.
 struct PeerHost<'p> {
     peer: &'p Peer,
     /// The client's proposal, checked against the ACL of other channels.
     signed_proposal: &'p protos::SignedProposal,
     /// The proposal's creator.
     creator: &'p Identity,
+}
+
+impl PeerHost<'_> {
+    /// The `peer/ChaincodeToChaincode` ACL of the callee's channel, over the client's signed
+    /// proposal.
+    fn check_call(&self, channel: &Channel) -> Result<(), String> {
+        let signed = gridledger_channels::policy::SignedData {
+            data: &self.signed_proposal.proposal_bytes,
+            identity: self.creator.serialized(),
+            signature: &self.signed_proposal.signature,
+        };
+        crate::acl::check(
+            &channel.config(),
+            crate::acl::PEER_CHAINCODE_TO_CHAINCODE,
+            &[signed],
+            crate::node::now_unix_secs(),
+        )
+        .map_err(|e| format!("access denied: {e}"))
+    }
 }
 
 impl ChaincodeHost for PeerHost<'_> {
@@ -492,6 +515,7 @@ impl ChaincodeHost for PeerHost<'_> {
                 "chaincode {name:?} is not defined on channel {channel_id:?}"
             ));
         }
+        self.check_call(&channel)?;
         match self
             .peer
             .runtime(&channel, self.creator, name)
@@ -507,32 +531,7 @@ impl ChaincodeHost for PeerHost<'_> {
             .peer
             .channel(channel_id)
             .ok_or_else(|| format!("channel {channel_id:?} is not joined by this peer"))?;
-        let proposal = protos::Proposal::decode(self.signed_proposal.proposal_bytes.as_slice())
-            .map_err(|e| format!("cannot decode the proposal: {e}"))?;
-        let header = common::Header::decode(proposal.header.as_slice())
-            .map_err(|e| format!("cannot decode the proposal header: {e}"))?;
-        let signature_header = common::SignatureHeader::decode(header.signature_header.as_slice())
-            .map_err(|e| format!("cannot decode the signature header: {e}"))?;
-        let config = channel.config();
-        let signed = gridledger_channels::policy::SignedData {
-            data: &self.signed_proposal.proposal_bytes,
-            identity: &signature_header.creator,
-            signature: &self.signed_proposal.signature,
-        };
-        let refused = config
-            .policies()
-            .check(
-                "/Channel/Application/Writers",
-                &[signed],
-                config.msp_manager(),
-                crate::node::now_unix_secs(),
-            )
-            .map_err(|e| e.to_string())?;
-        if let Some(explanation) = refused {
-            return Err(format!(
-                "the client may not call chaincodes on channel {channel_id:?}: {explanation}"
-            ));
-        }
+        self.check_call(&channel)?;
         let snapshot = channel.ledger().snapshot().map_err(|e| e.to_string())?;
         Ok(Box::new(SnapshotReader(snapshot, channel)))
     }

@@ -715,36 +715,23 @@ impl GatewayService {
             .ok_or_else(|| "the orderer closed the stream without a response".into())
     }
 
-    /// Decodes a signed request and checks its identity and signature against the channel's
-    /// Readers policy (the ACL Fabric applies to CommitStatus and ChaincodeEvents).
-    fn check_reader(
+    /// Checks a signed request's identity and signature against the ACL of `resource`
+    /// (`gateway/CommitStatus` or `gateway/ChaincodeEvents`, default the channel's Readers).
+    fn check_acl(
         &self,
         channel: &Channel,
+        resource: &str,
         identity: &[u8],
         data: &[u8],
         signature: &[u8],
     ) -> Result<(), Status> {
-        let config = channel.config();
         let signed = SignedData {
             data,
             identity,
             signature,
         };
-        let refused = config
-            .policies()
-            .check(
-                "/Channel/Application/Readers",
-                &[signed],
-                config.msp_manager(),
-                now_unix_secs(),
-            )
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
-        match refused {
-            None => Ok(()),
-            Some(explanation) => Err(Status::permission_denied(format!(
-                "access denied: {explanation}"
-            ))),
-        }
+        crate::acl::check(&channel.config(), resource, &[signed], now_unix_secs())
+            .map_err(|e| Status::permission_denied(format!("access denied: {e}")))
     }
 }
 
@@ -829,7 +816,13 @@ impl GatewayService {
             ));
         }
         let channel = self.joined_channel(&req.channel_id)?;
-        self.check_reader(&channel, &req.identity, &signed.request, &signed.signature)?;
+        self.check_acl(
+            &channel,
+            crate::acl::GATEWAY_COMMIT_STATUS,
+            &req.identity,
+            &signed.request,
+            &signed.signature,
+        )?;
         let ledger = channel.ledger().clone();
         let loc = ledger
             .committed_tx(&req.transaction_id)
@@ -857,7 +850,13 @@ impl GatewayService {
             ));
         }
         let channel = self.joined_channel(&req.channel_id)?;
-        self.check_reader(&channel, &req.identity, &signed.request, &signed.signature)?;
+        self.check_acl(
+            &channel,
+            crate::acl::GATEWAY_CHAINCODE_EVENTS,
+            &req.identity,
+            &signed.request,
+            &signed.signature,
+        )?;
         let ledger = channel.ledger().clone();
         let mut start = match req.start_position.and_then(|p| p.r#type) {
             Some(orderer::seek_position::Type::Specified(s)) => s.number,

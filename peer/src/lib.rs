@@ -1,5 +1,6 @@
 //! The peer: endorser, Gateway, Deliver, and the committer that validates and commits blocks.
 //!
+//! - [`acl`]: per-resource access control (Fabric's channel ACLs and their defaults).
 //! - [`config`]: the peer's configuration file and chaincode definitions.
 //! - [`node`]: the running peer — identity, joined channels (ledger + config), join.
 //! - [`endorser`]: proposal checks, simulation on a snapshot, signed responses; the Endorser
@@ -23,6 +24,7 @@
 //! - [`metrics`]: the peer's metrics and health checks, served by the operations endpoint.
 //! - [`server`]: start and stop.
 
+pub mod acl;
 pub mod blocks;
 pub mod committer;
 pub mod config;

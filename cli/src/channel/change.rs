@@ -5,13 +5,13 @@
 
 use gridledger_channels::config::duration::format_go_duration_ms;
 use gridledger_channels::config::{
-    APPLICATION_GROUP, BATCH_SIZE_KEY, BATCH_TIMEOUT_KEY, CHANNEL_GROUP, CONSENSUS_TYPE_KEY,
-    ENDPOINTS_KEY, ORDERER_GROUP,
+    ACLS_KEY, APPLICATION_GROUP, BATCH_SIZE_KEY, BATCH_TIMEOUT_KEY, CHANNEL_GROUP,
+    CONSENSUS_TYPE_KEY, ENDPOINTS_KEY, ORDERER_GROUP,
 };
 use gridledger_channels::policy::{parse, parse_implicit_meta};
 use gridledger_channels::update::{self, UpdateError};
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, etcdraft, orderer};
+use gridledger_proto::{common, etcdraft, orderer, protos};
 use std::fmt;
 
 /// Why a change cannot be applied to a channel's config.
@@ -37,6 +37,8 @@ pub enum ChangeError {
         /// The signature-policy parser's error.
         signature: String,
     },
+    /// An ACL change that cannot be made (empty names, an override that is not there).
+    Acl(String),
     /// `batch set` with nothing to set, or a value the orderer would refuse.
     Batch(String),
     /// A consenter change that does not fit the current consenter set.
@@ -67,6 +69,7 @@ impl fmt::Display for ChangeError {
                 "organization {msp_id} is not a member of the channel's application \
                  (members: {members})"
             ),
+            ChangeError::Acl(reason) => write!(f, "ACL change: {reason}"),
             ChangeError::PolicyPath { path, reason } => write!(f, "policy path {path:?}: {reason}"),
             ChangeError::PolicySyntax { text, signature } => write!(
                 f,
@@ -121,6 +124,16 @@ pub enum Change {
         path: String,
         /// The new policy.
         policy: common::Policy,
+    },
+    /// Map a resource (e.g. `qscc/GetChainInfo`) to a policy reference in the Application
+    /// group's `ACLs` value, or (`policy: None`) remove its override so the peer's default
+    /// applies again.
+    AclSet {
+        /// The resource.
+        resource: String,
+        /// The policy reference (`/Channel/Application/Admins`, or relative to
+        /// `/Channel/Application`), or `None` to remove the override.
+        policy: Option<String>,
     },
     /// Change some of the orderer's batch parameters; `None` keeps the current value.
     BatchSet {
@@ -206,6 +219,7 @@ pub fn apply_change(
             }
         }
         Change::PolicySet { path, policy } => set_policy(&mut desired, path, policy)?,
+        Change::AclSet { resource, policy } => set_acl(&mut desired, resource, policy.as_deref())?,
         Change::BatchSet {
             max_message_count,
             batch_timeout_ms,
@@ -400,6 +414,65 @@ fn edit_endpoints(
         })?;
     edit(&mut addresses.addresses);
     value.value = addresses.encode_to_vec();
+    Ok(())
+}
+
+/// Sets (or, with `None`, removes) the `ACLs` entry of `resource` in the Application group; the
+/// value is created with mod_policy `Admins` when the channel has none.
+fn set_acl(
+    config: &mut common::Config,
+    resource: &str,
+    policy: Option<&str>,
+) -> Result<(), ChangeError> {
+    if resource.trim().is_empty() {
+        return Err(ChangeError::Acl("the resource name is empty".into()));
+    }
+    if policy.is_some_and(|p| p.trim().is_empty()) {
+        return Err(ChangeError::Acl(format!(
+            "the policy reference of {resource} is empty"
+        )));
+    }
+    let application = section(config, APPLICATION_GROUP)?;
+    let mut acls = match application.values.get(ACLS_KEY) {
+        Some(value) => {
+            protos::AcLs::decode(value.value.as_slice()).map_err(|source| ChangeError::Decode {
+                what: "ACLs",
+                source,
+            })?
+        }
+        None => protos::AcLs::default(),
+    };
+    match policy {
+        Some(policy) => {
+            acls.acls.insert(
+                resource.to_owned(),
+                protos::ApiResource {
+                    policy_ref: policy.to_owned(),
+                },
+            );
+        }
+        None => {
+            if acls.acls.remove(resource).is_none() {
+                return Err(ChangeError::Acl(format!(
+                    "the channel config has no ACL override for {resource}"
+                )));
+            }
+        }
+    }
+    let bytes = acls.encode_to_vec();
+    match application.values.get_mut(ACLS_KEY) {
+        Some(value) => value.value = bytes,
+        None => {
+            application.values.insert(
+                ACLS_KEY.to_owned(),
+                common::ConfigValue {
+                    version: 0,
+                    value: bytes,
+                    mod_policy: gridledger_channels::config::ADMINS_POLICY.to_string(),
+                },
+            );
+        }
+    }
     Ok(())
 }
 
@@ -603,6 +676,46 @@ mod tests {
                 &change
             ),
             Err(ChangeError::OrgExists(ref m)) if m == "CMSP"
+        ));
+    }
+
+    #[test]
+    fn acl_set_writes_the_acls_value_and_unset_removes_the_override() {
+        let acls = |config: &common::Config| {
+            let app = &config.channel_group.as_ref().unwrap().groups[APPLICATION_GROUP];
+            protos::AcLs::decode(app.values[ACLS_KEY].value.as_slice()).unwrap()
+        };
+        let set = Change::AclSet {
+            resource: "qscc/GetChainInfo".into(),
+            policy: Some("/Channel/Application/Admins".into()),
+        };
+        let with = apply_change(&sample(), &set).unwrap();
+        assert_eq!(
+            acls(&with).acls["qscc/GetChainInfo"].policy_ref,
+            "/Channel/Application/Admins"
+        );
+        let (_, write) = sets(&prepare("ch", &sample(), &set).unwrap());
+        let value = &write.groups[APPLICATION_GROUP].values[ACLS_KEY];
+        assert_eq!(value.mod_policy, "Admins");
+        let unset = Change::AclSet {
+            resource: "qscc/GetChainInfo".into(),
+            policy: None,
+        };
+        let without = apply_change(&with, &unset).unwrap();
+        assert!(acls(&without).acls.is_empty());
+        assert!(matches!(
+            apply_change(&without, &unset),
+            Err(ChangeError::Acl(ref m)) if m.contains("qscc/GetChainInfo")
+        ));
+        assert!(matches!(
+            apply_change(
+                &sample(),
+                &Change::AclSet {
+                    resource: " ".into(),
+                    policy: Some("Admins".into())
+                }
+            ),
+            Err(ChangeError::Acl(_))
         ));
     }
 

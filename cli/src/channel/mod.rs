@@ -121,6 +121,9 @@ pub enum ChannelCommand {
     /// Prepare an update setting a policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Prepare an update setting or removing a resource's ACL (e.g. `qscc/GetChainInfo`).
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Prepare an update changing the orderer's batch parameters.
     #[command(subcommand)]
     Batch(BatchCommand),
@@ -203,6 +206,31 @@ pub enum PolicyCommand {
         /// The policy.
         #[arg(long)]
         policy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Map a resource (`peer/Propose`, `qscc/GetChainInfo`, `event/Block`, …) to a policy in
+    /// the channel's Application `ACLs` value, overriding the peer's default.
+    Set {
+        #[command(flatten)]
+        target: UpdateTarget,
+        /// The resource.
+        #[arg(long)]
+        resource: String,
+        /// The policy reference: absolute (/Channel/Application/Admins) or relative to
+        /// /Channel/Application (Admins).
+        #[arg(long)]
+        policy: String,
+    },
+    /// Remove a resource's override: the peer's default policy applies again.
+    Unset {
+        #[command(flatten)]
+        target: UpdateTarget,
+        /// The resource.
+        #[arg(long)]
+        resource: String,
     },
 }
 
@@ -488,6 +516,24 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<()> {
             let policy = change::policy_from_text(&policy)?;
             prepare(target, Change::PolicySet { path, policy })
         }
+        ChannelCommand::Acl(AclCommand::Set {
+            target,
+            resource,
+            policy,
+        }) => prepare(
+            target,
+            Change::AclSet {
+                resource,
+                policy: Some(policy),
+            },
+        ),
+        ChannelCommand::Acl(AclCommand::Unset { target, resource }) => prepare(
+            target,
+            Change::AclSet {
+                resource,
+                policy: None,
+            },
+        ),
         ChannelCommand::Batch(BatchCommand::Set {
             target,
             max_message_count,

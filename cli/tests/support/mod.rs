@@ -302,3 +302,27 @@ pub fn keep_panic_messages_in(dir: &Path) {
         default_hook(info);
     }));
 }
+
+/// Every file under `dir` (recursively), read whole, with its path.
+#[allow(dead_code)]
+pub fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a folder").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push((
+                path.display().to_string(),
+                std::fs::read(&path).expect("read a file"),
+            ));
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+#[allow(dead_code)]
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
