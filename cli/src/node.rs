@@ -59,8 +59,9 @@ pub enum OrdererCommand {
     },
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (info). Returns the handle that
-/// changes the filter at run time (the operations endpoint's `/logspec`).
+/// Logs to stderr, in colour only when stderr is a terminal (a log file or a collector gets
+/// plain text to search); `RUST_LOG` overrides the default level (info). Returns the handle
+/// that changes the filter at run time (the operations endpoint's `/logspec`).
 pub fn init_logging() -> crate::operations::LogHandle {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -69,7 +70,11 @@ pub fn init_logging() -> crate::operations::LogHandle {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .try_init();
     handle
 }

@@ -2847,6 +2847,18 @@ async fn oversized_messages_are_refused_cleanly() {
         .await;
         found.too_large(&format!("{path} of 200 MiB"), result);
     }
+    // Refused by the framework before any handler ran: still a line with the method and the
+    // client's address.
+    s.check_logged(
+        &mut found,
+        "peer0.dso",
+        &[
+            "gRPC call refused",
+            "/protos.Endorser/ProcessProposal",
+            "client=127.0.0.1:",
+        ],
+    )
+    .await;
     s.finish(found).await;
 }
 
@@ -2985,6 +2997,16 @@ async fn requests_that_are_not_the_expected_message_are_refused() {
     )
     .await;
     found.refused("/gateway.Gateway/NoSuchMethod", result, Code::Unimplemented);
+    for needles in [
+        ["gRPC call refused", "/gateway.Gateway/Evaluate", "INTERNAL"],
+        [
+            "gRPC call refused",
+            "/gateway.Gateway/NoSuchMethod",
+            "UNIMPLEMENTED",
+        ],
+    ] {
+        s.check_logged(&mut found, "peer0.dso", &needles).await;
+    }
     s.finish(found).await;
 }
 
@@ -3125,9 +3147,14 @@ impl Session {
                 return;
             }
             if Instant::now() > deadline {
-                found
-                    .0
-                    .push(format!("{node} logged no line holding all of {needles:?}"));
+                let near: Vec<&str> = text
+                    .lines()
+                    .filter(|l| needles.first().is_some_and(|n| l.contains(n)))
+                    .take(5)
+                    .collect();
+                found.0.push(format!(
+                    "{node} logged no line holding all of {needles:?}; lines with the first: {near:#?}"
+                ));
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -189,6 +189,7 @@ impl Orderer {
             Server::builder()
                 .tls_config(tls)?
                 .max_concurrent_streams(limits.max_concurrent_streams)
+                .layer(gridledger_proto::call_log::CallLogLayer::new("orderer"))
                 .add_service(grpc)
                 .add_service(cluster)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)

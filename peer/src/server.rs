@@ -41,6 +41,7 @@ pub async fn run(
     let result = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| PeerError::Server(e.to_string()))?
+        .layer(gridledger_proto::call_log::CallLogLayer::new("peer"))
         .add_service(
             GatewayServer::new(GatewayService::new(peer.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -12,6 +12,7 @@ pub use prost;
 pub use prost_types;
 
 pub mod blockutil;
+pub mod call_log;
 
 pub use blockutil::{block_data_hash, block_header_bytes, block_header_hash, compute_tx_id};
 
