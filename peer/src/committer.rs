@@ -35,6 +35,9 @@ use tokio_stream::StreamExt;
 
 /// Delay before retrying after an orderer failed or refused us.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The longest wait between attempts to commit while the ledger cannot store blocks (a full
+/// disk): the wait doubles from [`RETRY_DELAY`] after each failed attempt up to this.
+const STORAGE_RETRY_MAX: Duration = Duration::from_secs(8);
 /// How long a Deliver stream may stay silent before the other endpoints are asked whether
 /// they are ahead of it (see the module doc).
 pub const SILENCE_BEFORE_PROBE: Duration = Duration::from_secs(10);
@@ -329,6 +332,8 @@ fn seek_envelope(peer: &Peer, channel_id: &str, start: u64, probe: bool) -> comm
 /// Pulls and commits blocks of `channel` until `shutdown` turns true.
 pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Receiver<bool>) {
     let mut next_endpoint = 0usize;
+    // The wait after the last attempt that the ledger failed to store (zero while it stores).
+    let mut storage_backoff = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return;
@@ -361,7 +366,23 @@ pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Re
             }
             _ = shutdown.changed() => return,
         }
-        tokio::time::sleep(RETRY_DELAY).await;
+        let delay = match channel.ledger().write_failure() {
+            // The ledger could not store the last block (a full disk, an I/O error): wait
+            // longer after each failed attempt instead of pulling the block again at once.
+            Some(failure) => {
+                storage_backoff = (storage_backoff * 2).clamp(RETRY_DELAY, STORAGE_RETRY_MAX);
+                tracing::error!(channel = %channel.id(), error = %failure, retry_in = ?storage_backoff, "the ledger cannot store blocks; committing paused");
+                storage_backoff
+            }
+            None => {
+                storage_backoff = Duration::ZERO;
+                RETRY_DELAY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
