@@ -427,6 +427,12 @@ impl Campaign {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Whether `name`'s log has a line containing `text`.
+    fn logged(&self, name: &str, text: &str) -> bool {
+        std::fs::read_to_string(self.log_path(name))
+            .is_ok_and(|log| log.lines().map(plain).any(|l| l.contains(text)))
+    }
+
     /// Stops every node gracefully.
     fn stop_all(&mut self) {
         for (_, mut child) in std::mem::take(&mut self.nodes) {
@@ -718,8 +724,8 @@ async fn converge(gateways: &[Gateway]) -> u64 {
             .all(|h| h.is_some() && *h == heights[0])
             .then(|| heights[0])
             .flatten();
-        if agreed.is_some() && agreed == last {
-            return agreed.expect("checked above");
+        if let Some(height) = agreed.filter(|_| agreed == last) {
+            return height;
         }
         last = agreed;
         assert!(
@@ -890,8 +896,8 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
     // post offers now and then.
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for i in 0..RING.len() {
-        let contract = energy(&ring[i]);
+    for (i, buyer) in ring.iter().enumerate() {
+        let contract = energy(buyer);
         let (stop, books, periods) = (stop.clone(), books.clone(), periods.clone());
         let others = users.clone();
         let seller = (i + 1) % RING.len();
@@ -1027,6 +1033,16 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
                     "[faults]   healthy again {:.1}s after the disk was freed",
                     freed.elapsed().as_secs_f64()
                 );
+                // What happened is in the peer's log, for whoever looks after it.
+                for line in [
+                    "ledger write failed",
+                    "ledger file opened again after a failed write",
+                ] {
+                    assert!(
+                        net.logged(target, line),
+                        "{target}'s log has no line \"{line}\" after its full disk (seed {seed})"
+                    );
+                }
             }
             Kind::TornWrite => {
                 net.kill_node(target);
@@ -1151,6 +1167,7 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
     }
     let records = books.records();
     let (mut valid, mut invalid, mut unknown) = (0u64, 0u64, 0u64);
+    let mut invalid_codes: BTreeMap<String, u64> = BTreeMap::new();
     let (mut unknown_valid, mut unknown_invalid) = (0u64, 0u64);
     let valid_code = protos::TxValidationCode::Valid as u8;
     for (tx_id, function, outcome) in &records {
@@ -1167,6 +1184,9 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
             }
             Outcome::Invalid(code) => {
                 invalid += 1;
+                let name = protos::TxValidationCode::try_from(*code)
+                    .map_or_else(|_| code.to_string(), |c| c.as_str_name().to_owned());
+                *invalid_codes.entry(name).or_default() += 1;
                 assert_eq!(
                     found.map(|(_, c)| i32::from(c)),
                     Some(*code),
@@ -1250,6 +1270,7 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
         unknown - unknown_valid - unknown_invalid,
         books.refused.load(Ordering::Relaxed)
     );
+    eprintln!("[faults] invalid by code: {invalid_codes:?}");
     for (tx_id, function, outcome) in records
         .iter()
         .filter(|(_, _, o)| matches!(o, Outcome::Unknown(_)))
