@@ -1,5 +1,10 @@
 //! [`Ledger`]: one channel's block store, tx-id index, world state and key history in
 //! `<dir>/ledger.redb`, with the hash chain checked when a block is written and when it is read.
+//!
+//! A block write that fails in the storage (a full disk, an I/O error) leaves the chain at the
+//! block before: redb refuses every later operation on that database, so the file is closed
+//! and opened again (redb rolls it back to its last durable commit), and
+//! [`Ledger::write_failure`] says what failed until a block is written again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

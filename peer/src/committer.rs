@@ -18,6 +18,10 @@
 //!   silent period, and nothing while blocks flow. It catches an orderer that still answers pings but no longer receives blocks (cut
 //!   off from its Raft cluster).
 //!
+//! A block the ledger cannot store (a full disk) is pulled and tried again after a wait that
+//! doubles up to `STORAGE_RETRY_MAX`; meanwhile the ledger's failed write shows in `/healthz`
+//! and in the log.
+//!
 //! Invariant: a block is committed only after its orderer signatures, hash chain and every
 //! transaction were validated against the state it extends; a block that fails block-level
 //! checks is refused and fetched again (from another orderer if need be), never skipped.
