@@ -13,17 +13,17 @@
 //! replaying the day would, since the chaincodes read a transaction's time from its proposal.
 
 mod support;
+use support::energy::{ENERGY, apply_block, check_conservation, energy_writes, json, number};
 use support::{UpNetwork, contains, files, gateway_as, quiet_period};
 
 use gridledger_proto::prost::Message;
-use gridledger_proto::{common, kvrwset, msp, protos, rwset};
+use gridledger_proto::{common, protos};
 use gridledger_sdk::{Contract, Gateway};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MARKET: &str = "market";
-const ENERGY: &str = "energy";
 const METER: &str = "meter";
 /// How often a transaction is endorsed again after losing an MVCC conflict or meeting peers
 /// at different heights.
@@ -101,16 +101,6 @@ async fn refused(contract: &Contract, args: &[&str], needle: &str) {
     }
 }
 
-fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).expect("JSON")
-}
-
-fn number(value: &serde_json::Value, field: &str) -> u64 {
-    value[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} in {value}"))
-}
-
 /// The energy namespace's world state after each block of `market`, replayed from the blocks
 /// `gateway`'s peer returns through qscc: writes of VALID endorser transactions, in order.
 async fn energy_state_per_block(gateway: &Gateway) -> Vec<BTreeMap<String, Vec<u8>>> {
@@ -130,72 +120,10 @@ async fn energy_state_per_block(gateway: &Gateway) -> Vec<BTreeMap<String, Vec<u
             .await
             .expect("a block");
         let block = common::Block::decode(bytes.as_slice()).expect("Block");
-        let filter = block
-            .metadata
-            .as_ref()
-            .and_then(|m| {
-                m.metadata
-                    .get(common::BlockMetadataIndex::TransactionsFilter as usize)
-            })
-            .cloned()
-            .unwrap_or_default();
-        let data = block.data.map(|d| d.data).unwrap_or_default();
-        for (i, envelope) in data.iter().enumerate() {
-            if filter.get(i).copied() != Some(protos::TxValidationCode::Valid as u8) {
-                continue;
-            }
-            for (key, value) in energy_writes(envelope).0 {
-                match value {
-                    Some(v) => state.insert(key, v),
-                    None => state.remove(&key),
-                };
-            }
-        }
+        apply_block(&mut state, &block);
         per_block.push(state.clone());
     }
     per_block
-}
-
-/// A key and its new value (`None`: a delete).
-type Write = (String, Option<Vec<u8>>);
-
-/// The `energy` writes of an endorser transaction, and the MSP ids of its endorsers.
-fn energy_writes(envelope: &[u8]) -> (Vec<Write>, Vec<String>) {
-    let envelope = common::Envelope::decode(envelope).expect("Envelope");
-    let payload = common::Payload::decode(envelope.payload.as_slice()).expect("Payload");
-    let header = payload.header.expect("header");
-    let channel_header =
-        common::ChannelHeader::decode(header.channel_header.as_slice()).expect("ChannelHeader");
-    if channel_header.r#type != common::HeaderType::EndorserTransaction as i32 {
-        return (Vec::new(), Vec::new());
-    }
-    let tx = protos::Transaction::decode(payload.data.as_slice()).expect("Transaction");
-    let (mut out, mut endorsers) = (Vec::new(), Vec::new());
-    for action in tx.actions {
-        let cap =
-            protos::ChaincodeActionPayload::decode(action.payload.as_slice()).expect("action");
-        let endorsed = cap.action.expect("endorsed action");
-        for endorsement in &endorsed.endorsements {
-            endorsers.push(
-                msp::SerializedIdentity::decode(endorsement.endorser.as_slice())
-                    .expect("an endorser is a SerializedIdentity")
-                    .mspid,
-            );
-        }
-        let prp =
-            protos::ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
-                .expect("ProposalResponsePayload");
-        let cc_action =
-            protos::ChaincodeAction::decode(prp.extension.as_slice()).expect("ChaincodeAction");
-        let rwset = rwset::TxReadWriteSet::decode(cc_action.results.as_slice()).expect("rwset");
-        for ns in rwset.ns_rwset.iter().filter(|ns| ns.namespace == ENERGY) {
-            let kv = kvrwset::KvrwSet::decode(ns.rwset.as_slice()).expect("KVRWSet");
-            for w in kv.writes {
-                out.push((w.key, (!w.is_delete).then_some(w.value)));
-            }
-        }
-    }
-    (out, endorsers)
 }
 
 /// The MSP ids of the endorsers of the transaction in block `number` of `market` that writes
@@ -217,36 +145,6 @@ async fn endorsers_of_write(gateway: &Gateway, number: u64, key: &str) -> Vec<St
         .find(|(writes, _)| writes.iter().any(|(k, _)| k == key))
         .map(|(_, endorsers)| endorsers)
         .unwrap_or_else(|| panic!("no transaction of block {number} writes {key}"))
-}
-
-/// Both conservation laws over one state: e-tokens in accounts = minted − burned, and payment
-/// in balances plus the escrow of unsettled trades and of bids = issued.
-fn check_conservation(height: usize, state: &BTreeMap<String, Vec<u8>>) {
-    let (mut issued, mut minted, mut burned) = (0, 0, 0);
-    for (_, value) in state.iter().filter(|(k, _)| k.starts_with("supply/")) {
-        let s = json(value);
-        issued += number(&s, "issued_cents");
-        minted += number(&s, "minted_wh");
-        burned += number(&s, "burned_wh");
-    }
-    let (mut tokens, mut cents) = (0u64, 0u64);
-    for (key, value) in state {
-        if key.starts_with("balance/") {
-            let v = json(value);
-            tokens += number(&v, "etokens_wh");
-            cents += number(&v, "payment_cents");
-        } else if key.starts_with("trade/") {
-            let v = json(value);
-            if v["status"] == "escrowed" {
-                cents += number(&v, "escrow_cents");
-            }
-        } else if key.starts_with("bid/") {
-            // What a bid still holds for its remaining energy (nothing once cancelled).
-            cents += number(&json(value), "escrow_cents");
-        }
-    }
-    assert_eq!(tokens, minted - burned, "e-token supply at height {height}");
-    assert_eq!(cents, issued, "payment supply at height {height}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

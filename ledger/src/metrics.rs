@@ -355,9 +355,15 @@ impl Registry {
     }
 }
 
-/// The health of one channel's ledger: its tip block must read back (a failed check
-/// `ledger:<channel>` otherwise).
+/// The health of one channel's ledger: its last block write must not have failed, and its tip
+/// block must read back (a failed check `ledger:<channel>` otherwise).
 pub fn check_ledger(ledger: &crate::Ledger) -> Option<FailedCheck> {
+    if let Some(failure) = ledger.write_failure() {
+        return Some(FailedCheck {
+            component: format!("ledger:{}", ledger.channel_id()),
+            reason: format!("{failure}; committing is paused and retried"),
+        });
+    }
     let height = ledger.height();
     let reason = match height.checked_sub(1).map(|tip| ledger.block_bytes(tip)) {
         None | Some(Ok(Some(_))) => return None,

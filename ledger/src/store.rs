@@ -1,5 +1,10 @@
 //! [`Ledger`]: one channel's block store, tx-id index, world state and key history in
 //! `<dir>/ledger.redb`, with the hash chain checked when a block is written and when it is read.
+//!
+//! A block write that fails in the storage (a full disk, an I/O error) leaves the chain at the
+//! block before: redb refuses every later operation on that database, so the file is closed
+//! and opened again (redb rolls it back to its last durable commit), and
+//! [`Ledger::write_failure`] says what failed until a block is written again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -76,6 +81,11 @@ pub struct Ledger {
     /// commit that indexes it: one map lookup per committed transaction, instead of every
     /// waiter reading the index again after every block.
     tx_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<TxLocation>>>>,
+    /// Why the last block write failed (see [`Ledger::write_failure`]).
+    write_failure: Mutex<Option<String>>,
+    /// A write failed in the storage and the file could not be opened again since: `db` is a
+    /// stand-in that holds nothing, and the next write opens the file first.
+    reopen_pending: AtomicBool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -104,29 +114,7 @@ impl Ledger {
             ))
         })?;
         let path = dir.join(LEDGER_FILE);
-        let db = redb::Builder::new()
-            .set_cache_size(crate::LEDGER_CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| open_error(&path, e))?;
-        init_schema(&db, &path, channel_id)?;
-
-        let info = {
-            let txn = db.begin_read()?;
-            let meta = txn.open_table(META)?;
-            let height = tables::read_u64(&meta, META_HEIGHT)?
-                .ok_or_else(|| LedgerError::corrupt("meta has no height"))?;
-            let current_block_hash = tables::read_bytes(&meta, META_TIP_HASH)?
-                .ok_or_else(|| LedgerError::corrupt("meta has no tip hash"))?;
-            let previous_block_hash = tables::read_bytes(&meta, META_PREVIOUS_HASH)?
-                .ok_or_else(|| LedgerError::corrupt("meta has no previous hash"))?;
-            let info = ChainInfo {
-                height,
-                current_block_hash,
-                previous_block_hash,
-            };
-            verify_tip(&txn, &info)?;
-            info
-        };
+        let (db, info) = open_file(&path, channel_id)?;
         let (height_tx, _) = watch::channel(info.height);
         Ok(Ledger {
             db: RwLock::new(db),
@@ -136,7 +124,19 @@ impl Ledger {
             info: Mutex::new(info),
             height_tx,
             tx_waiters: Mutex::default(),
+            write_failure: Mutex::default(),
+            reopen_pending: AtomicBool::new(false),
         })
+    }
+
+    /// Why the last block could not be written, while no later block has been: the ledger
+    /// keeps the chain as of the block before and the committer retries. `None` when the last
+    /// write succeeded. The health check reports it.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The channel this ledger belongs to.
@@ -533,9 +533,32 @@ impl Ledger {
         // Encoded once; these bytes are what is stored and served from now on.
         let bytes = block.encode_to_vec();
 
-        let txn = self.db().begin_write()?;
-        write_tables(&txn, number, &bytes, &header_hash, header, txs, updates)?;
-        txn.commit()?;
+        if self.reopen_pending.load(Ordering::Acquire) {
+            self.reopen(&mut info)
+                .map_err(|e| self.write_failed(number, e))?;
+        }
+        let written = (|| {
+            let txn = self.db().begin_write()?;
+            write_tables(&txn, number, &bytes, &header_hash, header, txs, updates)?;
+            txn.commit()?;
+            Ok::<(), LedgerError>(())
+        })();
+        if let Err(e) = written {
+            let e = self.write_failed(number, e);
+            if matches!(e, LedgerError::Storage(_)) {
+                // redb fails every later operation on a file whose write failed (a full disk,
+                // an I/O error): open it again, which rolls back to the last durable commit,
+                // so the committer's retry finds a working ledger once the cause is gone.
+                if let Err(reopen) = self.reopen(&mut info) {
+                    tracing::error!(channel = %self.channel_id, path = %self.path.display(), error = %reopen, "the ledger file could not be opened again after a failed write; retrying at the next block");
+                }
+            }
+            return Err(e);
+        }
+        *self
+            .write_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
 
         *info = ChainInfo {
             height: number + 1,
@@ -556,6 +579,48 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// Records and logs that block `number` could not be written; returns the error.
+    fn write_failed(&self, number: u64, e: LedgerError) -> LedgerError {
+        if matches!(e, LedgerError::Storage(_)) {
+            let reason = format!(
+                "block {number} could not be written to {}: {e}",
+                self.path.display()
+            );
+            tracing::error!(channel = %self.channel_id, block = number, error = %e, path = %self.path.display(), "ledger write failed; the chain stays at the previous block and the write is retried");
+            *self
+                .write_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+        }
+        e
+    }
+
+    /// Closes the database and opens its file again (redb rolls it back to its last durable
+    /// commit), then takes the chain summary from the file. Until it succeeds the ledger holds
+    /// an empty stand-in database and every read fails; `reopen_pending` stays set.
+    fn reopen(&self, info: &mut ChainInfo) -> Result<(), LedgerError> {
+        let mut db = self
+            .db
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.reopen_pending.store(true, Ordering::Release);
+        let stand_in = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| LedgerError::Storage(format!("creating a stand-in database: {e}")))?;
+        // Dropping the failed database releases the file's lock before it is opened again.
+        drop(std::mem::replace(&mut *db, stand_in));
+        let (reopened, on_disk) = open_file(&self.path, &self.channel_id)?;
+        *db = reopened;
+        self.reopen_pending.store(false, Ordering::Release);
+        if on_disk != *info {
+            tracing::warn!(channel = %self.channel_id, height = on_disk.height, previous = info.height, "the reopened ledger file is at another height than the failed write left it");
+            self.height_tx.send_replace(on_disk.height);
+            *info = on_disk;
+        }
+        tracing::info!(channel = %self.channel_id, height = info.height, path = %self.path.display(), "ledger file opened again after a failed write");
+        Ok(())
+    }
+
     /// The database, for beginning a transaction.
     fn db(&self) -> RwLockReadGuard<'_, Database> {
         // A panic while compacting leaves the database as redb left it; reads go on.
@@ -869,6 +934,34 @@ fn drop_private_sets(
 
 /// Creates the tables of a new file, or checks the schema version and channel of an existing
 /// one.
+/// Opens (creating if missing) the redb file at `path` for `channel_id`: checks its schema
+/// and channel, reads the chain summary and verifies the last block against it.
+fn open_file(path: &Path, channel_id: &str) -> Result<(Database, ChainInfo), LedgerError> {
+    let db = redb::Builder::new()
+        .set_cache_size(crate::LEDGER_CACHE_BYTES)
+        .create(path)
+        .map_err(|e| open_error(path, e))?;
+    init_schema(&db, path, channel_id)?;
+    let info = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let height = tables::read_u64(&meta, META_HEIGHT)?
+            .ok_or_else(|| LedgerError::corrupt("meta has no height"))?;
+        let current_block_hash = tables::read_bytes(&meta, META_TIP_HASH)?
+            .ok_or_else(|| LedgerError::corrupt("meta has no tip hash"))?;
+        let previous_block_hash = tables::read_bytes(&meta, META_PREVIOUS_HASH)?
+            .ok_or_else(|| LedgerError::corrupt("meta has no previous hash"))?;
+        let info = ChainInfo {
+            height,
+            current_block_hash,
+            previous_block_hash,
+        };
+        verify_tip(&txn, &info)?;
+        info
+    };
+    Ok((db, info))
+}
+
 fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), LedgerError> {
     let txn = db.begin_write()?;
     {

@@ -1596,3 +1596,92 @@ async fn a_waiter_hears_the_commit_of_its_transaction() {
     );
     assert_eq!(ledger.tx_location("tx-b").unwrap(), Some(heard));
 }
+
+/// The image a crash leaves of a ledger still open for writing (every commit is durable, the
+/// file says "recovery required"), copied into `to`.
+fn crash_image(ledger_dir: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's folder");
+    std::fs::copy(ledger_dir.join(LEDGER_FILE), to.join(LEDGER_FILE)).expect("copy the file");
+}
+
+/// Zeroes the second half (the checksummed end) of commit slot `slot` of the redb file in `dir`
+/// — the primary one when `None` — as a write torn by a power cut leaves it.
+fn tear_commit_slot(dir: &Path, slot: Option<usize>) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LEDGER_FILE))
+        .expect("open the copy");
+    let mut god = [0u8; 1];
+    file.read_exact_at(&mut god, 9).expect("read the god byte");
+    assert!(
+        god[0] & 2 != 0,
+        "an open ledger's file says recovery required"
+    );
+    let slot = slot.unwrap_or(usize::from(god[0] & 1));
+    file.write_all_at(&[0u8; 64], 64 + 128 * slot as u64 + 64)
+        .expect("tear the slot");
+}
+
+#[test]
+fn a_torn_last_commit_opens_at_the_block_before_it() {
+    let dir = TempDir::new("torn-live");
+    let copy = TempDir::new("torn-copy");
+    let intact = TempDir::new("torn-intact");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    commit(
+        &ledger,
+        vec![tx(0, "a", VALID, 1, vec![put("cc", "k", b"v1")])],
+    );
+    let before_last = ledger.info();
+    commit(
+        &ledger,
+        vec![tx(0, "b", VALID, 2, vec![put("cc", "k", b"v2")])],
+    );
+    crash_image(dir.path(), intact.path());
+    crash_image(dir.path(), copy.path());
+    tear_commit_slot(copy.path(), None);
+
+    // Untorn, the crash image holds both blocks.
+    assert_eq!(Ledger::open(intact.path(), CHANNEL).unwrap().height(), 2);
+    // Torn, it rolls back to the commit before: block 0 and its state, chain intact.
+    let recovered = Ledger::open(copy.path(), CHANNEL).unwrap();
+    assert_eq!(recovered.info(), before_last);
+    assert!(recovered.block_bytes(0).unwrap().is_some());
+    assert_eq!(recovered.tx_location("b").unwrap(), None);
+    let snap = recovered.snapshot().unwrap();
+    assert_eq!(snap.get("cc", "k").unwrap().unwrap().value, b"v1".to_vec());
+    drop(snap);
+    // And it takes the lost block again.
+    commit(
+        &recovered,
+        vec![tx(0, "b", VALID, 2, vec![put("cc", "k", b"v2")])],
+    );
+    assert_eq!(recovered.info(), ledger.info());
+}
+
+#[test]
+fn a_ledger_with_both_commit_slots_torn_is_reported_corrupt_naming_the_file() {
+    let dir = TempDir::new("torn-both-live");
+    let copy = TempDir::new("torn-both-copy");
+    let ledger = Ledger::open(dir.path(), CHANNEL).unwrap();
+    commit(
+        &ledger,
+        vec![tx(0, "a", VALID, 1, vec![put("cc", "k", b"v1")])],
+    );
+    commit(
+        &ledger,
+        vec![tx(0, "b", VALID, 2, vec![put("cc", "k", b"v2")])],
+    );
+    crash_image(dir.path(), copy.path());
+    tear_commit_slot(copy.path(), Some(0));
+    tear_commit_slot(copy.path(), Some(1));
+    match Ledger::open(copy.path(), CHANNEL) {
+        Err(LedgerError::Corrupt { what }) => {
+            assert!(what.contains(LEDGER_FILE), "{what}");
+            assert!(what.contains("commit slots are corrupted"), "{what}");
+        }
+        other => panic!("a ledger with no intact commit opened as {other:?}"),
+    }
+}

@@ -18,6 +18,10 @@
 //!   silent period, and nothing while blocks flow. It catches an orderer that still answers pings but no longer receives blocks (cut
 //!   off from its Raft cluster).
 //!
+//! A block the ledger cannot store (a full disk) is pulled and tried again after a wait that
+//! doubles up to `STORAGE_RETRY_MAX`; meanwhile the ledger's failed write shows in `/healthz`
+//! and in the log.
+//!
 //! Invariant: a block is committed only after its orderer signatures, hash chain and every
 //! transaction were validated against the state it extends; a block that fails block-level
 //! checks is refused and fetched again (from another orderer if need be), never skipped.
@@ -35,6 +39,9 @@ use tokio_stream::StreamExt;
 
 /// Delay before retrying after an orderer failed or refused us.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The longest wait between attempts to commit while the ledger cannot store blocks (a full
+/// disk): the wait doubles from [`RETRY_DELAY`] after each failed attempt up to this.
+const STORAGE_RETRY_MAX: Duration = Duration::from_secs(8);
 /// How long a Deliver stream may stay silent before the other endpoints are asked whether
 /// they are ahead of it (see the module doc).
 pub const SILENCE_BEFORE_PROBE: Duration = Duration::from_secs(10);
@@ -329,6 +336,8 @@ fn seek_envelope(peer: &Peer, channel_id: &str, start: u64, probe: bool) -> comm
 /// Pulls and commits blocks of `channel` until `shutdown` turns true.
 pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Receiver<bool>) {
     let mut next_endpoint = 0usize;
+    // The wait after the last attempt that the ledger failed to store (zero while it stores).
+    let mut storage_backoff = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return;
@@ -361,7 +370,23 @@ pub async fn run(peer: Arc<Peer>, channel: Arc<Channel>, mut shutdown: watch::Re
             }
             _ = shutdown.changed() => return,
         }
-        tokio::time::sleep(RETRY_DELAY).await;
+        let delay = match channel.ledger().write_failure() {
+            // The ledger could not store the last block (a full disk, an I/O error): wait
+            // longer after each failed attempt instead of pulling the block again at once.
+            Some(failure) => {
+                storage_backoff = (storage_backoff * 2).clamp(RETRY_DELAY, STORAGE_RETRY_MAX);
+                tracing::error!(channel = %channel.id(), error = %failure, retry_in = ?storage_backoff, "the ledger cannot store blocks; committing paused");
+                storage_backoff
+            }
+            None => {
+                storage_backoff = Duration::ZERO;
+                RETRY_DELAY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! Each test binary compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
+pub mod energy;
+
 use gridledger_identity::SigningIdentity;
 use gridledger_sdk::Gateway;
 use std::net::TcpListener;
