@@ -493,6 +493,24 @@ fn policies_outside_the_syntax_are_not_rendered() {
     );
 }
 
+/// Found by the `policy` fuzz target (fuzz/regressions/policy/bare-signed-by): an envelope
+/// whose rule is a bare `SignedBy` rendered as `'Org8MSP.member'`, which `parse` refuses.
+#[test]
+fn a_bare_principal_renders_as_a_one_of_one_gate_that_parses_back() {
+    // The fuzz input without its selector byte: rule SignedBy(0), identity Org8MSP.member.
+    let bytes = [
+        0x12, 0x02, 0x08, 0x00, 0x1a, 0x0b, 0x12, 0x09, 0x0a, 0x07, b'O', b'r', b'g', b'8', b'M',
+        b'S', b'P',
+    ];
+    let env = SignaturePolicyEnvelope::decode(&bytes[..]).unwrap();
+    assert_eq!(env.rule, Some(signed_by(0)));
+    let text = to_policy_string(&env).unwrap();
+    assert_eq!(text, "OR('Org8MSP.member')");
+    let reparsed = parse(&text).unwrap();
+    assert_eq!(reparsed.identities, env.identities);
+    assert_eq!(reparsed.rule, Some(n_out_of(1, vec![signed_by(0)])));
+}
+
 #[test]
 fn implicit_meta_strings() {
     let p = parse_implicit_meta("ANY Readers").unwrap();

@@ -28,11 +28,12 @@ use gridledger_proto::orderer::BroadcastResponse;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::access::{Rejection, authorize, parse_envelope};
+use crate::access::{ParsedEnvelope, Rejection, authorize, parse_envelope};
 use crate::block::NONCE_LEN;
 use crate::chain::{Submission, SubmitError};
 use crate::configtx::process_config_update;
 use crate::registry::{ChannelState, Registry};
+use gridledger_channels::config::ChannelConfig;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The policy a broadcaster must satisfy.
@@ -101,9 +102,10 @@ fn screen(
         ));
     }
     let config = channel.view.config();
-    match HeaderType::try_from(parsed.channel_header.r#type) {
-        Ok(HeaderType::EndorserTransaction) => {}
-        Ok(HeaderType::ConfigUpdate) => {
+    match broadcast_kind(&parsed)? {
+        HeaderType::EndorserTransaction => {}
+        // CONFIG_UPDATE: the only other type `broadcast_kind` lets through.
+        _ => {
             let members = channel.view.members();
             let ids = members.voters();
             let mut nonce = [0u8; NONCE_LEN];
@@ -123,18 +125,6 @@ fn screen(
                 "config update accepted for ordering");
             return Ok((channel, Submission::Config(accepted.envelope)));
         }
-        Ok(other) => {
-            return Err(Rejection::bad_request(format!(
-                "envelopes of type {} cannot be broadcast; only ENDORSER_TRANSACTION is ordered",
-                other.as_str_name()
-            )));
-        }
-        Err(_) => {
-            return Err(Rejection::bad_request(format!(
-                "unknown channel header type {}",
-                parsed.channel_header.r#type
-            )));
-        }
     }
     authorize(
         &config,
@@ -144,6 +134,58 @@ fn screen(
         now_unix_secs,
     )?;
     Ok((channel, Submission::Transaction(envelope.encode_to_vec())))
+}
+
+/// The type of a parsed envelope if Broadcast orders that type (ENDORSER_TRANSACTION or
+/// CONFIG_UPDATE, step 4 above); any other type is BAD_REQUEST.
+fn broadcast_kind(parsed: &ParsedEnvelope) -> Result<HeaderType, Rejection> {
+    match HeaderType::try_from(parsed.channel_header.r#type) {
+        Ok(kind @ (HeaderType::EndorserTransaction | HeaderType::ConfigUpdate)) => Ok(kind),
+        Ok(other) => Err(Rejection::bad_request(format!(
+            "envelopes of type {} cannot be broadcast; only ENDORSER_TRANSACTION is ordered",
+            other.as_str_name()
+        ))),
+        Err(_) => Err(Rejection::bad_request(format!(
+            "unknown channel header type {}",
+            parsed.channel_header.r#type
+        ))),
+    }
+}
+
+/// Screens `envelope` against one channel's `config` at `now_unix_secs` as Broadcast does,
+/// without a running orderer: it parses and names that channel (steps 1–2), has a type
+/// Broadcast orders (step 4), and its creator is a valid identity whose signature over the
+/// payload verifies and who satisfies `/Channel/Writers` (step 5). The config update checks
+/// of step 6 are `gridledger_channels::update`'s. `Err` carries the status and `info`
+/// Broadcast answers. Exists so the screening of untrusted envelopes can be tested and
+/// fuzzed offline.
+pub fn screen_envelope(
+    config: &ChannelConfig,
+    envelope: &common::Envelope,
+    now_unix_secs: u64,
+) -> Result<HeaderType, (Status, String)> {
+    let screen = || {
+        let parsed = parse_envelope(envelope)?;
+        if parsed.channel_header.channel_id != config.channel_id() {
+            return Err(Rejection::new(
+                Status::NotFound,
+                format!(
+                    "channel '{}' does not exist on this orderer",
+                    parsed.channel_header.channel_id
+                ),
+            ));
+        }
+        let kind = broadcast_kind(&parsed)?;
+        authorize(
+            config,
+            envelope,
+            &parsed,
+            WRITERS_POLICY_PATH,
+            now_unix_secs,
+        )?;
+        Ok(kind)
+    };
+    screen().map_err(|r: Rejection| (r.status, r.info))
 }
 
 /// Screens an envelope and hands it to its channel's ordering loop.

@@ -74,6 +74,7 @@ mod registry;
 mod server;
 mod view;
 
+pub use broadcast::screen_envelope;
 pub use chain::{ChainError, SubmitError};
 pub use cluster::ClusterError;
 pub use config::{

@@ -888,6 +888,33 @@ pub fn execute_blocking(
     }
 }
 
+/// Answers `messages` — requests a chaincode sent during one transaction — through `stub`,
+/// exactly as a running transaction does, without a connection: one `Ok(payload)` (the
+/// RESPONSE payload) or `Err(text)` (the ERROR text) per message, in order. A message that is
+/// not a request (COMPLETED, ERROR, REGISTER, an unknown type, …) gets an `Err` here; on a
+/// connection it would end the transaction instead. Exists so the handling of untrusted
+/// chaincode messages can be tested and fuzzed offline.
+pub fn answer_requests(
+    stub: &mut ChaincodeStub<'_>,
+    messages: &[ChaincodeMessage],
+) -> Vec<Result<Vec<u8>, String>> {
+    let mut tx = TxState {
+        stub,
+        iterators: HashMap::new(),
+        next_iterator: 0,
+    };
+    messages
+        .iter()
+        .map(|msg| match Type::try_from(msg.r#type) {
+            Ok(kind) if is_request(kind as i32) => tx.answer(kind, msg),
+            _ => Err(format!(
+                "message type {} is not a request a chaincode may send during a transaction",
+                msg.r#type
+            )),
+        })
+        .collect()
+}
+
 /// [`execute_blocking`] with `host` running the chaincodes `cc` calls.
 pub fn execute_blocking_with_host(
     cc: &ExternalChaincode,

@@ -193,21 +193,28 @@ type DecodedTrades = HashMap<String, (Version, GridTrade)>;
 /// a week of 15-minute periods.
 const DECODED_PERIODS: usize = 7 * 96;
 
-/// Reads a load profile: a header, then `minute_of_day,load_scale` for each of the 96 slots.
+/// Reads a load profile file (see [`parse_load_profile`]).
 fn read_profile(path: &Path) -> Result<Vec<f64>, FeasibilityError> {
     let text = std::fs::read_to_string(path).map_err(|source| FeasibilityError::Read {
         path: path.into(),
         source,
     })?;
+    parse_load_profile(&text, &path.display().to_string())
+}
+
+/// Parses a load profile: a header, then `minute_of_day,load_scale` for each of the 96
+/// 15-minute slots of a day; returns the 96 scales in slot order. `source` names the text in
+/// errors (the file's path). Every malformed line is an [`FeasibilityError::Invalid`] naming
+/// its line number.
+pub fn parse_load_profile(text: &str, source: &str) -> Result<Vec<f64>, FeasibilityError> {
     let mut scales = vec![f64::NAN; SLOTS_PER_DAY];
     for (number, line) in text.lines().enumerate().skip(1) {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let invalid = |why: &str| {
-            FeasibilityError::Invalid(format!("{} line {}: {why}", path.display(), number + 1))
-        };
+        let invalid =
+            |why: &str| FeasibilityError::Invalid(format!("{source} line {}: {why}", number + 1));
         let (minute, scale) = line
             .split_once(',')
             .ok_or_else(|| invalid("expected minute_of_day,load_scale"))?;
@@ -229,8 +236,7 @@ fn read_profile(path: &Path) -> Result<Vec<f64>, FeasibilityError> {
     }
     if let Some(missing) = scales.iter().position(|s| s.is_nan()) {
         return Err(FeasibilityError::Invalid(format!(
-            "{} has no load scale for minute {}",
-            path.display(),
+            "{source} has no load scale for minute {}",
             missing * 15
         )));
     }

@@ -751,7 +751,8 @@ pub fn parse(src: &str) -> Result<SignaturePolicyEnvelope, PolicyParseError> {
 }
 
 /// Renders a signature policy back to Fabric's syntax: `OR` for an `NOutOf` that needs one of
-/// its rules, `AND` for one that needs all of them, `OutOf(n, ...)` otherwise.
+/// its rules, `AND` for one that needs all of them, `OutOf(n, ...)` otherwise; a lone
+/// principal at the top (a bare `SignedBy`, which the syntax cannot write) as `OR(principal)`.
 ///
 /// Fails for policies the syntax cannot express: principals other than `ROLE`, an `NOutOf`
 /// without rules or with `n` outside `0..=rules + 1`, or MSP ids the syntax does not accept.
@@ -760,7 +761,16 @@ pub fn parse(src: &str) -> Result<SignaturePolicyEnvelope, PolicyParseError> {
 pub fn to_policy_string(env: &SignaturePolicyEnvelope) -> Result<String, PolicyError> {
     let rule = env.rule.as_ref().ok_or(PolicyError::MissingRule)?;
     let mut out = String::new();
+    // The syntax has no bare principal at the top (`parse` refuses one): a lone `SignedBy`
+    // is written as the one-of-one gate that means the same.
+    let bare = matches!(rule.r#type, Some(signature_policy::Type::SignedBy(_)));
+    if bare {
+        out.push_str("OR(");
+    }
     render_rule(rule, &env.identities, 1, &mut out)?;
+    if bare {
+        out.push(')');
+    }
     Ok(out)
 }
 
