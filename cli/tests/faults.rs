@@ -34,7 +34,7 @@
 //! tmpfs content copied next to it, and the logs' tails printed).
 
 mod support;
-use support::energy::{ENERGY, Replay, json};
+use support::energy::{ENERGY, Replay, json, transactions_filter};
 use support::{free_base_port, gateway_as, gridledger, stderr, stdout};
 
 use gridledger_proto::prost::Message;
@@ -1175,15 +1175,7 @@ async fn the_network_under_load_survives_random_faults_and_loses_nothing_committ
     let mut codes: BTreeMap<String, (u64, u8)> = BTreeMap::new();
     for block in &blocks {
         let number = block.header.as_ref().map_or(0, |h| h.number);
-        let filter = block
-            .metadata
-            .as_ref()
-            .and_then(|m| {
-                m.metadata
-                    .get(common::BlockMetadataIndex::TransactionsFilter as usize)
-            })
-            .cloned()
-            .unwrap_or_default();
+        let filter = transactions_filter(block);
         for (i, envelope) in block.data.iter().flat_map(|d| d.data.iter()).enumerate() {
             let tx_id = common::Envelope::decode(envelope.as_slice())
                 .ok()

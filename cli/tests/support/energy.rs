@@ -64,10 +64,10 @@ pub fn energy_writes(envelope: &[u8]) -> (Vec<Write>, Vec<String>) {
     (out, endorsers)
 }
 
-/// Applies the `energy` writes of the VALID transactions of `block` (encoded, as a peer
-/// stores it, TRANSACTIONS_FILTER filled in) to `state`.
-pub fn apply_block(state: &mut BTreeMap<String, Vec<u8>>, block: &common::Block) {
-    let filter = block
+/// The validation code of each transaction of `block`, as the committing peer recorded them
+/// (metadata slot TRANSACTIONS_FILTER; empty when the block has none).
+pub fn transactions_filter(block: &common::Block) -> Vec<u8> {
+    block
         .metadata
         .as_ref()
         .and_then(|m| {
@@ -75,22 +75,32 @@ pub fn apply_block(state: &mut BTreeMap<String, Vec<u8>>, block: &common::Block)
                 .get(common::BlockMetadataIndex::TransactionsFilter as usize)
         })
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The `energy` writes of the VALID transactions of `block` (encoded, as a peer stores it,
+/// TRANSACTIONS_FILTER filled in), in order.
+pub fn valid_energy_writes(block: &common::Block) -> Vec<Write> {
+    let filter = transactions_filter(block);
     let data = block
         .data
         .as_ref()
         .map(|d| d.data.as_slice())
         .unwrap_or_default();
-    for (i, envelope) in data.iter().enumerate() {
-        if filter.get(i).copied() != Some(protos::TxValidationCode::Valid as u8) {
-            continue;
-        }
-        for (key, value) in energy_writes(envelope).0 {
-            match value {
-                Some(v) => state.insert(key, v),
-                None => state.remove(&key),
-            };
-        }
+    data.iter()
+        .enumerate()
+        .filter(|(i, _)| filter.get(*i).copied() == Some(protos::TxValidationCode::Valid as u8))
+        .flat_map(|(_, envelope)| energy_writes(envelope).0)
+        .collect()
+}
+
+/// Applies the `energy` writes of the VALID transactions of `block` to `state`.
+pub fn apply_block(state: &mut BTreeMap<String, Vec<u8>>, block: &common::Block) {
+    for (key, value) in valid_energy_writes(block) {
+        match value {
+            Some(v) => state.insert(key, v),
+            None => state.remove(&key),
+        };
     }
 }
 
@@ -176,38 +186,19 @@ pub struct Replay {
 impl Replay {
     /// Applies `block` (as a peer stores it) and checks both laws at the new height.
     pub fn apply(&mut self, block: &common::Block) {
-        let filter = block
-            .metadata
-            .as_ref()
-            .and_then(|m| {
-                m.metadata
-                    .get(common::BlockMetadataIndex::TransactionsFilter as usize)
-            })
-            .cloned()
-            .unwrap_or_default();
-        let data = block
-            .data
-            .as_ref()
-            .map(|d| d.data.as_slice())
-            .unwrap_or_default();
-        for (i, envelope) in data.iter().enumerate() {
-            if filter.get(i).copied() != Some(protos::TxValidationCode::Valid as u8) {
-                continue;
-            }
-            for (key, value) in energy_writes(envelope).0 {
-                let old = match &value {
-                    Some(v) => self.state.insert(key.clone(), v.clone()),
-                    None => self.state.remove(&key),
-                };
-                if let Some(old) = old {
-                    for (sum, part) in self.sums.iter_mut().zip(contribution(&key, &old)) {
-                        *sum -= i128::from(part);
-                    }
+        for (key, value) in valid_energy_writes(block) {
+            let old = match &value {
+                Some(v) => self.state.insert(key.clone(), v.clone()),
+                None => self.state.remove(&key),
+            };
+            if let Some(old) = old {
+                for (sum, part) in self.sums.iter_mut().zip(contribution(&key, &old)) {
+                    *sum -= i128::from(part);
                 }
-                if let Some(new) = &value {
-                    for (sum, part) in self.sums.iter_mut().zip(contribution(&key, new)) {
-                        *sum += i128::from(part);
-                    }
+            }
+            if let Some(new) = &value {
+                for (sum, part) in self.sums.iter_mut().zip(contribution(&key, new)) {
+                    *sum += i128::from(part);
                 }
             }
         }
