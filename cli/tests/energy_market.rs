@@ -279,7 +279,8 @@ async fn a_period_settles_from_the_meter_channels_and_conserves_tokens_and_payme
         }
     }
     let bid_block = commit(&energy(&r001), &["AcceptBid", "tbid", "b1", &p, "2000"]).await;
-    let endorsers = endorsers_of_write(&dso, bid_block, &format!("trade/{period:012}/tbid")).await;
+    // Read from the peer that reported the commit: another may not hold the block yet.
+    let endorsers = endorsers_of_write(&r001, bid_block, &format!("trade/{period:012}/tbid")).await;
     assert!(
         endorsers.iter().any(|m| m == "DSOMSP"),
         "the bid's trade was endorsed by {endorsers:?}"
