@@ -932,8 +932,6 @@ fn drop_private_sets(
     Ok(())
 }
 
-/// Creates the tables of a new file, or checks the schema version and channel of an existing
-/// one.
 /// Opens (creating if missing) the redb file at `path` for `channel_id`: checks its schema
 /// and channel, reads the chain summary and verifies the last block against it.
 fn open_file(path: &Path, channel_id: &str) -> Result<(Database, ChainInfo), LedgerError> {
@@ -962,6 +960,8 @@ fn open_file(path: &Path, channel_id: &str) -> Result<(Database, ChainInfo), Led
     Ok((db, info))
 }
 
+/// Creates the tables of a new file, or checks the schema version and channel of an existing
+/// one.
 fn init_schema(db: &Database, path: &Path, channel_id: &str) -> Result<(), LedgerError> {
     let txn = db.begin_write()?;
     {
